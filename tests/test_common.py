@@ -1,0 +1,15 @@
+"""scikit-learn's own API checks over every public estimator."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skfal import LeverageScoreSampler
+
+ESTIMATORS = [
+    LeverageScoreSampler(),
+    LeverageScoreSampler(weighting="des-raj", budget=3),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
