@@ -204,6 +204,9 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         n_selected = resolve_budget(self.budget, X.shape[0])
         rng = check_random_state(self.random_state)
+        # Drawn in both modes, so the selection draws below see the same stream:
+        # federated and centralized fits with one random_state select the same rows.
+        protocol_rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
 
         if groups is None:
             self.clients_ = None
@@ -215,7 +218,7 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
                 X,
                 client_rows,
                 self.protocol,
-                rng,
+                protocol_rng,
                 block_size=self.mask_block_size,
                 n_jobs=self.n_jobs,
             )

@@ -1,0 +1,23 @@
+"""Test data with known answers."""
+
+import numpy as np
+
+
+def matrix_with_known_basis(n_samples, n_features, cond, random_state, n_spikes=5):
+    """``X = U diag(s) V^T`` with ``U`` orthonormal and a few high-leverage rows.
+
+    Returns ``X`` and its exact leverage scores, the squared row norms of ``U``.
+    The singular values are log-spaced from 1 to ``1 / cond``.
+    """
+    rng = np.random.RandomState(random_state)
+    B = rng.standard_normal((n_samples, n_features))
+    B[:n_spikes] *= 100.0  # rows that dominate some direction
+    U, _ = np.linalg.qr(B)
+    V, _ = np.linalg.qr(rng.standard_normal((n_features, n_features)))
+    s = np.logspace(0, -np.log10(cond), n_features)
+    return (U * s) @ V.T, np.einsum("ij,ij->i", U, U)
+
+
+def hat_diagonal(X):
+    """Leverage scores from the definition: the diagonal of X (X^T X)^+ X^T."""
+    return np.einsum("ij,ji->i", X, np.linalg.pinv(X.T @ X) @ X.T)

@@ -1,0 +1,201 @@
+"""LeverageScoreSampler, centralized: accuracy, selection, weights, API, errors."""
+
+import numpy as np
+import pytest
+from _helpers import hat_diagonal, matrix_with_known_basis
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skfal import LeverageScoreSampler
+
+
+@pytest.mark.parametrize("cond, tol", [(1e2, 1e-10), (1e8, 1e-6)])
+def test_scores_match_known_basis(cond, tol):
+    # X = U diag(s) V^T: the exact scores are the squared row norms of U. A
+    # Gram/Cholesky solution squares cond and is off by ~0.1 at 1e8.
+    X, exact = matrix_with_known_basis(3000, 12, cond, random_state=0)
+    sampler = LeverageScoreSampler(budget=5, random_state=0).fit(X)
+    assert np.max(np.abs(sampler.scores_ - exact) / exact) <= tol
+    assert sampler.rank_ == 12
+
+
+def test_scores_equal_hat_matrix_diagonal():
+    X = np.random.RandomState(1).standard_normal((300, 7))
+    sampler = LeverageScoreSampler(random_state=0).fit(X)
+    assert np.allclose(sampler.scores_, hat_diagonal(X), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize(
+    "make, rank",
+    [
+        (lambda X: np.hstack([X, X[:, :2] + X[:, 2:4]]), 5),  # dependent columns
+        (lambda X: np.hstack([X, np.zeros((X.shape[0], 3))]), 5),  # zero columns
+        (lambda X: np.outer(X[:, 0], np.ones(4)), 1),  # rank one
+    ],
+)
+def test_rank_deficient_scores_sum_to_rank(make, rank):
+    # Scores are squared row norms of an orthonormal basis of the column
+    # space, which has `rank` columns: they sum to the rank, with no NaN.
+    X = make(np.random.RandomState(2).standard_normal((200, 5)))
+    sampler = LeverageScoreSampler(budget=20, random_state=0).fit(X)
+    assert np.all(np.isfinite(sampler.scores_))
+    assert sampler.rank_ == rank
+    assert sampler.scores_.sum() == pytest.approx(rank, rel=1e-10)
+    assert np.allclose(sampler.scores_, hat_diagonal(X), atol=1e-10)
+
+
+def test_more_columns_than_rows():
+    X = np.random.RandomState(3).standard_normal((6, 10))
+    sampler = LeverageScoreSampler(budget=6, random_state=0).fit(X)
+    assert np.allclose(sampler.scores_, 1.0)  # rank 6 = n: every row is essential
+
+
+def test_selection_exact_budget_sorted_distinct():
+    X = np.random.RandomState(4).standard_normal((500, 4))
+    for budget, expected in [(1, 1), (37, 37), (500, 500), (0.1, 50)]:
+        sampler = LeverageScoreSampler(budget=budget, random_state=1).fit(X)
+        idx = sampler.sample_indices_
+        assert idx.shape == (expected,)
+        assert np.all(np.diff(idx) > 0)
+        assert sampler.n_draws_ >= expected
+        assert sampler.sample_weight_.shape == (expected,)
+
+
+def test_reproducible_and_seed_dependent():
+    X = np.random.RandomState(5).standard_normal((400, 3))
+    a = LeverageScoreSampler(budget=30, random_state=7).fit(X)
+    b = LeverageScoreSampler(budget=30, random_state=7).fit(X)
+    c = LeverageScoreSampler(budget=30, random_state=8).fit(X)
+    assert np.array_equal(a.sample_indices_, b.sample_indices_)
+    assert np.array_equal(a.sample_weight_, b.sample_weight_)
+    assert not np.array_equal(a.sample_indices_, c.sample_indices_)
+
+
+def test_weights_are_multiplicity_over_draws_times_probability():
+    # w_i n_draws p_i is each row's multiplicity: a positive integer, and the
+    # multiplicities add up to the number of draws.
+    X = np.random.RandomState(6).standard_normal((50, 3))
+    X[:3] *= 20
+    sampler = LeverageScoreSampler(budget=20, random_state=0).fit(X)
+    p = sampler.scores_ / sampler.scores_.sum()
+    mult = sampler.sample_weight_ * sampler.n_draws_ * p[sampler.sample_indices_]
+    assert np.allclose(mult, np.round(mult))
+    assert np.all(np.round(mult) >= 1)
+    assert np.round(mult).sum() == sampler.n_draws_
+
+
+def test_high_leverage_rows_are_selected():
+    rng = np.random.RandomState(7)
+    X = rng.standard_normal((5000, 5))
+    X[:5] = 200 * np.eye(5)  # each alone determines one direction: score ~1
+    hits = 0
+    for seed in range(20):
+        sampler = LeverageScoreSampler(budget=25, random_state=seed).fit(X)
+        hits += np.isin(np.arange(5), sampler.sample_indices_).sum()
+    assert hits >= 95  # uniform sampling would find ~0.5 of the 100
+
+
+@pytest.mark.parametrize("weighting, tol", [("hansen-hurwitz", 0.02), ("des-raj", 0.005)])
+def test_weighted_gram_is_unbiased(weighting, tol):
+    # sum_i w_i x_i x_i^T estimates X^T X; averaged over many independent
+    # draws it approaches X^T X, while one draw is far off. Des Raj weights
+    # are exactly unbiased (measured: 0.2% off, Monte Carlo noise);
+    # Hansen-Hurwitz ones carry a bias from the random number of draws
+    # (measured: 1.3% here). Dropping the multiplicities (39% off) or
+    # dividing by the budget instead of n_draws (43% off) fails this.
+    rng = np.random.RandomState(8)
+    X = rng.standard_normal((300, 3)) * [1.0, 3.0, 0.3]
+    X[:4] *= 6
+    gram = X.T @ X
+    n_seeds = 3000
+    estimates = np.empty((n_seeds, 3, 3))
+    for seed in range(n_seeds):
+        s = LeverageScoreSampler(budget=15, weighting=weighting, random_state=seed).fit(X)
+        Xs = X[s.sample_indices_]
+        estimates[seed] = (Xs * s.sample_weight_[:, None]).T @ Xs
+    err = np.linalg.norm(estimates.mean(0) - gram) / np.linalg.norm(gram)
+    single = np.median(np.linalg.norm(estimates - gram, axis=(1, 2))) / np.linalg.norm(gram)
+    assert single > 0.1
+    assert err < tol
+
+
+def test_weighted_least_squares_on_selection_is_close():
+    # The point of the weights: a weighted fit on a few rows approximates the
+    # fit on all rows.
+    rng = np.random.RandomState(9)
+    X = rng.standard_normal((20000, 5))
+    y = X @ np.arange(1.0, 6.0) + rng.standard_normal(20000)
+    s = LeverageScoreSampler(budget=200, random_state=0).fit(X)
+    sw = np.sqrt(s.sample_weight_)[:, None]
+    coef = np.linalg.lstsq(X[s.sample_indices_] * sw, y[s.sample_indices_] * sw[:, 0], rcond=None)[0]
+    assert np.allclose(coef, np.arange(1.0, 6.0), atol=0.3)
+
+
+def test_transform_is_leverage_against_fitted_space():
+    rng = np.random.RandomState(10)
+    X = rng.standard_normal((100, 4))
+    X_new = rng.standard_normal((7, 4))
+    s = LeverageScoreSampler(random_state=0).fit(X)
+    assert s.transform(X).shape == (100, 1)
+    assert np.allclose(s.transform(X)[:, 0], s.scores_, rtol=1e-12, atol=0)
+    expected = np.einsum("ij,jk,ik->i", X_new, np.linalg.pinv(X.T @ X), X_new)
+    assert np.allclose(s.transform(X_new)[:, 0], expected, rtol=1e-10)
+    assert np.allclose(s.fit_transform(X)[:, 0], s.scores_)
+
+
+def test_feature_names_and_pandas_output():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(np.random.RandomState(11).standard_normal((40, 3)), columns=list("abc"))
+    s = LeverageScoreSampler(random_state=0).set_output(transform="pandas").fit(X)
+    out = s.transform(X)
+    assert list(out.columns) == ["leverage_score"]
+    assert out.index.equals(X.index)
+    assert list(s.get_feature_names_out()) == ["leverage_score"]
+    assert list(s.feature_names_in_) == ["a", "b", "c"]
+    with pytest.raises(ValueError):
+        s.get_feature_names_out(["x", "y", "z"])
+
+
+def test_fit_resample_returns_selected_rows():
+    rng = np.random.RandomState(12)
+    X = rng.standard_normal((60, 3))
+    y = np.full(60, np.nan)  # labels may be missing: none are read in fit
+    s = LeverageScoreSampler(budget=9, random_state=3)
+    X_res, y_res = s.fit_resample(X, y)
+    idx = s.sample_indices_
+    assert np.array_equal(X_res, X[idx]) and np.array_equal(y_res, y[idx], equal_nan=True)
+    pd = pytest.importorskip("pandas")
+    Xdf, ys = pd.DataFrame(X), pd.Series(np.arange(60.0))
+    Xd_res, ys_res = LeverageScoreSampler(budget=9, random_state=3).fit_resample(Xdf, ys)
+    assert Xd_res.index.tolist() == idx.tolist() and ys_res.tolist() == idx.tolist()
+
+
+def test_in_pipeline():
+    X = np.random.RandomState(13).standard_normal((80, 3)) * 10 + 5
+    pipe = make_pipeline(StandardScaler(), LeverageScoreSampler(random_state=0))
+    assert pipe.fit_transform(X).shape == (80, 1)
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, match",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0]]), {}, "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0]]), {}, "infinity"),
+        (np.arange(5.0), {}, "Expected 2D array"),
+        (np.ones((5, 2)), {"budget": 0}, "budget"),
+        (np.ones((5, 2)), {"budget": -1}, "budget"),
+        (np.ones((5, 2)), {"budget": 1.5}, "budget"),
+        (np.ones((5, 2)), {"budget": 6}, "asks for 6 .* n_samples=5"),
+        (np.zeros((5, 2)), {}, "all zeros"),
+    ],
+)
+def test_bad_input_clear_error(X, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LeverageScoreSampler(**kwargs).fit(X)
+
+
+def test_budget_above_rows_with_nonzero_score():
+    X = np.zeros((6, 2))
+    X[:3] = np.random.RandomState(14).standard_normal((3, 2))
+    with pytest.raises(ValueError, match="only 3 of the 6 rows have a positive"):
+        LeverageScoreSampler(budget=4).fit(X)

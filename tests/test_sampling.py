@@ -1,0 +1,124 @@
+"""The shared sampling core: budgets, the until-distinct draw, the weights."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from skfal._sampling import (
+    draw_until_distinct,
+    importance_weights,
+    resolve_budget,
+    sampling_probabilities,
+)
+
+
+@pytest.mark.parametrize(
+    "budget, n, expected",
+    [(1, 10, 1), (10, 10, 10), (0.1, 30, 3), (0.15, 10, 2), (1.0, 7, 7), (1e-9, 5, 1)],
+)
+def test_resolve_budget(budget, n, expected):
+    # A float is a fraction rounded up; 0.1 * 30 is 3.0000000000000004 in
+    # floating point and must still give 3 rows, not 4.
+    assert resolve_budget(budget, n) == expected
+
+
+def test_resolve_budget_above_n_names_both_numbers():
+    with pytest.raises(ValueError, match=r"budget=11 asks for 11 .* n_samples=10"):
+        resolve_budget(11, 10)
+
+
+def test_sampling_probabilities_rejects_all_zero():
+    with pytest.raises(ValueError, match="All sampling scores are zero"):
+        sampling_probabilities(np.zeros(4))
+
+
+def naive_draw(p, budget, rng):
+    """The literal process of FALE's Algorithm 1: one draw at a time."""
+    counts = {}
+    n_draws = 0
+    while len(counts) < budget:
+        i = int(rng.choice(p.shape[0], p=p))
+        counts[i] = counts.get(i, 0) + 1
+        n_draws += 1
+    return counts, n_draws
+
+
+def test_draw_matches_draw_by_draw_process():
+    # Our O(n + budget log budget) simulation must have the law of the literal
+    # process: same mean number of draws and mean multiplicity of each row.
+    p = np.array([0.55, 0.25, 0.12, 0.05, 0.03])
+    budget, reps = 3, 6000
+    rng_a, rng_b = np.random.RandomState(0), np.random.RandomState(1)
+    ours = np.zeros((reps, p.size))
+    naive = np.zeros((reps, p.size))
+    draws_ours, draws_naive = np.zeros(reps), np.zeros(reps)
+    for r in range(reps):
+        sel = draw_until_distinct(p, budget, rng_a)
+        assert sel.indices.size == budget and np.all(np.diff(sel.indices) > 0)
+        assert sel.counts.sum() == sel.n_draws
+        ours[r, sel.indices] = sel.counts
+        draws_ours[r] = sel.n_draws
+        counts, n_draws = naive_draw(p, budget, rng_b)
+        naive[r, list(counts)] = list(counts.values())
+        draws_naive[r] = n_draws
+    for a, b in [(draws_ours, draws_naive)] + [(ours[:, j], naive[:, j]) for j in range(p.size)]:
+        se = np.sqrt((a.var() + b.var()) / reps)
+        assert abs(a.mean() - b.mean()) < 4.5 * se + 1e-12
+
+
+def test_expected_number_of_draws_budget_two():
+    # Budget 2: first row i w.p. p_i, then Geometric(1 - p_i) draws, so
+    # E[n_draws] = 2 + sum_i p_i^2 / (1 - p_i).
+    p = np.array([0.6, 0.3, 0.1])
+    expected = 2 + np.sum(p**2 / (1 - p))
+    rng = np.random.RandomState(0)
+    draws = np.array([draw_until_distinct(p, 2, rng).n_draws for _ in range(20000)])
+    assert abs(draws.mean() - expected) < 4 * draws.std() / np.sqrt(draws.size)
+
+
+def test_skewed_probabilities_all_rows_is_fast_and_consistent():
+    # Collecting every row when some have probability 1e-7 takes ~1e7 literal
+    # draws; the exact simulation does it at once.
+    p = np.full(50, 1e-7)
+    p[0] = 1 - 49e-7
+    sel = draw_until_distinct(p, 50, np.random.RandomState(0))
+    assert np.array_equal(sel.indices, np.arange(50))
+    assert sel.counts.min() >= 1 and sel.counts.sum() == sel.n_draws
+    assert sel.n_draws > 10**5
+
+
+def test_budget_above_positive_rows_is_an_error():
+    p = np.array([0.5, 0.5, 0.0])
+    with pytest.raises(ValueError, match="only 2 of the 3 rows have a positive"):
+        draw_until_distinct(p, 3, np.random.RandomState(0))
+
+
+def test_hansen_hurwitz_weights_formula():
+    p = sampling_probabilities(np.arange(1, 21, dtype=float))
+    sel = draw_until_distinct(p, 8, np.random.RandomState(3))
+    assert np.allclose(sel.weights, sel.counts / (sel.n_draws * p[sel.indices]))
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 4])
+def test_des_raj_weights_are_exactly_unbiased(budget):
+    # Enumerate every ordered sequence of distinct rows with its probability
+    # under successive sampling (the order of first appearance of i.i.d.
+    # draws). Des Raj's weights must then give E[sum_S w_i f_i] = sum_j f_j
+    # for any f, exactly; Hansen-Hurwitz weights need not (they depend on the
+    # multiplicities, so they are not tested here).
+    p = np.array([0.5, 0.3, 0.15, 0.05])
+    f = np.array([2.0, -1.0, 7.0, 3.0])
+    expected = 0.0
+    for order in itertools.permutations(range(p.size), budget):
+        order = np.array(order)
+        before = np.concatenate([[0.0], np.cumsum(p[order])[:-1]])
+        prob = np.prod(p[order] / (1 - before))
+        w = importance_weights(p[order], None, None, 1 - before, "des-raj")
+        expected += prob * np.dot(w, f[order])
+    assert expected == pytest.approx(f.sum(), rel=1e-12)
+
+
+def test_unknown_weighting():
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        importance_weights(np.ones(1), np.ones(1), 1, np.ones(1), "nope")
