@@ -6,8 +6,8 @@ norm of row ``j`` of any orthonormal basis of the column space of ``X``. Forming
 at condition number 1e8), so we never do. Instead:
 
 1. :func:`r_factor`: the ``R`` of ``X = Q R`` by TSQR -- Householder QR
-   (LAPACK ``geqrf``) of row chunks, whose ``R`` factors are stacked and
-   factored again. Backward stable like one big QR, but it streams over ``X``
+   (LAPACK ``geqrf`` through :func:`numpy.linalg.qr`) of row chunks, whose
+   ``R`` factors are stacked and factored again. Backward stable like one big QR, but it streams over ``X``
    in cache-sized chunks and never forms ``Q``.
 2. :func:`whitener`: the SVD ``R = U S V^T`` gives ``W = V_k S_k^{-1}`` over the
    ``k`` numerically non-zero singular values, so that ``X W = Q U_k`` has
@@ -20,7 +20,6 @@ protocols (where ``X`` is replaced by masked or rotated client data).
 """
 
 import numpy as np
-from scipy import linalg
 
 _CHUNK_BYTES = 8 * 2**20
 
@@ -38,12 +37,12 @@ def iter_chunks(X, size=None):
 
 
 def _householder_r(block):
-    """R factor of one block, rows made non-negative on the diagonal."""
-    a = np.asfortranarray(block, dtype=np.float64)
-    if np.shares_memory(a, block):  # QR works in place: never on the caller's data
-        a = a.copy(order="F")
-    (_, _), r = linalg.qr(a, mode="raw", overwrite_a=True, check_finite=False)
-    r = np.triu(r[: min(a.shape)])
+    """R factor of one block, rows made non-negative on the diagonal.
+
+    NumPy's LAPACK (not SciPy's) throughout: the two libraries bundle separate
+    OpenBLAS builds whose thread pools otherwise fight for the cores.
+    """
+    r = np.linalg.qr(np.asarray(block, dtype=np.float64), mode="r")
     signs = np.where(np.diag(r) < 0, -1.0, 1.0)
     return r * signs[:, None]
 
@@ -100,7 +99,7 @@ def whitener(r, n_rows):
     n_features = r.shape[1]
     if r.shape[0] == 0:
         return np.zeros((n_features, 0))
-    _, s, vt = linalg.svd(r, full_matrices=False, check_finite=False)
+    _, s, vt = np.linalg.svd(r, full_matrices=False)
     tol = (s[0] if s.size else 0.0) * max(n_rows, n_features) * np.finfo(np.float64).eps
     rank = int(np.count_nonzero(s > tol))
     return vt[:rank].T / s[:rank]

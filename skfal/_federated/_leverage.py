@@ -61,9 +61,15 @@ def client_unmask_scores(masked_basis, W_masked, rotation, seed, block_size):
 
 
 def client_r_factor(X_i, rotation):
-    """QR upload: the R factor of ``X_i Q`` and the client's row count."""
-    rotated = (np.asarray(block, dtype=np.float64) @ rotation for block in iter_chunks(X_i))
-    return r_factor(rotated, X_i.shape[1]), np.array([X_i.shape[0]])
+    """QR upload: the R factor of ``X_i Q`` and the client's row count.
+
+    Computed as the R factor of ``R_0 Q``, where ``X_i = Q_0 R_0``: then
+    ``X_i Q = Q_0 (R_0 Q)``, so both have the same R, and the ``n_i x d``
+    product ``X_i Q`` is never formed.
+    """
+    n_features = X_i.shape[1]
+    r0 = r_factor(iter_chunks(X_i), n_features)
+    return r_factor([r0 @ rotation], n_features), np.array([X_i.shape[0]])
 
 
 def client_whitener(rotation, W_rotated):
@@ -146,7 +152,7 @@ def run_leverage_protocol(
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     clients = range(len(client_rows))
 
-    def data(c):  # a client's own rows, copied only while its step runs
+    def data(c):  # a client's own rows (a copy unless they are contiguous in X)
         return client_view(X, client_rows[c])
 
     rotation = client_shared_rotation(n_features, shared_seed)  # known to clients only
@@ -171,13 +177,14 @@ def run_leverage_protocol(
             for c in clients
         )
     else:
-        factors = parallel(delayed(client_r_factor)(data(c), rotation) for c in clients)
+        own = [data(c) for c in clients]  # each client holds its rows for both steps
+        factors = parallel(delayed(client_r_factor)(own[c], rotation) for c in clients)
         r_uploads = [channel.up("r_factor", c, factors[c][0]) for c in clients]
         counts = [channel.up("r_factor", c, factors[c][1]) for c in clients]
         r, total = server_combine_r(r_uploads, counts)
         results = parallel(
             delayed(client_scores)(
-                data(c),
+                own[c],
                 rotation,
                 channel.down("combined_r", c, r),
                 channel.down("combined_r", c, total),

@@ -22,7 +22,7 @@ def haar_orthogonal(size, random_state, n_matrices=None):
     ----------
     size : int
         Each matrix is ``size x size``.
-    random_state : numpy.random.RandomState
+    random_state : numpy.random.RandomState or numpy.random.Generator
     n_matrices : int or None
         ``None`` for one matrix, else a stack of that many.
 
@@ -54,7 +54,7 @@ def apply_block_mask(A, seed, block_size, transpose=False):
     -------
     PA : ndarray of shape (n_rows, n_columns)
     """
-    rng = np.random.RandomState(seed)
+    rng = np.random.default_rng(seed)
     n_rows = A.shape[0]
     out = np.empty(A.shape, dtype=np.float64)
     n_full, last = divmod(n_rows, block_size)

@@ -1,0 +1,25 @@
+"""The one place where skfal imports private scikit-learn names.
+
+scikit-learn keeps parameter validation and ``_fit_context`` private. Importing
+them here, and nowhere else, means a change in scikit-learn is fixed in one file.
+The minimum supported version is scikit-learn 1.6, the first with the public
+:func:`sklearn.utils.validation.validate_data` and ``__sklearn_tags__``.
+"""
+
+from sklearn.base import _fit_context as fit_context
+from sklearn.utils import _safe_indexing as safe_indexing
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names_in as check_feature_names_in
+from sklearn.utils.validation import validate_data
+
+MIN_SKLEARN_VERSION = "1.6"
+
+__all__ = [
+    "MIN_SKLEARN_VERSION",
+    "Interval",
+    "StrOptions",
+    "check_feature_names_in",
+    "fit_context",
+    "safe_indexing",
+    "validate_data",
+]

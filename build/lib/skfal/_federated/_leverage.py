@@ -1,0 +1,188 @@
+"""Global leverage scores over clients that keep their rows.
+
+Two protocols compute the leverage scores of the stacked matrix
+``X = [X_1; ...; X_k]`` without any client revealing a raw row. Both start from
+a Haar orthogonal ``Q`` (d x d) shared by the clients and never seen by the
+server (generated from a seed the clients agree on; in FedSVD a trusted
+authority hands it out).
+
+``"fedsvd"`` (FALE, Algorithm 1, after Chai et al., 2022)
+    1. client: upload ``P_i X_i Q`` (``P_i`` the client's block-diagonal
+       orthogonal mask);
+    2. server: thin SVD of the stacked masked matrix ``X' = P X Q = U' S V'^T``;
+       send client ``i`` its rows ``U'_i = X'_i V' S^{-1}`` and ``V' S^{-1}``;
+    3. client: unmask ``U_i = P_i^T U'_i`` (rows of an orthonormal basis of
+       ``X``), upload the squared row norms.
+
+``"qr"`` (communication-efficient)
+    1. client: upload the R factor ``R_i`` of ``X_i Q`` (non-negative diagonal)
+       and its row count: ``O(d^2)`` numbers instead of ``O(n_i d)``;
+    2. server: ``R`` = R factor of the stacked ``R_i`` = R factor of ``X Q``;
+       send it to every client;
+    3. client: scores ``||x_j Q W||^2`` with ``W`` from the SVD of ``R``
+       (``W = R^{-1}`` when ``X`` has full column rank), upload them.
+
+``R_i`` is a function of ``Q^T X_i^T X_i Q`` alone, which the server could form
+from FedSVD's own upload, so it reveals nothing more. Uploading the R factor of
+the *unrotated* ``X_i`` times ``Q`` instead would be unsafe: an RQ
+decomposition of that product gives back both factors, and with them ``Q``.
+"""
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from skfal._federated._channel import Channel
+from skfal._federated._masks import apply_block_mask, haar_orthogonal
+from skfal._linalg import iter_chunks, r_factor, squared_row_norms, whitener
+from skfal._validation import client_view
+
+PROTOCOLS = ("fedsvd", "qr")
+
+
+# --------------------------------------------------------------------- clients
+def client_shared_rotation(n_features, seed):
+    """The Haar rotation ``Q`` all clients derive from their shared seed."""
+    return haar_orthogonal(n_features, np.random.RandomState(seed))
+
+
+def client_mask_rows(X_i, rotation, seed, block_size):
+    """FedSVD upload: the masked rows ``P_i X_i Q``."""
+    return apply_block_mask(np.asarray(X_i, dtype=np.float64) @ rotation, seed, block_size)
+
+
+def client_unmask_scores(masked_basis, W_masked, rotation, seed, block_size):
+    """FedSVD: unmask ``U_i = P_i^T U'_i``; return its squared row norms and ``W``.
+
+    The scores are uploaded; ``W = Q V' S^{-1}`` (the map with ``X W``
+    orthonormal) stays with the client.
+    """
+    basis = apply_block_mask(masked_basis, seed, block_size, transpose=True)
+    return np.einsum("ij,ij->i", basis, basis), client_whitener(rotation, W_masked)
+
+
+def client_r_factor(X_i, rotation):
+    """QR upload: the R factor of ``X_i Q`` and the client's row count."""
+    rotated = (np.asarray(block, dtype=np.float64) @ rotation for block in iter_chunks(X_i))
+    return r_factor(rotated, X_i.shape[1]), np.array([X_i.shape[0]])
+
+
+def client_whitener(rotation, W_rotated):
+    """Map a whitener of the rotated data ``X Q`` back to ``X``: ``Q W``."""
+    return rotation @ W_rotated
+
+
+def client_scores(X_i, rotation, r, n_rows):
+    """QR: the client's leverage scores ``||x_j Q W||^2`` from the global R.
+
+    Returns the scores (to upload) and the client's map ``W`` in its own
+    coordinates (kept by the client).
+    """
+    W = client_whitener(rotation, whitener(r, int(n_rows[0])))
+    return squared_row_norms(X_i, W), W
+
+
+# ---------------------------------------------------------------------- server
+def server_masked_svd(masked_uploads):
+    """FedSVD: right factor ``V' S^{-1}`` of the thin SVD of the stacked uploads.
+
+    The SVD is taken through TSQR: ``X' = Q_x R`` and ``R = U_r S V'^T``, so
+    ``U' = X' V' S^{-1}`` without ever holding ``U'`` for all clients at once.
+    """
+    n_features = masked_uploads[0].shape[1]
+    blocks = (block for upload in masked_uploads for block in iter_chunks(upload))
+    n_rows = sum(upload.shape[0] for upload in masked_uploads)
+    return whitener(r_factor(blocks, n_features), n_rows)
+
+
+def server_masked_basis(masked_upload, W_masked):
+    """FedSVD: a client's rows ``U'_i = X'_i V' S^{-1}`` of the masked basis."""
+    return masked_upload @ W_masked
+
+
+def server_combine_r(r_uploads, row_counts):
+    """QR: the R factor of the stacked clients' R factors, and the total rows."""
+    n_features = r_uploads[0].shape[1]
+    total = np.array([int(sum(int(count[0]) for count in row_counts))])
+    return r_factor(iter(r_uploads), n_features), total
+
+
+# ------------------------------------------------------------- orchestration
+def run_leverage_protocol(
+    X, client_rows, protocol, random_state, *, block_size=100, n_jobs=None, channel=None
+):
+    """Simulate a leverage-score protocol over clients.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        All rows; client ``c`` holds ``X[client_rows[c]]`` and only its own
+        steps ever touch them.
+    client_rows : list of ndarray
+        Each client's row indices.
+    protocol : {"fedsvd", "qr"}
+    random_state : numpy.random.RandomState
+        Draws the clients' shared seed and each client's private seed.
+    block_size : int, default=100
+        Rows per Haar block of the FedSVD row masks.
+    n_jobs : int or None
+        Clients' steps run in parallel threads (joblib).
+    channel : Channel or None
+        Where messages are counted (and recorded); a new one when ``None``.
+
+    Returns
+    -------
+    scores : list of ndarray of shape (n_i,)
+        Each client's leverage scores, as uploaded to the server.
+    W : ndarray of shape (n_features, rank)
+        The clients' map with ``X @ W`` orthonormal (``W W^T = (X^T X)^+``).
+    channel : Channel
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
+    channel = Channel() if channel is None else channel
+    n_features = X.shape[1]
+    shared_seed = int(random_state.randint(np.iinfo(np.int32).max))
+    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(client_rows))
+    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
+    clients = range(len(client_rows))
+
+    def data(c):  # a client's own rows, copied only while its step runs
+        return client_view(X, client_rows[c])
+
+    rotation = client_shared_rotation(n_features, shared_seed)  # known to clients only
+
+    if protocol == "fedsvd":
+        masked = parallel(
+            delayed(client_mask_rows)(data(c), rotation, seeds[c], block_size)
+            for c in clients
+        )
+        uploads = [channel.up("masked_data", c, masked[c]) for c in clients]
+        del masked
+        W_masked = server_masked_svd(uploads)
+        # A generator, so only the few masked bases being unmasked are alive.
+        results = parallel(
+            delayed(client_unmask_scores)(
+                channel.down("svd", c, server_masked_basis(uploads[c], W_masked)),
+                channel.down("svd", c, W_masked),
+                rotation,
+                seeds[c],
+                block_size,
+            )
+            for c in clients
+        )
+    else:
+        factors = parallel(delayed(client_r_factor)(data(c), rotation) for c in clients)
+        r_uploads = [channel.up("r_factor", c, factors[c][0]) for c in clients]
+        counts = [channel.up("r_factor", c, factors[c][1]) for c in clients]
+        r, total = server_combine_r(r_uploads, counts)
+        results = parallel(
+            delayed(client_scores)(
+                data(c),
+                rotation,
+                channel.down("combined_r", c, r),
+                channel.down("combined_r", c, total),
+            )
+            for c in clients
+        )
+    scores = [channel.up("scores", c, results[c][0]) for c in clients]
+    return scores, results[0][1], channel
