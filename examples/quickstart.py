@@ -42,8 +42,10 @@ X_train, X_test, y_train, y_test, shop_train, _ = train_test_split(
 scaler = StandardScaler().fit(X_train)
 X_train = np.hstack([scaler.transform(X_train), np.ones((len(X_train), 1))])
 X_test = np.hstack([scaler.transform(X_test), np.ones((len(X_test), 1))])
-print(f"{X_train.shape[0]} unlabeled training rows, d = {X_train.shape[1]}, "
-      f"{len(np.unique(shop_train))} shops")
+print(
+    f"{X_train.shape[0]} unlabeled training rows, d = {X_train.shape[1]}, "
+    f"{len(np.unique(shop_train))} shops"
+)
 
 # %%
 # Global leverage scores across the shops, by both federated protocols; they
@@ -57,9 +59,12 @@ for protocol in ["qr", "fedsvd"]:
     seconds = time.perf_counter() - start
     gap = np.max(np.abs(fed.scores_ - central.scores_) / central.scores_)
     sent = sum(phase["up"] + phase["down"] for phase in fed.communication_.values())
-    print(f"{protocol:>6}: max relative gap to centralized {gap:.1e}, "
-          f"{sent / 1e6:.2f} MB communicated, {seconds:.2f} s")
+    print(
+        f"{protocol:>6}: max relative gap to centralized {gap:.1e}, "
+        f"{sent / 1e6:.2f} MB communicated, {seconds:.2f} s"
+    )
     assert gap < 1e-8
+
 
 # %%
 # Buy labels only for the selected rows and fit a weighted least squares;

@@ -1,4 +1,4 @@
-"""skfal: scikit-learn compatible estimators for label-efficient and federated regression."""
+"""skfal: scikit-learn estimators for label-efficient and federated regression."""
 
 from skfal._leverage import LeverageScoreSampler
 

@@ -15,7 +15,7 @@ from skfal._compat import (
     safe_indexing,
     validate_data,
 )
-from skfal._federated import Channel, run_leverage_protocol
+from skfal._federated import run_leverage_protocol
 from skfal._linalg import leverage_scores, squared_row_norms
 from skfal._sampling import (
     WEIGHTINGS,
@@ -223,7 +223,7 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
                 n_jobs=self.n_jobs,
             )
             scores = np.empty(X.shape[0])
-            for rows, values in zip(client_rows, client_scores):
+            for rows, values in zip(client_rows, client_scores, strict=True):
                 scores[rows] = values
 
         selection = draw_until_distinct(

@@ -2,13 +2,14 @@
 
 The leverage score of row ``x_j`` of ``X`` is ``x_j^T (X^T X)^+ x_j``, the squared
 norm of row ``j`` of any orthonormal basis of the column space of ``X``. Forming
-``X^T X`` squares the condition number (a Cholesky-based answer is off by ~30%
-at condition number 1e8), so we never do. Instead:
+``X^T X`` squares the condition number (a Cholesky-based answer is off by
+several percent at condition number 1e8), so we never do. Instead:
 
 1. :func:`r_factor`: the ``R`` of ``X = Q R`` by TSQR -- Householder QR
    (LAPACK ``geqrf`` through :func:`numpy.linalg.qr`) of row chunks, whose
-   ``R`` factors are stacked and factored again. Backward stable like one big QR, but it streams over ``X``
-   in cache-sized chunks and never forms ``Q``.
+   ``R`` factors are stacked and factored again. Backward stable like one
+   big QR, but it streams over ``X`` in cache-sized chunks and never forms
+   ``Q``.
 2. :func:`whitener`: the SVD ``R = U S V^T`` gives ``W = V_k S_k^{-1}`` over the
    ``k`` numerically non-zero singular values, so that ``X W = Q U_k`` has
    orthonormal columns spanning the column space of ``X``, rank-deficient or
@@ -109,7 +110,9 @@ def squared_row_norms(X, W):
     """``||x_j W||^2`` for every row of ``X``, streamed in chunks."""
     out = np.empty(X.shape[0], dtype=np.float64)
     size = chunk_size(X.shape[1])
-    for start, block in zip(range(0, X.shape[0], size), iter_chunks(X, size)):
+    for start, block in zip(
+        range(0, X.shape[0], size), iter_chunks(X, size), strict=True
+    ):
         y = np.asarray(block, dtype=np.float64) @ W
         out[start : start + block.shape[0]] = np.einsum("ij,ij->i", y, y)
     return out

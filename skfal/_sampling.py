@@ -72,9 +72,9 @@ def resolve_budget(budget, n_samples):
         raise ValueError(f"budget must be at least 1 row, got budget={budget!r}.")
     if n_selected > n_samples:
         raise ValueError(
-            f"budget={budget!r} asks for {n_selected} distinct rows but X has only "
-            f"n_samples={n_samples} rows. Lower the budget to at most {n_samples} (or a "
-            "fraction in (0, 1])."
+            f"budget={budget!r} asks for {n_selected} distinct rows but X has "
+            f"only n_samples={n_samples} rows. Lower the budget to at most "
+            f"{n_samples} (or a fraction in (0, 1])."
         )
     return n_selected
 

@@ -13,7 +13,9 @@ PROTOCOLS = ["qr", "fedsvd"]
 
 def fit_both(X, groups, protocol, **kwargs):
     central = LeverageScoreSampler(random_state=0, **kwargs).fit(X)
-    fed = LeverageScoreSampler(protocol=protocol, random_state=0, **kwargs).fit(X, groups=groups)
+    fed = LeverageScoreSampler(protocol=protocol, random_state=0, **kwargs).fit(
+        X, groups=groups
+    )
     return central, fed
 
 
@@ -70,8 +72,12 @@ def test_rank_deficient_federated(protocol):
 def test_parallel_clients_same_result(protocol):
     rng = np.random.RandomState(7)
     X, groups = rng.standard_normal((400, 5)), rng.randint(4, size=400)
-    a = LeverageScoreSampler(protocol=protocol, random_state=0, n_jobs=1).fit(X, groups=groups)
-    b = LeverageScoreSampler(protocol=protocol, random_state=0, n_jobs=2).fit(X, groups=groups)
+    a = LeverageScoreSampler(protocol=protocol, random_state=0, n_jobs=1).fit(
+        X, groups=groups
+    )
+    b = LeverageScoreSampler(protocol=protocol, random_state=0, n_jobs=2).fit(
+        X, groups=groups
+    )
     assert np.array_equal(a.scores_, b.scores_)
 
 
@@ -89,7 +95,8 @@ def contains_raw_row(array, X):
     if array.shape[1] != X.shape[1]:
         return False
     diff = np.minimum(
-        np.abs(array[:, None, :] - X[None]).max(-1), np.abs(array[:, None, :] + X[None]).max(-1)
+        np.abs(array[:, None, :] - X[None]).max(-1),
+        np.abs(array[:, None, :] + X[None]).max(-1),
     )
     return bool(np.any(diff < 1e-8))
 
@@ -119,7 +126,9 @@ def test_no_upload_contains_a_raw_row(protocol, monkeypatch):
     )
 
     channel = Channel(record=True)
-    run_leverage_protocol(X, client_rows, protocol, np.random.RandomState(0), channel=channel)
+    run_leverage_protocol(
+        X, client_rows, protocol, np.random.RandomState(0), channel=channel
+    )
     uploads = [m[3] for m in channel.messages if m[1] == "up"]
     assert uploads and server_inputs
     flat = []
@@ -127,7 +136,9 @@ def test_no_upload_contains_a_raw_row(protocol, monkeypatch):
         flat.extend(item if isinstance(item, list) else [item])
     for array in uploads + flat:
         assert not contains_raw_row(array, X)
-        assert not any(np.allclose(array, r) for r in rotations if array.shape == r.shape)
+        assert not any(
+            np.allclose(array, r) for r in rotations if array.shape == r.shape
+        )
     # A row that *was* uploaded would be caught: the check is not vacuous.
     assert contains_raw_row(-X[3:4], X)
 
@@ -181,4 +192,29 @@ def test_bad_groups(groups, match):
 
 def test_unknown_protocol_in_orchestrator():
     with pytest.raises(ValueError, match="protocol must be one of"):
-        run_leverage_protocol(np.ones((3, 2)), [np.arange(3)], "smoke", np.random.RandomState(0))
+        run_leverage_protocol(
+            np.ones((3, 2)), [np.arange(3)], "smoke", np.random.RandomState(0)
+        )
+
+
+hypothesis = pytest.importorskip("hypothesis")
+st = pytest.importorskip("hypothesis.strategies")
+
+_X_PROPERTY = np.random.RandomState(14).standard_normal((24, 3))
+_CENTRAL_SCORES = LeverageScoreSampler(budget=2).fit(_X_PROPERTY).scores_
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(
+    groups=st.lists(
+        st.sampled_from(["a", "b", "c", "d", "e"]), min_size=24, max_size=24
+    ),
+    protocol=st.sampled_from(PROTOCOLS),
+    block=st.integers(1, 30),
+)
+def test_any_split_gives_the_centralized_scores(groups, protocol, block):
+    # Whatever the split of rows among clients (any sizes, one client, empty
+    # labels absent), the global scores do not depend on it.
+    fed = LeverageScoreSampler(budget=2, protocol=protocol, mask_block_size=block)
+    fed.fit(_X_PROPERTY, groups=np.array(groups))
+    assert np.allclose(fed.scores_, _CENTRAL_SCORES, rtol=1e-9, atol=0)

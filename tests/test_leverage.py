@@ -95,7 +95,9 @@ def test_high_leverage_rows_are_selected():
     assert hits >= 95  # uniform sampling would find ~0.5 of the 100
 
 
-@pytest.mark.parametrize("weighting, tol", [("hansen-hurwitz", 0.02), ("des-raj", 0.005)])
+@pytest.mark.parametrize(
+    "weighting, tol", [("hansen-hurwitz", 0.02), ("des-raj", 0.005)]
+)
 def test_weighted_gram_is_unbiased(weighting, tol):
     # sum_i w_i x_i x_i^T estimates X^T X; averaged over many independent
     # draws it approaches X^T X, while one draw is far off. Des Raj weights
@@ -110,11 +112,15 @@ def test_weighted_gram_is_unbiased(weighting, tol):
     n_seeds = 3000
     estimates = np.empty((n_seeds, 3, 3))
     for seed in range(n_seeds):
-        s = LeverageScoreSampler(budget=15, weighting=weighting, random_state=seed).fit(X)
+        s = LeverageScoreSampler(budget=15, weighting=weighting, random_state=seed).fit(
+            X
+        )
         Xs = X[s.sample_indices_]
         estimates[seed] = (Xs * s.sample_weight_[:, None]).T @ Xs
     err = np.linalg.norm(estimates.mean(0) - gram) / np.linalg.norm(gram)
-    single = np.median(np.linalg.norm(estimates - gram, axis=(1, 2))) / np.linalg.norm(gram)
+    single = np.median(np.linalg.norm(estimates - gram, axis=(1, 2))) / np.linalg.norm(
+        gram
+    )
     assert single > 0.1
     assert err < tol
 
@@ -127,7 +133,9 @@ def test_weighted_least_squares_on_selection_is_close():
     y = X @ np.arange(1.0, 6.0) + rng.standard_normal(20000)
     s = LeverageScoreSampler(budget=200, random_state=0).fit(X)
     sw = np.sqrt(s.sample_weight_)[:, None]
-    coef = np.linalg.lstsq(X[s.sample_indices_] * sw, y[s.sample_indices_] * sw[:, 0], rcond=None)[0]
+    coef = np.linalg.lstsq(
+        X[s.sample_indices_] * sw, y[s.sample_indices_] * sw[:, 0], rcond=None
+    )[0]
     assert np.allclose(coef, np.arange(1.0, 6.0), atol=0.3)
 
 
@@ -145,7 +153,9 @@ def test_transform_is_leverage_against_fitted_space():
 
 def test_feature_names_and_pandas_output():
     pd = pytest.importorskip("pandas")
-    X = pd.DataFrame(np.random.RandomState(11).standard_normal((40, 3)), columns=list("abc"))
+    X = pd.DataFrame(
+        np.random.RandomState(11).standard_normal((40, 3)), columns=list("abc")
+    )
     s = LeverageScoreSampler(random_state=0).set_output(transform="pandas").fit(X)
     out = s.transform(X)
     assert list(out.columns) == ["leverage_score"]
@@ -163,10 +173,14 @@ def test_fit_resample_returns_selected_rows():
     s = LeverageScoreSampler(budget=9, random_state=3)
     X_res, y_res = s.fit_resample(X, y)
     idx = s.sample_indices_
-    assert np.array_equal(X_res, X[idx]) and np.array_equal(y_res, y[idx], equal_nan=True)
+    assert np.array_equal(X_res, X[idx]) and np.array_equal(
+        y_res, y[idx], equal_nan=True
+    )
     pd = pytest.importorskip("pandas")
     Xdf, ys = pd.DataFrame(X), pd.Series(np.arange(60.0))
-    Xd_res, ys_res = LeverageScoreSampler(budget=9, random_state=3).fit_resample(Xdf, ys)
+    Xd_res, ys_res = LeverageScoreSampler(budget=9, random_state=3).fit_resample(
+        Xdf, ys
+    )
     assert Xd_res.index.tolist() == idx.tolist() and ys_res.tolist() == idx.tolist()
 
 

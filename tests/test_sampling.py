@@ -62,7 +62,9 @@ def test_draw_matches_draw_by_draw_process():
         counts, n_draws = naive_draw(p, budget, rng_b)
         naive[r, list(counts)] = list(counts.values())
         draws_naive[r] = n_draws
-    for a, b in [(draws_ours, draws_naive)] + [(ours[:, j], naive[:, j]) for j in range(p.size)]:
+    for a, b in [(draws_ours, draws_naive)] + [
+        (ours[:, j], naive[:, j]) for j in range(p.size)
+    ]:
         se = np.sqrt((a.var() + b.var()) / reps)
         assert abs(a.mean() - b.mean()) < 4.5 * se + 1e-12
 

@@ -47,7 +47,9 @@ def client_shared_rotation(n_features, seed):
 
 def client_mask_rows(X_i, rotation, seed, block_size):
     """FedSVD upload: the masked rows ``P_i X_i Q``."""
-    return apply_block_mask(np.asarray(X_i, dtype=np.float64) @ rotation, seed, block_size)
+    return apply_block_mask(
+        np.asarray(X_i, dtype=np.float64) @ rotation, seed, block_size
+    )
 
 
 def client_unmask_scores(masked_basis, W_masked, rotation, seed, block_size):
