@@ -80,7 +80,7 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
         Number of i.i.d. draws it took to reach ``n_selected`` distinct rows.
     rank_ : int
         Numerical rank of ``X``.
-    whitener_ : ndarray of shape (n_features_in_, rank_)
+    whitener_ : ndarray of shape (`n_features_in_`, `rank_`)
         Map ``W`` with ``X @ W`` an orthonormal basis of the column space of
         ``X``; ``W @ W.T`` is ``(X^T X)^+``.
     clients_ : ndarray of shape (n_clients,) or None
@@ -89,9 +89,9 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
         Bytes sent per phase of the federated protocol,
         ``{phase: {"up": bytes, "down": bytes}}``; empty when centralized.
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :term:`fit`, when ``X`` has string
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during ``fit``, when ``X`` has string
         column names.
 
     See Also
@@ -294,7 +294,7 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         input_features : array-like of str or None, default=None
-            Checked against the names seen in :term:`fit`, if any.
+            Checked against the names seen in ``fit``, if any.
 
         Returns
         -------
