@@ -15,7 +15,7 @@ from skfal._compat import (
     safe_indexing,
     validate_data,
 )
-from skfal._federated import run_leverage_protocol
+from skfal._federated import run_leverage_protocol, server_send_selection
 from skfal._linalg import leverage_scores, squared_row_norms
 from skfal._sampling import (
     WEIGHTINGS,
@@ -229,11 +229,8 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
         selection = draw_until_distinct(
             sampling_probabilities(scores), n_selected, rng, weighting=self.weighting
         )
-        if channel is not None:  # the server tells each client which rows to label
-            chosen = np.zeros(X.shape[0], dtype=bool)
-            chosen[selection.indices] = True
-            for c, rows in enumerate(client_rows):
-                channel.down("selection", c, np.flatnonzero(chosen[rows]))
+        if channel is not None:
+            server_send_selection(channel, client_rows, selection.indices)
 
         self.scores_ = scores
         self.rank_ = self.whitener_.shape[1]

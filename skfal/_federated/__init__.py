@@ -14,5 +14,6 @@ This package never imports an estimator.
 
 from skfal._federated._channel import Channel
 from skfal._federated._leverage import run_leverage_protocol
+from skfal._federated._selection import server_send_selection
 
-__all__ = ["Channel", "run_leverage_protocol"]
+__all__ = ["Channel", "run_leverage_protocol", "server_send_selection"]
