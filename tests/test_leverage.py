@@ -213,3 +213,24 @@ def test_budget_above_rows_with_nonzero_score():
     X[:3] = np.random.RandomState(14).standard_normal((3, 2))
     with pytest.raises(ValueError, match="only 3 of the 6 rows have a positive"):
         LeverageScoreSampler(budget=4).fit(X)
+
+
+def test_groups_routed_through_pipeline_and_metadata_routing():
+    # groups reach fit by Pipeline's step__param syntax, and by metadata
+    # routing once the sampler requests them.
+    from sklearn import config_context
+    from sklearn.pipeline import Pipeline
+
+    rng = np.random.RandomState(15)
+    X, groups = rng.standard_normal((120, 3)), rng.randint(4, size=120)
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("lev", LeverageScoreSampler(random_state=0))]
+    )
+    pipe.fit(X, lev__groups=groups)
+    assert len(pipe.named_steps["lev"].clients_) == 4
+    with config_context(enable_metadata_routing=True):
+        sampler = LeverageScoreSampler(random_state=0).set_fit_request(groups=True)
+        routed = Pipeline([("scale", StandardScaler()), ("lev", sampler)])
+        routed.fit(X, groups=groups)
+        assert len(routed.named_steps["lev"].clients_) == 4
+        assert routed.named_steps["lev"].communication_
