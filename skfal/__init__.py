@@ -1,7 +1,16 @@
 """skfal: scikit-learn estimators for label-efficient and federated regression."""
 
 from skfal._leverage import LeverageScoreSampler
+from skfal._regressor import FederatedActiveRegressor
+from skfal._split import non_iid_split
+from skfal._uniform import UniformSampler
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["LeverageScoreSampler", "__version__"]
+__all__ = [
+    "FederatedActiveRegressor",
+    "LeverageScoreSampler",
+    "UniformSampler",
+    "__version__",
+    "non_iid_split",
+]

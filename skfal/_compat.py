@@ -8,7 +8,12 @@ The minimum supported version is scikit-learn 1.6, the first with the public
 
 from sklearn.base import _fit_context as fit_context
 from sklearn.utils import _safe_indexing as safe_indexing
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 from sklearn.utils.validation import _check_feature_names_in as check_feature_names_in
 from sklearn.utils.validation import validate_data
 
@@ -16,10 +21,12 @@ MIN_SKLEARN_VERSION = "1.6"
 
 __all__ = [
     "MIN_SKLEARN_VERSION",
+    "HasMethods",
     "Interval",
     "StrOptions",
     "check_feature_names_in",
     "fit_context",
     "safe_indexing",
     "validate_data",
+    "validate_params",
 ]

@@ -3,18 +3,12 @@
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_consistent_length, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
-from skfal._compat import (
-    Interval,
-    StrOptions,
-    check_feature_names_in,
-    fit_context,
-    safe_indexing,
-    validate_data,
-)
+from skfal._base import SamplerMixin
+from skfal._compat import Interval, StrOptions, fit_context, validate_data
 from skfal._federated import run_leverage_protocol, server_send_selection
 from skfal._linalg import leverage_scores, squared_row_norms
 from skfal._sampling import (
@@ -26,7 +20,7 @@ from skfal._sampling import (
 from skfal._validation import check_groups
 
 
-class LeverageScoreSampler(TransformerMixin, BaseEstimator):
+class LeverageScoreSampler(SamplerMixin, BaseEstimator):
     """Select rows to label by statistical leverage score sampling.
 
     The leverage score of row ``x_j`` of ``X`` is ``x_j^T (X^T X)^+ x_j``: how
@@ -153,6 +147,8 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
     True
     """
 
+    _output_name = "leverage_score"
+
     _parameter_constraints: dict = {
         "budget": [
             Interval(Integral, 1, None, closed="left"),
@@ -257,52 +253,3 @@ class LeverageScoreSampler(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return squared_row_norms(X, self.whitener_)[:, None]
-
-    def fit_resample(self, X, y, groups=None):
-        """Fit, then return the selected rows and their labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets; only the selected rows' entries are returned, so the
-            others may be missing.
-        groups : array-like of shape (n_samples,), default=None
-            Client label of each row.
-
-        Returns
-        -------
-        X_resampled : array-like of shape (n_selected, n_features)
-            ``X[sample_indices_]``, in the type of ``X``.
-        y_resampled : array-like of shape (n_selected,) or (n_selected, n_outputs)
-            ``y[sample_indices_]``.
-        """
-        check_consistent_length(X, y)
-        self.fit(X, groups=groups)
-        return (
-            safe_indexing(X, self.sample_indices_),
-            safe_indexing(y, self.sample_indices_),
-        )
-
-    def get_feature_names_out(self, input_features=None):
-        """Name of the one output column.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Checked against the names seen in ``fit``, if any.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-            ``["leverage_score"]``.
-        """
-        check_is_fitted(self)
-        check_feature_names_in(self, input_features)
-        return np.asarray(["leverage_score"], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64"]
-        return tags

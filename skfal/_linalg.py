@@ -122,3 +122,51 @@ def leverage_scores(X):
     """Exact leverage scores of ``X`` and the map ``W`` of :func:`whitener`."""
     W = whitener(r_factor(iter_chunks(X), X.shape[1]), X.shape[0])
     return squared_row_norms(X, W), W
+
+
+def solve_least_squares(r, alpha):
+    """Solve ``min ||A t - b||^2 + alpha ||t||^2`` from an R factor of ``[A, b]``.
+
+    Parameters
+    ----------
+    r : ndarray of shape (k, n_columns + 1)
+        Any ``r`` with ``r^T r = [A, b]^T [A, b]`` (e.g. the R factor of
+        ``[A, b]``); the last column belongs to ``b``.
+    alpha : float
+        Ridge penalty; with ``alpha == 0`` and a rank-deficient ``A`` the
+        minimum-norm solution.
+
+    Returns
+    -------
+    t : ndarray of shape (n_columns,)
+    """
+    A, b = r[:, :-1], r[:, -1]
+    if alpha > 0:
+        A = np.vstack([A, np.sqrt(alpha) * np.eye(A.shape[1])])
+        b = np.concatenate([b, np.zeros(A.shape[1])])
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def weighted_least_squares(X, y, weights, alpha=0.0, fit_intercept=True):
+    """Weighted (ridge) least squares with an unpenalised intercept.
+
+    ``min_{coef, b} sum_i w_i (y_i - x_i coef - b)^2 + alpha ||coef||^2``, the
+    minimum-norm ``coef`` when the problem is underdetermined (fewer rows
+    than features) and ``alpha == 0``.
+
+    Returns
+    -------
+    coef : ndarray of shape (n_features,)
+    intercept : float
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if fit_intercept:
+        x_mean = weights @ X / weights.sum()
+        y_mean = weights @ y / weights.sum()
+        X, y = X - x_mean, y - y_mean
+    root = np.sqrt(weights)[:, None]
+    system = np.hstack([X * root, y[:, None] * root])
+    coef = solve_least_squares(system, alpha)
+    intercept = float(y_mean - x_mean @ coef) if fit_intercept else 0.0
+    return coef, intercept

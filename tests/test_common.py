@@ -2,11 +2,14 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skfal import LeverageScoreSampler
+from skfal import FederatedActiveRegressor, LeverageScoreSampler, UniformSampler
 
 ESTIMATORS = [
     LeverageScoreSampler(),
     LeverageScoreSampler(weighting="des-raj", budget=3),
+    UniformSampler(),
+    FederatedActiveRegressor(),
+    FederatedActiveRegressor(sampler=UniformSampler(), training="local", alpha=1.0),
 ]
 
 

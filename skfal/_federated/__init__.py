@@ -14,6 +14,12 @@ This package never imports an estimator.
 
 from skfal._federated._channel import Channel
 from skfal._federated._leverage import run_leverage_protocol
+from skfal._federated._regression import run_regression_protocol
 from skfal._federated._selection import server_send_selection
 
-__all__ = ["Channel", "run_leverage_protocol", "server_send_selection"]
+__all__ = [
+    "Channel",
+    "run_leverage_protocol",
+    "run_regression_protocol",
+    "server_send_selection",
+]

@@ -1,0 +1,67 @@
+"""What every skfal sampler shares: ``fit_resample`` and its one output column."""
+
+import numpy as np
+from sklearn.base import TransformerMixin
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
+
+from skfal._compat import check_feature_names_in, safe_indexing
+
+
+class SamplerMixin(TransformerMixin):
+    """Mixin for samplers: ``fit_resample`` and ``get_feature_names_out``.
+
+    A sampler's ``fit(X, y=None, groups=None)`` sets ``sample_indices_`` and
+    ``sample_weight_``; its ``transform`` returns one score per row, named
+    ``_output_name``.
+    """
+
+    _output_name = "score"
+
+    def fit_resample(self, X, y, groups=None):
+        """Fit, then return the selected rows and their labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets; only the selected rows' entries are returned, so the
+            others may be missing.
+        groups : array-like of shape (n_samples,), default=None
+            Client label of each row.
+
+        Returns
+        -------
+        X_resampled : array-like of shape (n_selected, n_features)
+            ``X[sample_indices_]``, in the type of ``X``.
+        y_resampled : array-like of shape (n_selected,) or (n_selected, n_outputs)
+            ``y[sample_indices_]``.
+        """
+        check_consistent_length(X, y)
+        self.fit(X, groups=groups)
+        return (
+            safe_indexing(X, self.sample_indices_),
+            safe_indexing(y, self.sample_indices_),
+        )
+
+    def get_feature_names_out(self, input_features=None):
+        """Name of the one output column.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against the names seen in ``fit``, if any.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            A single name, such as ``["leverage_score"]``.
+        """
+        check_is_fitted(self)
+        check_feature_names_in(self, input_features)
+        return np.asarray([self._output_name], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags

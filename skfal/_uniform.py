@@ -1,0 +1,141 @@
+"""Uniform random selection: the baseline every strategy is compared with."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from skfal._base import SamplerMixin
+from skfal._compat import Interval, fit_context, validate_data
+from skfal._federated import Channel, server_send_selection
+from skfal._sampling import draw_until_distinct, resolve_budget
+from skfal._validation import check_groups
+
+
+class UniformSampler(SamplerMixin, BaseEstimator):
+    """Select rows to label uniformly at random.
+
+    The baseline for the other samplers, with the same contract: ``budget``
+    distinct rows, chosen without regard to their features, each weighted
+    ``n_samples / budget`` (the inverse of its inclusion probability, so the
+    weighted sum of any row function over the selection is an unbiased
+    estimate of its sum over all rows).
+
+    Parameters
+    ----------
+    budget : int or float, default=0.1
+        Number of distinct rows to select if an int ``>= 1``; that fraction of
+        the rows, rounded up, if a float in ``(0, 1]``.
+    random_state : int, RandomState instance or None, default=None
+        Controls the draw. Pass an int for reproducible output across calls.
+
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_samples,)
+        All ones: every row is equally likely to be selected.
+    sample_indices_ : ndarray of shape (n_selected,)
+        Sorted distinct indices of the selected rows.
+    sample_weight_ : ndarray of shape (n_selected,)
+        ``n_samples / n_selected`` for every selected row.
+    n_draws_ : int
+        Number of i.i.d. uniform draws it took to reach ``n_selected``
+        distinct rows (the shared sampling core's draw).
+    clients_ : ndarray of shape (n_clients,) or None
+        Sorted client labels when fitted with ``groups``, else ``None``.
+    communication_ : dict
+        Bytes per phase, ``{phase: {"up": bytes, "down": bytes}}``: each
+        client's row count up, its selected rows down; empty when
+        centralized.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    LeverageScoreSampler : Selection by statistical leverage.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfal import UniformSampler
+    >>> X = np.arange(20.0).reshape(10, 2)
+    >>> sampler = UniformSampler(budget=4, random_state=0).fit(X)
+    >>> sampler.sample_indices_.shape
+    (4,)
+    >>> sampler.sample_weight_
+    array([2.5, 2.5, 2.5, 2.5])
+    """
+
+    _output_name = "uniform_score"
+
+    _parameter_constraints: dict = {
+        "budget": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, budget=0.1, *, random_state=None):
+        self.budget = budget
+        self.random_state = random_state
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, groups=None):
+        """Draw the selection.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Unlabeled rows (only their number matters).
+        y : None
+            Ignored; present for API consistency.
+        groups : array-like of shape (n_samples,), default=None
+            Client label of each row. Clients send only their row counts.
+
+        Returns
+        -------
+        self : object
+            Fitted sampler.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        n_samples = X.shape[0]
+        n_selected = resolve_budget(self.budget, n_samples)
+        rng = check_random_state(self.random_state)
+        selection = draw_until_distinct(
+            np.full(n_samples, 1.0 / n_samples), n_selected, rng
+        )
+        self.clients_, self.communication_ = None, {}
+        if groups is not None:
+            self.clients_, client_rows = check_groups(groups, n_samples)
+            channel = Channel()
+            for c, rows in enumerate(client_rows):
+                channel.up("row_counts", c, np.array([rows.shape[0]]))
+            server_send_selection(channel, client_rows, selection.indices)
+            self.communication_ = channel.summary()
+        self.scores_ = np.ones(n_samples)
+        self.sample_indices_ = selection.indices
+        self.sample_weight_ = np.full(n_selected, n_samples / n_selected)
+        self.n_draws_ = selection.n_draws
+        return self
+
+    def transform(self, X):
+        """Every row's (constant) selection score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, 1)
+            All ones.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return np.ones((X.shape[0], 1))
