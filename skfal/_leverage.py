@@ -50,6 +50,12 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         (n_draws_ * p_i)``, the weights of FALE's sampling matrix.
         ``"des-raj"``: Des Raj's ordered weights, exactly unbiased under the
         "draw until ``budget`` distinct rows" rule (see Notes).
+    fit_intercept : bool, default=False
+        Score the rows of ``[X, 1]``, the design matrix of a linear model
+        with an intercept, instead of ``X``. For centered ``X`` this adds
+        ``1 / n_samples`` to every score; for uncentered ``X`` it can change
+        the scores a lot. :class:`FederatedActiveRegressor` sets it to its own
+        ``fit_intercept``.
     mask_block_size : int, default=100
         Rows per random orthogonal block of the clients' row masks ``P_i``
         (``protocol="fedsvd"``). Larger blocks mix more rows together at a
@@ -65,7 +71,8 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
     Attributes
     ----------
     scores_ : ndarray of shape (n_samples,)
-        Leverage score of every row; they sum to the rank of ``X``.
+        Leverage score of every row; they sum to the rank of ``X`` (of
+        ``[X, 1]`` with ``fit_intercept``).
     sample_indices_ : ndarray of shape (n_selected,)
         Sorted distinct indices of the selected rows.
     sample_weight_ : ndarray of shape (n_selected,)
@@ -74,7 +81,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         Number of i.i.d. draws it took to reach ``n_selected`` distinct rows.
     rank_ : int
         Numerical rank of ``X``.
-    whitener_ : ndarray of shape (`n_features_in_`, `rank_`)
+    whitener_ : ndarray of shape (`n_features_in_` + `fit_intercept`, `rank_`)
         Map ``W`` with ``X @ W`` an orthonormal basis of the column space of
         ``X``; ``W @ W.T`` is ``(X^T X)^+``.
     clients_ : ndarray of shape (n_clients,) or None
@@ -156,6 +163,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         ],
         "protocol": [StrOptions({"qr", "fedsvd"})],
         "weighting": [StrOptions(set(WEIGHTINGS))],
+        "fit_intercept": ["boolean"],
         "mask_block_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -167,6 +175,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         *,
         protocol="qr",
         weighting="hansen-hurwitz",
+        fit_intercept=False,
         mask_block_size=100,
         n_jobs=None,
         random_state=None,
@@ -174,6 +183,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         self.budget = budget
         self.protocol = protocol
         self.weighting = weighting
+        self.fit_intercept = fit_intercept
         self.mask_block_size = mask_block_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -206,7 +216,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
 
         if groups is None:
             self.clients_ = None
-            scores, self.whitener_ = leverage_scores(X)
+            scores, self.whitener_ = leverage_scores(X, self.fit_intercept)
             channel = None
         else:
             self.clients_, client_rows = check_groups(groups, X.shape[0])
@@ -215,6 +225,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
                 client_rows,
                 self.protocol,
                 protocol_rng,
+                intercept=self.fit_intercept,
                 block_size=self.mask_block_size,
                 n_jobs=self.n_jobs,
             )
@@ -252,4 +263,4 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return squared_row_norms(X, self.whitener_)[:, None]
+        return squared_row_norms(X, self.whitener_, self.fit_intercept)[:, None]

@@ -106,22 +106,31 @@ def whitener(r, n_rows):
     return vt[:rank].T / s[:rank]
 
 
-def squared_row_norms(X, W):
-    """``||x_j W||^2`` for every row of ``X``, streamed in chunks."""
+def with_intercept(X):
+    """``[X, 1]``: the design matrix of a linear model with an intercept."""
+    return np.hstack([np.asarray(X, dtype=np.float64), np.ones((X.shape[0], 1))])
+
+
+def squared_row_norms(X, W, intercept=False):
+    """``||x_j W||^2`` (``||[x_j, 1] W||^2`` with ``intercept``) for every row."""
     out = np.empty(X.shape[0], dtype=np.float64)
     size = chunk_size(X.shape[1])
+    W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
     for start, block in zip(
         range(0, X.shape[0], size), iter_chunks(X, size), strict=True
     ):
-        y = np.asarray(block, dtype=np.float64) @ W
+        y = np.asarray(block, dtype=np.float64) @ W_x + shift
         out[start : start + block.shape[0]] = np.einsum("ij,ij->i", y, y)
     return out
 
 
-def leverage_scores(X):
-    """Exact leverage scores of ``X`` and the map ``W`` of :func:`whitener`."""
-    W = whitener(r_factor(iter_chunks(X), X.shape[1]), X.shape[0])
-    return squared_row_norms(X, W), W
+def leverage_scores(X, intercept=False):
+    """Exact leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``."""
+    chunks = iter_chunks(X)
+    if intercept:
+        chunks = (with_intercept(chunk) for chunk in chunks)
+    W = whitener(r_factor(chunks, X.shape[1] + intercept), X.shape[0])
+    return squared_row_norms(X, W, intercept), W
 
 
 def solve_least_squares(r, alpha):

@@ -37,8 +37,10 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
     sampler : estimator or None, default=None
         An unfitted skfal sampler (``LeverageScoreSampler``,
         ``UniformSampler``, ...); ``None`` means ``LeverageScoreSampler()``. It
-        is cloned, never modified; its ``budget`` is set to ``budget``, and
-        its ``random_state`` to ``random_state`` when that is not ``None``.
+        is cloned, never modified; its ``budget`` is set to ``budget``, its
+        ``fit_intercept`` (if it has one) to ``fit_intercept`` so that rows
+        are scored for the model being fitted, and its ``random_state`` to
+        ``random_state`` when that is not ``None``.
     training : {"global", "local"}, default="global"
         ``"global"``: the server solves the weighted least squares over all
         clients' selected rows in a masked space (FALE, Algorithm 1); it never
@@ -69,15 +71,15 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features_in_,)
+    coef_ : ndarray of shape (`n_features_in_`,)
         Coefficients of the linear model.
     intercept_ : float
         Intercept (``0.0`` when ``fit_intercept=False``).
     sampler_ : estimator
         The fitted clone of ``sampler``.
-    sample_indices_ : ndarray of shape (n_queries_,)
+    sample_indices_ : ndarray of shape (`n_queries_`,)
         Rows whose labels were read.
-    sample_weight_ : ndarray of shape (n_queries_,)
+    sample_weight_ : ndarray of shape (`n_queries_`,)
         Their importance weights.
     n_queries_ : int
         Number of distinct labels read.
@@ -99,8 +101,8 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
     Notes
     -----
     ``y`` is read only at the selected rows, so it may hold ``NaN`` elsewhere:
-    fit a sampler with the same ``budget`` and ``random_state`` to learn which
-    rows to label (``sample_indices_``), label them, then fit this estimator.
+    with an int ``random_state``, :meth:`query` returns the rows to label
+    before any label exists; label them, then call ``fit``.
 
     With ``training="global"`` the fit equals the centralized
     importance-weighted least squares on the same selection: the masks are
@@ -232,6 +234,29 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         self.n_queries_ = int(indices.shape[0])
         return self
 
+    def query(self, X, groups=None):
+        """The rows whose labels ``fit`` will read, before any label exists.
+
+        Runs the same selection as ``fit`` (so, with an int ``random_state``,
+        exactly the same rows) without fitting a model: label these rows,
+        leave the others ``NaN``, then call ``fit``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            All rows.
+        groups : array-like of shape (n_samples,), default=None
+            Client label of each row.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_queries,)
+            Sorted indices of the rows to label.
+        """
+        self._validate_params()
+        rng = check_random_state(self.random_state)
+        return self._make_sampler(rng).fit(X, groups=groups).sample_indices_
+
     def _make_sampler(self, rng):
         """Clone the sampler and give it this estimator's budget and seed."""
         sampler = clone(
@@ -244,6 +269,8 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
             if not isinstance(seed, Integral):
                 seed = rng.randint(np.iinfo(np.int32).max)
             overrides["random_state"] = seed
+        if "fit_intercept" in params:
+            overrides["fit_intercept"] = self.fit_intercept
         if "n_jobs" in params and self.n_jobs is not None:
             overrides["n_jobs"] = self.n_jobs
         missing = set(overrides) - set(params)
@@ -270,6 +297,13 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # With a budget below the number of rows the fit sees only some labels,
+        # so R^2 on scikit-learn's small noisy check data depends on the draw.
+        tags.regressor_tags.poor_score = True
+        return tags
 
 
 def _check_partial_target(y, n_samples, name):
@@ -301,6 +335,6 @@ def _check_labels_read(y, indices):
         raise ValueError(
             f"{missing.size} of the {indices.size} selected rows have no label "
             f"(NaN in y), e.g. rows {missing[:10].tolist()}. Label every "
-            "selected row: fit the same sampler with the same budget and "
-            "random_state to see them (its sample_indices_)."
+            "selected row: with an int random_state, query(X, groups) lists "
+            "them before fitting."
         )

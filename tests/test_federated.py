@@ -59,6 +59,17 @@ def test_string_labels_shuffled_rows_small_clients(protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_fit_intercept_federated(protocol):
+    # Each client appends the constant column to its own rows.
+    rng = np.random.RandomState(15)
+    X = rng.standard_normal((200, 3)) + [3.0, 0.0, -4.0]
+    central, fed = fit_both(X, rng.randint(4, size=200), protocol, fit_intercept=True)
+    assert fed.rank_ == 4
+    assert np.allclose(fed.scores_, central.scores_, rtol=1e-10)
+    assert np.allclose(fed.transform(X)[:, 0], central.scores_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_rank_deficient_federated(protocol):
     rng = np.random.RandomState(6)
     X = rng.standard_normal((200, 4))

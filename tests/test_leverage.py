@@ -234,3 +234,16 @@ def test_groups_routed_through_pipeline_and_metadata_routing():
         routed.fit(X, groups=groups)
         assert len(routed.named_steps["lev"].clients_) == 4
         assert routed.named_steps["lev"].communication_
+
+
+def test_fit_intercept_scores_the_design_with_a_constant_column():
+    # Uncentered X: the leverage of [X, 1] differs from that of X; both must
+    # equal their hat-matrix diagonals, in fit and in transform.
+    rng = np.random.RandomState(16)
+    X = rng.standard_normal((150, 3)) + [5.0, -2.0, 10.0]
+    s = LeverageScoreSampler(fit_intercept=True, random_state=0).fit(X)
+    design = np.hstack([X, np.ones((150, 1))])
+    assert np.allclose(s.scores_, hat_diagonal(design), rtol=1e-10)
+    assert not np.allclose(s.scores_, hat_diagonal(X), rtol=1e-2)
+    assert s.rank_ == 4 and s.whitener_.shape == (4, 4)
+    assert np.allclose(s.transform(X[:7])[:, 0], s.scores_[:7], rtol=1e-10)

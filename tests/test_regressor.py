@@ -138,21 +138,21 @@ def test_nan_labels_outside_selection_are_never_read():
     assert reg.n_queries_ == 50
 
 
-def test_labeling_loop_with_a_standalone_sampler():
-    # The documented loop: a sampler with the same budget and seed tells which
-    # rows to label; the regressor then reads exactly those.
+@pytest.mark.parametrize("sampler", [None, UniformSampler()])
+def test_labeling_loop_query_then_fit(sampler):
+    # The documented loop: query() lists the rows to label before any label
+    # exists; fit then reads exactly those (and nothing else).
     X, y, groups = make_data(seed=5)
-    rows = (
-        LeverageScoreSampler(budget=30, random_state=7)
-        .fit(X, groups=groups)
-        .sample_indices_
-    )
+    reg = FederatedActiveRegressor(budget=30, sampler=sampler, random_state=7)
+    rows = reg.query(X, groups=groups)
+    assert not hasattr(reg, "coef_")
     partial = np.full_like(y, np.nan)
     partial[rows] = y[rows]
-    reg = FederatedActiveRegressor(budget=30, random_state=7).fit(
-        X, partial, groups=groups
-    )
+    reg.fit(X, partial, groups=groups)
     assert np.array_equal(reg.sample_indices_, rows)
+    if sampler is None:  # a standalone sampler configured alike selects the same
+        alike = LeverageScoreSampler(budget=30, fit_intercept=True, random_state=7)
+        assert np.array_equal(alike.fit(X, groups=groups).sample_indices_, rows)
 
 
 def test_missing_selected_labels_are_reported():

@@ -33,7 +33,13 @@ from joblib import Parallel, delayed
 
 from skfal._federated._channel import Channel
 from skfal._federated._masks import apply_block_mask, haar_orthogonal
-from skfal._linalg import iter_chunks, r_factor, squared_row_norms, whitener
+from skfal._linalg import (
+    iter_chunks,
+    r_factor,
+    squared_row_norms,
+    whitener,
+    with_intercept,
+)
 from skfal._validation import client_view
 
 PROTOCOLS = ("fedsvd", "qr")
@@ -116,7 +122,15 @@ def server_combine_r(r_uploads, row_counts):
 
 # ------------------------------------------------------------- orchestration
 def run_leverage_protocol(
-    X, client_rows, protocol, random_state, *, block_size=100, n_jobs=None, channel=None
+    X,
+    client_rows,
+    protocol,
+    random_state,
+    *,
+    intercept=False,
+    block_size=100,
+    n_jobs=None,
+    channel=None,
 ):
     """Simulate a leverage-score protocol over clients.
 
@@ -130,6 +144,9 @@ def run_leverage_protocol(
     protocol : {"fedsvd", "qr"}
     random_state : numpy.random.RandomState
         Draws the clients' shared seed and each client's private seed.
+    intercept : bool, default=False
+        Score the rows of ``[X, 1]``: each client appends the constant
+        column to its rows.
     block_size : int, default=100
         Rows per Haar block of the FedSVD row masks.
     n_jobs : int or None
@@ -141,21 +158,23 @@ def run_leverage_protocol(
     -------
     scores : list of ndarray of shape (n_i,)
         Each client's leverage scores, as uploaded to the server.
-    W : ndarray of shape (n_features, rank)
-        The clients' map with ``X @ W`` orthonormal (``W W^T = (X^T X)^+``).
+    W : ndarray of shape (n_features + intercept, rank)
+        The clients' map with ``X @ W`` orthonormal (``W W^T = (X^T X)^+``),
+        ``X`` with the constant column when ``intercept``.
     channel : Channel
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
     channel = Channel() if channel is None else channel
-    n_features = X.shape[1]
+    n_features = X.shape[1] + intercept
     shared_seed = int(random_state.randint(np.iinfo(np.int32).max))
     seeds = random_state.randint(np.iinfo(np.int32).max, size=len(client_rows))
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     clients = range(len(client_rows))
 
     def data(c):  # a client's own rows (a copy unless they are contiguous in X)
-        return client_view(X, client_rows[c])
+        rows = client_view(X, client_rows[c])
+        return with_intercept(rows) if intercept else rows
 
     rotation = client_shared_rotation(n_features, shared_seed)  # known to clients only
 
