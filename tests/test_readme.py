@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -12,11 +14,10 @@ def test_readme_python_blocks_run():
     for block in blocks:
         namespace = {}
         exec(compile(block, str(README), "exec"), namespace)
-    sampler = namespace["sampler"]
+    reg, sampler = namespace["reg"], namespace["sampler"]
+    assert reg.n_queries_ == 100
+    assert np.allclose(reg.coef_, np.arange(1, 6), atol=0.3)
     assert sampler.sample_indices_.shape == (100,)
-    assert set(sampler.communication_) == {
-        "r_factor",
-        "combined_r",
-        "scores",
-        "selection",
-    }
+    assert {"r_factor", "scores", "selection", "masked_system"} <= set(
+        reg.communication_
+    )
