@@ -2,6 +2,7 @@
 
 from skfal._leverage import LeverageScoreSampler
 from skfal._regressor import FederatedActiveRegressor
+from skfal._sensitivity import SensitivitySampler
 from skfal._split import non_iid_split
 from skfal._uniform import UniformSampler
 
@@ -10,6 +11,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "FederatedActiveRegressor",
     "LeverageScoreSampler",
+    "SensitivitySampler",
     "UniformSampler",
     "__version__",
     "non_iid_split",

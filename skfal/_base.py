@@ -17,6 +17,10 @@ class SamplerMixin(TransformerMixin):
 
     _output_name = "score"
 
+    def _reads_labels(self):
+        """Whether ``fit(X, y)`` reads labels (the selection then depends on them)."""
+        return False
+
     def fit_resample(self, X, y, groups=None):
         """Fit, then return the selected rows and their labels.
 

@@ -11,6 +11,7 @@ from sklearn.utils import _safe_indexing as safe_indexing
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
+    Options,
     StrOptions,
     validate_params,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "MIN_SKLEARN_VERSION",
     "HasMethods",
     "Interval",
+    "Options",
     "StrOptions",
     "check_feature_names_in",
     "fit_context",

@@ -36,7 +36,9 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         it replaces the sampler's own ``budget``.
     sampler : estimator or None, default=None
         An unfitted skfal sampler (``LeverageScoreSampler``,
-        ``UniformSampler``, ...); ``None`` means ``LeverageScoreSampler()``. It
+        ``SensitivitySampler``, ``UniformSampler``); ``None`` means
+        ``LeverageScoreSampler()``. It gets ``y`` (a sampler that reads
+        labels reads them only at rows it selects). It
         is cloned, never modified; its ``budget`` is set to ``budget``, its
         ``fit_intercept`` (if it has one) to ``fit_intercept`` so that rows
         are scored for the model being fitted, and its ``random_state`` to
@@ -195,7 +197,7 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
 
         self.sampler_ = self._make_sampler(rng)
-        self.sampler_.fit(X, groups=groups)
+        self.sampler_.fit(X, y, groups=groups)
         indices = self.sampler_.sample_indices_
         weights = self.sampler_.sample_weight_
         _check_labels_read(y, indices)
@@ -255,7 +257,15 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         """
         self._validate_params()
         rng = check_random_state(self.random_state)
-        return self._make_sampler(rng).fit(X, groups=groups).sample_indices_
+        sampler = self._make_sampler(rng)
+        if getattr(sampler, "_reads_labels", lambda: False)():
+            raise ValueError(
+                f"{type(sampler).__name__} with these parameters chooses rows from "
+                "labels it reads during fit (cluster medoids and probes), so the "
+                "rows cannot be listed before any label exists. Use "
+                "holder_constant=np.inf for a label-free selection."
+            )
+        return sampler.fit(X, groups=groups).sample_indices_
 
     def _make_sampler(self, rng):
         """Clone the sampler and give it this estimator's budget and seed."""

@@ -2,14 +2,22 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skfal import FederatedActiveRegressor, LeverageScoreSampler, UniformSampler
+from skfal import (
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    SensitivitySampler,
+    UniformSampler,
+)
 
 ESTIMATORS = [
     LeverageScoreSampler(),
     LeverageScoreSampler(weighting="des-raj", budget=3),
     UniformSampler(),
+    SensitivitySampler(),
+    SensitivitySampler(z=1, budget=0.5, n_clusters=2),
     FederatedActiveRegressor(),
     FederatedActiveRegressor(sampler=UniformSampler(), training="local", alpha=1.0),
+    FederatedActiveRegressor(sampler=SensitivitySampler(), budget=0.5),
 ]
 
 

@@ -1,0 +1,108 @@
+"""(k, z)-clustering kernels: D^z seeding, assignment and Lloyd statistics.
+
+``z = 2`` is k-means (a cluster's best centre is its mean); ``z = 1`` is
+k-median in the Euclidean sense (its best centre is the geometric median,
+approached by Weiszfeld steps). Every function works on one block of rows, so
+the same code runs centralized and at each federated client; Lloyd's update
+only needs per-cluster sums and weights, which clients can add up.
+"""
+
+import numpy as np
+
+from skfal._linalg import chunk_size, iter_chunks
+
+_TINY = 1e-12
+
+
+def assign(X, centres):
+    """Nearest centre of every row and the Euclidean distance to it.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    centres : ndarray of shape (n_clusters, n_features)
+
+    Returns
+    -------
+    labels : ndarray of shape (n_rows,)
+    distances : ndarray of shape (n_rows,)
+    """
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    distances = np.empty(X.shape[0])
+    centre_norms = np.einsum("ij,ij->i", centres, centres)
+    size = max(1, chunk_size(max(X.shape[1], centres.shape[0])))
+    for start, block in zip(
+        range(0, X.shape[0], size), iter_chunks(X, size), strict=True
+    ):
+        block = np.asarray(block, dtype=np.float64)
+        squared = centre_norms - 2.0 * block @ centres.T
+        nearest = np.argmin(squared, axis=1)
+        rows = slice(start, start + block.shape[0])
+        labels[rows] = nearest
+        exact = block - centres[nearest]  # recompute: no cancellation error
+        distances[rows] = np.sqrt(np.einsum("ij,ij->i", exact, exact))
+    return labels, distances
+
+
+def seed_dz(X, n_clusters, z, random_state, sample_weight=None):
+    """D^z seeding (k-means++ for z = 2): indices of ``n_clusters`` rows of X.
+
+    The first row is drawn with probability proportional to its weight, each
+    next one proportional to weight times (distance to the nearest chosen
+    row)^z. Stops early when every remaining row coincides with a chosen one.
+    """
+    weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    chosen = [int(random_state.choice(X.shape[0], p=weight / weight.sum()))]
+    nearest = np.full(X.shape[0], np.inf)
+    for _ in range(1, n_clusters):
+        diff = X - X[chosen[-1]]
+        nearest = np.minimum(nearest, np.sqrt(np.einsum("ij,ij->i", diff, diff)))
+        mass = weight * nearest**z
+        total = mass.sum()
+        if total <= 0:
+            break
+        chosen.append(int(random_state.choice(X.shape[0], p=mass / total)))
+    return np.array(chosen)
+
+
+def lloyd_statistics(X, centres, z, sample_weight=None):
+    """What one Lloyd step needs from a block of rows, per cluster.
+
+    Returns ``(sums, weights, counts)``: for ``z = 2`` the (weighted) sums of
+    the rows and their total weight; for ``z = 1`` the Weiszfeld sums
+    ``sum w x / ||x - c||`` and weights ``sum w / ||x - c||``; ``counts`` is
+    the number of rows of each cluster. The new centre is ``sums / weights``.
+    """
+    labels, distances = assign(X, centres)
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    if z == 1:
+        w = w / np.maximum(distances, _TINY)
+    k = centres.shape[0]
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, labels, X * w[:, None])
+    return sums, np.bincount(labels, w, k), np.bincount(labels, minlength=k)
+
+
+def lloyd_update(centres, sums, weights):
+    """New centres ``sums / weights``; a cluster with no row keeps its centre."""
+    new = centres.copy()
+    filled = weights > 0
+    new[filled] = sums[filled] / weights[filled, None]
+    return new
+
+
+def cluster(X, n_clusters, z, random_state, max_iter=10, sample_weight=None):
+    """D^z seeding then Lloyd (Weiszfeld for z = 1) steps on the rows of X.
+
+    Returns the centres and each cluster's (weighted) number of rows.
+    """
+    centres = X[seed_dz(X, n_clusters, z, random_state, sample_weight)].astype(float)
+    for _ in range(max_iter):
+        sums, weights, _ = lloyd_statistics(X, centres, z, sample_weight)
+        new = lloyd_update(centres, sums, weights)
+        if np.allclose(new, centres, rtol=0, atol=1e-10):
+            break
+        centres = new
+    labels, _ = assign(X, centres)
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    return centres, np.bincount(labels, w, centres.shape[0])

@@ -1,0 +1,422 @@
+"""Clustering-based sensitivity scores over clients that keep their rows.
+
+The steps of :class:`skfal.SensitivitySampler`, as client and server
+functions. Every vector a client uploads that is built from its rows (a sum
+of rows, a local centre) is first rotated by the clients' shared Haar matrix
+``Q``, which the server never sees; distances are rotation-invariant, so the
+server can seed and update centres in the rotated space, and the clients
+rotate the centres back. Medoid rows and labels never leave their client: the
+server learns per-cluster counts, distances and losses (scalars) only.
+
+1. Subsample: the server draws ``m`` positions uniformly among all ``n`` rows
+   and tells each client how many fall to it; the client picks that many of
+   its rows at random.
+2. Seeding: each client clusters its subsample locally (D^z seeding and Lloyd
+   steps) and uploads its rotated local centres with their sizes; the server
+   runs weighted D^z seeding over all of them.
+3. Lloyd rounds on the subsample: clients upload rotated per-cluster sums
+   and weights (and counts); the server adds them and sends the new centres.
+   From the same initial centres this is exactly centralized Lloyd.
+4. Assignment: each client assigns all its rows and uploads, per cluster, its
+   number of rows and its smallest distance to the centre; the server names,
+   per cluster, the client holding the medoid (the row nearest the centre).
+5. With labels: the medoids' owners learn the proxy model ``x0`` by the
+   masked least-squares protocol (rows weighted by cluster size); they upload
+   each medoid's loss under ``x0``; for the Holder constant the server picks,
+   per cluster, a client with probability proportional to its rows there,
+   which reads one random row's label and uploads that row's loss and
+   distance. The server forms ``Lambda_j`` and sends ``(Lambda_j, loss_j)``.
+6. Scores: each client uploads ``Lambda_j d^z + loss_j`` (``d^z`` without
+   labels) for its rows.
+
+With a single client and no channel this is the centralized algorithm.
+"""
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, seed_dz
+from skfal._federated._channel import Channel
+from skfal._federated._leverage import client_shared_rotation
+from skfal._federated._regression import run_regression_protocol
+from skfal._validation import client_view
+
+
+# --------------------------------------------------------------------- clients
+def client_subsample(n_rows, n_sub, seed):
+    """Pick ``n_sub`` of the client's ``n_rows`` rows uniformly (local indices)."""
+    return np.sort(np.random.RandomState(seed).choice(n_rows, n_sub, replace=False))
+
+
+def client_local_centres(X_sub, n_clusters, z, seed, rotation, max_iter):
+    """Cluster the client's subsample; upload rotated centres and sizes."""
+    k = min(n_clusters, X_sub.shape[0])
+    centres, sizes = cluster(X_sub, k, z, np.random.RandomState(seed), max_iter)
+    keep = sizes > 0
+    return centres[keep] @ rotation, sizes[keep]
+
+
+def client_lloyd_statistics(X_sub, centres_rot, z, rotation):
+    """Rotated per-cluster sums, weights and counts of the client's subsample."""
+    sums, weights, counts = lloyd_statistics(X_sub, centres_rot @ rotation.T, z)
+    return sums @ rotation, weights, counts
+
+
+def client_assign(X_i, centres_rot, rotation):
+    """Assign all rows; upload per-cluster row counts and smallest distances.
+
+    The labels and distances of the rows stay with the client.
+    """
+    labels, distances = assign(X_i, centres_rot @ rotation.T)
+    k = centres_rot.shape[0]
+    nearest = np.full(k, np.inf)
+    np.minimum.at(nearest, labels, distances)
+    return (labels, distances), np.bincount(labels, minlength=k), nearest
+
+
+# ---------------------------------------------------------------------- server
+def server_subsample_counts(client_sizes, n_sub, random_state):
+    """How many of ``n_sub`` uniform positions fall to each client."""
+    positions = random_state.choice(int(np.sum(client_sizes)), n_sub, replace=False)
+    edges = np.cumsum(client_sizes)
+    return np.bincount(
+        np.searchsorted(edges, positions, side="right"), minlength=len(edges)
+    )
+
+
+def server_seed_centres(centres_list, sizes_list, n_clusters, z, random_state):
+    """Weighted D^z seeding over all clients' rotated local centres."""
+    pool = np.vstack(centres_list)
+    weights = np.concatenate(sizes_list).astype(float)
+    return pool[seed_dz(pool, n_clusters, z, random_state, weights)]
+
+
+def server_lloyd_update(centres_rot, statistics):
+    """Add the clients' statistics up and move the (rotated) centres."""
+    sums = np.sum([s for s, _, _ in statistics], axis=0)
+    weights = np.sum([w for _, w, _ in statistics], axis=0)
+    return lloyd_update(centres_rot, sums, weights)
+
+
+def server_medoid_owners(counts, nearest):
+    """Cluster sizes, and for each cluster the client holding its medoid."""
+    return np.sum(counts, axis=0), np.argmin(np.vstack(nearest), axis=0)
+
+
+# ------------------------------------------------------------- orchestration
+def run_clustering(
+    X, client_rows, n_clusters, z, random_state, *, n_sub, max_iter, parallel, channel
+):
+    """Steps 1-4: centres (in the clear, as the clients hold them) and assignments.
+
+    Returns ``centres, sizes, owners, assignments, n_iter`` where
+    ``assignments[c]`` is ``(labels, distances)`` of client ``c``'s rows and
+    ``n_iter`` the number of Lloyd rounds run.
+    """
+    clients = range(len(client_rows))
+    sizes_i = np.array([rows.shape[0] for rows in client_rows])
+    rotation = client_shared_rotation(X.shape[1], int(random_state.randint(2**31 - 1)))
+    seeds = random_state.randint(2**31 - 1, size=(len(client_rows), 2))
+
+    counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
+    subsamples = [
+        client_view(X, client_rows[c])[
+            client_subsample(
+                sizes_i[c],
+                int(channel.down("subsample", c, counts_sub[c])),
+                seeds[c, 0],
+            )
+        ]
+        for c in clients
+    ]
+    active = [c for c in clients if subsamples[c].shape[0] > 0]
+    local = parallel(
+        delayed(client_local_centres)(
+            subsamples[c], n_clusters, z, seeds[c, 1], rotation, max_iter
+        )
+        for c in active
+    )
+    centres_rot = server_seed_centres(
+        [
+            channel.up("seeding", c, centres)
+            for c, (centres, _) in zip(active, local, strict=True)
+        ],
+        [
+            channel.up("seeding", c, sizes)
+            for c, (_, sizes) in zip(active, local, strict=True)
+        ],
+        n_clusters,
+        z,
+        random_state,
+    )
+    n_iter = 0
+    for _ in range(max_iter):
+        n_iter += 1
+        for c in clients:
+            channel.down("lloyd", c, centres_rot)
+        statistics = parallel(
+            delayed(client_lloyd_statistics)(subsamples[c], centres_rot, z, rotation)
+            for c in active
+        )
+        for c, stats in zip(active, statistics, strict=True):
+            for array in stats:
+                channel.up("lloyd", c, array)
+        new = server_lloyd_update(centres_rot, statistics)
+        done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
+        centres_rot = new
+        if done:
+            break
+    for c in clients:
+        channel.down("assignment", c, centres_rot)
+    results = parallel(
+        delayed(client_assign)(client_view(X, client_rows[c]), centres_rot, rotation)
+        for c in clients
+    )
+    counts = [
+        channel.up("assignment", c, r[1]) for c, r in zip(clients, results, strict=True)
+    ]
+    nearest = [
+        channel.up("assignment", c, r[2]) for c, r in zip(clients, results, strict=True)
+    ]
+    sizes, owners = server_medoid_owners(counts, nearest)
+    centres = centres_rot @ rotation.T
+    return centres, sizes, owners, [r[0] for r in results], n_iter
+
+
+def client_medoids(assignment, owned):
+    """Local index of the row nearest the centre, for each cluster in ``owned``."""
+    labels, distances = assignment
+    medoids = np.empty(owned.shape[0], dtype=np.int64)
+    for m, j in enumerate(owned):
+        rows = np.flatnonzero(labels == j)
+        medoids[m] = rows[np.argmin(distances[rows])]
+    return medoids
+
+
+def client_losses(X_rows, y_rows, coef, intercept):
+    """Squared residuals of the client's labeled rows under the proxy model."""
+    return (np.asarray(X_rows, dtype=np.float64) @ coef + intercept - y_rows) ** 2
+
+
+def client_probe(assignment, cluster_ids, exclude, seed):
+    """One uniformly random row (local index) per cluster, avoiding ``exclude``."""
+    labels, _ = assignment
+    rng = np.random.RandomState(seed)
+    picks = np.empty(cluster_ids.shape[0], dtype=np.int64)
+    for m, j in enumerate(cluster_ids):
+        rows = np.setdiff1d(np.flatnonzero(labels == j), exclude)
+        picks[m] = rng.choice(rows)
+    return picks
+
+
+def client_scores(assignment, z, holder, medoid_loss):
+    """Sensitivity scores ``Lambda_j d^z + loss_j`` (``d^z`` without labels)."""
+    labels, distances = assignment
+    scores = distances**z
+    if holder is not None:
+        scores = holder[labels] * scores + medoid_loss[labels]
+    return scores
+
+
+def server_probe_plan(counts, owners, max_probes, random_state):
+    """Which clusters to probe, and at which client: -1 where none.
+
+    At most ``max_probes`` clusters having a row besides the medoid are
+    probed, chosen with probability proportional to those rows (all of them
+    when the budget allows). In a probed cluster the client is chosen with
+    probability proportional to its rows there other than the medoid, so the
+    probe is uniform over the cluster.
+    """
+    counts = np.vstack(counts).astype(float)
+    counts[owners, np.arange(counts.shape[1])] -= 1
+    others = counts.sum(axis=0)
+    candidates = np.flatnonzero(others > 0)
+    if candidates.size > max_probes:
+        p = others[candidates] / others[candidates].sum()
+        candidates = random_state.choice(candidates, max_probes, replace=False, p=p)
+    plan = np.full(counts.shape[1], -1)
+    for j in candidates:
+        plan[j] = random_state.choice(counts.shape[0], p=counts[:, j] / others[j])
+    return plan
+
+
+def server_holder_constants(medoid_loss, probe_loss, probe_distance_z, n_rows):
+    """Lemma 8: ``Lambda_j = log(n) |loss(probe) - loss(medoid)| / d(probe)^z``.
+
+    Clusters without a probe get the largest estimate of the others; with no
+    probe at all the result is ``None`` (distance-only scores).
+    """
+    probed = ~np.isnan(probe_loss)
+    if not probed.any():
+        return None
+    holder = np.full(medoid_loss.shape[0], np.nan)
+    gap = np.abs(probe_loss[probed] - medoid_loss[probed])
+    scale = np.log(max(n_rows, 2))
+    holder[probed] = scale * gap / np.maximum(probe_distance_z[probed], 1e-12)
+    return np.where(np.isnan(holder), np.nanmax(holder), holder)
+
+
+def run_sensitivity_protocol(
+    X,
+    y,
+    client_rows,
+    n_clusters,
+    z,
+    holder_constant,
+    random_state,
+    *,
+    fit_intercept=False,
+    max_probes=None,
+    n_sub,
+    max_iter=10,
+    n_jobs=None,
+    channel=None,
+):
+    """Simulate the sensitivity-score protocol (steps 1-6 of this module).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,) or None
+        Labels, read only at the rows whose label is bought; ``None`` (or
+        ``holder_constant=inf``) for distance-only scores.
+    client_rows : list of ndarray
+    n_clusters : int
+    z : {1, 2}
+    holder_constant : "auto" or float
+    random_state : numpy.random.RandomState
+    fit_intercept : bool, default=False
+        Whether the proxy model has an intercept.
+    max_probes : int or None
+        Most labels to spend on Holder probes (``None``: one per cluster).
+    n_sub : int
+        Rows of the clustering subsample.
+    max_iter : int, default=10
+        Lloyd rounds.
+    n_jobs : int or None
+    channel : Channel or None
+
+    Returns
+    -------
+    result : dict
+        ``centres, sizes, labels, scores, medoids, probes, holder,
+        medoid_loss, coef, intercept, n_iter, n_labels_read, channel``; row
+        indices are
+        indices of X.
+    """
+    channel = Channel() if channel is None else channel
+    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
+    clients = range(len(client_rows))
+    max_probes = n_clusters if max_probes is None else max_probes
+    centres, sizes, owners, assignments, n_iter = run_clustering(
+        X,
+        client_rows,
+        n_clusters,
+        z,
+        random_state,
+        n_sub=n_sub,
+        max_iter=max_iter,
+        parallel=parallel,
+        channel=channel,
+    )
+    k = centres.shape[0]
+    # Each owner marks its medoid rows; they stay local (indices of X below are
+    # the simulation's bookkeeping, the server only learns which are bought).
+    medoids = np.empty(k, dtype=np.int64)
+    for c in clients:
+        owned = np.flatnonzero(channel.down("medoids", c, owners) == c)
+        medoids[owned] = client_rows[c][client_medoids(assignments[c], owned)]
+
+    with_labels = y is not None and holder_constant != np.inf
+    holder = medoid_loss = None
+    probes = np.empty(0, dtype=np.int64)
+    coef, intercept = None, 0.0
+    if with_labels:
+        _check_labels(y, medoids, "cluster medoids")
+        owned = [np.flatnonzero(owners == c) for c in clients]
+        coef, intercept, _ = run_regression_protocol(
+            [(X[medoids[o]], y[medoids[o]], sizes[o].astype(float)) for o in owned],
+            "global",
+            random_state,
+            fit_intercept=fit_intercept,
+            channel=channel,
+        )
+        medoid_loss = np.empty(k)
+        for c in clients:
+            loss = client_losses(
+                X[medoids[owned[c]]], y[medoids[owned[c]]], coef, intercept
+            )
+            medoid_loss[owned[c]] = channel.up("medoid_loss", c, loss)
+        if holder_constant == "auto":
+            counts = [np.bincount(a[0], minlength=k) for a in assignments]
+            plan = server_probe_plan(counts, owners, max_probes, random_state)
+            probe_loss, probe_dz = np.full(k, np.nan), np.full(k, np.nan)
+            picked = []
+            for c in clients:
+                mine = np.flatnonzero(channel.down("probe", c, plan) == c)
+                if mine.size == 0:
+                    continue
+                local = client_probe(
+                    assignments[c],
+                    mine,
+                    np.searchsorted(client_rows[c], medoids[owners == c]),
+                    random_state.randint(2**31 - 1),
+                )
+                rows = client_rows[c][local]
+                _check_labels(y, rows, "Holder probes")
+                probe_loss[mine] = channel.up(
+                    "probe", c, client_losses(X[rows], y[rows], coef, intercept)
+                )
+                probe_dz[mine] = channel.up("probe", c, assignments[c][1][local] ** z)
+                picked.append(rows)
+            probes = np.sort(np.concatenate(picked)) if picked else probes
+            holder = server_holder_constants(
+                medoid_loss, probe_loss, probe_dz, X.shape[0]
+            )
+        else:
+            holder = np.full(k, float(holder_constant))
+        if holder is None:  # no probe fitted in the budget: distances only
+            medoid_loss = None
+        else:
+            for c in clients:
+                channel.down("holder", c, np.concatenate([holder, medoid_loss]))
+
+    bought = np.union1d(medoids, probes)
+    scores = np.empty(X.shape[0])
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    for c in clients:
+        local_scores = client_scores(assignments[c], z, holder, medoid_loss)
+        scores[client_rows[c]] = channel.up("scores", c, local_scores)
+        labels[client_rows[c]] = assignments[c][0]
+    if holder is not None and scores.sum() - scores[bought].sum() <= 0:
+        # The labels say the loss vanishes everywhere (Lambda = loss = 0):
+        # nothing to weigh the other rows by, so fall back to distances.
+        holder = medoid_loss = None
+        for c in clients:
+            local_scores = client_scores(assignments[c], z, None, None)
+            scores[client_rows[c]] = channel.up("scores", c, local_scores)
+    return {
+        "centres": centres,
+        "sizes": sizes,
+        "labels": labels,
+        "scores": scores,
+        "medoids": medoids,
+        "probes": probes,
+        "holder": holder,
+        "medoid_loss": medoid_loss,
+        "coef": coef,
+        "intercept": intercept,
+        "n_iter": n_iter,
+        "n_labels_read": int(bought.size) if with_labels else 0,
+        "channel": channel,
+    }
+
+
+def _check_labels(y, rows, what):
+    missing = rows[np.isnan(y[rows])]
+    if missing.size:
+        raise ValueError(
+            f"{missing.size} of the {rows.size} {what} have no label (NaN in y), "
+            f"e.g. rows {missing[:10].tolist()}; their labels are needed to "
+            "compute the sensitivity scores."
+        )

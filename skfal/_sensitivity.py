@@ -1,0 +1,352 @@
+"""Clustering-based sensitivity sampling (Axiotis et al.), centralized or federated."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from skfal._base import SamplerMixin
+from skfal._clustering import assign
+from skfal._compat import Interval, Options, StrOptions, fit_context, validate_data
+from skfal._federated import server_send_selection
+from skfal._federated._clustering import run_sensitivity_protocol
+from skfal._sampling import WEIGHTINGS, draw_until_distinct, resolve_budget
+from skfal._validation import check_groups
+
+
+class SensitivitySampler(SamplerMixin, BaseEstimator):
+    """Select rows to label by clustering-based sensitivity sampling.
+
+    Cluster the rows ((k, z)-clustering: D^z seeding, Lloyd steps), take in
+    each cluster the row nearest its centre (the medoid, whose label can be
+    bought), and sample the remaining budget with probability proportional
+    to a bound on each row's loss: its distance to the centre to the power
+    ``z``, or, with labels, ``Lambda_j d^z + loss_j`` where ``loss_j`` is the
+    medoid's squared residual under a least-squares model ``x0`` fitted on
+    the medoids (weighted by cluster size) and ``Lambda_j`` the cluster's
+    Holder constant (Axiotis et al., Algorithm 2).
+
+    Parameters
+    ----------
+    budget : int or float, default=0.1
+        Number of distinct rows to select if an int ``>= 1``; that fraction of
+        the rows, rounded up, if a float in ``(0, 1]``. The medoids (and the
+        Holder probes, with labels) are part of it.
+    n_clusters : int or float, default=0.2
+        Number of clusters ``k`` if an int; that fraction of the budget
+        (rounded, at least 1) if a float in ``(0, 1)``, the paper's practice.
+    z : {1, 2}, default=2
+        Clustering exponent: 2 for k-means, 1 for (Euclidean) k-median.
+    holder_constant : "auto", float or inf, default="auto"
+        ``Lambda`` of the Holder bound ``|loss(x) - loss(c)| <= Lambda
+        ||x - c||^z``, used only when ``fit`` gets labels. ``"auto"``
+        estimates it per cluster as in Lemma 8: one random row per cluster
+        is labeled (counted in the budget) and ``Lambda_j = log(n)
+        |loss(probe) - loss(medoid)| / d(probe)^z``; when the budget has no
+        room for a probe in every cluster, the larger clusters are probed and
+        the others get the largest estimate (with no probe at all, the scores
+        are distances only). ``inf`` ignores labels: distance-only scores, the
+        paper's regression experiments.
+    fit_intercept : bool, default=False
+        Whether the proxy model ``x0`` has an intercept.
+        :class:`FederatedActiveRegressor` sets it to its own.
+    subsample_size : int or None, default=None
+        Rows on which the clustering is computed (Lloyd steps); every row is
+        then assigned in one pass. ``None``: ``max(10000, 40 k)``, capped at
+        the number of rows.
+    max_iter : int, default=10
+        Lloyd rounds.
+    weighting : {"hansen-hurwitz", "des-raj"}, default="hansen-hurwitz"
+        Importance weights of the sampled rows (see
+        :class:`LeverageScoreSampler`).
+    n_jobs : int, default=None
+        Clients processed in parallel (joblib threads).
+    random_state : int, RandomState instance or None, default=None
+        Controls the subsample, seeding, probes and draws.
+
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_samples,)
+        Sensitivity score of every row (zero for medoids and probes, whose
+        labels are bought).
+    sample_indices_ : ndarray of shape (n_selected,)
+        Sorted distinct selected rows: medoids, probes and sampled rows.
+    sample_weight_ : ndarray of shape (n_selected,)
+        Weights: 1 for a probe; for a medoid, 1 plus the number of rows of its
+        cluster with a zero score (rows at the centre, which it stands for);
+        importance weights for the sampled rows. ``sum w_i f(x_i)`` is an
+        unbiased estimate of ``sum_j f(x_j)`` (exactly, with
+        ``weighting="des-raj"``) for losses that obey the Holder bound.
+    n_draws_ : int
+        Draws it took to sample the rows beyond medoids and probes.
+    n_queries_ : int
+        Labels read by ``fit``: medoids and probes with labels, else 0.
+    n_clusters_ : int
+        Clusters used (those left empty are dropped).
+    n_iter_ : int
+        Lloyd rounds run.
+    cluster_centers_ : ndarray of shape (n_clusters_, n_features_in_)
+        Centres of the clusters.
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of every row.
+    medoid_indices_ : ndarray of shape (n_clusters_,)
+        Row nearest each centre.
+    probe_indices_ : ndarray
+        Rows labeled to estimate the Holder constants.
+    holder_constants_ : ndarray of shape (n_clusters_,) or None
+        ``Lambda_j`` per cluster (``None`` without labels).
+    proxy_coef_ : ndarray of shape (n_features_in_,) or None
+        ``x0``, fitted on the medoids (``None`` without labels).
+    proxy_intercept_ : float
+        Its intercept.
+    clients_ : ndarray of shape (n_clients,) or None
+        Sorted client labels when fitted with ``groups``.
+    communication_ : dict
+        Bytes per phase, ``{phase: {"up": bytes, "down": bytes}}``; empty when
+        centralized.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    LeverageScoreSampler : Selection by statistical leverage.
+    UniformSampler : Uniform random selection.
+
+    Notes
+    -----
+    The clustering is computed on a uniform subsample and then every row is
+    assigned in one chunked pass, so the cost is about one pass over ``X``
+    per ``k`` centres. Distances are measured to the centre (the mean, or
+    the Weiszfeld estimate of the geometric median for ``z=1``); the medoid
+    stands in for the centre only where a label is needed. Rows whose score
+    is zero are represented by their medoid. With ``groups`` the clustering
+    runs as Lloyd rounds over clients (see ``skfal._federated._clustering``);
+    the seeding there is two-level (local clusterings, then weighted D^z
+    seeding of their centres), so its result differs from the centralized
+    one, while Lloyd rounds from the same centres agree exactly.
+
+    References
+    ----------
+    .. [1] K. Axiotis, V. Cohen-Addad, M. Henzinger, S. Jerome, V. Mirrokni,
+       D. Saulpic, D. Woodruff and M. Wunder, "Data-Efficient Learning via
+       Clustering-Based Sensitivity Sampling: Foundation Models and Beyond",
+       ICML 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfal import SensitivitySampler
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.vstack([rng.normal(c, 0.1, (100, 2)) for c in (0, 5, 10)])
+    >>> sampler = SensitivitySampler(budget=15, n_clusters=3, random_state=0).fit(X)
+    >>> sampler.sample_indices_.shape
+    (15,)
+    >>> np.bincount(sampler.labels_[sampler.medoid_indices_], minlength=3)
+    array([1, 1, 1])
+    """
+
+    _output_name = "sensitivity"
+
+    _parameter_constraints: dict = {
+        "budget": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
+        "n_clusters": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="neither"),
+        ],
+        "z": [Options(Real, {1, 2})],
+        "holder_constant": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, None, closed="left"),
+        ],
+        "fit_intercept": ["boolean"],
+        "subsample_size": [Interval(Integral, 1, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "weighting": [StrOptions(set(WEIGHTINGS))],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        budget=0.1,
+        *,
+        n_clusters=0.2,
+        z=2,
+        holder_constant="auto",
+        fit_intercept=False,
+        subsample_size=None,
+        max_iter=10,
+        weighting="hansen-hurwitz",
+        n_jobs=None,
+        random_state=None,
+    ):
+        self.budget = budget
+        self.n_clusters = n_clusters
+        self.z = z
+        self.holder_constant = holder_constant
+        self.fit_intercept = fit_intercept
+        self.subsample_size = subsample_size
+        self.max_iter = max_iter
+        self.weighting = weighting
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, groups=None):
+        """Cluster, score and draw the selection.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+        y : array-like of shape (n_samples,), default=None
+            Labels. Read only at the medoids and probes (the others may be
+            ``NaN``); ``None`` for distance-only scores.
+        groups : array-like of shape (n_samples,), default=None
+            Client label of each row; the clustering and scores are then
+            computed by the federated protocol.
+
+        Returns
+        -------
+        self : object
+            Fitted sampler.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        n_samples = X.shape[0]
+        n_selected = resolve_budget(self.budget, n_samples)
+        k = self._n_clusters(n_selected)
+        if k > n_samples:
+            raise ValueError(
+                f"n_clusters={k} exceeds the number of rows n_samples={n_samples}."
+            )
+        if k > n_selected:
+            raise ValueError(
+                f"budget={self.budget!r} gives {n_selected} rows, fewer than "
+                f"n_clusters={k}: every cluster's medoid is selected. Lower "
+                "n_clusters or raise the budget."
+            )
+        if y is not None:
+            y = column_or_1d(y, warn=True).astype(np.float64)
+            if y.shape[0] != n_samples:
+                raise ValueError(
+                    f"y has {y.shape[0]} entries but X has {n_samples} rows."
+                )
+        rng = check_random_state(self.random_state)
+        if groups is None:
+            self.clients_, client_rows = None, [np.arange(n_samples)]
+        else:
+            self.clients_, client_rows = check_groups(groups, n_samples)
+        n_sub = self.subsample_size or max(10_000, 40 * k)
+        result = run_sensitivity_protocol(
+            X,
+            y,
+            client_rows,
+            k,
+            self.z,
+            self.holder_constant,
+            rng,
+            fit_intercept=self.fit_intercept,
+            max_probes=n_selected - k,
+            n_sub=min(n_sub, n_samples),
+            max_iter=self.max_iter,
+            n_jobs=self.n_jobs,
+        )
+        self._store(result, n_selected, rng)
+        channel = result["channel"]
+        if groups is not None:
+            server_send_selection(channel, client_rows, self.sample_indices_)
+        self.communication_ = {} if groups is None else channel.summary()
+        return self
+
+    def _reads_labels(self):
+        return self.holder_constant != np.inf
+
+    def _n_clusters(self, n_selected):
+        if isinstance(self.n_clusters, Integral):
+            return int(self.n_clusters)
+        return max(1, int(round(self.n_clusters * n_selected)))
+
+    def _store(self, result, n_selected, rng):
+        """Drop empty clusters, draw the rest of the budget, set attributes."""
+        keep = result["sizes"] > 0
+        remap = np.cumsum(keep) - 1
+        labels = remap[result["labels"]]
+        medoids = result["medoids"][keep]
+        bought = np.union1d(medoids, result["probes"])
+        if bought.size > n_selected:
+            raise ValueError(
+                f"budget={self.budget!r} gives {n_selected} rows but {bought.size} "
+                "labels are bought for medoids and Holder probes. Raise the "
+                "budget, lower n_clusters, or pass a float holder_constant."
+            )
+        scores = result["scores"].copy()
+        scores[bought] = 0.0
+        # Rows with a zero score sit at their centre: their medoid stands for them.
+        stand_in = np.bincount(labels[scores == 0], minlength=medoids.size)
+        stand_in -= np.bincount(labels[bought], minlength=medoids.size)
+        weight_of = dict(zip(bought.tolist(), np.ones(bought.size), strict=True))
+        for j, m in enumerate(medoids):
+            weight_of[int(m)] += stand_in[j]
+        remaining = n_selected - bought.size
+        self.n_draws_ = 0
+        if remaining > 0:
+            total = scores.sum()
+            if total <= 0:
+                raise ValueError(
+                    f"Only {bought.size} distinct rows carry information (every other "
+                    "row coincides with its cluster's centre, e.g. duplicates or a "
+                    f"constant X): the budget of {n_selected} rows cannot be met. "
+                    f"Lower the budget to {bought.size}."
+                )
+            selection = draw_until_distinct(
+                scores / total, remaining, rng, self.weighting
+            )
+            weight_of.update(
+                zip(selection.indices.tolist(), selection.weights, strict=True)
+            )
+            self.n_draws_ = selection.n_draws
+        self.sample_indices_ = np.array(sorted(weight_of), dtype=np.int64)
+        self.sample_weight_ = np.array([weight_of[i] for i in self.sample_indices_])
+        self.scores_ = scores
+        self.labels_ = labels
+        self.medoid_indices_ = medoids
+        self.probe_indices_ = result["probes"]
+        self.cluster_centers_ = result["centres"][keep]
+        self.n_clusters_ = int(keep.sum())
+        self.n_iter_ = result["n_iter"]
+        with_labels = result["holder"] is not None
+        self.holder_constants_ = result["holder"][keep] if with_labels else None
+        self._medoid_loss = result["medoid_loss"][keep] if with_labels else None
+        self.proxy_coef_ = result["coef"]
+        self.proxy_intercept_ = float(result["intercept"])
+        self.n_queries_ = result["n_labels_read"]
+
+    def transform(self, X):
+        """Sensitivity score of each row of ``X`` against the fitted clusters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, 1)
+            ``d^z`` to the nearest centre, or ``Lambda_j d^z + loss_j`` when
+            fitted with labels.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        labels, distances = assign(X, self.cluster_centers_)
+        scores = distances**self.z
+        if self.holder_constants_ is not None:
+            scores = self.holder_constants_[labels] * scores + self._medoid_loss[labels]
+        return scores[:, None]
