@@ -11,7 +11,7 @@ import numpy as np
 
 from skfal._linalg import chunk_size, iter_chunks
 
-_TINY = 1e-12
+_TINY = 1e-9
 
 
 def assign(X, centres):
@@ -26,6 +26,8 @@ def assign(X, centres):
     -------
     labels : ndarray of shape (n_rows,)
     distances : ndarray of shape (n_rows,)
+        Zero for rows within ``1e-9 (1 + max |centre entry|)`` of their
+        centre, so rounding does not turn a row on its centre into one near it.
     """
     labels = np.empty(X.shape[0], dtype=np.int64)
     distances = np.empty(X.shape[0])
@@ -41,6 +43,9 @@ def assign(X, centres):
         labels[rows] = nearest
         exact = block - centres[nearest]  # recompute: no cancellation error
         distances[rows] = np.sqrt(np.einsum("ij,ij->i", exact, exact))
+    # A row on its centre up to rounding (e.g. after the federated rotation)
+    # is on it: distance exactly 0.
+    distances[distances <= _TINY * (1.0 + np.abs(centres).max())] = 0.0
     return labels, distances
 
 
@@ -76,7 +81,10 @@ def lloyd_statistics(X, centres, z, sample_weight=None):
     labels, distances = assign(X, centres)
     w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
     if z == 1:
-        w = w / np.maximum(distances, _TINY)
+        # Weiszfeld; a row sitting on its centre is left out of the step
+        # (Vardi and Zhang), which also keeps 1/d finite.
+        at_centre = distances == 0
+        w = np.where(at_centre, 0.0, w / np.where(at_centre, 1.0, distances))
     k = centres.shape[0]
     sums = np.zeros((k, X.shape[1]))
     np.add.at(sums, labels, X * w[:, None])

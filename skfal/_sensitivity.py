@@ -164,7 +164,7 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         "z": [Options(Real, {1, 2})],
         "holder_constant": [
             StrOptions({"auto"}),
-            Interval(Real, 0, None, closed="left"),
+            Interval(Real, 0, np.inf, closed="both"),
         ],
         "fit_intercept": ["boolean"],
         "subsample_size": [Interval(Integral, 1, None, closed="left"), None],

@@ -104,6 +104,33 @@ def server_medoid_owners(counts, nearest):
 
 
 # ------------------------------------------------------------- orchestration
+def run_lloyd(subsamples, centres_rot, z, rotation, max_iter, parallel, channel, ids):
+    """Lloyd rounds over clients' rows from given (rotated) centres.
+
+    Equal, up to rounding, to centralized Lloyd on the stacked rows from the
+    same centres: per-cluster sums and weights add up across clients, and
+    the rotation changes no distance. Returns the centres and rounds run.
+    """
+    n_iter = 0
+    for _ in range(max_iter):
+        n_iter += 1
+        for c in ids:
+            channel.down("lloyd", c, centres_rot)
+        statistics = parallel(
+            delayed(client_lloyd_statistics)(X_sub, centres_rot, z, rotation)
+            for X_sub in subsamples
+        )
+        for c, stats in zip(ids, statistics, strict=True):
+            for array in stats:
+                channel.up("lloyd", c, array)
+        new = server_lloyd_update(centres_rot, statistics)
+        done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
+        centres_rot = new
+        if done:
+            break
+    return centres_rot, n_iter
+
+
 def run_clustering(
     X, client_rows, n_clusters, z, random_state, *, n_sub, max_iter, parallel, channel
 ):
@@ -149,23 +176,16 @@ def run_clustering(
         z,
         random_state,
     )
-    n_iter = 0
-    for _ in range(max_iter):
-        n_iter += 1
-        for c in clients:
-            channel.down("lloyd", c, centres_rot)
-        statistics = parallel(
-            delayed(client_lloyd_statistics)(subsamples[c], centres_rot, z, rotation)
-            for c in active
-        )
-        for c, stats in zip(active, statistics, strict=True):
-            for array in stats:
-                channel.up("lloyd", c, array)
-        new = server_lloyd_update(centres_rot, statistics)
-        done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
-        centres_rot = new
-        if done:
-            break
+    centres_rot, n_iter = run_lloyd(
+        [subsamples[c] for c in active],
+        centres_rot,
+        z,
+        rotation,
+        max_iter,
+        parallel,
+        channel,
+        active,
+    )
     for c in clients:
         channel.down("assignment", c, centres_rot)
     results = parallel(

@@ -1,0 +1,262 @@
+"""SensitivitySampler: the estimator of Theorem 2, clusters, federation, API."""
+
+import numpy as np
+import pytest
+from joblib import Parallel
+from sklearn.model_selection import GridSearchCV, KFold
+
+from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySampler
+from skfal._clustering import lloyd_statistics, lloyd_update
+from skfal._federated import Channel, _regression
+from skfal._federated import _clustering as protocol
+from skfal._federated._leverage import client_shared_rotation
+
+
+def blobs(n_per=200, centres=((0, 0), (8, 0), (0, 8), (8, 8)), scale=0.3, seed=0):
+    rng = np.random.RandomState(seed)
+    X = np.vstack([rng.normal(c, scale, (n_per, len(c))) for c in centres])
+    truth = np.repeat(np.arange(len(centres)), n_per)
+    return X, truth
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_weighted_loss_sum_is_unbiased_and_concentrates(with_labels):
+    # Theorem 2's estimator: medoids and probes count once (their labels are
+    # bought), the other rows are sampled with p ~ sensitivity and weighted
+    # by Des Raj's weights, which are exactly unbiased given the clustering.
+    # So the average of sum_S w l over seeds is sum_D l, and the spread of
+    # the estimate shrinks as the budget grows.
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((400, 2)) * [2.0, 1.0]
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1]
+    loss = (0.3 * X[:, 0] + 0.2 * X[:, 1] - y) ** 2 + 1.0  # Holder-continuous
+    truth = loss.sum()
+    spreads = []
+    for budget in (30, 120):
+        estimates = []
+        for seed in range(600):
+            s = SensitivitySampler(
+                budget=budget, n_clusters=8, weighting="des-raj", random_state=seed
+            ).fit(X, y if with_labels else None)
+            estimates.append(s.sample_weight_ @ loss[s.sample_indices_])
+        estimates = np.array(estimates)
+        se = estimates.std() / np.sqrt(estimates.size)
+        assert abs(estimates.mean() - truth) < 4 * se
+        spreads.append(estimates.std())
+    assert spreads[1] < 0.7 * spreads[0]
+
+
+def test_every_tight_cluster_is_represented():
+    X, truth = blobs()
+    for seed in range(10):
+        s = SensitivitySampler(budget=20, n_clusters=4, random_state=seed).fit(X)
+        assert set(truth[s.medoid_indices_]) == {0, 1, 2, 3}
+        assert set(truth[s.sample_indices_]) == {0, 1, 2, 3}
+        # Each found cluster is one true cluster.
+        for j in range(4):
+            assert len(set(truth[s.labels_ == j])) == 1
+
+
+@pytest.mark.parametrize("z", [1, 2])
+def test_federated_lloyd_equals_centralized_lloyd(z):
+    # Per-cluster sums and weights add up across clients and the rotation
+    # preserves distances, so federated rounds from the same centres give
+    # centralized Lloyd's centres.
+    rng = np.random.RandomState(2)
+    X = rng.standard_normal((600, 3)) + np.repeat(
+        rng.uniform(-5, 5, (3, 3)), 200, axis=0
+    )
+    init = X[[0, 250, 450]].copy()
+    parts = np.array_split(rng.permutation(600), 5)
+    rotation = client_shared_rotation(3, 7)
+    fed, n_iter = protocol.run_lloyd(
+        [X[p] for p in parts],
+        init @ rotation,
+        z,
+        rotation,
+        6,
+        Parallel(),
+        Channel(),
+        range(5),
+    )
+    central = init
+    for _ in range(n_iter):
+        sums, weights, _ = lloyd_statistics(X, central, z)
+        central = lloyd_update(central, sums, weights)
+    assert np.allclose(fed @ rotation.T, central, rtol=1e-10, atol=1e-10)
+
+
+def test_server_never_receives_a_raw_row_or_label(monkeypatch):
+    X, _ = blobs(n_per=60, seed=3)
+    y = X @ [1.0, -1.0] + 0.1
+    groups = np.random.RandomState(4).randint(4, size=X.shape[0])
+    seen = []
+    for module, names in [
+        (
+            protocol,
+            [
+                "server_subsample_counts",
+                "server_seed_centres",
+                "server_lloyd_update",
+                "server_medoid_owners",
+                "server_probe_plan",
+                "server_holder_constants",
+            ],
+        ),
+        (_regression, ["server_sum", "server_solve_masked"]),
+    ]:
+        for name in names:
+            original = getattr(module, name)
+
+            def spy(*args, _original=original):
+                for arg in args:
+                    items = arg if isinstance(arg, list | tuple) else [arg]
+                    for item in items:
+                        seen.extend(item if isinstance(item, tuple) else [item])
+                return _original(*args)
+
+            monkeypatch.setattr(module, name, spy)
+    SensitivitySampler(budget=30, n_clusters=5, random_state=0).fit(X, y, groups=groups)
+    arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in seen if np.ndim(a) > 0]
+    assert arrays
+    for array in arrays:
+        for row in array:
+            if row.size == 2:
+                assert not np.any(np.all(np.isclose(row, X), axis=1))
+        for column in array.T:
+            for c in range(4):
+                mine = y[groups == c]
+                if column.shape == mine.shape:
+                    assert not np.allclose(column, mine)
+
+
+def test_labels_read_only_at_medoids_and_probes():
+    X, _ = blobs(seed=5)
+    y = X @ [0.5, 2.0]
+    s = SensitivitySampler(budget=40, n_clusters=4, random_state=0).fit(X, y)
+    read = np.union1d(s.medoid_indices_, s.probe_indices_)
+    partial = np.full_like(y, np.nan)
+    partial[read] = y[read]
+    again = SensitivitySampler(budget=40, n_clusters=4, random_state=0).fit(X, partial)
+    assert np.array_equal(again.sample_indices_, s.sample_indices_)
+    assert s.n_queries_ == read.size <= 40
+    assert s.sample_indices_.size == 40
+    assert s.holder_constants_.shape == (4,) and s.proxy_coef_.shape == (2,)
+
+
+def test_budget_exact_weights_and_transform():
+    X, _ = blobs(seed=6)
+    s = SensitivitySampler(budget=50, random_state=0).fit(X)
+    assert s.sample_indices_.size == 50 and np.all(np.diff(s.sample_indices_) > 0)
+    assert s.n_clusters_ == 10 and s.n_queries_ == 0
+    assert np.all(np.isin(s.medoid_indices_, s.sample_indices_))
+    Xt = s.transform(X)
+    assert Xt.shape == (X.shape[0], 1)
+    # Scores are distances^z to the centre, zero for medoids (bought).
+    assert np.allclose(s.scores_[s.medoid_indices_], 0)
+    others = np.setdiff1d(np.arange(X.shape[0]), s.medoid_indices_)
+    assert np.allclose(Xt[others, 0], s.scores_[others])
+    assert list(s.get_feature_names_out()) == ["sensitivity"]
+
+
+def test_duplicates_are_represented_by_their_medoid():
+    # 30 copies of each of 3 points: every row sits on its centre, so the
+    # three medoids stand for all 90 rows (weights 30 each), and a budget
+    # above 3 cannot be met with informative rows: a clear error.
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 30, axis=0)
+    s = SensitivitySampler(budget=3, n_clusters=3, random_state=0).fit(X)
+    assert np.allclose(s.sample_weight_, 30)
+    with pytest.raises(ValueError, match="Only 3 distinct rows carry information"):
+        SensitivitySampler(budget=10, n_clusters=3, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, match",
+    [
+        (np.ones((50, 2)), {"budget": 5, "n_clusters": 2}, "carry information"),
+        (
+            np.random.RandomState(0).rand(50, 2),
+            {"budget": 5, "n_clusters": 6},
+            "fewer than",
+        ),
+        (
+            np.random.RandomState(0).rand(5, 2),
+            {"budget": 5, "n_clusters": 6},
+            "exceeds",
+        ),
+        (np.array([[np.nan, 1.0], [1.0, 2.0]]), {}, "NaN"),
+    ],
+)
+def test_bad_input(X, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SensitivitySampler(random_state=0, **kwargs).fit(X)
+
+
+def test_budget_too_small_for_probes_falls_back_gracefully():
+    X, _ = blobs(seed=7)
+    y = X.sum(axis=1)
+    s = SensitivitySampler(budget=6, n_clusters=4, random_state=0).fit(X, y)
+    assert s.sample_indices_.size == 6 and s.n_queries_ <= 6
+    assert s.probe_indices_.size == 2  # room for two probes after four medoids
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_federated_sampler_runs_and_accounts(with_labels):
+    X, truth = blobs(seed=8)
+    y = X @ [1.0, 1.0] if with_labels else None
+    groups = np.array(["a", "b", "c"])[
+        np.random.RandomState(9).randint(3, size=X.shape[0])
+    ]
+    s = SensitivitySampler(budget=40, n_clusters=4, random_state=0).fit(
+        X, y, groups=groups
+    )
+    assert s.sample_indices_.size == 40
+    assert set(truth[s.medoid_indices_]) == {0, 1, 2, 3}
+    assert {"seeding", "lloyd", "assignment", "scores", "selection"} <= set(
+        s.communication_
+    )
+    assert ("masked_system" in s.communication_) == with_labels
+
+
+def test_drop_in_for_the_regressor_and_grid_search():
+    rng = np.random.RandomState(10)
+    X = rng.standard_normal((900, 4))
+    y = X @ [1.0, 2.0, -1.0, 0.5] + 0.1 * rng.standard_normal(900)
+    groups = rng.randint(3, size=900)
+    reg = FederatedActiveRegressor(
+        budget=60, sampler=SensitivitySampler(), random_state=0
+    )
+    reg.fit(X, y, groups=groups)
+    assert reg.n_queries_ == 60 and reg.score(X, y) > 0.95
+    assert reg.sampler_.fit_intercept  # set from the regressor
+    search = GridSearchCV(
+        FederatedActiveRegressor(sampler=SensitivitySampler(), random_state=0),
+        {"budget": [30, 60], "sampler__z": [1, 2]},
+        cv=KFold(3),
+    ).fit(X, y)
+    assert search.best_params_["budget"] == 60
+    search = GridSearchCV(
+        FederatedActiveRegressor(budget=40, random_state=0),
+        {
+            "sampler": [
+                LeverageScoreSampler(),
+                SensitivitySampler(holder_constant=np.inf),
+            ]
+        },
+        cv=KFold(3),
+    ).fit(X, y)
+    assert search.cv_results_["mean_test_score"].min() > 0.9
+
+
+def test_query_refuses_label_dependent_selection():
+    X = np.random.RandomState(11).standard_normal((100, 2))
+    reg = FederatedActiveRegressor(
+        budget=20, sampler=SensitivitySampler(), random_state=0
+    )
+    with pytest.raises(ValueError, match="cannot be listed before any label"):
+        reg.query(X)
+    label_free = SensitivitySampler(holder_constant=np.inf)
+    rows = FederatedActiveRegressor(
+        budget=20, sampler=label_free, random_state=0
+    ).query(X)
+    assert rows.size == 20
