@@ -39,16 +39,19 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         (rounded, at least 1) if a float in ``(0, 1)``, the paper's practice.
     z : {1, 2}, default=2
         Clustering exponent: 2 for k-means, 1 for (Euclidean) k-median.
-    holder_constant : "auto", float or inf, default="auto"
+    holder_constant : float, inf or "auto", default=inf
         ``Lambda`` of the Holder bound ``|loss(x) - loss(c)| <= Lambda
-        ||x - c||^z``, used only when ``fit`` gets labels. ``"auto"``
-        estimates it per cluster as in Lemma 8: one random row per cluster
-        is labeled (counted in the budget) and ``Lambda_j = log(n)
-        |loss(probe) - loss(medoid)| / d(probe)^z``; when the budget has no
-        room for a probe in every cluster, the larger clusters are probed and
-        the others get the largest estimate (with no probe at all, the scores
-        are distances only). ``inf`` ignores labels: distance-only scores, the
-        paper's regression experiments.
+        ||x - c||^z``. ``inf`` (default) scores rows by distance alone and
+        reads no label, the paper's own regression experiments (its Appendix
+        C.3); it is also what works best for fitting a regression here (see
+        ``benchmarks/bench_sensitivity.py``). A float, with labels given to
+        ``fit``, gives Algorithm 2's scores ``Lambda d^z + loss_j``.
+        ``"auto"`` estimates ``Lambda_j`` per cluster as in Lemma 8: one
+        random row per cluster is labeled (counted in the budget) and
+        ``Lambda_j = log(n) |loss(probe) - loss(medoid)| / d(probe)^z``; when
+        the budget has no room for a probe in every cluster, the larger
+        clusters are probed and the others get the largest estimate (with no
+        probe at all, the scores are distances only).
     fit_intercept : bool, default=False
         Whether the proxy model ``x0`` has an intercept.
         :class:`FederatedActiveRegressor` sets it to its own.
@@ -180,7 +183,7 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         *,
         n_clusters=0.2,
         z=2,
-        holder_constant="auto",
+        holder_constant=np.inf,
         fit_intercept=False,
         subsample_size=None,
         max_iter=10,
@@ -275,11 +278,9 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         return max(1, int(round(self.n_clusters * n_selected)))
 
     def _store(self, result, n_selected, rng):
-        """Drop empty clusters, draw the rest of the budget, set attributes."""
-        keep = result["sizes"] > 0
-        remap = np.cumsum(keep) - 1
-        labels = remap[result["labels"]]
-        medoids = result["medoids"][keep]
+        """Draw the rest of the budget beyond medoids and probes; set attributes."""
+        labels = result["labels"]
+        medoids = result["medoids"]
         bought = np.union1d(medoids, result["probes"])
         if bought.size > n_selected:
             raise ValueError(
@@ -319,12 +320,12 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         self.labels_ = labels
         self.medoid_indices_ = medoids
         self.probe_indices_ = result["probes"]
-        self.cluster_centers_ = result["centres"][keep]
-        self.n_clusters_ = int(keep.sum())
+        self.cluster_centers_ = result["centres"]
+        self.n_clusters_ = medoids.size
         self.n_iter_ = result["n_iter"]
         with_labels = result["holder"] is not None
-        self.holder_constants_ = result["holder"][keep] if with_labels else None
-        self._medoid_loss = result["medoid_loss"][keep] if with_labels else None
+        self.holder_constants_ = result["holder"] if with_labels else None
+        self._medoid_loss = result["medoid_loss"] if with_labels else None
         self.proxy_coef_ = result["coef"]
         self.proxy_intercept_ = float(result["intercept"])
         self.n_queries_ = result["n_labels_read"]

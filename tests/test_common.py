@@ -14,7 +14,7 @@ ESTIMATORS = [
     LeverageScoreSampler(weighting="des-raj", budget=3),
     UniformSampler(),
     SensitivitySampler(),
-    SensitivitySampler(z=1, budget=0.5, n_clusters=2),
+    SensitivitySampler(z=1, budget=0.5, n_clusters=2, holder_constant="auto"),
     FederatedActiveRegressor(),
     FederatedActiveRegressor(sampler=UniformSampler(), training="local", alpha=1.0),
     FederatedActiveRegressor(sampler=SensitivitySampler(), budget=0.5),

@@ -36,8 +36,12 @@ def test_weighted_loss_sum_is_unbiased_and_concentrates(with_labels):
         estimates = []
         for seed in range(600):
             s = SensitivitySampler(
-                budget=budget, n_clusters=8, weighting="des-raj", random_state=seed
-            ).fit(X, y if with_labels else None)
+                budget=budget,
+                n_clusters=8,
+                holder_constant="auto" if with_labels else np.inf,
+                weighting="des-raj",
+                random_state=seed,
+            ).fit(X, y)
             estimates.append(s.sample_weight_ @ loss[s.sample_indices_])
         estimates = np.array(estimates)
         se = estimates.std() / np.sqrt(estimates.size)
@@ -116,7 +120,9 @@ def test_server_never_receives_a_raw_row_or_label(monkeypatch):
                 return _original(*args)
 
             monkeypatch.setattr(module, name, spy)
-    SensitivitySampler(budget=30, n_clusters=5, random_state=0).fit(X, y, groups=groups)
+    SensitivitySampler(
+        budget=30, n_clusters=5, holder_constant="auto", random_state=0
+    ).fit(X, y, groups=groups)
     arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in seen if np.ndim(a) > 0]
     assert arrays
     for array in arrays:
@@ -133,11 +139,14 @@ def test_server_never_receives_a_raw_row_or_label(monkeypatch):
 def test_labels_read_only_at_medoids_and_probes():
     X, _ = blobs(seed=5)
     y = X @ [0.5, 2.0]
-    s = SensitivitySampler(budget=40, n_clusters=4, random_state=0).fit(X, y)
+    auto = SensitivitySampler(
+        budget=40, n_clusters=4, holder_constant="auto", random_state=0
+    )
+    s = auto.fit(X, y)
     read = np.union1d(s.medoid_indices_, s.probe_indices_)
     partial = np.full_like(y, np.nan)
     partial[read] = y[read]
-    again = SensitivitySampler(budget=40, n_clusters=4, random_state=0).fit(X, partial)
+    again = SensitivitySampler(**auto.get_params()).fit(X, partial)
     assert np.array_equal(again.sample_indices_, s.sample_indices_)
     assert s.n_queries_ == read.size <= 40
     assert s.sample_indices_.size == 40
@@ -195,7 +204,10 @@ def test_bad_input(X, kwargs, match):
 def test_budget_too_small_for_probes_falls_back_gracefully():
     X, _ = blobs(seed=7)
     y = X.sum(axis=1)
-    s = SensitivitySampler(budget=6, n_clusters=4, random_state=0).fit(X, y)
+    s = SensitivitySampler(
+        budget=6, n_clusters=4, holder_constant="auto", random_state=0
+    )
+    s.fit(X, y)
     assert s.sample_indices_.size == 6 and s.n_queries_ <= 6
     assert s.probe_indices_.size == 2  # room for two probes after four medoids
 
@@ -203,13 +215,15 @@ def test_budget_too_small_for_probes_falls_back_gracefully():
 @pytest.mark.parametrize("with_labels", [False, True])
 def test_federated_sampler_runs_and_accounts(with_labels):
     X, truth = blobs(seed=8)
-    y = X @ [1.0, 1.0] if with_labels else None
+    y = X @ [1.0, 1.0]
     groups = np.array(["a", "b", "c"])[
         np.random.RandomState(9).randint(3, size=X.shape[0])
     ]
-    s = SensitivitySampler(budget=40, n_clusters=4, random_state=0).fit(
-        X, y, groups=groups
+    holder = "auto" if with_labels else np.inf
+    s = SensitivitySampler(
+        budget=40, n_clusters=4, holder_constant=holder, random_state=0
     )
+    s.fit(X, y, groups=groups)
     assert s.sample_indices_.size == 40
     assert set(truth[s.medoid_indices_]) == {0, 1, 2, 3}
     assert {"seeding", "lloyd", "assignment", "scores", "selection"} <= set(
@@ -240,7 +254,7 @@ def test_drop_in_for_the_regressor_and_grid_search():
         {
             "sampler": [
                 LeverageScoreSampler(),
-                SensitivitySampler(holder_constant=np.inf),
+                SensitivitySampler(holder_constant=2.0),
             ]
         },
         cv=KFold(3),
@@ -250,13 +264,16 @@ def test_drop_in_for_the_regressor_and_grid_search():
 
 def test_query_refuses_label_dependent_selection():
     X = np.random.RandomState(11).standard_normal((100, 2))
+    auto = SensitivitySampler(holder_constant="auto")
+    reg = FederatedActiveRegressor(budget=20, sampler=auto, random_state=0)
+    with pytest.raises(ValueError, match="cannot be listed before any label"):
+        reg.query(X)
+    # The default (distance-only) selection reads no label: query then fit.
     reg = FederatedActiveRegressor(
         budget=20, sampler=SensitivitySampler(), random_state=0
     )
-    with pytest.raises(ValueError, match="cannot be listed before any label"):
-        reg.query(X)
-    label_free = SensitivitySampler(holder_constant=np.inf)
-    rows = FederatedActiveRegressor(
-        budget=20, sampler=label_free, random_state=0
-    ).query(X)
-    assert rows.size == 20
+    rows = reg.query(X)
+    y = X.sum(axis=1)
+    partial = np.full_like(y, np.nan)
+    partial[rows] = y[rows]
+    assert np.array_equal(reg.fit(X, partial).sample_indices_, rows)

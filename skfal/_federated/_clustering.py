@@ -99,8 +99,20 @@ def server_lloyd_update(centres_rot, statistics):
 
 
 def server_medoid_owners(counts, nearest):
-    """Cluster sizes, and for each cluster the client holding its medoid."""
-    return np.sum(counts, axis=0), np.argmin(np.vstack(nearest), axis=0)
+    """Drop clusters no row joined; sizes and medoid-holding client of the rest.
+
+    Returns ``keep`` (mask over the clusters), and for the kept clusters
+    their sizes and the client holding the row nearest the centre.
+    """
+    sizes = np.sum(counts, axis=0)
+    keep = sizes > 0
+    return keep, sizes[keep], np.argmin(np.vstack(nearest)[:, keep], axis=0)
+
+
+def client_keep_clusters(assignment, keep):
+    """Renumber the client's row labels after empty clusters are dropped."""
+    labels, distances = assignment
+    return (np.cumsum(keep) - 1)[labels], distances
 
 
 # ------------------------------------------------------------- orchestration
@@ -198,9 +210,13 @@ def run_clustering(
     nearest = [
         channel.up("assignment", c, r[2]) for c, r in zip(clients, results, strict=True)
     ]
-    sizes, owners = server_medoid_owners(counts, nearest)
-    centres = centres_rot @ rotation.T
-    return centres, sizes, owners, [r[0] for r in results], n_iter
+    keep, sizes, owners = server_medoid_owners(counts, nearest)
+    assignments = [
+        client_keep_clusters(r[0], channel.down("assignment", c, keep))
+        for c, r in zip(clients, results, strict=True)
+    ]
+    centres = centres_rot[keep] @ rotation.T
+    return centres, sizes, owners, assignments, n_iter
 
 
 def client_medoids(assignment, owned):
