@@ -90,17 +90,17 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         Clusters used (those left empty are dropped).
     n_iter_ : int
         Lloyd rounds run.
-    cluster_centers_ : ndarray of shape (n_clusters_, n_features_in_)
+    cluster_centers_ : ndarray of shape (`n_clusters_`, `n_features_in_`)
         Centres of the clusters.
     labels_ : ndarray of shape (n_samples,)
         Cluster of every row.
-    medoid_indices_ : ndarray of shape (n_clusters_,)
+    medoid_indices_ : ndarray of shape (`n_clusters_`,)
         Row nearest each centre.
     probe_indices_ : ndarray
         Rows labeled to estimate the Holder constants.
-    holder_constants_ : ndarray of shape (n_clusters_,) or None
+    holder_constants_ : ndarray of shape (`n_clusters_`,) or None
         ``Lambda_j`` per cluster (``None`` without labels).
-    proxy_coef_ : ndarray of shape (n_features_in_,) or None
+    proxy_coef_ : ndarray of shape (`n_features_in_`,) or None
         ``x0``, fitted on the medoids (``None`` without labels).
     proxy_intercept_ : float
         Its intercept.
