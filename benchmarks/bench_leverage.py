@@ -16,31 +16,11 @@ Usage: ``python benchmarks/bench_leverage.py [--quick]``.
 """
 
 import argparse
-import time
-import tracemalloc
 
 import numpy as np
+from _util import best_time, peak_memory
 
 from skfal import LeverageScoreSampler
-
-
-def best_time(repeat, func, *args):
-    """Shortest of ``repeat`` wall-clock times of ``func(*args)``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func(*args)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def peak_memory(func, *args):
-    """Peak bytes allocated (numpy included) while ``func(*args)`` runs."""
-    tracemalloc.start()
-    func(*args)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
 
 
 def main():

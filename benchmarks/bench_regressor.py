@@ -15,23 +15,13 @@ Usage: ``python benchmarks/bench_regressor.py [--n 1000000] [--d 50]``.
 """
 
 import argparse
-import time
 
 import numpy as np
+from _util import best_time
 
 from skfal import FederatedActiveRegressor, LeverageScoreSampler
 from skfal._federated import run_regression_protocol
 from skfal._linalg import weighted_least_squares
-
-
-def best_time(repeat, func, *args, **kwargs):
-    """Shortest of ``repeat`` wall-clock times of ``func(*args, **kwargs)``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main():

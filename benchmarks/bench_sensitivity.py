@@ -20,10 +20,9 @@ Usage: ``python benchmarks/bench_sensitivity.py [--quick] [--skip-speed]``.
 """
 
 import argparse
-import time
-import tracemalloc
 
 import numpy as np
+from _util import best_time, peak_memory
 
 from skfal import (
     FederatedActiveRegressor,
@@ -35,23 +34,6 @@ from skfal import (
 )
 
 
-def timed(repeat, func, *args):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func(*args)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def peak(func, *args):
-    tracemalloc.start()
-    func(*args)
-    result = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return result
-
-
 def speed(n, repeat):
     rng = np.random.RandomState(0)
     header = f"{'leverage s':>11} {'sensitivity s':>14} {'ratio':>6} {'peak / X':>9}"
@@ -60,9 +42,9 @@ def speed(n, repeat):
         X = rng.standard_normal((n, d))
         leverage = LeverageScoreSampler(budget=1000, random_state=0)
         sensitivity = SensitivitySampler(budget=1000, random_state=0)
-        t_lev = timed(repeat, leverage.fit, X)
-        t_sens = timed(repeat, sensitivity.fit, X)
-        memory = (X.nbytes + peak(sensitivity.fit, X)) / X.nbytes
+        t_lev = best_time(repeat, leverage.fit, X)
+        t_sens = best_time(repeat, sensitivity.fit, X)
+        memory = (X.nbytes + peak_memory(sensitivity.fit, X)) / X.nbytes
         ratio = t_sens / t_lev
         print(
             f"{n:>8} x {d:<3} {t_lev:11.2f} {t_sens:14.2f} {ratio:6.1f} {memory:9.2f}"

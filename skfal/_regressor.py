@@ -15,7 +15,7 @@ from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validat
 from skfal._federated import run_regression_protocol
 from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
-from skfal._validation import check_groups
+from skfal._validation import check_groups, check_labels_at
 
 
 class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
@@ -200,7 +200,13 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         self.sampler_.fit(X, y, groups=groups)
         indices = self.sampler_.sample_indices_
         weights = self.sampler_.sample_weight_
-        _check_labels_read(y, indices)
+        check_labels_at(
+            y,
+            indices,
+            "selected rows",
+            "Label every selected row: with an int random_state, "
+            "query(X, groups) lists them before fitting.",
+        )
 
         if groups is None:
             self.coef_, self.intercept_ = weighted_least_squares(
@@ -336,15 +342,3 @@ def _check_partial_target(y, n_samples, name):
             "the selected rows (leave the others NaN)."
         )
     return y
-
-
-def _check_labels_read(y, indices):
-    """Every selected row must have a label."""
-    missing = indices[np.isnan(y[indices])]
-    if missing.size:
-        raise ValueError(
-            f"{missing.size} of the {indices.size} selected rows have no label "
-            f"(NaN in y), e.g. rows {missing[:10].tolist()}. Label every "
-            "selected row: with an int random_state, query(X, groups) lists "
-            "them before fitting."
-        )

@@ -52,3 +52,13 @@ def client_view(X, rows):
     if rows.shape[0] and rows[-1] - rows[0] + 1 == rows.shape[0]:
         return X[rows[0] : rows[-1] + 1]
     return np.take(X, rows, axis=0)  # ~3x faster than X[rows] for many short rows
+
+
+def check_labels_at(y, rows, what, hint):
+    """Raise a ValueError naming the ``rows`` whose label ``y`` is NaN."""
+    missing = rows[np.isnan(y[rows])]
+    if missing.size:
+        raise ValueError(
+            f"{missing.size} of the {rows.size} {what} have no label (NaN in y), "
+            f"e.g. rows {missing[:10].tolist()}. {hint}"
+        )

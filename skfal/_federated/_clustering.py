@@ -39,7 +39,9 @@ from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, s
 from skfal._federated._channel import Channel
 from skfal._federated._leverage import client_shared_rotation
 from skfal._federated._regression import run_regression_protocol
-from skfal._validation import client_view
+from skfal._validation import check_labels_at, client_view
+
+_NEEDED = "Their labels are needed to compute the sensitivity scores."
 
 
 # --------------------------------------------------------------------- clients
@@ -368,7 +370,7 @@ def run_sensitivity_protocol(
     probes = np.empty(0, dtype=np.int64)
     coef, intercept = None, 0.0
     if with_labels:
-        _check_labels(y, medoids, "cluster medoids")
+        check_labels_at(y, medoids, "cluster medoids", _NEEDED)
         owned = [np.flatnonzero(owners == c) for c in clients]
         coef, intercept, _ = run_regression_protocol(
             [(X[medoids[o]], y[medoids[o]], sizes[o].astype(float)) for o in owned],
@@ -399,7 +401,7 @@ def run_sensitivity_protocol(
                     random_state.randint(2**31 - 1),
                 )
                 rows = client_rows[c][local]
-                _check_labels(y, rows, "Holder probes")
+                check_labels_at(y, rows, "Holder probes", _NEEDED)
                 probe_loss[mine] = channel.up(
                     "probe", c, client_losses(X[rows], y[rows], coef, intercept)
                 )
@@ -446,13 +448,3 @@ def run_sensitivity_protocol(
         "n_labels_read": int(bought.size) if with_labels else 0,
         "channel": channel,
     }
-
-
-def _check_labels(y, rows, what):
-    missing = rows[np.isnan(y[rows])]
-    if missing.size:
-        raise ValueError(
-            f"{missing.size} of the {rows.size} {what} have no label (NaN in y), "
-            f"e.g. rows {missing[:10].tolist()}; their labels are needed to "
-            "compute the sensitivity scores."
-        )
