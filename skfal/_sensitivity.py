@@ -100,6 +100,9 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         Rows labeled to estimate the Holder constants.
     holder_constants_ : ndarray of shape (`n_clusters_`,) or None
         ``Lambda_j`` per cluster (``None`` without labels).
+    medoid_losses_ : ndarray of shape (`n_clusters_`,) or None
+        Squared residual of each medoid under the proxy model (``None``
+        without labels).
     proxy_coef_ : ndarray of shape (`n_features_in_`,) or None
         ``x0``, fitted on the medoids (``None`` without labels).
     proxy_intercept_ : float
@@ -325,7 +328,7 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         self.n_iter_ = result["n_iter"]
         with_labels = result["holder"] is not None
         self.holder_constants_ = result["holder"] if with_labels else None
-        self._medoid_loss = result["medoid_loss"] if with_labels else None
+        self.medoid_losses_ = result["medoid_loss"] if with_labels else None
         self.proxy_coef_ = result["coef"]
         self.proxy_intercept_ = float(result["intercept"])
         self.n_queries_ = result["n_labels_read"]
@@ -349,5 +352,7 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         labels, distances = assign(X, self.cluster_centers_)
         scores = distances**self.z
         if self.holder_constants_ is not None:
-            scores = self.holder_constants_[labels] * scores + self._medoid_loss[labels]
+            scores = (
+                self.holder_constants_[labels] * scores + self.medoid_losses_[labels]
+            )
         return scores[:, None]
