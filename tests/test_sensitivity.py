@@ -151,6 +151,11 @@ def test_labels_read_only_at_medoids_and_probes():
     assert s.n_queries_ == read.size <= 40
     assert s.sample_indices_.size == 40
     assert s.holder_constants_.shape == (4,) and s.proxy_coef_.shape == (2,)
+    # transform scores new rows as fit scored the rows it did not buy:
+    # Lambda_j d^z + loss_j.
+    others = np.setdiff1d(np.arange(y.size), read)
+    assert np.allclose(s.transform(X[others])[:, 0], s.scores_[others])
+    assert np.all(s.scores_[others] >= s.medoid_losses_[s.labels_[others]])
 
 
 def test_budget_exact_weights_and_transform():
