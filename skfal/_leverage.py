@@ -1,6 +1,6 @@
 """Leverage score sampling, centralized or over federated clients."""
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -9,17 +9,19 @@ from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import SamplerMixin
 from skfal._compat import Interval, StrOptions, fit_context, validate_data
-from skfal._federated import run_leverage_protocol, server_send_selection
-from skfal._linalg import leverage_scores, squared_row_norms
-from skfal._sampling import (
-    WEIGHTINGS,
-    draw_until_distinct,
-    resolve_budget,
-    sampling_probabilities,
+from skfal._federated import (
+    Channel,
+    run_fedsvd_leverage,
+    run_qr_leverage,
+    server_send_selection,
 )
+from skfal._linalg import leverage_scores, squared_row_norms
+from skfal._sampling import WEIGHTINGS, draw_seed, resolve_budget, select_by_scores
+from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
 from skfal._validation import check_groups
 
 
+@fill_doc
 class LeverageScoreSampler(SamplerMixin, BaseEstimator):
     """Select rows to label by statistical leverage score sampling.
 
@@ -36,9 +38,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
 
     Parameters
     ----------
-    budget : int or float, default=0.1
-        Number of distinct rows to select (labels to buy) if an int ``>= 1``;
-        that fraction of the rows, rounded up, if a float in ``(0, 1]``.
+    {budget}
     protocol : {"qr", "fedsvd"}, default="qr"
         Federated protocol, used only when ``groups`` is given.
         ``"fedsvd"``: clients upload their rows masked as ``P_i X_i Q`` and the
@@ -78,7 +78,8 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
     sample_weight_ : ndarray of shape (n_selected,)
         Importance weight of each selected row.
     n_draws_ : int
-        Number of i.i.d. draws it took to reach ``n_selected`` distinct rows.
+        Number of i.i.d. draws it took to reach ``n_selected`` distinct rows;
+        0 when every row is selected (no draw, weight 1 each).
     rank_ : int
         Numerical rank of ``X``.
     whitener_ : ndarray of shape (`n_features_in_` + `fit_intercept`, `rank_`)
@@ -157,10 +158,7 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
     _output_name = "leverage_score"
 
     _parameter_constraints: dict = {
-        "budget": [
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Real, 0, 1, closed="right"),
-        ],
+        "budget": BUDGET_CONSTRAINT,
         "protocol": [StrOptions({"qr", "fedsvd"})],
         "weighting": [StrOptions(set(WEIGHTINGS))],
         "fit_intercept": ["boolean"],
@@ -212,32 +210,35 @@ class LeverageScoreSampler(SamplerMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # Drawn in both modes, so the selection draws below see the same stream:
         # federated and centralized fits with one random_state select the same rows.
-        protocol_rng = np.random.RandomState(rng.randint(np.iinfo(np.int32).max))
+        protocol_rng = np.random.RandomState(draw_seed(rng))
 
+        self.clients_, channel = None, None
         if groups is None:
-            self.clients_ = None
             scores, self.whitener_ = leverage_scores(X, self.fit_intercept)
-            channel = None
         else:
             self.clients_, client_rows = check_groups(groups, X.shape[0])
-            client_scores, self.whitener_, channel = run_leverage_protocol(
-                X,
-                client_rows,
-                self.protocol,
-                protocol_rng,
-                intercept=self.fit_intercept,
-                block_size=self.mask_block_size,
-                n_jobs=self.n_jobs,
-            )
-            scores = np.empty(X.shape[0])
-            for rows, values in zip(client_rows, client_scores, strict=True):
-                scores[rows] = values
+            channel = Channel()
+            common = dict(intercept=self.fit_intercept, n_jobs=self.n_jobs)
+            if self.protocol == "fedsvd":
+                result = run_fedsvd_leverage(
+                    X,
+                    client_rows,
+                    protocol_rng,
+                    channel,
+                    block_size=self.mask_block_size,
+                    **common,
+                )
+            else:
+                result = run_qr_leverage(
+                    X, client_rows, protocol_rng, channel, **common
+                )
+            scores, self.whitener_ = result
 
-        selection = draw_until_distinct(
-            sampling_probabilities(scores), n_selected, rng, weighting=self.weighting
-        )
+        selection = select_by_scores(scores, n_selected, rng, self.weighting)
         if channel is not None:
-            server_send_selection(channel, client_rows, selection.indices)
+            server_send_selection(
+                channel, client_rows, selection.indices, selection.weights
+            )
 
         self.scores_ = scores
         self.rank_ = self.whitener_.shape[1]

@@ -5,19 +5,23 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import (
-    check_consistent_length,
-    check_is_fitted,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_is_fitted
 
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
-from skfal._federated import run_regression_protocol
+from skfal._federated import (
+    Channel,
+    labeled_rows,
+    run_global_training,
+    run_local_training,
+)
 from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
-from skfal._validation import check_groups, check_labels_at
+from skfal._sampling import draw_seed
+from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
+from skfal._validation import check_groups, check_labels_at, check_partial_target
 
 
+@fill_doc
 class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
     """Linear regression from a few labels chosen across clients (FALE).
 
@@ -30,10 +34,8 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    budget : int or float, default=0.1
-        Number of distinct labels to read if an int ``>= 1``; that fraction of
-        the rows, rounded up, if a float in ``(0, 1]``. It is the only budget:
-        it replaces the sampler's own ``budget``.
+    {budget}
+        It is the only budget: it replaces the sampler's own ``budget``.
     sampler : estimator or None, default=None
         An unfitted skfal sampler (``LeverageScoreSampler``,
         ``SensitivitySampler``, ``UniformSampler``); ``None`` means
@@ -135,10 +137,7 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "budget": [
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Real, 0, 1, closed="right"),
-        ],
+        "budget": BUDGET_CONSTRAINT,
         "sampler": [HasMethods(["fit", "get_params", "set_params"]), None],
         "training": [StrOptions({"global", "local"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -193,7 +192,7 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
             Fitted regressor.
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        y = _check_partial_target(y, X.shape[0], type(self).__name__)
+        y = check_partial_target(y, X.shape[0], type(self).__name__)
         rng = check_random_state(self.random_state)
 
         self.sampler_ = self._make_sampler(rng)
@@ -215,24 +214,23 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
             self.communication_ = {}
         else:
             _, client_rows = check_groups(groups, X.shape[0])
-            owner = np.empty(X.shape[0], dtype=np.int64)
-            for c, rows in enumerate(client_rows):
-                owner[rows] = c
-            owner = owner[indices]
-            clients = [
-                (X[indices[owner == c]], y[indices[owner == c]], weights[owner == c])
-                for c in range(len(client_rows))
-            ]
-            self.coef_, self.intercept_, channel = run_regression_protocol(
-                clients,
-                self.training,
-                rng,
-                alpha=self.alpha,
-                fit_intercept=self.fit_intercept,
-                protocol=self.protocol,
-                block_size=self.mask_block_size,
-                n_jobs=self.n_jobs,
+            clients = labeled_rows(X, y, client_rows, indices, weights)
+            channel = Channel()
+            common = dict(
+                alpha=self.alpha, fit_intercept=self.fit_intercept, n_jobs=self.n_jobs
             )
+            if self.training == "local":
+                model = run_local_training(clients, channel, **common)
+            else:
+                model = run_global_training(
+                    clients,
+                    rng,
+                    channel,
+                    protocol=self.protocol,
+                    block_size=self.mask_block_size,
+                    **common,
+                )
+            self.coef_, self.intercept_ = model
             self.communication_ = {
                 **getattr(self.sampler_, "communication_", {}),
                 **channel.summary(),
@@ -264,6 +262,21 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         self._validate_params()
         rng = check_random_state(self.random_state)
         sampler = self._make_sampler(rng)
+        seed = sampler.get_params(deep=False).get("random_state")
+        if isinstance(self.random_state, np.random.RandomState) or not isinstance(
+            seed, Integral
+        ):
+            where = (
+                f"random_state={self.random_state!r}"
+                if self.random_state is not None
+                else f"random_state=None and the sampler's random_state={seed!r}"
+            )
+            raise ValueError(
+                "query lists the rows that fit will read only when the selection "
+                f"is reproducible, but with {where}, every call draws other rows. "
+                "Set random_state to an int, e.g. "
+                "FederatedActiveRegressor(random_state=0)."
+            )
         if getattr(sampler, "_reads_labels", lambda: False)():
             raise ValueError(
                 f"{type(sampler).__name__} with these parameters chooses rows from "
@@ -283,7 +296,7 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         if "random_state" in params and self.random_state is not None:
             seed = self.random_state
             if not isinstance(seed, Integral):
-                seed = rng.randint(np.iinfo(np.int32).max)
+                seed = draw_seed(rng)
             overrides["random_state"] = seed
         if "fit_intercept" in params:
             overrides["fit_intercept"] = self.fit_intercept
@@ -320,25 +333,3 @@ class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
         # so R^2 on scikit-learn's small noisy check data depends on the draw.
         tags.regressor_tags.poor_score = True
         return tags
-
-
-def _check_partial_target(y, n_samples, name):
-    """Validate a target that may be missing (NaN) at rows not selected."""
-    if y is None:
-        raise ValueError(f"{name} requires y to be passed, but the target y is None.")
-    y = column_or_1d(y, warn=True)
-    try:
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"y must be numeric (a regression target): {exc}") from exc
-    check_consistent_length(np.empty(n_samples), y)
-    if np.isinf(y).any():
-        raise ValueError(
-            "Input y contains infinity or a value too large for dtype('float64')."
-        )
-    if np.isnan(y).all():
-        raise ValueError(
-            "Input y contains NaN at every row: no label can be read. Label "
-            "the selected rows (leave the others NaN)."
-        )
-    return y

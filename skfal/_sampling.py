@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
+_MAX_SEED = np.iinfo(np.int32).max
 
 
 class Selection(NamedTuple):
@@ -40,6 +41,12 @@ class Selection(NamedTuple):
     weights: np.ndarray
     counts: np.ndarray
     n_draws: int
+
+
+def draw_seed(random_state, size=None):
+    """Seed(s) for an independent stream (a client's mask, a sub-step), drawn
+    from ``random_state``: an int in ``[0, 2**31 - 1)``, or an array of them."""
+    return random_state.randint(_MAX_SEED, size=size)
 
 
 def resolve_budget(budget, n_samples):
@@ -94,6 +101,34 @@ def sampling_probabilities(scores):
             "scores this means X is all zeros (rank 0)."
         )
     return scores / total
+
+
+def census(n_samples):
+    """Every row selected, each with weight 1: its inclusion probability is 1.
+
+    Drawing until all ``n_samples`` rows are distinct is impossible when a
+    row's probability is zero and pointless otherwise, so no draw is made
+    (``n_draws`` is 0).
+    """
+    return Selection(
+        indices=np.arange(n_samples),
+        weights=np.ones(n_samples),
+        counts=np.ones(n_samples, dtype=np.int64),
+        n_draws=0,
+    )
+
+
+def select_by_scores(scores, budget, random_state, weighting="hansen-hurwitz"):
+    """The selection of ``budget`` rows with probabilities proportional to scores.
+
+    A budget of every row is a :func:`census`; otherwise
+    :func:`draw_until_distinct` with the normalised scores.
+    """
+    if budget == len(scores):
+        return census(budget)
+    return draw_until_distinct(
+        sampling_probabilities(scores), budget, random_state, weighting
+    )
 
 
 def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):

@@ -5,17 +5,24 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import SamplerMixin
 from skfal._clustering import assign
 from skfal._compat import Interval, Options, StrOptions, fit_context, validate_data
-from skfal._federated import server_send_selection
-from skfal._federated._clustering import run_sensitivity_protocol
-from skfal._sampling import WEIGHTINGS, draw_until_distinct, resolve_budget
-from skfal._validation import check_groups
+from skfal._federated import Channel, run_sensitivity_protocol, server_send_selection
+from skfal._sampling import (
+    WEIGHTINGS,
+    Selection,
+    census,
+    resolve_budget,
+    select_by_scores,
+)
+from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
+from skfal._validation import check_groups, check_partial_target
 
 
+@fill_doc
 class SensitivitySampler(SamplerMixin, BaseEstimator):
     """Select rows to label by clustering-based sensitivity sampling.
 
@@ -30,10 +37,8 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
 
     Parameters
     ----------
-    budget : int or float, default=0.1
-        Number of distinct rows to select if an int ``>= 1``; that fraction of
-        the rows, rounded up, if a float in ``(0, 1]``. The medoids (and the
-        Holder probes, with labels) are part of it.
+    {budget}
+        The medoids (and the Holder probes, with labels) are part of it.
     n_clusters : int or float, default=0.2
         Number of clusters ``k`` if an int; that fraction of the budget
         (rounded, at least 1) if a float in ``(0, 1)``, the paper's practice.
@@ -159,10 +164,7 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
     _output_name = "sensitivity"
 
     _parameter_constraints: dict = {
-        "budget": [
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Real, 0, 1, closed="right"),
-        ],
+        "budget": BUDGET_CONSTRAINT,
         "n_clusters": [
             Interval(Integral, 1, None, closed="left"),
             Interval(Real, 0, 1, closed="neither"),
@@ -239,18 +241,20 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
                 f"n_clusters={k}: every cluster's medoid is selected. Lower "
                 "n_clusters or raise the budget."
             )
-        if y is not None:
-            y = column_or_1d(y, warn=True).astype(np.float64)
-            if y.shape[0] != n_samples:
-                raise ValueError(
-                    f"y has {y.shape[0]} entries but X has {n_samples} rows."
-                )
+        # Labels matter only to Algorithm 2's scores; they are read at the
+        # medoids and probes alone.
+        y = (
+            check_partial_target(y, n_samples, type(self).__name__)
+            if (y is not None and self._reads_labels())
+            else None
+        )
         rng = check_random_state(self.random_state)
         if groups is None:
             self.clients_, client_rows = None, [np.arange(n_samples)]
         else:
             self.clients_, client_rows = check_groups(groups, n_samples)
         n_sub = self.subsample_size or max(10_000, 40 * k)
+        channel = Channel()
         result = run_sensitivity_protocol(
             X,
             y,
@@ -259,16 +263,48 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
             self.z,
             self.holder_constant,
             rng,
+            channel,
             fit_intercept=self.fit_intercept,
             max_probes=n_selected - k,
             n_sub=min(n_sub, n_samples),
             max_iter=self.max_iter,
             n_jobs=self.n_jobs,
         )
-        self._store(result, n_selected, rng)
-        channel = result["channel"]
+        bought = np.union1d(result.medoids, result.probes)
+        if bought.size > n_selected:
+            raise ValueError(
+                f"budget={self.budget!r} gives {n_selected} rows but {bought.size} "
+                "labels are bought for medoids and Holder probes. Raise the "
+                "budget, lower n_clusters, or pass a float holder_constant."
+            )
+        scores = result.scores.copy()
+        scores[bought] = 0.0
+        if n_selected == n_samples:
+            selection = census(n_samples)
+        else:
+            selection = self._draw_beyond_bought(
+                scores, result.labels, result.medoids, bought, n_selected, rng
+            )
         if groups is not None:
-            server_send_selection(channel, client_rows, self.sample_indices_)
+            server_send_selection(
+                channel, client_rows, selection.indices, selection.weights
+            )
+
+        self.sample_indices_ = selection.indices
+        self.sample_weight_ = selection.weights
+        self.n_draws_ = selection.n_draws
+        self.scores_ = scores
+        self.labels_ = result.labels
+        self.medoid_indices_ = result.medoids
+        self.probe_indices_ = result.probes
+        self.cluster_centers_ = result.clustering.centres
+        self.n_clusters_ = result.medoids.size
+        self.n_iter_ = result.clustering.n_iter
+        self.holder_constants_ = result.holder
+        self.medoid_losses_ = result.medoid_loss
+        self.proxy_coef_ = None if result.proxy is None else result.proxy.coef
+        self.proxy_intercept_ = 0.0 if result.proxy is None else result.proxy.intercept
+        self.n_queries_ = result.n_labels_read
         self.communication_ = {} if groups is None else channel.summary()
         return self
 
@@ -280,19 +316,13 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
             return int(self.n_clusters)
         return max(1, int(round(self.n_clusters * n_selected)))
 
-    def _store(self, result, n_selected, rng):
-        """Draw the rest of the budget beyond medoids and probes; set attributes."""
-        labels = result["labels"]
-        medoids = result["medoids"]
-        bought = np.union1d(medoids, result["probes"])
-        if bought.size > n_selected:
-            raise ValueError(
-                f"budget={self.budget!r} gives {n_selected} rows but {bought.size} "
-                "labels are bought for medoids and Holder probes. Raise the "
-                "budget, lower n_clusters, or pass a float holder_constant."
-            )
-        scores = result["scores"].copy()
-        scores[bought] = 0.0
+    def _draw_beyond_bought(self, scores, labels, medoids, bought, n_selected, rng):
+        """The selection: bought rows (weight 1, a medoid also standing for its
+        cluster's zero-score rows), then the rest of the budget drawn by score.
+
+        Raises a ValueError when too few rows carry a positive score to fill
+        the budget.
+        """
         # Rows with a zero score sit at their centre: their medoid stands for them.
         stand_in = np.bincount(labels[scores == 0], minlength=medoids.size)
         stand_in -= np.bincount(labels[bought], minlength=medoids.size)
@@ -300,38 +330,24 @@ class SensitivitySampler(SamplerMixin, BaseEstimator):
         for j, m in enumerate(medoids):
             weight_of[int(m)] += stand_in[j]
         remaining = n_selected - bought.size
-        self.n_draws_ = 0
+        n_draws = 0
         if remaining > 0:
-            total = scores.sum()
-            if total <= 0:
+            if scores.sum() <= 0:
                 raise ValueError(
                     f"Only {bought.size} distinct rows carry information (every other "
                     "row coincides with its cluster's centre, e.g. duplicates or a "
                     f"constant X): the budget of {n_selected} rows cannot be met. "
-                    f"Lower the budget to {bought.size}."
+                    f"Lower the budget to {bought.size}, or select every row "
+                    "(budget=1.0)."
                 )
-            selection = draw_until_distinct(
-                scores / total, remaining, rng, self.weighting
-            )
-            weight_of.update(
-                zip(selection.indices.tolist(), selection.weights, strict=True)
-            )
-            self.n_draws_ = selection.n_draws
-        self.sample_indices_ = np.array(sorted(weight_of), dtype=np.int64)
-        self.sample_weight_ = np.array([weight_of[i] for i in self.sample_indices_])
-        self.scores_ = scores
-        self.labels_ = labels
-        self.medoid_indices_ = medoids
-        self.probe_indices_ = result["probes"]
-        self.cluster_centers_ = result["centres"]
-        self.n_clusters_ = medoids.size
-        self.n_iter_ = result["n_iter"]
-        with_labels = result["holder"] is not None
-        self.holder_constants_ = result["holder"] if with_labels else None
-        self.medoid_losses_ = result["medoid_loss"] if with_labels else None
-        self.proxy_coef_ = result["coef"]
-        self.proxy_intercept_ = float(result["intercept"])
-        self.n_queries_ = result["n_labels_read"]
+            drawn = select_by_scores(scores, remaining, rng, self.weighting)
+            weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
+            n_draws = drawn.n_draws
+        indices = np.array(sorted(weight_of), dtype=np.int64)
+        weights = np.array([weight_of[i] for i in indices])
+        return Selection(
+            indices, weights, np.ones(indices.size, dtype=np.int64), n_draws
+        )
 
     def transform(self, X):
         """Sensitivity score of each row of ``X`` against the fitted clusters.

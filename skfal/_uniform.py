@@ -1,19 +1,19 @@
 """Uniform random selection: the baseline every strategy is compared with."""
 
-from numbers import Integral, Real
-
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import SamplerMixin
-from skfal._compat import Interval, fit_context, validate_data
-from skfal._federated import Channel, server_send_selection
-from skfal._sampling import draw_until_distinct, resolve_budget
+from skfal._compat import fit_context, validate_data
+from skfal._federated import Channel, run_row_counts, server_send_selection
+from skfal._sampling import resolve_budget, select_by_scores
+from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
 from skfal._validation import check_groups
 
 
+@fill_doc
 class UniformSampler(SamplerMixin, BaseEstimator):
     """Select rows to label uniformly at random.
 
@@ -25,9 +25,7 @@ class UniformSampler(SamplerMixin, BaseEstimator):
 
     Parameters
     ----------
-    budget : int or float, default=0.1
-        Number of distinct rows to select if an int ``>= 1``; that fraction of
-        the rows, rounded up, if a float in ``(0, 1]``.
+    {budget}
     random_state : int, RandomState instance or None, default=None
         Controls the draw. Pass an int for reproducible output across calls.
 
@@ -41,7 +39,8 @@ class UniformSampler(SamplerMixin, BaseEstimator):
         ``n_samples / n_selected`` for every selected row.
     n_draws_ : int
         Number of i.i.d. uniform draws it took to reach ``n_selected``
-        distinct rows (the shared sampling core's draw).
+        distinct rows (the shared sampling core's draw); 0 when every row
+        is selected.
     clients_ : ndarray of shape (n_clients,) or None
         Sorted client labels when fitted with ``groups``, else ``None``.
     communication_ : dict
@@ -73,10 +72,7 @@ class UniformSampler(SamplerMixin, BaseEstimator):
     _output_name = "uniform_score"
 
     _parameter_constraints: dict = {
-        "budget": [
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Real, 0, 1, closed="right"),
-        ],
+        "budget": BUDGET_CONSTRAINT,
         "random_state": ["random_state"],
     }
 
@@ -106,19 +102,21 @@ class UniformSampler(SamplerMixin, BaseEstimator):
         n_samples = X.shape[0]
         n_selected = resolve_budget(self.budget, n_samples)
         rng = check_random_state(self.random_state)
-        selection = draw_until_distinct(
-            np.full(n_samples, 1.0 / n_samples), n_selected, rng
-        )
         self.clients_, self.communication_ = None, {}
         if groups is not None:
             self.clients_, client_rows = check_groups(groups, n_samples)
             channel = Channel()
-            for c, rows in enumerate(client_rows):
-                channel.up("row_counts", c, np.array([rows.shape[0]]))
-            server_send_selection(channel, client_rows, selection.indices)
+            n_samples = run_row_counts(client_rows, channel)  # what the server knows
+        selection = select_by_scores(np.ones(n_samples), n_selected, rng)
+        if groups is not None:
+            server_send_selection(
+                channel, client_rows, selection.indices, selection.weights
+            )
             self.communication_ = channel.summary()
         self.scores_ = np.ones(n_samples)
         self.sample_indices_ = selection.indices
+        # The exact inverse inclusion probability (the draw's Hansen-Hurwitz
+        # weights would only approximate it).
         self.sample_weight_ = np.full(n_selected, n_samples / n_selected)
         self.n_draws_ = selection.n_draws
         return self

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from _helpers import hat_diagonal, matrix_with_known_basis
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfal import LeverageScoreSampler
+from tests._helpers import hat_diagonal, matrix_with_known_basis
 
 
 @pytest.mark.parametrize("cond, tol", [(1e2, 1e-10), (1e8, 1e-6)])
@@ -52,7 +52,7 @@ def test_more_columns_than_rows():
 
 def test_selection_exact_budget_sorted_distinct():
     X = np.random.RandomState(4).standard_normal((500, 4))
-    for budget, expected in [(1, 1), (37, 37), (500, 500), (0.1, 50)]:
+    for budget, expected in [(1, 1), (37, 37), (499, 499), (0.1, 50)]:
         sampler = LeverageScoreSampler(budget=budget, random_state=1).fit(X)
         idx = sampler.sample_indices_
         assert idx.shape == (expected,)
@@ -247,3 +247,21 @@ def test_fit_intercept_scores_the_design_with_a_constant_column():
     assert not np.allclose(s.scores_, hat_diagonal(X), rtol=1e-2)
     assert s.rank_ == 4 and s.whitener_.shape == (4, 4)
     assert np.allclose(s.transform(X[:7])[:, 0], s.scores_[:7], rtol=1e-10)
+
+
+@pytest.mark.parametrize("groups", [None, np.array([0, 1, 0, 1, 1])])
+def test_every_row_selected_even_with_a_zero_score(groups):
+    # An all-zero row has leverage 0, so no i.i.d. draw ever reaches it; a
+    # budget of every row is a census instead: inclusion probability 1,
+    # weight 1, which is exactly unbiased.
+    X = np.random.RandomState(20).standard_normal((5, 2))
+    X[2] = 0.0
+    for budget in (1.0, 5):
+        s = LeverageScoreSampler(budget=budget, random_state=0).fit(X, groups=groups)
+        assert np.array_equal(s.sample_indices_, np.arange(5))
+        assert np.array_equal(s.sample_weight_, np.ones(5))
+        assert s.scores_[2] == 0.0 and s.n_draws_ == 0
+    # An all-zero X still has nothing to draw from below a census.
+    with pytest.raises(ValueError, match="All sampling scores are zero"):
+        LeverageScoreSampler(budget=4).fit(np.zeros((5, 2)))
+    assert LeverageScoreSampler(budget=1.0).fit(np.zeros((5, 2))).rank_ == 0

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfal import FederatedActiveRegressor, LeverageScoreSampler, UniformSampler
-from skfal._federated import Channel, _regression, run_regression_protocol
+from skfal._federated import Channel, _regression, run_local_training
 
 
 def make_data(n=600, d=5, n_clients=4, seed=0):
@@ -118,9 +118,8 @@ def test_local_training_small_and_empty_clients():
         )
         for c in range(3)
     ]
-    coef, _, channel = run_regression_protocol(
-        clients, "local", np.random.RandomState(0), channel=Channel(record=True)
-    )
+    channel = Channel(record=True)
+    coef, _ = run_local_training(clients, channel)
     senders = {m[2] for m in channel.messages if m[1] == "up"}
     assert senders == {c for c in range(3) if clients[c][0].shape[0] > 0}
     assert np.allclose(coef, reg.coef_)
@@ -153,6 +152,50 @@ def test_labeling_loop_query_then_fit(sampler):
     if sampler is None:  # a standalone sampler configured alike selects the same
         alike = LeverageScoreSampler(budget=30, fit_intercept=True, random_state=7)
         assert np.array_equal(alike.fit(X, groups=groups).sample_indices_, rows)
+
+
+@pytest.mark.parametrize(
+    "random_state, sampler",
+    [
+        (None, None),
+        (np.random.RandomState(0), None),
+        (None, LeverageScoreSampler(random_state=np.random.RandomState(1))),
+    ],
+)
+def test_query_refuses_a_selection_that_fit_would_not_repeat(random_state, sampler):
+    # Without an int seed, query and fit draw different rows: query would
+    # silently list rows fit never reads. It must say so instead.
+    X, _, groups = make_data(seed=5)
+    reg = FederatedActiveRegressor(
+        budget=30, sampler=sampler, random_state=random_state
+    )
+    with pytest.raises(ValueError, match="Set random_state to an int"):
+        reg.query(X, groups=groups)
+    # A sampler with its own int seed is reproducible: query is allowed.
+    reg = FederatedActiveRegressor(
+        budget=30, sampler=LeverageScoreSampler(random_state=3)
+    )
+    rows = reg.query(X, groups=groups)
+    assert np.array_equal(rows, reg.query(X, groups=groups))
+
+
+@pytest.mark.parametrize("groups", [None, np.arange(40) % 4])
+@pytest.mark.parametrize("training", ["global", "local"])
+def test_every_row_selected_is_ordinary_least_squares(groups, training):
+    # budget=1.0 reads every label with weight 1: the model is the ordinary
+    # fit on all rows (for "local": FedAvg of local fits, which equals it
+    # when the clients' models agree, so only "global" is compared there).
+    rng = np.random.RandomState(21)
+    X = rng.standard_normal((40, 3))
+    X[5] = 0.0  # a zero-leverage row is still selected
+    y = X @ [1.0, 2.0, 3.0] + 0.5 + 0.1 * rng.standard_normal(40)
+    reg = FederatedActiveRegressor(budget=1.0, training=training, random_state=0)
+    reg.fit(X, y, groups=groups)
+    assert reg.n_queries_ == 40 and np.array_equal(reg.sample_weight_, np.ones(40))
+    if groups is None or training == "global":
+        ols = LinearRegression().fit(X, y)
+        assert np.allclose(reg.coef_, ols.coef_, atol=1e-10)
+        assert np.isclose(reg.intercept_, ols.intercept_, atol=1e-10)
 
 
 def test_missing_selected_labels_are_reported():
@@ -229,23 +272,6 @@ def test_server_never_sees_rows_labels_or_model(monkeypatch):
                     mine = labels[groups[idx] == c]
                     if column.shape == mine.shape and mine.size > 1:
                         assert not np.allclose(np.abs(column), np.abs(mine))
-
-
-def test_uniform_sampler_contract_and_inclusion():
-    X = np.random.RandomState(10).standard_normal((50, 2))
-    hits = np.zeros(50)
-    for seed in range(2000):
-        s = UniformSampler(budget=10, random_state=seed).fit(X)
-        assert s.sample_indices_.shape == (10,) and np.all(
-            np.diff(s.sample_indices_) > 0
-        )
-        hits[s.sample_indices_] += 1
-    assert np.allclose(s.sample_weight_, 5.0)
-    # Each row is included with probability budget / n = 0.2.
-    assert np.all(np.abs(hits / 2000 - 0.2) < 4 * np.sqrt(0.2 * 0.8 / 2000))
-    fed = UniformSampler(budget=10, random_state=0).fit(X, groups=np.arange(50) % 3)
-    assert fed.communication_["selection"]["down"] == 80
-    assert fed.transform(X).shape == (50, 1)
 
 
 def test_leverage_beats_uniform_with_high_leverage_rows():

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from skfal._sampling import (
+    census,
+    draw_seed,
     draw_until_distinct,
     importance_weights,
     resolve_budget,
     sampling_probabilities,
+    select_by_scores,
 )
 
 
@@ -124,3 +127,24 @@ def test_des_raj_weights_are_exactly_unbiased(budget):
 def test_unknown_weighting():
     with pytest.raises(ValueError, match="weighting must be one of"):
         importance_weights(np.ones(1), np.ones(1), 1, np.ones(1), "nope")
+
+
+def test_census_and_select_by_scores():
+    # Selecting every row needs no draw: each row's inclusion probability is
+    # 1, so its Horvitz-Thompson weight is 1, whatever its score (even 0).
+    full = select_by_scores(np.array([0.0, 1.0, 3.0]), 3, np.random.RandomState(0))
+    assert np.array_equal(full.indices, [0, 1, 2])
+    assert np.array_equal(full.weights, np.ones(3)) and full.n_draws == 0
+    assert census(3)._asdict().keys() == full._asdict().keys()
+    # Below a census it is the draw on the normalised scores, same stream.
+    scores = np.array([1.0, 2.0, 3.0, 4.0])
+    a = select_by_scores(scores, 2, np.random.RandomState(1))
+    b = draw_until_distinct(scores / scores.sum(), 2, np.random.RandomState(1))
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.weights, b.weights)
+
+
+def test_draw_seed_is_an_int32_seed_from_the_stream():
+    rng = np.random.RandomState(3)
+    seed, seeds = draw_seed(rng), draw_seed(rng, size=(2, 3))
+    assert 0 <= int(seed) < 2**31 - 1 and seeds.shape == (2, 3)
+    assert int(seed) == np.random.RandomState(3).randint(2**31 - 1)

@@ -9,7 +9,7 @@ from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySam
 from skfal._clustering import lloyd_statistics, lloyd_update
 from skfal._federated import Channel, _regression
 from skfal._federated import _clustering as protocol
-from skfal._federated._leverage import client_shared_rotation
+from skfal._federated._masks import client_shared_rotation
 
 
 def blobs(n_per=200, centres=((0, 0), (8, 0), (0, 8), (8, 8)), scale=0.3, seed=0):

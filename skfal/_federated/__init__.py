@@ -3,23 +3,42 @@
 Every step is a plain function that takes and returns numpy arrays (the
 messages). Functions named ``client_*`` run where a client's rows live; functions
 named ``server_*`` run at the server and receive only what clients upload. The
-``run_*`` orchestrators simulate a federation in one process: they call the
-steps in order, pass every message through a :class:`Channel` (which counts the
-bytes and can keep a transcript for tests), and run the clients' steps in
-parallel with joblib. On a real federated engine each step maps to a remote
-call and each Channel message to a network message.
+``run_*`` functions simulate one protocol, or one phase of it, in one process:
+they call the steps in order, pass every message through a :class:`Channel`
+(which counts the bytes and can keep a transcript for tests), run the clients'
+steps in parallel with joblib, and return a ``NamedTuple``. On a real federated
+engine each step maps to a remote call and each Channel message to a network
+message.
 
-This package never imports an estimator.
+This package never imports an estimator; estimators import from here only.
 """
 
 from skfal._federated._channel import Channel
-from skfal._federated._leverage import run_leverage_protocol
-from skfal._federated._regression import run_regression_protocol
-from skfal._federated._selection import server_send_selection
+from skfal._federated._clustering import SensitivityResult, run_sensitivity_protocol
+from skfal._federated._leverage import (
+    LeverageResult,
+    run_fedsvd_leverage,
+    run_qr_leverage,
+)
+from skfal._federated._regression import (
+    LinearModel,
+    run_global_training,
+    run_local_training,
+)
+from skfal._federated._selection import run_row_counts, server_send_selection
+from skfal._federated._simulation import labeled_rows
 
 __all__ = [
     "Channel",
-    "run_leverage_protocol",
-    "run_regression_protocol",
+    "LeverageResult",
+    "LinearModel",
+    "SensitivityResult",
+    "labeled_rows",
+    "run_fedsvd_leverage",
+    "run_global_training",
+    "run_local_training",
+    "run_qr_leverage",
+    "run_row_counts",
+    "run_sensitivity_protocol",
     "server_send_selection",
 ]

@@ -6,6 +6,11 @@ import numpy as np
 class Channel:
     """Counts the bytes of every message between clients and the server.
 
+    Every value a party uses that another party computed goes through
+    :meth:`up`, :meth:`down` or :meth:`broadcast`, which return what the
+    receiver gets. In this in-process simulation that is the array itself;
+    a transport between processes would serialize it.
+
     Parameters
     ----------
     record : bool, default=False
@@ -39,6 +44,16 @@ class Channel:
     def down(self, phase, client, array):
         """A message from the server to ``client``; returns what the client gets."""
         return self._send(phase, "down", client, array)
+
+    def broadcast(self, phase, clients, array):
+        """The same message from the server to every client in ``clients``.
+
+        Counted once per receiving client; returns what each of them gets.
+        """
+        received = np.asarray(array)
+        for client in clients:
+            received = self.down(phase, client, array)
+        return received
 
     def summary(self):
         """Bytes per phase: ``{phase: {"up": int, "down": int}}``, in phase order."""

@@ -32,16 +32,72 @@ server learns per-cluster counts, distances and losses (scalars) only.
 With a single client and no channel this is the centralized algorithm.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from joblib import Parallel, delayed
 
 from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, seed_dz
-from skfal._federated._channel import Channel
-from skfal._federated._leverage import client_shared_rotation
-from skfal._federated._regression import run_regression_protocol
-from skfal._validation import check_labels_at, client_view
+from skfal._federated._masks import client_shared_rotation
+from skfal._federated._regression import run_global_training
+from skfal._federated._simulation import client_view, gather_rows
+from skfal._sampling import draw_seed
+from skfal._validation import check_labels_at
 
 _NEEDED = "Their labels are needed to compute the sensitivity scores."
+
+
+class Clustering(NamedTuple):
+    """Steps 1-4: the clustering as the parties hold it afterwards.
+
+    ``centres`` (in the clear, as the clients hold them), ``sizes`` and
+    ``owners`` (for each cluster, the client holding its medoid, as the
+    server holds them), ``assignments[c]`` (``(labels, distances)`` of
+    client ``c``'s rows, kept by that client) and ``n_iter`` (Lloyd rounds).
+    """
+
+    centres: np.ndarray
+    sizes: np.ndarray
+    owners: np.ndarray
+    assignments: list
+    n_iter: int
+
+
+class ProxyModel(NamedTuple):
+    """Step 5: the proxy model ``x0`` fitted on the medoids, and their losses."""
+
+    coef: np.ndarray
+    intercept: float
+    medoid_loss: np.ndarray
+
+
+class HolderProbes(NamedTuple):
+    """Step 5 (``"auto"``): Lemma 8's constants and the rows probed for them.
+
+    ``holder`` is ``None`` when no probe fitted in the budget.
+    """
+
+    holder: np.ndarray | None
+    probes: np.ndarray
+
+
+class SensitivityResult(NamedTuple):
+    """Everything :class:`skfal.SensitivitySampler` keeps from the protocol.
+
+    Row indices (``medoids``, ``probes``) and ``labels``/``scores`` are in
+    the row order of ``X``; ``holder`` and ``medoid_loss`` are ``None`` for
+    distance-only scores; ``n_labels_read`` counts the labels bought.
+    """
+
+    clustering: Clustering
+    labels: np.ndarray
+    scores: np.ndarray
+    medoids: np.ndarray
+    probes: np.ndarray
+    holder: np.ndarray | None
+    medoid_loss: np.ndarray | None
+    proxy: ProxyModel | None
+    n_labels_read: int
 
 
 # --------------------------------------------------------------------- clients
@@ -59,9 +115,9 @@ def client_local_centres(X_sub, n_clusters, z, seed, rotation, max_iter):
 
 
 def client_lloyd_statistics(X_sub, centres_rot, z, rotation):
-    """Rotated per-cluster sums, weights and counts of the client's subsample."""
-    sums, weights, counts = lloyd_statistics(X_sub, centres_rot @ rotation.T, z)
-    return sums @ rotation, weights, counts
+    """Rotated per-cluster sums and weights of the client's subsample."""
+    sums, weights, _ = lloyd_statistics(X_sub, centres_rot @ rotation.T, z)
+    return sums @ rotation, weights
 
 
 def client_assign(X_i, centres_rot, rotation):
@@ -95,8 +151,8 @@ def server_seed_centres(centres_list, sizes_list, n_clusters, z, random_state):
 
 def server_lloyd_update(centres_rot, statistics):
     """Add the clients' statistics up and move the (rotated) centres."""
-    sums = np.sum([s for s, _, _ in statistics], axis=0)
-    weights = np.sum([w for _, w, _ in statistics], axis=0)
+    sums = np.sum([s for s, _ in statistics], axis=0)
+    weights = np.sum([w for _, w in statistics], axis=0)
     return lloyd_update(centres_rot, sums, weights)
 
 
@@ -115,110 +171,6 @@ def client_keep_clusters(assignment, keep):
     """Renumber the client's row labels after empty clusters are dropped."""
     labels, distances = assignment
     return (np.cumsum(keep) - 1)[labels], distances
-
-
-# ------------------------------------------------------------- orchestration
-def run_lloyd(subsamples, centres_rot, z, rotation, max_iter, parallel, channel, ids):
-    """Lloyd rounds over clients' rows from given (rotated) centres.
-
-    Equal, up to rounding, to centralized Lloyd on the stacked rows from the
-    same centres: per-cluster sums and weights add up across clients, and
-    the rotation changes no distance. Returns the centres and rounds run.
-    """
-    n_iter = 0
-    for _ in range(max_iter):
-        n_iter += 1
-        for c in ids:
-            channel.down("lloyd", c, centres_rot)
-        statistics = parallel(
-            delayed(client_lloyd_statistics)(X_sub, centres_rot, z, rotation)
-            for X_sub in subsamples
-        )
-        for c, stats in zip(ids, statistics, strict=True):
-            for array in stats:
-                channel.up("lloyd", c, array)
-        new = server_lloyd_update(centres_rot, statistics)
-        done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
-        centres_rot = new
-        if done:
-            break
-    return centres_rot, n_iter
-
-
-def run_clustering(
-    X, client_rows, n_clusters, z, random_state, *, n_sub, max_iter, parallel, channel
-):
-    """Steps 1-4: centres (in the clear, as the clients hold them) and assignments.
-
-    Returns ``centres, sizes, owners, assignments, n_iter`` where
-    ``assignments[c]`` is ``(labels, distances)`` of client ``c``'s rows and
-    ``n_iter`` the number of Lloyd rounds run.
-    """
-    clients = range(len(client_rows))
-    sizes_i = np.array([rows.shape[0] for rows in client_rows])
-    rotation = client_shared_rotation(X.shape[1], int(random_state.randint(2**31 - 1)))
-    seeds = random_state.randint(2**31 - 1, size=(len(client_rows), 2))
-
-    counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
-    subsamples = [
-        client_view(X, client_rows[c])[
-            client_subsample(
-                sizes_i[c],
-                int(channel.down("subsample", c, counts_sub[c])),
-                seeds[c, 0],
-            )
-        ]
-        for c in clients
-    ]
-    active = [c for c in clients if subsamples[c].shape[0] > 0]
-    local = parallel(
-        delayed(client_local_centres)(
-            subsamples[c], n_clusters, z, seeds[c, 1], rotation, max_iter
-        )
-        for c in active
-    )
-    centres_rot = server_seed_centres(
-        [
-            channel.up("seeding", c, centres)
-            for c, (centres, _) in zip(active, local, strict=True)
-        ],
-        [
-            channel.up("seeding", c, sizes)
-            for c, (_, sizes) in zip(active, local, strict=True)
-        ],
-        n_clusters,
-        z,
-        random_state,
-    )
-    centres_rot, n_iter = run_lloyd(
-        [subsamples[c] for c in active],
-        centres_rot,
-        z,
-        rotation,
-        max_iter,
-        parallel,
-        channel,
-        active,
-    )
-    for c in clients:
-        channel.down("assignment", c, centres_rot)
-    results = parallel(
-        delayed(client_assign)(client_view(X, client_rows[c]), centres_rot, rotation)
-        for c in clients
-    )
-    counts = [
-        channel.up("assignment", c, r[1]) for c, r in zip(clients, results, strict=True)
-    ]
-    nearest = [
-        channel.up("assignment", c, r[2]) for c, r in zip(clients, results, strict=True)
-    ]
-    keep, sizes, owners = server_medoid_owners(counts, nearest)
-    assignments = [
-        client_keep_clusters(r[0], channel.down("assignment", c, keep))
-        for c, r in zip(clients, results, strict=True)
-    ]
-    centres = centres_rot[keep] @ rotation.T
-    return centres, sizes, owners, assignments, n_iter
 
 
 def client_medoids(assignment, owned):
@@ -294,6 +246,222 @@ def server_holder_constants(medoid_loss, probe_loss, probe_distance_z, n_rows):
     return np.where(np.isnan(holder), np.nanmax(holder), holder)
 
 
+# ------------------------------------------------------------- orchestration
+def run_lloyd(subsamples, centres_rot, z, rotation, max_iter, parallel, channel, ids):
+    """Lloyd rounds over clients' rows from given (rotated) centres.
+
+    Equal, up to rounding, to centralized Lloyd on the stacked rows from the
+    same centres: per-cluster sums and weights add up across clients, and
+    the rotation changes no distance. Returns the centres and rounds run.
+    """
+    n_iter = 0
+    for _ in range(max_iter):
+        n_iter += 1
+        centres_rot = channel.broadcast("lloyd", ids, centres_rot)
+        statistics = parallel(
+            delayed(client_lloyd_statistics)(X_sub, centres_rot, z, rotation)
+            for X_sub in subsamples
+        )
+        for c, stats in zip(ids, statistics, strict=True):
+            for array in stats:
+                channel.up("lloyd", c, array)
+        new = server_lloyd_update(centres_rot, statistics)
+        done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
+        centres_rot = new
+        if done:
+            break
+    return centres_rot, n_iter
+
+
+def run_clustering(
+    X,
+    client_rows,
+    n_clusters,
+    z,
+    random_state,
+    channel,
+    *,
+    n_sub,
+    max_iter,
+    n_jobs=None,
+):
+    """Steps 1-4: subsample, seeding, Lloyd rounds and assignment.
+
+    Returns
+    -------
+    clustering : Clustering
+    """
+    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
+    clients = range(len(client_rows))
+    sizes_i = np.array([rows.shape[0] for rows in client_rows])
+    rotation = client_shared_rotation(X.shape[1], int(draw_seed(random_state)))
+    seeds = draw_seed(random_state, size=(len(client_rows), 2))
+
+    counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
+    subsamples = [
+        client_view(X, client_rows[c])[
+            client_subsample(
+                sizes_i[c],
+                int(channel.down("subsample", c, counts_sub[c])),
+                seeds[c, 0],
+            )
+        ]
+        for c in clients
+    ]
+    active = [c for c in clients if subsamples[c].shape[0] > 0]
+    local = parallel(
+        delayed(client_local_centres)(
+            subsamples[c], n_clusters, z, seeds[c, 1], rotation, max_iter
+        )
+        for c in active
+    )
+    centres_rot = server_seed_centres(
+        [
+            channel.up("seeding", c, centres)
+            for c, (centres, _) in zip(active, local, strict=True)
+        ],
+        [
+            channel.up("seeding", c, sizes)
+            for c, (_, sizes) in zip(active, local, strict=True)
+        ],
+        n_clusters,
+        z,
+        random_state,
+    )
+    centres_rot, n_iter = run_lloyd(
+        [subsamples[c] for c in active],
+        centres_rot,
+        z,
+        rotation,
+        max_iter,
+        parallel,
+        channel,
+        active,
+    )
+    centres_rot = channel.broadcast("assignment", clients, centres_rot)
+    results = parallel(
+        delayed(client_assign)(client_view(X, client_rows[c]), centres_rot, rotation)
+        for c in clients
+    )
+    counts = [
+        channel.up("assignment", c, r[1]) for c, r in zip(clients, results, strict=True)
+    ]
+    nearest = [
+        channel.up("assignment", c, r[2]) for c, r in zip(clients, results, strict=True)
+    ]
+    keep, sizes, owners = server_medoid_owners(counts, nearest)
+    assignments = [
+        client_keep_clusters(r[0], channel.down("assignment", c, keep))
+        for c, r in zip(clients, results, strict=True)
+    ]
+    centres = centres_rot[keep] @ rotation.T
+    return Clustering(centres, sizes, owners, assignments, n_iter)
+
+
+def run_medoids(client_rows, clustering, channel):
+    """The server names each cluster's medoid owner; owners mark their medoids.
+
+    Medoid rows stay at their client: the indices of ``X`` returned here are
+    the simulation's bookkeeping (the server only learns which are bought).
+    """
+    medoids = np.empty(clustering.owners.shape[0], dtype=np.int64)
+    for c, rows in enumerate(client_rows):
+        owned = np.flatnonzero(channel.down("medoids", c, clustering.owners) == c)
+        medoids[owned] = rows[client_medoids(clustering.assignments[c], owned)]
+    return medoids
+
+
+def run_proxy_model(
+    X, y, client_rows, clustering, medoids, random_state, channel, *, fit_intercept
+):
+    """Step 5: ``x0`` from the medoids by the masked least-squares protocol.
+
+    Each medoid's owner reads its label, the clients learn ``x0`` (rows
+    weighted by cluster size) and upload each medoid's loss under it.
+    """
+    check_labels_at(y, medoids, "cluster medoids", _NEEDED)
+    owners, sizes = clustering.owners, clustering.sizes
+    owned = [np.flatnonzero(owners == c) for c in range(len(client_rows))]
+    coef, intercept = run_global_training(
+        [(X[medoids[o]], y[medoids[o]], sizes[o].astype(float)) for o in owned],
+        random_state,
+        channel,
+        fit_intercept=fit_intercept,
+    )
+    medoid_loss = np.empty(owners.shape[0])
+    for c, o in enumerate(owned):
+        loss = client_losses(X[medoids[o]], y[medoids[o]], coef, intercept)
+        medoid_loss[o] = channel.up("medoid_loss", c, loss)
+    return ProxyModel(coef, intercept, medoid_loss)
+
+
+def run_holder_probes(
+    X,
+    y,
+    client_rows,
+    clustering,
+    medoids,
+    proxy,
+    random_state,
+    channel,
+    *,
+    z,
+    max_probes,
+):
+    """Step 5 (``"auto"``): probe one random row per cluster for Lemma 8."""
+    k = clustering.owners.shape[0]
+    counts = [np.bincount(a[0], minlength=k) for a in clustering.assignments]
+    plan = server_probe_plan(counts, clustering.owners, max_probes, random_state)
+    probe_loss, probe_dz = np.full(k, np.nan), np.full(k, np.nan)
+    picked = []
+    for c, rows_c in enumerate(client_rows):
+        mine = np.flatnonzero(channel.down("probe", c, plan) == c)
+        if mine.size == 0:
+            continue
+        assignment = clustering.assignments[c]
+        local = client_probe(
+            assignment,
+            mine,
+            np.searchsorted(rows_c, medoids[clustering.owners == c]),
+            int(draw_seed(random_state)),
+        )
+        rows = rows_c[local]
+        check_labels_at(y, rows, "Holder probes", _NEEDED)
+        probe_loss[mine] = channel.up(
+            "probe", c, client_losses(X[rows], y[rows], proxy.coef, proxy.intercept)
+        )
+        probe_dz[mine] = channel.up("probe", c, assignment[1][local] ** z)
+        picked.append(rows)
+    probes = np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
+    holder = server_holder_constants(
+        proxy.medoid_loss, probe_loss, probe_dz, X.shape[0]
+    )
+    return HolderProbes(holder, probes)
+
+
+def run_scores(client_rows, clustering, channel, *, z, holder=None, medoid_loss=None):
+    """Step 6: every client scores its rows and uploads the scores.
+
+    With ``holder`` the server first sends ``(Lambda_j, loss_j)`` to every
+    client. Returns the scores in the row order of ``X``.
+    """
+    clients = range(len(client_rows))
+    if holder is not None:
+        received = channel.broadcast(
+            "holder", clients, np.concatenate([holder, medoid_loss])
+        )
+        holder, medoid_loss = np.split(received, 2)
+    scores = [
+        channel.up(
+            "scores",
+            c,
+            client_scores(clustering.assignments[c], z, holder, medoid_loss),
+        )
+        for c in clients
+    ]
+    return gather_rows(client_rows, scores)
+
+
 def run_sensitivity_protocol(
     X,
     y,
@@ -302,15 +470,15 @@ def run_sensitivity_protocol(
     z,
     holder_constant,
     random_state,
+    channel,
     *,
     fit_intercept=False,
     max_probes=None,
     n_sub,
     max_iter=10,
     n_jobs=None,
-    channel=None,
 ):
-    """Simulate the sensitivity-score protocol (steps 1-6 of this module).
+    """Simulate the sensitivity-score protocol: steps 1-6, one phase a function.
 
     Parameters
     ----------
@@ -323,6 +491,8 @@ def run_sensitivity_protocol(
     z : {1, 2}
     holder_constant : "auto" or float
     random_state : numpy.random.RandomState
+    channel : Channel
+        Where every message is counted (and recorded).
     fit_intercept : bool, default=False
         Whether the proxy model has an intercept.
     max_probes : int or None
@@ -332,119 +502,74 @@ def run_sensitivity_protocol(
     max_iter : int, default=10
         Lloyd rounds.
     n_jobs : int or None
-    channel : Channel or None
 
     Returns
     -------
-    result : dict
-        ``centres, sizes, labels, scores, medoids, probes, holder,
-        medoid_loss, coef, intercept, n_iter, n_labels_read, channel``; row
-        indices are
-        indices of X.
+    result : SensitivityResult
     """
-    channel = Channel() if channel is None else channel
-    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
-    clients = range(len(client_rows))
-    max_probes = n_clusters if max_probes is None else max_probes
-    centres, sizes, owners, assignments, n_iter = run_clustering(
+    clustering = run_clustering(
         X,
         client_rows,
         n_clusters,
         z,
         random_state,
+        channel,
         n_sub=n_sub,
         max_iter=max_iter,
-        parallel=parallel,
-        channel=channel,
+        n_jobs=n_jobs,
     )
-    k = centres.shape[0]
-    # Each owner marks its medoid rows; they stay local (indices of X below are
-    # the simulation's bookkeeping, the server only learns which are bought).
-    medoids = np.empty(k, dtype=np.int64)
-    for c in clients:
-        owned = np.flatnonzero(channel.down("medoids", c, owners) == c)
-        medoids[owned] = client_rows[c][client_medoids(assignments[c], owned)]
-
+    k = clustering.centres.shape[0]
+    medoids = run_medoids(client_rows, clustering, channel)
     with_labels = y is not None and holder_constant != np.inf
-    holder = medoid_loss = None
+    holder = proxy = None
     probes = np.empty(0, dtype=np.int64)
-    coef, intercept = None, 0.0
     if with_labels:
-        check_labels_at(y, medoids, "cluster medoids", _NEEDED)
-        owned = [np.flatnonzero(owners == c) for c in clients]
-        coef, intercept, _ = run_regression_protocol(
-            [(X[medoids[o]], y[medoids[o]], sizes[o].astype(float)) for o in owned],
-            "global",
+        proxy = run_proxy_model(
+            X,
+            y,
+            client_rows,
+            clustering,
+            medoids,
             random_state,
+            channel,
             fit_intercept=fit_intercept,
-            channel=channel,
         )
-        medoid_loss = np.empty(k)
-        for c in clients:
-            loss = client_losses(
-                X[medoids[owned[c]]], y[medoids[owned[c]]], coef, intercept
-            )
-            medoid_loss[owned[c]] = channel.up("medoid_loss", c, loss)
         if holder_constant == "auto":
-            counts = [np.bincount(a[0], minlength=k) for a in assignments]
-            plan = server_probe_plan(counts, owners, max_probes, random_state)
-            probe_loss, probe_dz = np.full(k, np.nan), np.full(k, np.nan)
-            picked = []
-            for c in clients:
-                mine = np.flatnonzero(channel.down("probe", c, plan) == c)
-                if mine.size == 0:
-                    continue
-                local = client_probe(
-                    assignments[c],
-                    mine,
-                    np.searchsorted(client_rows[c], medoids[owners == c]),
-                    random_state.randint(2**31 - 1),
-                )
-                rows = client_rows[c][local]
-                check_labels_at(y, rows, "Holder probes", _NEEDED)
-                probe_loss[mine] = channel.up(
-                    "probe", c, client_losses(X[rows], y[rows], coef, intercept)
-                )
-                probe_dz[mine] = channel.up("probe", c, assignments[c][1][local] ** z)
-                picked.append(rows)
-            probes = np.sort(np.concatenate(picked)) if picked else probes
-            holder = server_holder_constants(
-                medoid_loss, probe_loss, probe_dz, X.shape[0]
+            holder, probes = run_holder_probes(
+                X,
+                y,
+                client_rows,
+                clustering,
+                medoids,
+                proxy,
+                random_state,
+                channel,
+                z=z,
+                max_probes=n_clusters if max_probes is None else max_probes,
             )
         else:
             holder = np.full(k, float(holder_constant))
-        if holder is None:  # no probe fitted in the budget: distances only
-            medoid_loss = None
-        else:
-            for c in clients:
-                channel.down("holder", c, np.concatenate([holder, medoid_loss]))
-
+    medoid_loss = None if holder is None else proxy.medoid_loss
+    scores = run_scores(
+        client_rows, clustering, channel, z=z, holder=holder, medoid_loss=medoid_loss
+    )
     bought = np.union1d(medoids, probes)
-    scores = np.empty(X.shape[0])
-    labels = np.empty(X.shape[0], dtype=np.int64)
-    for c in clients:
-        local_scores = client_scores(assignments[c], z, holder, medoid_loss)
-        scores[client_rows[c]] = channel.up("scores", c, local_scores)
-        labels[client_rows[c]] = assignments[c][0]
     if holder is not None and scores.sum() - scores[bought].sum() <= 0:
         # The labels say the loss vanishes everywhere (Lambda = loss = 0):
         # nothing to weigh the other rows by, so fall back to distances.
         holder = medoid_loss = None
-        for c in clients:
-            local_scores = client_scores(assignments[c], z, None, None)
-            scores[client_rows[c]] = channel.up("scores", c, local_scores)
-    return {
-        "centres": centres,
-        "sizes": sizes,
-        "labels": labels,
-        "scores": scores,
-        "medoids": medoids,
-        "probes": probes,
-        "holder": holder,
-        "medoid_loss": medoid_loss,
-        "coef": coef,
-        "intercept": intercept,
-        "n_iter": n_iter,
-        "n_labels_read": int(bought.size) if with_labels else 0,
-        "channel": channel,
-    }
+        scores = run_scores(client_rows, clustering, channel, z=z)
+    labels = gather_rows(
+        client_rows, [a[0] for a in clustering.assignments], dtype=np.int64
+    )
+    return SensitivityResult(
+        clustering=clustering,
+        labels=labels,
+        scores=scores,
+        medoids=medoids,
+        probes=probes,
+        holder=holder,
+        medoid_loss=medoid_loss,
+        proxy=proxy,
+        n_labels_read=int(bought.size) if with_labels else 0,
+    )

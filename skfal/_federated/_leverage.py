@@ -28,11 +28,13 @@ the *unrotated* ``X_i`` times ``Q`` instead would be unsafe: an RQ
 decomposition of that product gives back both factors, and with them ``Q``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from joblib import Parallel, delayed
 
-from skfal._federated._channel import Channel
-from skfal._federated._masks import apply_block_mask, haar_orthogonal
+from skfal._federated._masks import apply_block_mask, client_shared_rotation
+from skfal._federated._simulation import client_view, gather_rows
 from skfal._linalg import (
     iter_chunks,
     r_factor,
@@ -40,17 +42,22 @@ from skfal._linalg import (
     whitener,
     with_intercept,
 )
-from skfal._validation import client_view
+from skfal._sampling import draw_seed
 
-PROTOCOLS = ("fedsvd", "qr")
+
+class LeverageResult(NamedTuple):
+    """What a leverage protocol leaves: every row's score and the clients' map.
+
+    ``scores`` are in the row order of ``X`` (each client uploaded its own);
+    ``whitener`` is ``W`` with ``X @ W`` orthonormal (``W W^T = (X^T X)^+``),
+    for ``[X, 1]`` with an intercept; every client holds it.
+    """
+
+    scores: np.ndarray
+    whitener: np.ndarray
 
 
 # --------------------------------------------------------------------- clients
-def client_shared_rotation(n_features, seed):
-    """The Haar rotation ``Q`` all clients derive from their shared seed."""
-    return haar_orthogonal(n_features, np.random.RandomState(seed))
-
-
 def client_mask_rows(X_i, rotation, seed, block_size):
     """FedSVD upload: the masked rows ``P_i X_i Q``."""
     return apply_block_mask(
@@ -121,18 +128,16 @@ def server_combine_r(r_uploads, row_counts):
 
 
 # ------------------------------------------------------------- orchestration
-def run_leverage_protocol(
-    X,
-    client_rows,
-    protocol,
-    random_state,
-    *,
-    intercept=False,
-    block_size=100,
-    n_jobs=None,
-    channel=None,
+def _client_data(X, rows, intercept):
+    """A client's own rows (a copy unless contiguous in X), with the 1 column."""
+    own = client_view(X, rows)
+    return with_intercept(own) if intercept else own
+
+
+def run_qr_leverage(
+    X, client_rows, random_state, channel, *, intercept=False, n_jobs=None
 ):
-    """Simulate a leverage-score protocol over clients.
+    """Simulate the ``"qr"`` leverage protocol (steps in the module docstring).
 
     Parameters
     ----------
@@ -141,76 +146,85 @@ def run_leverage_protocol(
         steps ever touch them.
     client_rows : list of ndarray
         Each client's row indices.
-    protocol : {"fedsvd", "qr"}
     random_state : numpy.random.RandomState
-        Draws the clients' shared seed and each client's private seed.
+        Draws the clients' shared seed.
+    channel : Channel
+        Where every message is counted (and recorded).
     intercept : bool, default=False
         Score the rows of ``[X, 1]``: each client appends the constant
         column to its rows.
-    block_size : int, default=100
-        Rows per Haar block of the FedSVD row masks.
     n_jobs : int or None
         Clients' steps run in parallel threads (joblib).
-    channel : Channel or None
-        Where messages are counted (and recorded); a new one when ``None``.
 
     Returns
     -------
-    scores : list of ndarray of shape (n_i,)
-        Each client's leverage scores, as uploaded to the server.
-    W : ndarray of shape (n_features + intercept, rank)
-        The clients' map with ``X @ W`` orthonormal (``W W^T = (X^T X)^+``),
-        ``X`` with the constant column when ``intercept``.
-    channel : Channel
+    result : LeverageResult
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}.")
-    channel = Channel() if channel is None else channel
-    n_features = X.shape[1] + intercept
-    shared_seed = int(random_state.randint(np.iinfo(np.int32).max))
-    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(client_rows))
-    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     clients = range(len(client_rows))
-
-    def data(c):  # a client's own rows (a copy unless they are contiguous in X)
-        rows = client_view(X, client_rows[c])
-        return with_intercept(rows) if intercept else rows
-
-    rotation = client_shared_rotation(n_features, shared_seed)  # known to clients only
-
-    if protocol == "fedsvd":
-        masked = parallel(
-            delayed(client_mask_rows)(data(c), rotation, seeds[c], block_size)
-            for c in clients
-        )
-        uploads = [channel.up("masked_data", c, masked[c]) for c in clients]
-        del masked
-        W_masked = server_masked_svd(uploads)
-        # A generator, so only the few masked bases being unmasked are alive.
-        results = parallel(
-            delayed(client_unmask_scores)(
-                channel.down("svd", c, server_masked_basis(uploads[c], W_masked)),
-                channel.down("svd", c, W_masked),
-                rotation,
-                seeds[c],
-                block_size,
-            )
-            for c in clients
-        )
-    else:
-        own = [data(c) for c in clients]  # each client holds its rows for both steps
-        factors = parallel(delayed(client_r_factor)(own[c], rotation) for c in clients)
-        r_uploads = [channel.up("r_factor", c, factors[c][0]) for c in clients]
-        counts = [channel.up("r_factor", c, factors[c][1]) for c in clients]
-        r, total = server_combine_r(r_uploads, counts)
-        results = parallel(
-            delayed(client_scores)(
-                own[c],
-                rotation,
-                channel.down("combined_r", c, r),
-                channel.down("combined_r", c, total),
-            )
-            for c in clients
-        )
+    rotation = client_shared_rotation(
+        X.shape[1] + intercept, int(draw_seed(random_state))
+    )
+    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
+    own = [_client_data(X, rows, intercept) for rows in client_rows]
+    factors = parallel(delayed(client_r_factor)(own[c], rotation) for c in clients)
+    r, total = server_combine_r(
+        [channel.up("r_factor", c, factors[c][0]) for c in clients],
+        [channel.up("r_factor", c, factors[c][1]) for c in clients],
+    )
+    r = channel.broadcast("combined_r", clients, r)
+    total = channel.broadcast("combined_r", clients, total)
+    results = parallel(
+        delayed(client_scores)(own[c], rotation, r, total) for c in clients
+    )
     scores = [channel.up("scores", c, results[c][0]) for c in clients]
-    return scores, results[0][1], channel
+    return LeverageResult(gather_rows(client_rows, scores), results[0][1])
+
+
+def run_fedsvd_leverage(
+    X,
+    client_rows,
+    random_state,
+    channel,
+    *,
+    intercept=False,
+    block_size=100,
+    n_jobs=None,
+):
+    """Simulate FALE's ``"fedsvd"`` leverage protocol (module docstring).
+
+    Parameters as :func:`run_qr_leverage`, and ``block_size``, the rows per
+    Haar block of the clients' row masks; ``random_state`` also draws each
+    client's private mask seed.
+
+    Returns
+    -------
+    result : LeverageResult
+    """
+    clients = range(len(client_rows))
+    rotation = client_shared_rotation(
+        X.shape[1] + intercept, int(draw_seed(random_state))
+    )
+    seeds = draw_seed(random_state, size=len(client_rows))
+    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
+    masked = parallel(
+        delayed(client_mask_rows)(
+            _client_data(X, client_rows[c], intercept), rotation, seeds[c], block_size
+        )
+        for c in clients
+    )
+    uploads = [channel.up("masked_data", c, masked[c]) for c in clients]
+    del masked
+    W_masked = server_masked_svd(uploads)
+    # A generator, so only the few masked bases being unmasked are alive.
+    results = parallel(
+        delayed(client_unmask_scores)(
+            channel.down("svd", c, server_masked_basis(uploads[c], W_masked)),
+            channel.down("svd", c, W_masked),
+            rotation,
+            seeds[c],
+            block_size,
+        )
+        for c in clients
+    )
+    scores = [channel.up("scores", c, results[c][0]) for c in clients]
+    return LeverageResult(gather_rows(client_rows, scores), results[0][1])

@@ -8,6 +8,9 @@ A client's row mask ``P_i`` is block diagonal: blocks of ``block_size`` rows
 (the last one smaller), each an independent Haar matrix drawn from the client's
 own seed. It is regenerated from the seed when needed and never held as a dense
 ``n_i x n_i`` matrix.
+
+The clients' shared rotation ``Q`` (``d x d``, Haar) comes from a seed the
+clients agree on and the server never sees.
 """
 
 import numpy as np
@@ -35,6 +38,11 @@ def haar_orthogonal(size, random_state, n_matrices=None):
     signs = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
     signs[signs == 0] = 1.0
     return q * signs[..., None, :]
+
+
+def client_shared_rotation(n_features, seed):
+    """The Haar rotation ``Q`` all clients derive from their shared seed."""
+    return haar_orthogonal(n_features, np.random.RandomState(seed))
 
 
 def apply_block_mask(A, seed, block_size, transpose=False):

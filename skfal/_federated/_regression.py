@@ -29,15 +29,21 @@ weighted by the clients' numbers of labeled rows (FedAvg). Here the server
 does see each client's local model, as in any FedAvg.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from joblib import Parallel, delayed
 
-from skfal._federated._channel import Channel
-from skfal._federated._leverage import client_shared_rotation
-from skfal._federated._masks import apply_block_mask
+from skfal._federated._masks import apply_block_mask, client_shared_rotation
 from skfal._linalg import r_factor, solve_least_squares, weighted_least_squares
+from skfal._sampling import draw_seed
 
-TRAININGS = ("global", "local")
+
+class LinearModel(NamedTuple):
+    """A learned linear model, as every client holds it at the end."""
+
+    coef: np.ndarray
+    intercept: float
 
 
 # --------------------------------------------------------------------- clients
@@ -109,102 +115,128 @@ def server_fedavg(models, counts):
 
 
 # ------------------------------------------------------------- orchestration
-def run_regression_protocol(
-    clients,
-    training,
-    random_state,
-    *,
-    alpha=0.0,
-    fit_intercept=True,
-    protocol="qr",
-    block_size=100,
-    n_jobs=None,
-    channel=None,
-):
-    """Simulate learning a linear model from each client's labeled rows.
+def _active(clients):
+    """Clients with at least one labeled row; the others sit out."""
+    return [c for c, (X_l, _, _) in enumerate(clients) if X_l.shape[0] > 0]
+
+
+def run_local_training(clients, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None):
+    """Simulate FALE-local: local weighted fits, averaged by the server (FedAvg).
 
     Parameters
     ----------
     clients : list of tuple (X_l, y_l, weights)
         Each client's labeled rows, their labels and importance weights
         (clients with no labeled row may be included; they sit out).
-    training : {"global", "local"}
+    channel : Channel
+        Where every message is counted (and recorded).
+    alpha : float, default=0.0
+        Ridge penalty (the intercept is not penalised).
+    fit_intercept : bool, default=True
+    n_jobs : int or None
+        Clients' steps run in parallel threads (joblib).
+
+    Returns
+    -------
+    model : LinearModel
+    """
+    active = _active(clients)
+    fits = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(client_local_model)(*clients[c], alpha, fit_intercept) for c in active
+    )
+    model = server_fedavg(
+        [
+            channel.up("local_model", c, fit[0])
+            for c, fit in zip(active, fits, strict=True)
+        ],
+        [
+            channel.up("local_model", c, fit[1])
+            for c, fit in zip(active, fits, strict=True)
+        ],
+    )
+    received = channel.broadcast("global_model", range(len(clients)), model)
+    return LinearModel(received[:-1], float(received[-1]))
+
+
+def run_weighted_mean(clients, active, rotation, channel):
+    """Step 1: every client learns the global weighted mean of the labeled rows.
+
+    Returns ``(x_mean, total_weight)`` as the clients compute them.
+    """
+    total = server_sum(
+        [
+            channel.up("weighted_sums", c, client_weighted_sums(X_l, w, rotation))
+            for c, (X_l, _, w) in ((c, clients[c]) for c in active)
+        ]
+    )
+    received = channel.broadcast("weighted_sums", range(len(clients)), total)
+    return client_weighted_mean(received, rotation)
+
+
+def run_global_training(
+    clients,
+    random_state,
+    channel,
+    *,
+    alpha=0.0,
+    fit_intercept=True,
+    protocol="qr",
+    block_size=100,
+    n_jobs=None,
+):
+    """Simulate FALE's global training on masked data (module docstring).
+
+    Parameters
+    ----------
+    clients : list of tuple (X_l, y_l, weights)
+        Each client's labeled rows, their labels and importance weights
+        (clients with no labeled row may be included; they sit out).
     random_state : numpy.random.RandomState
         Draws the clients' shared seed and private mask seeds.
+    channel : Channel
+        Where every message is counted (and recorded).
     alpha : float, default=0.0
         Ridge penalty (the intercept is not penalised).
     fit_intercept : bool, default=True
     protocol : {"qr", "fedsvd"}, default="qr"
-        Upload of ``"global"`` training: R factors or masked rows.
+        What clients upload: the R factor of their masked system, or its
+        rows masked on the left too.
     block_size : int, default=100
         Rows per Haar block of the ``"fedsvd"`` row masks.
     n_jobs : int or None
         Clients' steps run in parallel threads (joblib).
-    channel : Channel or None
-        Where messages are counted (and recorded).
 
     Returns
     -------
-    coef : ndarray of shape (n_features,)
-    intercept : float
-    channel : Channel
+    model : LinearModel
     """
-    if training not in TRAININGS:
-        raise ValueError(f"training must be one of {TRAININGS}, got {training!r}.")
-    if protocol not in ("qr", "fedsvd"):
-        raise ValueError(f"protocol must be 'qr' or 'fedsvd', got {protocol!r}.")
-    channel = Channel() if channel is None else channel
-    active = [c for c, (X_l, _, _) in enumerate(clients) if X_l.shape[0] > 0]
-    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
-    shared_seed = int(random_state.randint(np.iinfo(np.int32).max))
-    seeds = random_state.randint(np.iinfo(np.int32).max, size=len(clients))
-
-    if training == "local":
-        fits = parallel(
-            delayed(client_local_model)(*clients[c], alpha, fit_intercept)
-            for c in active
-        )
-        models, counts = [], []
-        for c, (model_c, count_c) in zip(active, fits, strict=True):
-            models.append(channel.up("local_model", c, model_c))
-            counts.append(channel.up("local_model", c, count_c))
-        model = server_fedavg(models, counts)
-        for c in range(len(clients)):
-            received = channel.down("global_model", c, model)
-        return received[:-1], float(received[-1]), channel
-
+    active = _active(clients)
+    shared_seed = int(draw_seed(random_state))
+    seeds = draw_seed(random_state, size=len(clients))
     n_features = clients[active[0]][0].shape[1]
     rotation = client_shared_rotation(n_features + int(fit_intercept), shared_seed)
-    x_mean, total_weight = None, None
+    x_mean = total_weight = None
     if fit_intercept:
-        sums = [
-            channel.up("weighted_sums", c, client_weighted_sums(X_l, w, rotation))
-            for c, (X_l, _, w) in ((c, clients[c]) for c in active)
-        ]
-        total = server_sum(sums)
-        for c in range(len(clients)):
-            received = channel.down("weighted_sums", c, total)
-        x_mean, total_weight = client_weighted_mean(received, rotation)
+        x_mean, total_weight = run_weighted_mean(clients, active, rotation, channel)
 
-    if protocol == "fedsvd":
-        systems = parallel(
-            delayed(client_masked_system)(
+    def upload(c):
+        if protocol == "fedsvd":
+            return client_masked_system(
                 *clients[c], rotation, x_mean, seeds[c], block_size
             )
-            for c in active
-        )
-    else:
-        systems = parallel(
-            delayed(client_r_system)(*clients[c], rotation, x_mean) for c in active
-        )
-    uploads = [
-        channel.up("masked_system", c, system)
-        for c, system in zip(active, systems, strict=True)
-    ]
-    masked_model = server_solve_masked(uploads, alpha)
-    for c in range(len(clients)):
-        received = channel.down("masked_model", c, masked_model)
-    coef, intercept = client_unmask_model(
-        received, rotation, x_mean, total_weight, alpha
+        return client_r_system(*clients[c], rotation, x_mean)
+
+    systems = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(upload)(c) for c in active
     )
-    return coef, intercept, channel
+    masked_model = server_solve_masked(
+        [
+            channel.up("masked_system", c, system)
+            for c, system in zip(active, systems, strict=True)
+        ],
+        alpha,
+    )
+    received = channel.broadcast("masked_model", range(len(clients)), masked_model)
+    return LinearModel(
+        *client_unmask_model(received, rotation, x_mean, total_weight, alpha)
+    )

@@ -2,13 +2,15 @@
 
 import numpy as np
 import pytest
-from _helpers import matrix_with_known_basis
 
 from skfal import LeverageScoreSampler
-from skfal._federated import Channel, _leverage, run_leverage_protocol
+from skfal._federated import Channel, _leverage, run_fedsvd_leverage, run_qr_leverage
+from skfal._federated._masks import client_shared_rotation
 from skfal._validation import check_groups
+from tests._helpers import matrix_with_known_basis
 
 PROTOCOLS = ["qr", "fedsvd"]
+RUN = {"qr": run_qr_leverage, "fedsvd": run_fedsvd_leverage}
 
 
 def fit_both(X, groups, protocol, **kwargs):
@@ -137,9 +139,7 @@ def test_no_upload_contains_a_raw_row(protocol, monkeypatch):
     )
 
     channel = Channel(record=True)
-    run_leverage_protocol(
-        X, client_rows, protocol, np.random.RandomState(0), channel=channel
-    )
+    RUN[protocol](X, client_rows, np.random.RandomState(0), channel)
     uploads = [m[3] for m in channel.messages if m[1] == "up"]
     assert uploads and server_inputs
     flat = []
@@ -159,7 +159,7 @@ def test_qr_upload_is_rotated_cholesky_factor():
     # upper triangular, non-negative diagonal, O(d^2) numbers whatever n_i.
     rng = np.random.RandomState(10)
     X_i = rng.standard_normal((500, 4))
-    Q = _leverage.client_shared_rotation(4, 11)
+    Q = client_shared_rotation(4, 11)
     R_i, count = _leverage.client_r_factor(X_i, Q)
     assert R_i.shape == (4, 4) and count[0] == 500
     assert np.allclose(R_i, np.linalg.cholesky(Q.T @ X_i.T @ X_i @ Q).T)
@@ -178,7 +178,8 @@ def test_communication_accounting():
     assert comm["r_factor"]["up"] == 8 * ((6 + 6 + 3) * d + 3)
     assert comm["combined_r"]["down"] == 3 * 8 * (d * d + 1)
     assert comm["scores"]["up"] == 8 * n
-    assert comm["selection"]["down"] == 8 * budget
+    # Each client gets its selected rows' local indices and their weights.
+    assert comm["selection"]["down"] == (8 + 8) * budget
     fedsvd = LeverageScoreSampler(budget=budget, protocol="fedsvd", random_state=0)
     comm = fedsvd.fit(X, groups=groups).communication_
     assert comm["masked_data"]["up"] == 8 * n * d
@@ -199,13 +200,6 @@ def test_bad_groups(groups, match):
     X = np.random.RandomState(13).standard_normal((10, 2))
     with pytest.raises(ValueError, match=match):
         LeverageScoreSampler().fit(X, groups=groups)
-
-
-def test_unknown_protocol_in_orchestrator():
-    with pytest.raises(ValueError, match="protocol must be one of"):
-        run_leverage_protocol(
-            np.ones((3, 2)), [np.arange(3)], "smoke", np.random.RandomState(0)
-        )
 
 
 hypothesis = pytest.importorskip("hypothesis")
