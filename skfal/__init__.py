@@ -3,6 +3,7 @@
 from skfal._datasets import load_diamonds
 from skfal._leverage import LeverageScoreSampler
 from skfal._regressor import FederatedActiveRegressor
+from skfal._resampler import Resampler
 from skfal._sensitivity import SensitivitySampler
 from skfal._split import non_iid_split
 from skfal._uniform import UniformSampler
@@ -12,6 +13,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "FederatedActiveRegressor",
     "LeverageScoreSampler",
+    "Resampler",
     "SensitivitySampler",
     "UniformSampler",
     "__version__",

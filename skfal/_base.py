@@ -29,8 +29,9 @@ class SamplerMixin(TransformerMixin):
         X : array-like of shape (n_samples, n_features)
             Rows.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets; only the selected rows' entries are returned, so the
-            others may be missing.
+            Targets; only the selected rows' entries are returned (and read,
+            by a sampler whose selection depends on labels), so the others
+            may be missing.
         groups : array-like of shape (n_samples,), default=None
             Client label of each row.
 
@@ -42,7 +43,7 @@ class SamplerMixin(TransformerMixin):
             ``y[sample_indices_]``.
         """
         check_consistent_length(X, y)
-        self.fit(X, groups=groups)
+        self.fit(X, y, groups=groups)
         return (
             safe_indexing(X, self.sample_indices_),
             safe_indexing(y, self.sample_indices_),

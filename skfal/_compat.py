@@ -8,6 +8,7 @@ The minimum supported version is scikit-learn 1.6, the first with the public
 
 from sklearn.base import _fit_context as fit_context
 from sklearn.utils import _safe_indexing as safe_indexing
+from sklearn.utils._metadata_requests import RequestMethod
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
@@ -25,6 +26,7 @@ __all__ = [
     "HasMethods",
     "Interval",
     "Options",
+    "RequestMethod",
     "StrOptions",
     "check_feature_names_in",
     "fit_context",

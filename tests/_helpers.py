@@ -21,3 +21,11 @@ def matrix_with_known_basis(n_samples, n_features, cond, random_state, n_spikes=
 def hat_diagonal(X):
     """Leverage scores from the definition: the diagonal of X (X^T X)^+ X^T."""
     return np.einsum("ij,ji->i", X, np.linalg.pinv(X.T @ X) @ X.T)
+
+
+def blobs(n_per=200, centres=((0, 0), (8, 0), (0, 8), (8, 8)), scale=0.3, seed=0):
+    """Tight Gaussian blobs around ``centres``; returns ``X`` and the true blob."""
+    rng = np.random.RandomState(seed)
+    X = np.vstack([rng.normal(c, scale, (n_per, len(c))) for c in centres])
+    truth = np.repeat(np.arange(len(centres)), n_per)
+    return X, truth

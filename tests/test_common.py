@@ -5,6 +5,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skfal import (
     FederatedActiveRegressor,
     LeverageScoreSampler,
+    Resampler,
     SensitivitySampler,
     UniformSampler,
 )
@@ -18,6 +19,8 @@ ESTIMATORS = [
     FederatedActiveRegressor(),
     FederatedActiveRegressor(sampler=UniformSampler(), training="local", alpha=1.0),
     FederatedActiveRegressor(sampler=SensitivitySampler(), budget=0.5),
+    Resampler(),
+    Resampler(UniformSampler(budget=3)),
 ]
 
 

@@ -2,21 +2,10 @@
 
 import numpy as np
 import pytest
-from joblib import Parallel
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySampler
-from skfal._clustering import lloyd_statistics, lloyd_update
-from skfal._federated import Channel, _regression
-from skfal._federated import _clustering as protocol
-from skfal._federated._masks import client_shared_rotation
-
-
-def blobs(n_per=200, centres=((0, 0), (8, 0), (0, 8), (8, 8)), scale=0.3, seed=0):
-    rng = np.random.RandomState(seed)
-    X = np.vstack([rng.normal(c, scale, (n_per, len(c))) for c in centres])
-    truth = np.repeat(np.arange(len(centres)), n_per)
-    return X, truth
+from tests._helpers import blobs
 
 
 @pytest.mark.parametrize("with_labels", [False, True])
@@ -59,81 +48,6 @@ def test_every_tight_cluster_is_represented():
         # Each found cluster is one true cluster.
         for j in range(4):
             assert len(set(truth[s.labels_ == j])) == 1
-
-
-@pytest.mark.parametrize("z", [1, 2])
-def test_federated_lloyd_equals_centralized_lloyd(z):
-    # Per-cluster sums and weights add up across clients and the rotation
-    # preserves distances, so federated rounds from the same centres give
-    # centralized Lloyd's centres.
-    rng = np.random.RandomState(2)
-    X = rng.standard_normal((600, 3)) + np.repeat(
-        rng.uniform(-5, 5, (3, 3)), 200, axis=0
-    )
-    init = X[[0, 250, 450]].copy()
-    parts = np.array_split(rng.permutation(600), 5)
-    rotation = client_shared_rotation(3, 7)
-    fed, n_iter = protocol.run_lloyd(
-        [X[p] for p in parts],
-        init @ rotation,
-        z,
-        rotation,
-        6,
-        Parallel(),
-        Channel(),
-        range(5),
-    )
-    central = init
-    for _ in range(n_iter):
-        sums, weights, _ = lloyd_statistics(X, central, z)
-        central = lloyd_update(central, sums, weights)
-    assert np.allclose(fed @ rotation.T, central, rtol=1e-10, atol=1e-10)
-
-
-def test_server_never_receives_a_raw_row_or_label(monkeypatch):
-    X, _ = blobs(n_per=60, seed=3)
-    y = X @ [1.0, -1.0] + 0.1
-    groups = np.random.RandomState(4).randint(4, size=X.shape[0])
-    seen = []
-    for module, names in [
-        (
-            protocol,
-            [
-                "server_subsample_counts",
-                "server_seed_centres",
-                "server_lloyd_update",
-                "server_medoid_owners",
-                "server_probe_plan",
-                "server_holder_constants",
-            ],
-        ),
-        (_regression, ["server_sum", "server_solve_masked"]),
-    ]:
-        for name in names:
-            original = getattr(module, name)
-
-            def spy(*args, _original=original):
-                for arg in args:
-                    items = arg if isinstance(arg, list | tuple) else [arg]
-                    for item in items:
-                        seen.extend(item if isinstance(item, tuple) else [item])
-                return _original(*args)
-
-            monkeypatch.setattr(module, name, spy)
-    SensitivitySampler(
-        budget=30, n_clusters=5, holder_constant="auto", random_state=0
-    ).fit(X, y, groups=groups)
-    arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in seen if np.ndim(a) > 0]
-    assert arrays
-    for array in arrays:
-        for row in array:
-            if row.size == 2:
-                assert not np.any(np.all(np.isclose(row, X), axis=1))
-        for column in array.T:
-            for c in range(4):
-                mine = y[groups == c]
-                if column.shape == mine.shape:
-                    assert not np.allclose(column, mine)
 
 
 def test_labels_read_only_at_medoids_and_probes():
@@ -282,3 +196,16 @@ def test_query_refuses_label_dependent_selection():
     partial = np.full_like(y, np.nan)
     partial[rows] = y[rows]
     assert np.array_equal(reg.fit(X, partial).sample_indices_, rows)
+
+
+def test_every_row_selected_even_with_duplicates():
+    # Duplicated rows sit on their centre (score 0) and are otherwise
+    # represented by their medoid; a budget of every row is a census:
+    # every row once, weight 1 (no stand-in weight on the medoids).
+    X = np.repeat(np.arange(6.0).reshape(3, 2), 4, axis=0)
+    for budget in (1.0, 12):
+        s = SensitivitySampler(budget=budget, n_clusters=3, random_state=0).fit(X)
+        assert np.array_equal(s.sample_indices_, np.arange(12))
+        assert np.array_equal(s.sample_weight_, np.ones(12))
+    with pytest.raises(ValueError, match="Only 3 distinct rows carry information"):
+        SensitivitySampler(budget=6, n_clusters=3, random_state=0).fit(X)
