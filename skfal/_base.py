@@ -1,10 +1,25 @@
-"""What every skfal sampler shares: ``fit_resample`` and its one output column."""
+"""What skfal estimators share: a link to their docs, and the samplers'
+``fit_resample`` and one output column."""
 
 import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from skfal._compat import check_feature_names_in, safe_indexing
+
+DOCS_URL = "https://skfal.readthedocs.io/en/latest/"
+
+
+class DocLinkMixin:
+    """Link the estimator's HTML representation to its API page.
+
+    scikit-learn's HTML repr shows a "?" linking to the documentation of
+    the estimator when ``_doc_link_module`` is the estimator's package; the
+    template names the page autosummary generates for each public class.
+    """
+
+    _doc_link_module = "skfal"
+    _doc_link_template = DOCS_URL + "generated/{estimator_module}.{estimator_name}.html"
 
 
 class SamplerMixin(TransformerMixin):

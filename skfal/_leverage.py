@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import SamplerMixin
+from skfal._base import DocLinkMixin, SamplerMixin
 from skfal._compat import Interval, StrOptions, fit_context, validate_data
 from skfal._federated import (
     Channel,
@@ -22,7 +22,7 @@ from skfal._validation import check_groups
 
 
 @fill_doc
-class LeverageScoreSampler(SamplerMixin, BaseEstimator):
+class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     """Select rows to label by statistical leverage score sampling.
 
     The leverage score of row ``x_j`` of ``X`` is ``x_j^T (X^T X)^+ x_j``: how

@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skfal._base import DocLinkMixin
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
 from skfal._federated import (
     Channel,
@@ -22,7 +23,7 @@ from skfal._validation import check_groups, check_labels_at, check_partial_targe
 
 
 @fill_doc
-class FederatedActiveRegressor(RegressorMixin, BaseEstimator):
+class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     """Linear regression from a few labels chosen across clients (FALE).
 
     In one pass, a sampler (by default leverage score sampling, computed

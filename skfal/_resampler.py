@@ -2,11 +2,12 @@
 
 from sklearn.base import BaseEstimator, clone
 
+from skfal._base import DocLinkMixin
 from skfal._compat import HasMethods, RequestMethod, fit_context
 from skfal._leverage import LeverageScoreSampler
 
 
-class Resampler(BaseEstimator):
+class Resampler(DocLinkMixin, BaseEstimator):
     """Use a skfal sampler as a resampling step of an imbalanced-learn pipeline.
 
     skfal's samplers have both ``transform`` (each row's score) and

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import SamplerMixin
+from skfal._base import DocLinkMixin, SamplerMixin
 from skfal._clustering import assign
 from skfal._compat import Interval, Options, StrOptions, fit_context, validate_data
 from skfal._federated import Channel, run_sensitivity_protocol, server_send_selection
@@ -23,7 +23,7 @@ from skfal._validation import check_groups, check_partial_target
 
 
 @fill_doc
-class SensitivitySampler(SamplerMixin, BaseEstimator):
+class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     """Select rows to label by clustering-based sensitivity sampling.
 
     Cluster the rows ((k, z)-clustering: D^z seeding, Lloyd steps), take in

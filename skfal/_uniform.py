@@ -5,7 +5,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import SamplerMixin
+from skfal._base import DocLinkMixin, SamplerMixin
 from skfal._compat import fit_context, validate_data
 from skfal._federated import Channel, run_row_counts, server_send_selection
 from skfal._sampling import resolve_budget, select_by_scores
@@ -14,7 +14,7 @@ from skfal._validation import check_groups
 
 
 @fill_doc
-class UniformSampler(SamplerMixin, BaseEstimator):
+class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     """Select rows to label uniformly at random.
 
     The baseline for the other samplers, with the same contract: ``budget``

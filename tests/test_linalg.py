@@ -1,9 +1,8 @@
-"""Tall-skinny QR, the whitener and the masks."""
+"""Tall-skinny QR, the whitener, row norms and least squares."""
 
 import numpy as np
 import pytest
 
-from skfal._federated._masks import apply_block_mask, haar_orthogonal
 from skfal._linalg import iter_chunks, r_factor, squared_row_norms, whitener
 
 
@@ -53,24 +52,3 @@ def test_squared_row_norms_float32_input():
     out = squared_row_norms(X, W)
     assert out.dtype == np.float64
     assert np.allclose(out, ((X.astype(float) @ W) ** 2).sum(1))
-
-
-def test_haar_orthogonal_is_orthogonal_and_sign_corrected():
-    rng = np.random.RandomState(5)
-    Q = haar_orthogonal(6, rng)
-    assert np.allclose(Q.T @ Q, np.eye(6))
-    # Haar matrices have E[Q_11] = 0; the raw Q of numpy's QR has a biased
-    # diagonal, which the sign correction removes.
-    first = haar_orthogonal(4, rng, n_matrices=4000)[:, 0, 0]
-    assert abs(first.mean()) < 4 * first.std() / np.sqrt(first.size)
-
-
-@pytest.mark.parametrize("n_rows, block", [(10, 3), (9, 3), (5, 100), (1, 1)])
-def test_block_mask_is_orthogonal_block_diagonal_and_invertible(n_rows, block):
-    A = np.random.RandomState(6).standard_normal((n_rows, 4))
-    P = apply_block_mask(np.eye(n_rows), seed=7, block_size=block)
-    assert np.allclose(P.T @ P, np.eye(n_rows))
-    starts = np.arange(n_rows) // block
-    assert np.all(P[starts[:, None] != starts[None, :]] == 0)  # block diagonal
-    assert np.allclose(apply_block_mask(A, 7, block), P @ A)
-    assert np.allclose(apply_block_mask(P @ A, 7, block, transpose=True), A)

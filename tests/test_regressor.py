@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfal import FederatedActiveRegressor, LeverageScoreSampler, UniformSampler
-from skfal._federated import Channel, _regression, run_local_training
+from skfal._federated import _regression
 
 
 def make_data(n=600, d=5, n_clients=4, seed=0):
@@ -96,33 +96,6 @@ def test_local_training_is_fedavg_of_client_fits():
     counts = np.array(counts) / np.sum(counts)
     assert np.allclose(reg.coef_, counts @ np.array(coefs), rtol=1e-8)
     assert reg.intercept_ == pytest.approx(counts @ np.array(intercepts), rel=1e-8)
-
-
-def test_local_training_small_and_empty_clients():
-    # A client with no labeled row sits out; one with fewer labeled rows than
-    # features gets the minimum-norm solution rather than an error.
-    rng = np.random.RandomState(3)
-    X, y = rng.standard_normal((400, 6)), rng.standard_normal(400)
-    groups = np.zeros(400, dtype=int)
-    groups[:3] = 1  # tiny client
-    groups[3:5] = 2
-    reg = FederatedActiveRegressor(budget=40, training="local", random_state=0)
-    reg.fit(X, y, groups=groups)
-    assert np.all(np.isfinite(reg.coef_))
-    idx = reg.sample_indices_
-    clients = [
-        (
-            X[idx[groups[idx] == c]],
-            y[idx[groups[idx] == c]],
-            reg.sample_weight_[groups[idx] == c],
-        )
-        for c in range(3)
-    ]
-    channel = Channel(record=True)
-    coef, _ = run_local_training(clients, channel)
-    senders = {m[2] for m in channel.messages if m[1] == "up"}
-    assert senders == {c for c in range(3) if clients[c][0].shape[0] > 0}
-    assert np.allclose(coef, reg.coef_)
 
 
 def test_nan_labels_outside_selection_are_never_read():

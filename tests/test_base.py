@@ -1,0 +1,42 @@
+"""What every estimator shares: a documentation link, the samplers' contract."""
+
+import re
+
+import numpy as np
+import pytest
+
+import skfal
+from skfal._base import DOCS_URL
+
+ESTIMATORS = [
+    getattr(skfal, name)
+    for name in skfal.__all__
+    if isinstance(getattr(skfal, name), type)
+]
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_html_repr_links_to_the_api_page(cls):
+    # The link names the page autosummary generates for the public class
+    # (docs/api.rst lists every public name, tests/test_docs.py checks it).
+    estimator = cls()
+    expected = f"{DOCS_URL}generated/skfal.{cls.__name__}.html"
+    assert estimator._get_doc_link() == expected
+    assert f'href="{expected}"' in estimator._repr_html_()
+
+
+@pytest.mark.parametrize(
+    "cls", [skfal.LeverageScoreSampler, skfal.SensitivitySampler, skfal.UniformSampler]
+)
+def test_fit_resample_returns_the_selected_rows_in_the_input_type(cls):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.standard_normal((60, 2)), columns=["a", "b"])
+    y = pd.Series(rng.standard_normal(60), name="t")
+    sampler = cls(budget=12, random_state=0)
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert isinstance(X_res, pd.DataFrame) and isinstance(y_res, pd.Series)
+    assert np.array_equal(X_res.index, sampler.sample_indices_)
+    assert np.array_equal(y_res.to_numpy(), y.to_numpy()[sampler.sample_indices_])
+    (name,) = sampler.get_feature_names_out()
+    assert re.fullmatch(r"[a-z_]+", name)

@@ -1,0 +1,59 @@
+"""Row counts up, the selection down, and the simulation's bookkeeping."""
+
+import numpy as np
+
+from skfal._federated import (
+    Channel,
+    labeled_rows,
+    run_row_counts,
+    server_send_selection,
+)
+from skfal._federated._simulation import client_view, gather_rows, split_selection
+from skfal._validation import check_groups
+
+GROUPS = np.array([2, 0, 0, 1, 2, 2, 0, 1])
+_, CLIENT_ROWS = check_groups(GROUPS, 8)  # [1, 2, 6], [3, 7], [0, 4, 5]
+
+
+def test_split_and_gather_are_inverse_bookkeeping():
+    indices = np.array([0, 2, 5, 7])
+    local, positions = split_selection(CLIENT_ROWS, indices)
+    # Client 0 holds rows 1, 2, 6: it selected its 2nd row (row 2), etc.
+    assert [x.tolist() for x in local] == [[1], [1], [0, 2]]
+    assert [x.tolist() for x in positions] == [[1], [3], [0, 2]]
+    values = [rows * 10.0 for rows in CLIENT_ROWS]
+    assert np.array_equal(gather_rows(CLIENT_ROWS, values), np.arange(8) * 10.0)
+
+
+def test_send_selection_gives_each_client_its_rows_and_weights():
+    channel = Channel(record=True)
+    indices, weights = np.array([0, 2, 5, 7]), np.array([1.0, 2.0, 3.0, 4.0])
+    received = server_send_selection(channel, CLIENT_ROWS, indices, weights)
+    for c, (local, w) in enumerate(received):
+        assert np.array_equal(
+            CLIENT_ROWS[c][local], indices[np.isin(indices, CLIENT_ROWS[c])]
+        )
+        assert np.array_equal(w, weights[np.isin(indices, CLIENT_ROWS[c])])
+    assert channel.summary() == {"selection": {"up": 0, "down": 4 * (8 + 8)}}
+    assert {m[2] for m in channel.messages} == {0, 1, 2}
+
+
+def test_labeled_rows_reads_labels_only_at_the_selection():
+    X = np.arange(16.0).reshape(8, 2)
+    y = np.full(8, np.nan)
+    indices = np.array([2, 3, 4])
+    y[indices] = [20.0, 30.0, 40.0]
+    clients = labeled_rows(X, y, CLIENT_ROWS, indices, np.array([0.5, 1.5, 2.5]))
+    assert [c[1].tolist() for c in clients] == [[20.0], [30.0], [40.0]]
+    assert [c[2].tolist() for c in clients] == [[0.5], [1.5], [2.5]]
+    assert np.array_equal(clients[2][0], X[[4]])
+
+
+def test_row_counts_and_client_view():
+    channel = Channel()
+    assert run_row_counts(CLIENT_ROWS, channel) == 8
+    assert channel.summary() == {"row_counts": {"up": 3 * 8, "down": 0}}
+    X = np.arange(20.0).reshape(10, 2)
+    contiguous = client_view(X, np.arange(3, 7))
+    assert np.shares_memory(contiguous, X) and np.array_equal(contiguous, X[3:7])
+    assert np.array_equal(client_view(X, np.array([1, 5])), X[[1, 5]])
