@@ -8,6 +8,8 @@ to the NumPy, SciPy and scikit-learn docs when a network is available).
 
 import os
 
+from sphinx_gallery.sorting import ExplicitOrder
+
 import skfal
 
 project = "skfal"
@@ -24,11 +26,20 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 autosummary_generate = True
+# Class pages come from _templates/class.rst: autodoc documents every method
+# (inherited ones included), so numpydoc's own member tables are off.
+templates_path = ["_templates"]
 numpydoc_show_class_members = False
-templates_path = []
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
 html_theme = "pydata_sphinx_theme"
-html_theme_options = {"navigation_with_keys": False}
+html_title = f"skfal {release}"  # the navbar's; the default crowds it below 1100 px
+# "On this page" lists each method of an API page, as fit() rather than
+# FederatedActiveRegressor.fit().
+html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+toc_object_entries_show_parents = "hide"
+html_static_path = ["_static"]
+html_css_files = ["skfal.css"]
+
 
 sphinx_gallery_conf = {
     "examples_dirs": ["../examples"],
@@ -36,8 +47,60 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/(plot_|quickstart)",  # run these; show others as code
     "abort_on_example_error": True,
     "download_all_examples": False,
+    # the quick start first, then by topic; any new example after these
+    "within_subsection_order": ExplicitOrder(
+        [
+            "quickstart.py",
+            "plot_fale_diamonds.py",
+            "plot_samplers_diamonds.py",
+            "plot_grid_search_budget.py",
+            "plot_communication.py",
+            "*",
+        ]
+    ),
     "remove_config_comments": True,
+    # "Examples using X" on each API page (the templates' minigallery)
+    "doc_module": ("skfal",),
+    "backreferences_dir": "generated/backreferences",
 }
+
+# Methods inherited from scikit-learn (get_params, set_output, set_fit_request,
+# ...) bring docstrings that cross-reference scikit-learn's own user guide and
+# glossary, which this offline build has no inventory for. Link those to
+# scikit-learn.org (glossary terms and the few labels below) or, for any
+# other label, keep the link text; references from skfal's own docstrings and
+# pages are left alone, so -W still catches a broken one.
+SKLEARN = "https://scikit-learn.org/stable/"
+SKLEARN_LABELS = {
+    "metadata_routing": "metadata_routing.html",
+    "sphx_glr_auto_examples_miscellaneous_plot_set_output.py": (
+        "auto_examples/miscellaneous/plot_set_output.html"
+    ),
+}
+
+
+def _link_sklearn_references(app, env, node, contnode):
+    from docutils import nodes
+
+    if "docstring of sklearn." not in (node.source or ""):
+        return None
+    target, kind = node.get("reftarget", ""), node.get("reftype")
+    if kind == "term":
+        uri = f"{SKLEARN}glossary.html#term-{nodes.make_id(target)}"
+    elif kind == "ref" and target in SKLEARN_LABELS:
+        uri = SKLEARN + SKLEARN_LABELS[target]
+    elif kind == "ref":
+        return contnode
+    else:
+        return None
+    reference = nodes.reference("", "", internal=False, refuri=uri)
+    reference += contnode
+    return reference
+
+
+def setup(app):
+    app.connect("missing-reference", _link_sklearn_references)
+
 
 if os.environ.get("SKFAL_DOCS_ONLINE"):
     extensions.append("sphinx.ext.intersphinx")

@@ -13,6 +13,7 @@ each row (``groups``) reaches ``fit`` through metadata routing: without it,
 import matplotlib.pyplot as plt
 import numpy as np
 import sklearn
+from matplotlib.ticker import LogLocator, NullFormatter
 from sklearn.model_selection import GridSearchCV, RepeatedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -76,7 +77,10 @@ ax.set(
     xscale="log", yscale="log", xlabel="budget (labels)", ylabel="CV mean squared error"
 )
 ax.set_xticks(budgets, [str(b) for b in budgets])
-ax.minorticks_off()
+ax.set_xticks([], minor=True)
+ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5, 7)))
+ax.yaxis.set_major_formatter("{x:g}")
+ax.yaxis.set_minor_formatter(NullFormatter())
 ax.legend()
 fig.tight_layout()
 sklearn.set_config(enable_metadata_routing=False)

@@ -6,8 +6,58 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from skfal._compat import check_feature_names_in, safe_indexing
+from skfal._federated import run_pivotal_selection
+from skfal._sampling import (
+    census,
+    draw_until_distinct,
+    inclusion_probabilities,
+    mixed_probabilities,
+    pivotal_select,
+    tree_depth,
+)
 
 DOCS_URL = "https://skfal.readthedocs.io/en/latest/"
+
+
+def select_rows(
+    X,
+    scores,
+    n_selected,
+    rng,
+    *,
+    sampling,
+    uniform_mix=0.0,
+    weighting="hansen-hurwitz",
+    eligible=None,
+    federation=None,
+):
+    """The selection every sampler makes: ``n_selected`` rows by ``scores``.
+
+    Every row when ``n_selected`` is all of them (a census, weight 1).
+    Otherwise the probabilities mix the scores with uniform
+    (``uniform_mix``) and the rows are drawn by ``sampling``: ``"pivotal"``
+    (exactly ``n_selected`` rows with inclusion probabilities
+    ``min(1, c p)``, Horvitz-Thompson weights; over the clients when
+    ``federation = (client_rows, channel)``) or ``"iid"`` (FALE's draw until
+    distinct, with ``weighting``). Rows outside ``eligible`` (a boolean
+    mask) are never drawn.
+
+    Returns
+    -------
+    selection : Selection
+    """
+    n_samples = X.shape[0]
+    if n_selected == n_samples and eligible is None:
+        return census(n_samples)
+    p = mixed_probabilities(scores, uniform_mix, eligible)
+    if sampling == "iid":
+        return draw_until_distinct(p, n_selected, rng, weighting)
+    pi = inclusion_probabilities(p, n_selected)
+    depth = tree_depth(n_samples, n_selected)
+    if federation is None:
+        return pivotal_select(X, pi, rng, depth)
+    client_rows, channel = federation
+    return run_pivotal_selection(X, client_rows, pi, rng, channel, max_depth=depth)
 
 
 class DocLinkMixin:

@@ -1,13 +1,13 @@
 """Leverage score sampling, centralized or over federated clients."""
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin, SamplerMixin
+from skfal._base import DocLinkMixin, SamplerMixin, select_rows
 from skfal._compat import Interval, StrOptions, fit_context, validate_data
 from skfal._federated import (
     Channel,
@@ -16,8 +16,13 @@ from skfal._federated import (
     server_send_selection,
 )
 from skfal._linalg import leverage_scores, squared_row_norms
-from skfal._sampling import WEIGHTINGS, draw_seed, resolve_budget, select_by_scores
-from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
+from skfal._sampling import WEIGHTINGS, draw_seed, resolve_budget
+from skfal._shared_params import (
+    BUDGET_CONSTRAINT,
+    SAMPLING_CONSTRAINT,
+    UNIFORM_MIX_CONSTRAINT,
+    fill_doc,
+)
 from skfal._validation import check_groups
 
 
@@ -45,9 +50,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         server takes the SVD of the stacked masked matrix (FALE's protocol).
         ``"qr"``: clients upload only the ``d x d`` R factor of ``X_i Q``; same
         scores, ``O(d^2)`` instead of ``O(n_i d)`` upload per client.
+    {sampling}
+    {uniform_mix}
     weighting : {"hansen-hurwitz", "des-raj"}, default="hansen-hurwitz"
-        Importance weights. ``"hansen-hurwitz"``: ``multiplicity_i /
-        (n_draws_ * p_i)``, the weights of FALE's sampling matrix.
+        Importance weights of ``sampling="iid"``. ``"hansen-hurwitz"``:
+        ``multiplicity_i / (n_draws_ * p_i)``, the weights of FALE's
+        sampling matrix.
         ``"des-raj"``: Des Raj's ordered weights, exactly unbiased under the
         "draw until ``budget`` distinct rows" rule (see Notes).
     fit_intercept : bool, default=False
@@ -56,6 +64,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         ``1 / n_samples`` to every score; for uncentered ``X`` it can change
         the scores a lot. :class:`FederatedActiveRegressor` sets it to its own
         ``fit_intercept``.
+    alpha : float, default=0.0
+        Ridge leverage scores ``x^T (X^T X + alpha D)^{-1} x`` for
+        ``alpha > 0``, ``D`` penalising the features and not the intercept:
+        the scores that matter for a ridge fit with that ``alpha`` (they sum
+        to its effective degrees of freedom, below the rank).
+        :class:`FederatedActiveRegressor` sets it to its own ``alpha``.
     mask_block_size : int, default=100
         Rows per random orthogonal block of the clients' row masks ``P_i``
         (``protocol="fedsvd"``). Larger blocks mix more rows together at a
@@ -81,10 +95,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         Number of i.i.d. draws it took to reach ``n_selected`` distinct rows;
         0 when every row is selected (no draw, weight 1 each).
     rank_ : int
-        Numerical rank of ``X``.
+        Numerical rank of ``X`` (of the ridge-augmented ``X`` with
+        ``alpha > 0``: full).
     whitener_ : ndarray of shape (`n_features_in_` + `fit_intercept`, `rank_`)
         Map ``W`` with ``X @ W`` an orthonormal basis of the column space of
-        ``X``; ``W @ W.T`` is ``(X^T X)^+``.
+        ``X``; ``W @ W.T`` is ``(X^T X)^+`` (``(X^T X + alpha D)^{-1}`` with
+        ``alpha > 0``).
     clients_ : ndarray of shape (n_clients,) or None
         Sorted client labels when fitted with ``groups``, else ``None``.
     communication_ : dict
@@ -160,8 +176,11 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "budget": BUDGET_CONSTRAINT,
         "protocol": [StrOptions({"qr", "fedsvd"})],
+        "sampling": SAMPLING_CONSTRAINT,
+        "uniform_mix": UNIFORM_MIX_CONSTRAINT,
         "weighting": [StrOptions(set(WEIGHTINGS))],
         "fit_intercept": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
         "mask_block_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -172,16 +191,22 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         budget=0.1,
         *,
         protocol="qr",
+        sampling="pivotal",
+        uniform_mix=0.5,
         weighting="hansen-hurwitz",
         fit_intercept=False,
+        alpha=0.0,
         mask_block_size=100,
         n_jobs=None,
         random_state=None,
     ):
         self.budget = budget
         self.protocol = protocol
+        self.sampling = sampling
+        self.uniform_mix = uniform_mix
         self.weighting = weighting
         self.fit_intercept = fit_intercept
+        self.alpha = alpha
         self.mask_block_size = mask_block_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -214,11 +239,13 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
         self.clients_, channel = None, None
         if groups is None:
-            scores, self.whitener_ = leverage_scores(X, self.fit_intercept)
+            scores, self.whitener_ = leverage_scores(X, self.fit_intercept, self.alpha)
         else:
             self.clients_, client_rows = check_groups(groups, X.shape[0])
             channel = Channel()
-            common = dict(intercept=self.fit_intercept, n_jobs=self.n_jobs)
+            common = dict(
+                intercept=self.fit_intercept, alpha=self.alpha, n_jobs=self.n_jobs
+            )
             if self.protocol == "fedsvd":
                 result = run_fedsvd_leverage(
                     X,
@@ -234,7 +261,17 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 )
             scores, self.whitener_ = result
 
-        selection = select_by_scores(scores, n_selected, rng, self.weighting)
+        federation = None if channel is None else (client_rows, channel)
+        selection = select_rows(
+            X,
+            scores,
+            n_selected,
+            rng,
+            sampling=self.sampling,
+            uniform_mix=self.uniform_mix,
+            weighting=self.weighting,
+            federation=federation,
+        )
         if channel is not None:
             server_send_selection(
                 channel, client_rows, selection.indices, selection.weights

@@ -106,6 +106,30 @@ def whitener(r, n_rows):
     return vt[:rank].T / s[:rank]
 
 
+def ridge_r_factor(r, alpha, n_penalised, rotation=None):
+    """An R factor of ``r^T r + alpha Q^T D Q``, ``D`` the penalty's diagonal.
+
+    ``D`` has ones on the first ``n_penalised`` coordinates (the features)
+    and zeros after them (the intercept's constant column is not
+    penalised); ``rotation`` is ``Q`` when ``r`` belongs to rotated data
+    ``A Q`` (``None``: no rotation). The penalty enters as the rows
+    ``sqrt(alpha) [I, 0] Q`` stacked under ``r``, so ``X^T X + alpha D`` is
+    never formed.
+    """
+    if alpha <= 0:
+        return r
+    penalty = np.sqrt(alpha) * np.eye(n_penalised, r.shape[1])
+    if rotation is not None:
+        penalty = penalty @ rotation
+    return r_factor([np.vstack([r, penalty])], r.shape[1])
+
+
+def r_from_whitener(W):
+    """An ``r`` with ``r^T r = (W W^T)^+``: ``diag(1/s) U^T`` from ``W = U S V^T``."""
+    U, s, _ = np.linalg.svd(W, full_matrices=False)
+    return (U / s).T
+
+
 def with_intercept(X):
     """``[X, 1]``: the design matrix of a linear model with an intercept."""
     return np.hstack([np.asarray(X, dtype=np.float64), np.ones((X.shape[0], 1))])
@@ -124,12 +148,17 @@ def squared_row_norms(X, W, intercept=False):
     return out
 
 
-def leverage_scores(X, intercept=False):
-    """Exact leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``."""
+def leverage_scores(X, intercept=False, alpha=0.0):
+    """Exact (ridge) leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``.
+
+    With ``alpha > 0`` the ridge leverage ``x^T (X^T X + alpha D)^{-1} x``,
+    ``D`` penalising the features and not the intercept.
+    """
     chunks = iter_chunks(X)
     if intercept:
         chunks = (with_intercept(chunk) for chunk in chunks)
-    W = whitener(r_factor(chunks, X.shape[1] + intercept), X.shape[0])
+    r = r_factor(chunks, X.shape[1] + intercept)
+    W = whitener(ridge_r_factor(r, alpha, X.shape[1]), X.shape[0])
     return squared_row_norms(X, W, intercept), W
 
 

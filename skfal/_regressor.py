@@ -301,6 +301,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             overrides["random_state"] = seed
         if "fit_intercept" in params:
             overrides["fit_intercept"] = self.fit_intercept
+        if "alpha" in params:  # ridge leverage for a ridge fit
+            overrides["alpha"] = self.alpha
         if "n_jobs" in params and self.n_jobs is not None:
             overrides["n_jobs"] = self.n_jobs
         missing = set(overrides) - set(params)

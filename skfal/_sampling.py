@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skfal._linalg import chunk_size
+
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
 _MAX_SEED = np.iinfo(np.int32).max
 
@@ -227,3 +229,286 @@ def importance_weights(p_first, counts, n_draws, remaining, weighting):
         later = budget - 1 - np.arange(budget)
         return (remaining / p_first + later) / budget
     raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
+
+
+# ------------------------------------------------------- dependent (pivotal)
+#
+# Pivotal sampling (Deville and Tille, 1998) selects exactly ``budget`` rows
+# with given inclusion probabilities ``pi`` (summing to ``budget``): two rows
+# with fractional probabilities ``a`` and ``b`` meet in a duel that moves all
+# of the pair's probability mass onto one of them as far as possible (one
+# ends at 0 or 1) while keeping each row's expected value, so every row's
+# inclusion probability stays exactly ``pi_i``. Rows that meet early are
+# neighbours in a spatially coherent order (a k-d tree with median splits,
+# after Shimizu et al., 2024), so neighbours compete and the sample is
+# spread out. The Horvitz-Thompson weights ``1 / pi_i`` are unbiased.
+
+_SNAP = 1e-12  # probabilities this close to 0 or 1 are decided
+
+
+def mixed_probabilities(scores, uniform_mix, eligible=None):
+    """``(1 - eta) scores / sum(scores) + eta / m``: defensive importance sampling.
+
+    With ``eta > 0`` every one of the ``m`` eligible rows keeps at least
+    ``eta / m`` of the mass, so no inclusion probability falls below
+    ``eta * budget / m`` and no Horvitz-Thompson weight exceeds
+    ``m / (eta * budget)``. Rows outside ``eligible`` (a boolean mask; all
+    rows when ``None``) get 0. Raises a ValueError when the scores cannot
+    define a distribution and ``eta`` is 0.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    eligible = np.ones(scores.shape[0], dtype=bool) if eligible is None else eligible
+    scores = np.where(eligible, scores, 0.0)
+    uniform = eligible / max(int(np.count_nonzero(eligible)), 1)
+    if uniform_mix >= 1 or (uniform_mix > 0 and scores.sum() <= 0):
+        return uniform  # nothing to mix in: uniform over the eligible rows
+    p = sampling_probabilities(scores)
+    return p if uniform_mix <= 0 else (1.0 - uniform_mix) * p + uniform_mix * uniform
+
+
+def inclusion_probabilities(p, budget):
+    """``pi_i = min(1, c p_i)`` with ``sum(pi) = budget``.
+
+    Parameters
+    ----------
+    p : ndarray of shape (n_samples,)
+        Non-negative probabilities (summing to one).
+    budget : int
+        Expected (and, with pivotal sampling, exact) number of rows.
+
+    Returns
+    -------
+    pi : ndarray of shape (n_samples,)
+        Inclusion probabilities; rows with ``p_i = 0`` get 0.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    n_positive = int(np.count_nonzero(p))
+    if budget > n_positive:
+        raise ValueError(
+            f"budget={budget} distinct rows cannot be selected: only {n_positive} "
+            f"of the {p.shape[0]} rows have a positive sampling probability (rows "
+            "whose score is zero, such as all-zero rows, are never selected). "
+            f"Lower the budget to at most {n_positive}, select every row "
+            "(budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
+        )
+    if budget == n_positive:
+        return (p > 0).astype(np.float64)
+    # At most budget - 1 rows are capped at 1, all among the budget largest:
+    # sort only those (O(n + budget log budget)).
+    top = np.argpartition(-p, budget - 1)[:budget]
+    top = top[np.argsort(-p[top], kind="stable")]
+    ordered = p[top]
+    k = np.arange(budget)  # number of rows capped before the scale applies
+    tail = p.sum() - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
+    scale = (budget - k) / tail
+    # With the first k rows capped, the scale must not push row k above 1.
+    first = int(np.flatnonzero(scale * ordered <= 1.0)[0])
+    pi = np.minimum(1.0, scale[first] * p)
+    pi[top[:first]] = 1.0
+    return pi
+
+
+def tree_depth(n_samples, budget):
+    """Levels of the spatial tree that matter for a sample of ``budget`` rows.
+
+    Duels among rows at depths far below ``log2(budget)`` only move
+    fractions of a selected row between close neighbours; a few levels
+    more than that spread the sample, and the rest only cost time.
+    """
+    return int(
+        min(60, np.ceil(np.log2(max(n_samples, 2))), np.ceil(np.log2(budget + 1)) + 6)
+    )
+
+
+def spatial_order(X, max_depth):
+    """Rows in the order of a k-d tree with median splits on principal axes.
+
+    The axes are the principal directions of a deterministic subsample of
+    ``X`` (at most 4096 rows, centered). Each level of the tree halves every
+    node along the principal coordinate that is then the most spread out
+    (its variance divided by 4 per split already made on it, as a median
+    split does to a roughly uniform spread), so rows close in the order are
+    close in space (Shimizu et al. split along a principal direction). The
+    tree is built from each coordinate's quantile bins and one sort: one
+    chunked pass over ``X``, ``O(n log n)``, no loop over rows.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    max_depth : int
+        Levels of the tree (see :func:`tree_depth`).
+
+    Returns
+    -------
+    order : ndarray of shape (n_samples,)
+    """
+    n = X.shape[0]
+    if n <= 2 or X.shape[1] == 0:
+        return np.arange(n)
+    step = max(1, n // 4096)  # a deterministic subsample for axes, spreads, bins
+    sample = np.asarray(X[::step], dtype=np.float64)
+    mean = sample.mean(axis=0)
+    _, sv, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    spread = sv**2 / sample.shape[0]
+    max_bits = max(1, int(np.log2(sample.shape[0])))
+    splits, plan = np.zeros(sv.shape[0], dtype=np.int64), []
+    for _ in range(max_depth):
+        j = int(np.argmax(spread))
+        if spread[j] <= 1e-12 * spread.sum():
+            break
+        plan.append(j)
+        splits[j] += 1
+        spread[j] = 0.0 if splits[j] >= max_bits else spread[j] / 4.0
+    if not plan:
+        return np.arange(n)
+    axes = np.flatnonzero(splits)
+    directions = vt[axes].T
+    sample_z = (sample - mean) @ directions
+    edges = [
+        np.quantile(sample_z[:, a], np.arange(1, 2 ** splits[j]) / 2 ** splits[j])
+        for a, j in enumerate(axes)
+    ]
+    position = {int(j): a for a, j in enumerate(axes)}
+    code = np.zeros(n, dtype=np.uint64)
+    size = chunk_size(X.shape[1])
+    for start in range(0, n, size):
+        z = (np.asarray(X[start : start + size], dtype=np.float64) - mean) @ directions
+        bins = [
+            np.searchsorted(edges[a], z[:, a], side="right").astype(np.uint64)
+            for a in range(axes.shape[0])
+        ]
+        chunk_code = np.zeros(z.shape[0], dtype=np.uint64)
+        used = np.zeros(sv.shape[0], dtype=np.int64)
+        for j in plan:
+            used[j] += 1
+            shift = np.uint64(splits[j] - used[j])
+            bit = (bins[position[j]] >> shift) & np.uint64(1)
+            chunk_code = (chunk_code << np.uint64(1)) | bit
+        code[start : start + z.shape[0]] = chunk_code
+    return np.argsort(code, kind="stable")
+
+
+class Tournament(NamedTuple):
+    """Outcome of a pivotal tournament: rows decided in, and the one left open.
+
+    ``pending`` is -1 when every row is decided, else the row whose
+    probability ``pending_probability`` is still fractional.
+    """
+
+    selected: np.ndarray
+    pending: int
+    pending_probability: float
+
+
+def pivotal_tournament(pi, random_state, order=None):
+    """Pivotal sampling over rows in ``order``, a binary tree of duels.
+
+    Parameters
+    ----------
+    pi : ndarray of shape (n_samples,)
+        Inclusion probabilities in ``[0, 1]``.
+    random_state : numpy.random.RandomState
+    order : ndarray of shape (n_samples,) or None
+        The rows in the order in which neighbours duel (``None``: as given).
+
+    Returns
+    -------
+    tournament : Tournament
+        Sorted selected rows; at most one row is left undecided (its
+        probability is the fractional part of ``sum(pi)``).
+    """
+    pi = np.clip(np.asarray(pi, dtype=np.float64), 0.0, 1.0)
+    pi[pi < _SNAP] = 0.0
+    pi[pi > 1.0 - _SNAP] = 1.0
+    seq = np.arange(pi.shape[0]) if order is None else np.asarray(order)
+    alive = seq[(pi[seq] > 0.0) & (pi[seq] < 1.0)]
+    while alive.shape[0] > 1:
+        half = alive.shape[0] // 2
+        first, second = alive[0 : 2 * half : 2], alive[1 : 2 * half : 2]
+        a, b = pi[first], pi[second]
+        total = a + b
+        u = random_state.random_sample(half)
+        # total < 1: one row takes all the mass (the first with prob a / total);
+        # else one row is selected (the first with prob (1 - b) / (2 - total)).
+        low = total < 1.0
+        first_wins = np.where(low, u * total < a, u * (2.0 - total) < 1.0 - b)
+        winner_value = np.where(low, total, 1.0)
+        loser_value = np.where(low, 0.0, np.maximum(total - 1.0, 0.0))
+        new_a = np.where(first_wins, winner_value, loser_value)
+        new_b = np.where(first_wins, loser_value, winner_value)
+        for values in (new_a, new_b):
+            values[values < _SNAP] = 0.0
+            values[values > 1.0 - _SNAP] = 1.0
+        pi[first], pi[second] = new_a, new_b
+        open_a = (new_a > 0.0) & (new_a < 1.0)
+        open_b = (new_b > 0.0) & (new_b < 1.0)
+        survivors = np.where(open_a, first, np.where(open_b, second, -1))
+        survivors = survivors[survivors >= 0]
+        if alive.shape[0] % 2:
+            survivors = np.append(survivors, alive[-1])
+        alive = survivors
+    pending = int(alive[0]) if alive.shape[0] else -1
+    selected = np.flatnonzero(pi >= 1.0)
+    return Tournament(selected, pending, float(pi[pending]) if pending >= 0 else 0.0)
+
+
+def settle_pending(probabilities, random_state):
+    """The server's last round: a tournament over the clients' open rows.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_open,)
+        Probability of each client's undecided row (0 where a client has
+        none), in client order.
+
+    Returns
+    -------
+    selected : ndarray of shape (n_open,) of bool
+        Which open rows are selected; the rest are not. The last row still
+        open (the fractional part of the total, 0 when the budget is an
+        integer) is settled by a Bernoulli draw.
+    """
+    outcome = pivotal_tournament(probabilities, random_state)
+    selected = np.zeros(len(probabilities), dtype=bool)
+    selected[outcome.selected] = True
+    if outcome.pending >= 0:
+        selected[outcome.pending] = (
+            random_state.random_sample() < outcome.pending_probability
+        )
+    return selected
+
+
+def pivotal_select(X, pi, random_state, max_depth):
+    """Pivotal sampling of ``X``'s rows with inclusion probabilities ``pi``.
+
+    The rows duel in :func:`spatial_order`; the tournament draws from its own
+    seed (as each federated client does) and the last open row is settled
+    as the server settles the clients' (:func:`settle_pending`), so a
+    centralized fit is the federated one with a single client.
+
+    Returns
+    -------
+    selection : Selection
+        Sorted rows, Horvitz-Thompson weights ``1 / pi``, counts 1, no draws.
+    """
+    seed = draw_seed(random_state)
+    outcome = pivotal_tournament(
+        pi, np.random.RandomState(seed), spatial_order(X, max_depth)
+    )
+    selected = outcome.selected
+    if (
+        outcome.pending >= 0
+        and settle_pending(np.array([outcome.pending_probability]), random_state)[0]
+    ):
+        selected = np.sort(np.append(selected, outcome.pending))
+    return horvitz_thompson(selected, pi)
+
+
+def horvitz_thompson(indices, pi):
+    """The selection ``indices`` with weights ``1 / pi`` (each row once)."""
+    return Selection(
+        indices=indices,
+        weights=1.0 / pi[indices],
+        counts=np.ones(indices.shape[0], dtype=np.int64),
+        n_draws=0,
+    )

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin, SamplerMixin
+from skfal._base import DocLinkMixin, SamplerMixin, select_rows
 from skfal._clustering import assign
 from skfal._compat import Interval, Options, StrOptions, fit_context, validate_data
 from skfal._federated import Channel, run_sensitivity_protocol, server_send_selection
@@ -15,10 +15,15 @@ from skfal._sampling import (
     WEIGHTINGS,
     Selection,
     census,
+    mixed_probabilities,
     resolve_budget,
-    select_by_scores,
 )
-from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
+from skfal._shared_params import (
+    BUDGET_CONSTRAINT,
+    SAMPLING_CONSTRAINT,
+    UNIFORM_MIX_CONSTRAINT,
+    fill_doc,
+)
 from skfal._validation import check_groups, check_partial_target
 
 
@@ -66,8 +71,14 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         the number of rows.
     max_iter : int, default=10
         Lloyd rounds.
+    {sampling}
+        With ``"iid"`` every cluster's medoid is bought (weight 1), as in
+        the paper; with ``"pivotal"`` medoids are bought only when the
+        scores need their labels (``holder_constant`` not ``inf``), or to
+        stand in for rows no draw can reach.
+    {uniform_mix}
     weighting : {"hansen-hurwitz", "des-raj"}, default="hansen-hurwitz"
-        Importance weights of the sampled rows (see
+        Importance weights of the sampled rows with ``sampling="iid"`` (see
         :class:`LeverageScoreSampler`).
     n_jobs : int, default=None
         Clients processed in parallel (joblib threads).
@@ -177,6 +188,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "subsample_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "sampling": SAMPLING_CONSTRAINT,
+        "uniform_mix": UNIFORM_MIX_CONSTRAINT,
         "weighting": [StrOptions(set(WEIGHTINGS))],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -192,6 +205,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         fit_intercept=False,
         subsample_size=None,
         max_iter=10,
+        sampling="pivotal",
+        uniform_mix=0.5,
         weighting="hansen-hurwitz",
         n_jobs=None,
         random_state=None,
@@ -203,6 +218,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.subsample_size = subsample_size
         self.max_iter = max_iter
+        self.sampling = sampling
+        self.uniform_mix = uniform_mix
         self.weighting = weighting
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -270,20 +287,36 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             max_iter=self.max_iter,
             n_jobs=self.n_jobs,
         )
-        bought = np.union1d(result.medoids, result.probes)
-        if bought.size > n_selected:
+        labels_bought = np.union1d(result.medoids, result.probes)
+        if labels_bought.size > n_selected:
             raise ValueError(
-                f"budget={self.budget!r} gives {n_selected} rows but {bought.size} "
-                "labels are bought for medoids and Holder probes. Raise the "
-                "budget, lower n_clusters, or pass a float holder_constant."
+                f"budget={self.budget!r} gives {n_selected} rows but "
+                f"{labels_bought.size} labels are bought for medoids and Holder "
+                "probes. Raise the budget, lower n_clusters, or pass a float "
+                "holder_constant."
             )
+        # The paper's rule buys every medoid; the pivotal design buys only
+        # what the scores needed labels for (and medoids standing in for rows
+        # no draw can reach, below).
+        forced = (
+            labels_bought
+            if self.sampling == "iid" or result.n_labels_read
+            else np.empty(0, dtype=np.int64)
+        )
         scores = result.scores.copy()
-        scores[bought] = 0.0
+        scores[labels_bought] = 0.0
         if n_selected == n_samples:
             selection = census(n_samples)
         else:
-            selection = self._draw_beyond_bought(
-                scores, result.labels, result.medoids, bought, n_selected, rng
+            selection = self._draw_beyond_forced(
+                X,
+                scores,
+                result.labels,
+                result.medoids,
+                forced,
+                n_selected,
+                rng,
+                None if groups is None else (client_rows, channel),
             )
         if groups is not None:
             server_send_selection(
@@ -316,31 +349,58 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             return int(self.n_clusters)
         return max(1, int(round(self.n_clusters * n_selected)))
 
-    def _draw_beyond_bought(self, scores, labels, medoids, bought, n_selected, rng):
-        """The selection: bought rows (weight 1, a medoid also standing for its
-        cluster's zero-score rows), then the rest of the budget drawn by score.
+    def _draw_beyond_forced(
+        self, X, scores, labels, medoids, forced, n_selected, rng, federation
+    ):
+        """Forced rows (weight 1), then the rest of the budget by score.
 
-        Raises a ValueError when too few rows carry a positive score to fill
-        the budget.
+        A row that no draw can reach (probability 0: on its centre, with no
+        uniform share) is represented by its cluster's medoid, which is then
+        bought and weighs 1 plus the rows it stands for. Raises a ValueError
+        when too few rows can be drawn to fill the budget.
         """
-        # Rows with a zero score sit at their centre: their medoid stands for them.
-        stand_in = np.bincount(labels[scores == 0], minlength=medoids.size)
-        stand_in -= np.bincount(labels[bought], minlength=medoids.size)
-        weight_of = dict(zip(bought.tolist(), np.ones(bought.size), strict=True))
+        eligible = np.ones(X.shape[0], dtype=bool)
+        eligible[forced] = False
+        reachable_mass = self.uniform_mix > 0 or scores[eligible].sum() > 0
+        p = (
+            mixed_probabilities(scores, self.uniform_mix, eligible)
+            if reachable_mass
+            else np.zeros(X.shape[0])
+        )
+        unreachable = eligible & (p == 0)
+        if unreachable.any():  # their medoids stand in for them
+            forced = np.union1d(forced, medoids[np.unique(labels[unreachable])])
+            eligible[forced] = False
+            unreachable &= eligible
+        stand_in = np.bincount(labels[unreachable], minlength=medoids.size)
+        weight_of = dict.fromkeys(forced.tolist(), 1.0)
         for j, m in enumerate(medoids):
-            weight_of[int(m)] += stand_in[j]
-        remaining = n_selected - bought.size
+            if int(m) in weight_of:
+                weight_of[int(m)] += stand_in[j]
+        remaining = n_selected - forced.size
         n_draws = 0
         if remaining > 0:
-            if scores.sum() <= 0:
+            reachable = eligible & ~unreachable
+            if remaining > reachable.sum():
                 raise ValueError(
-                    f"Only {bought.size} distinct rows carry information (every other "
-                    "row coincides with its cluster's centre, e.g. duplicates or a "
-                    f"constant X): the budget of {n_selected} rows cannot be met. "
-                    f"Lower the budget to {bought.size}, or select every row "
-                    "(budget=1.0)."
+                    f"Only {forced.size + reachable.sum()} distinct rows carry "
+                    "information (every other row coincides with its cluster's "
+                    "centre, e.g. duplicates or a constant X): the budget of "
+                    f"{n_selected} rows cannot be met. Lower the budget to "
+                    f"{forced.size + reachable.sum()}, set uniform_mix > 0, or "
+                    "select every row (budget=1.0)."
                 )
-            drawn = select_by_scores(scores, remaining, rng, self.weighting)
+            drawn = select_rows(
+                X,
+                scores,
+                remaining,
+                rng,
+                sampling=self.sampling,
+                uniform_mix=self.uniform_mix,
+                weighting=self.weighting,
+                eligible=reachable,
+                federation=federation,
+            )
             weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
             n_draws = drawn.n_draws
         indices = np.array(sorted(weight_of), dtype=np.int64)

@@ -7,12 +7,14 @@ entry below, so every estimator documents ``budget`` the same way.
 
 from numbers import Integral, Real
 
-from skfal._compat import Interval
+from skfal._compat import Interval, StrOptions
 
 BUDGET_CONSTRAINT = [
     Interval(Integral, 1, None, closed="left"),
     Interval(Real, 0, 1, closed="right"),
 ]
+SAMPLING_CONSTRAINT = [StrOptions({"pivotal", "iid"})]
+UNIFORM_MIX_CONSTRAINT = [Interval(Real, 0, 1, closed="both")]
 
 _DOCS = {
     "budget": """\
@@ -20,6 +22,22 @@ _DOCS = {
         Number of distinct rows to select (labels to buy) if an int ``>= 1``;
         that fraction of the rows, rounded up, if a float in ``(0, 1]``.
         ``1.0`` (or ``n_samples``) selects every row, each with weight 1.""",
+    "sampling": """\
+    sampling : {"pivotal", "iid"}, default="pivotal"
+        How rows are drawn from the probabilities ``p``. ``"pivotal"``:
+        dependent sampling (Shimizu et al., 2024), exactly ``budget`` rows
+        with inclusion probabilities ``pi_i = min(1, c p_i)``, neighbours in
+        a k-d tree of the rows competing so the sample is spread out, and
+        Horvitz-Thompson weights ``1 / pi_i`` (unbiased). ``"iid"``: the FALE
+        paper's rule, i.i.d. draws until ``budget`` rows are distinct, with
+        the weights of ``weighting``.""",
+    "uniform_mix": """\
+    uniform_mix : float in [0, 1], default=0.5
+        Share ``eta`` of uniform sampling mixed into the probabilities,
+        ``p = (1 - eta) score / sum(score) + eta / n`` ("defensive"
+        importance sampling): every row keeps a chance, and with pivotal
+        sampling no weight exceeds ``n / (eta * budget)``. 0 samples by the
+        scores alone, 1 is uniform.""",
 }
 
 

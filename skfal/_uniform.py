@@ -5,11 +5,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin, SamplerMixin
+from skfal._base import DocLinkMixin, SamplerMixin, select_rows
 from skfal._compat import fit_context, validate_data
 from skfal._federated import Channel, run_row_counts, server_send_selection
-from skfal._sampling import resolve_budget, select_by_scores
-from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
+from skfal._sampling import resolve_budget
+from skfal._shared_params import BUDGET_CONSTRAINT, SAMPLING_CONSTRAINT, fill_doc
 from skfal._validation import check_groups
 
 
@@ -26,6 +26,13 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     Parameters
     ----------
     {budget}
+    sampling : {"iid", "pivotal"}, default="iid"
+        ``"iid"``: a simple random sample (every set of ``budget`` rows
+        equally likely), the baseline. ``"pivotal"``: a spatially balanced
+        uniform sample: every row still has inclusion probability
+        ``budget / n_samples``, but neighbours in a k-d tree of the rows
+        compete, so the sample is spread over the table (see
+        :class:`LeverageScoreSampler`).
     random_state : int, RandomState instance or None, default=None
         Controls the draw. Pass an int for reproducible output across calls.
 
@@ -73,11 +80,13 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "budget": BUDGET_CONSTRAINT,
+        "sampling": SAMPLING_CONSTRAINT,
         "random_state": ["random_state"],
     }
 
-    def __init__(self, budget=0.1, *, random_state=None):
+    def __init__(self, budget=0.1, *, sampling="iid", random_state=None):
         self.budget = budget
+        self.sampling = sampling
         self.random_state = random_state
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -91,7 +100,9 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         y : None
             Ignored; present for API consistency.
         groups : array-like of shape (n_samples,), default=None
-            Client label of each row. Clients send only their row counts.
+            Client label of each row. Clients send only their row counts
+            (and, with ``sampling="pivotal"``, run the tournament on their
+            own rows).
 
         Returns
         -------
@@ -102,12 +113,20 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         n_samples = X.shape[0]
         n_selected = resolve_budget(self.budget, n_samples)
         rng = check_random_state(self.random_state)
-        self.clients_, self.communication_ = None, {}
+        self.clients_, self.communication_, federation = None, {}, None
         if groups is not None:
             self.clients_, client_rows = check_groups(groups, n_samples)
             channel = Channel()
             n_samples = run_row_counts(client_rows, channel)  # what the server knows
-        selection = select_by_scores(np.ones(n_samples), n_selected, rng)
+            federation = (client_rows, channel)
+        selection = select_rows(
+            X,
+            np.ones(n_samples),
+            n_selected,
+            rng,
+            sampling=self.sampling,
+            federation=federation,
+        )
         if groups is not None:
             server_send_selection(
                 channel, client_rows, selection.indices, selection.weights

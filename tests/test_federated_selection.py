@@ -5,10 +5,12 @@ import numpy as np
 from skfal._federated import (
     Channel,
     labeled_rows,
+    run_pivotal_selection,
     run_row_counts,
     server_send_selection,
 )
 from skfal._federated._simulation import client_view, gather_rows, split_selection
+from skfal._sampling import inclusion_probabilities, mixed_probabilities
 from skfal._validation import check_groups
 
 GROUPS = np.array([2, 0, 0, 1, 2, 2, 0, 1])
@@ -57,3 +59,49 @@ def test_row_counts_and_client_view():
     contiguous = client_view(X, np.arange(3, 7))
     assert np.shares_memory(contiguous, X) and np.array_equal(contiguous, X[3:7])
     assert np.array_equal(client_view(X, np.array([1, 5])), X[[1, 5]])
+
+
+def test_federated_pivotal_has_the_centralized_inclusion_probabilities():
+    # Every duel, at a client or at the server, keeps each row's inclusion
+    # probability: the federated law of each row is exactly pi, with
+    # exactly the budget selected in every run.
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((40, 2))
+    groups = rng.randint(4, size=40)
+    _, client_rows = check_groups(groups, 40)
+    pi = inclusion_probabilities(
+        mixed_probabilities(rng.exponential(size=40) ** 2, 0.3), 7
+    )
+    n_runs, hits = 3000, np.zeros(40)
+    for seed in range(n_runs):
+        picked = run_pivotal_selection(
+            X, client_rows, pi, np.random.RandomState(seed), Channel(), max_depth=6
+        )
+        assert picked.indices.size == 7 and np.allclose(
+            picked.weights, 1 / pi[picked.indices]
+        )
+        hits[picked.indices] += 1
+    se = np.sqrt(pi * (1 - pi) / n_runs)
+    assert np.all(np.abs(hits / n_runs - pi) <= 4.5 * se + 1e-12)
+
+
+def test_federated_pivotal_messages_hold_probabilities_and_indices_only():
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((30, 3)) + 5.0
+    _, client_rows = check_groups(rng.randint(3, size=30), 30)
+    pi = inclusion_probabilities(np.full(30, 1 / 30), 6)
+    channel = Channel(record=True)
+    run_pivotal_selection(
+        X, client_rows, pi, np.random.RandomState(0), channel, max_depth=4
+    )
+    for phase, direction, client, array in channel.messages:
+        assert array.ndim == 1  # no matrix of rows crosses
+        if phase == "inclusion":  # down: the client's own probabilities
+            assert direction == "down" and np.array_equal(
+                array, pi[client_rows[client]]
+            )
+        elif array.dtype.kind == "f" and direction == "up":  # the open row
+            assert array.shape == (2,) and 0 <= array[1] < 1
+        else:  # decided rows (local indices) up, the verdict down
+            assert array.dtype.kind in "ib"
+    assert {p for p, *_ in channel.messages} == {"inclusion", "pivotal"}

@@ -53,12 +53,17 @@ def test_more_columns_than_rows():
 def test_selection_exact_budget_sorted_distinct():
     X = np.random.RandomState(4).standard_normal((500, 4))
     for budget, expected in [(1, 1), (37, 37), (499, 499), (0.1, 50)]:
-        sampler = LeverageScoreSampler(budget=budget, random_state=1).fit(X)
-        idx = sampler.sample_indices_
-        assert idx.shape == (expected,)
-        assert np.all(np.diff(idx) > 0)
-        assert sampler.n_draws_ >= expected
-        assert sampler.sample_weight_.shape == (expected,)
+        for sampling in ("iid", "pivotal"):
+            sampler = LeverageScoreSampler(
+                budget=budget, sampling=sampling, random_state=1
+            ).fit(X)
+            idx = sampler.sample_indices_
+            assert idx.shape == (expected,)
+            assert np.all(np.diff(idx) > 0)
+            assert sampler.sample_weight_.shape == (expected,)
+            # i.i.d. draws until distinct need at least one draw per row;
+            # pivotal sampling draws no i.i.d. index.
+            assert sampler.n_draws_ >= expected if sampling == "iid" else True
 
 
 def test_reproducible_and_seed_dependent():
@@ -76,7 +81,9 @@ def test_weights_are_multiplicity_over_draws_times_probability():
     # multiplicities add up to the number of draws.
     X = np.random.RandomState(6).standard_normal((50, 3))
     X[:3] *= 20
-    sampler = LeverageScoreSampler(budget=20, random_state=0).fit(X)
+    sampler = LeverageScoreSampler(
+        budget=20, sampling="iid", uniform_mix=0.0, random_state=0
+    ).fit(X)
     p = sampler.scores_ / sampler.scores_.sum()
     mult = sampler.sample_weight_ * sampler.n_draws_ * p[sampler.sample_indices_]
     assert np.allclose(mult, np.round(mult))
@@ -112,9 +119,13 @@ def test_weighted_gram_is_unbiased(weighting, tol):
     n_seeds = 3000
     estimates = np.empty((n_seeds, 3, 3))
     for seed in range(n_seeds):
-        s = LeverageScoreSampler(budget=15, weighting=weighting, random_state=seed).fit(
-            X
-        )
+        s = LeverageScoreSampler(
+            budget=15,
+            sampling="iid",
+            uniform_mix=0.0,
+            weighting=weighting,
+            random_state=seed,
+        ).fit(X)
         Xs = X[s.sample_indices_]
         estimates[seed] = (Xs * s.sample_weight_[:, None]).T @ Xs
     err = np.linalg.norm(estimates.mean(0) - gram) / np.linalg.norm(gram)
@@ -200,7 +211,7 @@ def test_in_pipeline():
         (np.ones((5, 2)), {"budget": -1}, "budget"),
         (np.ones((5, 2)), {"budget": 1.5}, "budget"),
         (np.ones((5, 2)), {"budget": 6}, "asks for 6 .* n_samples=5"),
-        (np.zeros((5, 2)), {}, "all zeros"),
+        (np.zeros((5, 2)), {"uniform_mix": 0.0}, "all zeros"),
     ],
 )
 def test_bad_input_clear_error(X, kwargs, match):
@@ -212,7 +223,9 @@ def test_budget_above_rows_with_nonzero_score():
     X = np.zeros((6, 2))
     X[:3] = np.random.RandomState(14).standard_normal((3, 2))
     with pytest.raises(ValueError, match="only 3 of the 6 rows have a positive"):
-        LeverageScoreSampler(budget=4).fit(X)
+        LeverageScoreSampler(budget=4, uniform_mix=0.0).fit(X)
+    # A uniform share gives every row a chance: the budget can be met.
+    assert LeverageScoreSampler(budget=4).fit(X).sample_indices_.size == 4
 
 
 def test_groups_routed_through_pipeline_and_metadata_routing():
@@ -263,5 +276,63 @@ def test_every_row_selected_even_with_a_zero_score(groups):
         assert s.scores_[2] == 0.0 and s.n_draws_ == 0
     # An all-zero X still has nothing to draw from below a census.
     with pytest.raises(ValueError, match="All sampling scores are zero"):
-        LeverageScoreSampler(budget=4).fit(np.zeros((5, 2)))
+        LeverageScoreSampler(budget=4, uniform_mix=0.0).fit(np.zeros((5, 2)))
     assert LeverageScoreSampler(budget=1.0).fit(np.zeros((5, 2))).rank_ == 0
+
+
+@pytest.mark.parametrize("groups", [None, np.arange(300) % 3])
+def test_pivotal_weighted_gram_is_unbiased(groups):
+    # Horvitz-Thompson: E[sum_i 1{i selected} x_i x_i^T / pi_i] = X^T X
+    # exactly, because every row is selected with probability pi_i, here
+    # as at each federated client.
+    rng = np.random.RandomState(8)
+    X = rng.standard_normal((300, 3)) * [1.0, 3.0, 0.3]
+    X[:4] *= 6
+    gram = X.T @ X
+    n_seeds = 1500
+    estimates = np.empty((n_seeds, 3, 3))
+    for seed in range(n_seeds):
+        s = LeverageScoreSampler(budget=15, random_state=seed).fit(X, groups=groups)
+        assert s.sample_indices_.size == 15 and s.n_draws_ == 0
+        Xs = X[s.sample_indices_]
+        estimates[seed] = (Xs * s.sample_weight_[:, None]).T @ Xs
+    err = np.linalg.norm(estimates.mean(0) - gram) / np.linalg.norm(gram)
+    spread = np.linalg.norm(estimates.std(0)) / np.sqrt(n_seeds) / np.linalg.norm(gram)
+    assert err < 4 * spread  # within Monte Carlo noise (measured: 1.3 spreads)
+
+
+@pytest.mark.parametrize("sampling", ["pivotal", "iid"])
+def test_uniform_mix_bounds_the_weights(sampling):
+    # eta / n of the mass stays with every row: pi >= eta * budget / n, so
+    # no pivotal weight exceeds n / (eta * budget).
+    X = np.random.RandomState(9).standard_normal((400, 3))
+    X[:3] *= 100  # three rows take almost all the leverage mass
+    s = LeverageScoreSampler(budget=20, uniform_mix=0.25, random_state=0)
+    s.set_params(sampling=sampling).fit(X)
+    if sampling == "pivotal":
+        assert s.sample_weight_.max() <= 400 / (0.25 * 20) + 1e-9
+    assert np.all(np.isin([0, 1, 2], s.sample_indices_))
+    pure = LeverageScoreSampler(budget=20, uniform_mix=0.0, random_state=0).fit(X)
+    assert pure.sample_weight_.max() > s.sample_weight_.max()
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize(
+    "groups, protocol",
+    [(None, "qr"), (np.arange(200) % 3, "qr"), (np.arange(200) % 3, "fedsvd")],
+)
+def test_ridge_leverage_is_the_ridge_hat_diagonal(fit_intercept, groups, protocol):
+    # x^T (A^T A + alpha D)^{-1} x with D = diag(1, ..., 1, 0): the ridge hat
+    # matrix's diagonal, the intercept unpenalised as in the ridge fit;
+    # federated clients add the penalty themselves and get the same scores.
+    rng = np.random.RandomState(21)
+    X = rng.standard_normal((200, 4)) * [1.0, 2.0, 0.1, 5.0] + 3.0
+    A = np.hstack([X, np.ones((200, 1))]) if fit_intercept else X
+    D = np.diag([1.0] * 4 + [0.0] * fit_intercept)
+    truth = np.einsum("ij,ji->i", A, np.linalg.solve(A.T @ A + 7.0 * D, A.T))
+    s = LeverageScoreSampler(
+        budget=10, alpha=7.0, fit_intercept=fit_intercept, protocol=protocol
+    ).fit(X, groups=groups)
+    assert np.allclose(s.scores_, truth, rtol=1e-9)
+    assert np.allclose(s.transform(X)[:, 0], truth, rtol=1e-9)
+    assert s.scores_.sum() < A.shape[1]  # effective degrees of freedom < rank

@@ -67,7 +67,9 @@ def test_groups_reach_the_sampler_by_metadata_routing():
     from sklearn import config_context
 
     X, y, groups = make_data(seed=1)
-    sampler = LeverageScoreSampler(budget=25, protocol="fedsvd", random_state=2)
+    sampler = LeverageScoreSampler(
+        budget=25, protocol="fedsvd", sampling="iid", random_state=2
+    )
     with config_context(enable_metadata_routing=True):
         adapter = (
             Resampler(sampler)

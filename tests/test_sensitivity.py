@@ -74,7 +74,7 @@ def test_labels_read_only_at_medoids_and_probes():
 
 def test_budget_exact_weights_and_transform():
     X, _ = blobs(seed=6)
-    s = SensitivitySampler(budget=50, random_state=0).fit(X)
+    s = SensitivitySampler(budget=50, sampling="iid", random_state=0).fit(X)
     assert s.sample_indices_.size == 50 and np.all(np.diff(s.sample_indices_) > 0)
     assert s.n_clusters_ == 10 and s.n_queries_ == 0
     assert np.all(np.isin(s.medoid_indices_, s.sample_indices_))
@@ -92,16 +92,26 @@ def test_duplicates_are_represented_by_their_medoid():
     # three medoids stand for all 90 rows (weights 30 each), and a budget
     # above 3 cannot be met with informative rows: a clear error.
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 30, axis=0)
-    s = SensitivitySampler(budget=3, n_clusters=3, random_state=0).fit(X)
+    paper = dict(sampling="iid", uniform_mix=0.0, n_clusters=3, random_state=0)
+    s = SensitivitySampler(budget=3, **paper).fit(X)
     assert np.allclose(s.sample_weight_, 30)
     with pytest.raises(ValueError, match="Only 3 distinct rows carry information"):
-        SensitivitySampler(budget=10, n_clusters=3, random_state=0).fit(X)
+        SensitivitySampler(budget=10, **paper).fit(X)
+    # With a uniform share every row can be drawn: no stand-in is needed and
+    # the Horvitz-Thompson weights still add up to the 90 rows on average.
+    mixed = SensitivitySampler(budget=10, n_clusters=3, random_state=0).fit(X)
+    assert mixed.sample_indices_.size == 10
+    assert np.isclose(mixed.sample_weight_.sum(), 90)
 
 
 @pytest.mark.parametrize(
     "X, kwargs, match",
     [
-        (np.ones((50, 2)), {"budget": 5, "n_clusters": 2}, "carry information"),
+        (
+            np.ones((50, 2)),
+            {"budget": 5, "n_clusters": 2, "uniform_mix": 0.0},
+            "carry information",
+        ),
         (
             np.random.RandomState(0).rand(50, 2),
             {"budget": 5, "n_clusters": 6},
@@ -208,4 +218,6 @@ def test_every_row_selected_even_with_duplicates():
         assert np.array_equal(s.sample_indices_, np.arange(12))
         assert np.array_equal(s.sample_weight_, np.ones(12))
     with pytest.raises(ValueError, match="Only 3 distinct rows carry information"):
-        SensitivitySampler(budget=6, n_clusters=3, random_state=0).fit(X)
+        SensitivitySampler(budget=6, n_clusters=3, uniform_mix=0.0, random_state=0).fit(
+            X
+        )

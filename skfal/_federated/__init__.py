@@ -25,7 +25,11 @@ from skfal._federated._regression import (
     run_global_training,
     run_local_training,
 )
-from skfal._federated._selection import run_row_counts, server_send_selection
+from skfal._federated._selection import (
+    run_pivotal_selection,
+    run_row_counts,
+    server_send_selection,
+)
 from skfal._federated._simulation import labeled_rows
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "run_fedsvd_leverage",
     "run_global_training",
     "run_local_training",
+    "run_pivotal_selection",
     "run_qr_leverage",
     "run_row_counts",
     "run_sensitivity_protocol",

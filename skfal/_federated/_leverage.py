@@ -38,6 +38,8 @@ from skfal._federated._simulation import client_view, gather_rows
 from skfal._linalg import (
     iter_chunks,
     r_factor,
+    r_from_whitener,
+    ridge_r_factor,
     squared_row_norms,
     whitener,
     with_intercept,
@@ -92,13 +94,18 @@ def client_whitener(rotation, W_rotated):
     return rotation @ W_rotated
 
 
-def client_scores(X_i, rotation, r, n_rows):
-    """QR: the client's leverage scores ``||x_j Q W||^2`` from the global R.
+def client_scores(X_i, rotation, r, n_rows, alpha=0.0, n_penalised=0):
+    """The client's (ridge) leverage scores ``||x_j Q W||^2`` from a global R.
 
-    Returns the scores (to upload) and the client's map ``W`` in its own
-    coordinates (kept by the client).
+    ``r`` is any factor with ``r^T r = Q^T X^T X Q`` (the combined R of
+    ``"qr"``, or the one the client derives from FedSVD's ``V' S^{-1}``);
+    with ``alpha > 0`` the client adds the ridge penalty on the first
+    ``n_penalised`` coordinates itself (it knows ``Q``). Returns the scores
+    (to upload) and the client's map ``W`` in its own coordinates (kept by
+    the client).
     """
-    W = client_whitener(rotation, whitener(r, int(n_rows[0])))
+    ridge = ridge_r_factor(r, alpha, n_penalised, rotation)
+    W = client_whitener(rotation, whitener(ridge, int(n_rows[0])))
     return squared_row_norms(X_i, W), W
 
 
@@ -135,7 +142,7 @@ def _client_data(X, rows, intercept):
 
 
 def run_qr_leverage(
-    X, client_rows, random_state, channel, *, intercept=False, n_jobs=None
+    X, client_rows, random_state, channel, *, intercept=False, alpha=0.0, n_jobs=None
 ):
     """Simulate the ``"qr"`` leverage protocol (steps in the module docstring).
 
@@ -153,6 +160,10 @@ def run_qr_leverage(
     intercept : bool, default=False
         Score the rows of ``[X, 1]``: each client appends the constant
         column to its rows.
+    alpha : float, default=0.0
+        Ridge leverage ``x^T (X^T X + alpha D)^{-1} x`` (``D`` penalising the
+        features, not the intercept); each client adds the penalty to the
+        global R itself, so nothing else crosses.
     n_jobs : int or None
         Clients' steps run in parallel threads (joblib).
 
@@ -174,7 +185,8 @@ def run_qr_leverage(
     r = channel.broadcast("combined_r", clients, r)
     total = channel.broadcast("combined_r", clients, total)
     results = parallel(
-        delayed(client_scores)(own[c], rotation, r, total) for c in clients
+        delayed(client_scores)(own[c], rotation, r, total, alpha, X.shape[1])
+        for c in clients
     )
     scores = [channel.up("scores", c, results[c][0]) for c in clients]
     return LeverageResult(gather_rows(client_rows, scores), results[0][1])
@@ -187,6 +199,7 @@ def run_fedsvd_leverage(
     channel,
     *,
     intercept=False,
+    alpha=0.0,
     block_size=100,
     n_jobs=None,
 ):
@@ -194,7 +207,9 @@ def run_fedsvd_leverage(
 
     Parameters as :func:`run_qr_leverage`, and ``block_size``, the rows per
     Haar block of the clients' row masks; ``random_state`` also draws each
-    client's private mask seed.
+    client's private mask seed. With ``alpha > 0`` the server sends only
+    ``V' S^{-1}``: each client turns it into a factor of the rotated Gram
+    matrix, adds the ridge penalty and scores its own rows.
 
     Returns
     -------
@@ -215,6 +230,22 @@ def run_fedsvd_leverage(
     uploads = [channel.up("masked_data", c, masked[c]) for c in clients]
     del masked
     W_masked = server_masked_svd(uploads)
+    if alpha > 0:
+        r = r_from_whitener(channel.broadcast("svd", clients, W_masked))
+        total = np.array([sum(rows.shape[0] for rows in client_rows)])
+        results = parallel(
+            delayed(client_scores)(
+                _client_data(X, client_rows[c], intercept),
+                rotation,
+                r,
+                total,
+                alpha,
+                X.shape[1],
+            )
+            for c in clients
+        )
+        scores = [channel.up("scores", c, results[c][0]) for c in clients]
+        return LeverageResult(gather_rows(client_rows, scores), results[0][1])
     # A generator, so only the few masked bases being unmasked are alive.
     results = parallel(
         delayed(client_unmask_scores)(

@@ -1,8 +1,32 @@
-"""The steps every federated sampler shares: row counts up, the selection down."""
+"""The steps every federated sampler shares: row counts up, the selection down,
+and the federated pivotal tournament.
+
+Federated pivotal sampling (same inclusion probabilities as centralized):
+
+1. server: inclusion probabilities ``pi`` from the uploaded scores; send
+   each client those of its rows;
+2. client: the pivotal tournament over its own rows in its own spatial
+   order; upload the local indices of the rows it decided in, and its at
+   most one undecided row (local index and probability);
+3. server: a last tournament over the open rows, from their probabilities
+   alone; send each client the verdict on its open row.
+
+Every duel keeps each row's inclusion probability, whoever runs it, so the
+law of each row's inclusion is exactly ``pi`` and the total is exactly the
+budget. The server sees probabilities and indices of selected rows, never a
+row.
+"""
 
 import numpy as np
 
-from skfal._federated._simulation import split_selection
+from skfal._federated._simulation import client_view, split_selection
+from skfal._sampling import (
+    draw_seed,
+    horvitz_thompson,
+    pivotal_tournament,
+    settle_pending,
+    spatial_order,
+)
 
 
 def client_row_count(n_rows):
@@ -54,3 +78,57 @@ def server_send_selection(channel, client_rows, indices, weights):
         )
         for c in range(len(client_rows))
     ]
+
+
+def client_pivotal(X_i, pi_i, seed, max_depth):
+    """Step 2: the tournament over the client's rows (its own seed and order).
+
+    Returns the local indices decided in, and the open row as
+    ``[local index, probability]`` (``[-1, 0]`` when none is open).
+    """
+    outcome = pivotal_tournament(
+        pi_i, np.random.RandomState(seed), spatial_order(X_i, max_depth)
+    )
+    return outcome.selected, np.array([outcome.pending, outcome.pending_probability])
+
+
+def server_settle_open_rows(open_rows, random_state):
+    """Step 3: which clients' open rows are selected (one bool per client)."""
+    return settle_pending(np.array([row[1] for row in open_rows]), random_state)
+
+
+def run_pivotal_selection(X, client_rows, pi, random_state, channel, *, max_depth):
+    """Simulate federated pivotal sampling (module docstring).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        All rows; client ``c`` holds ``X[client_rows[c]]``.
+    client_rows : list of ndarray
+    pi : ndarray of shape (n_samples,)
+        Inclusion probabilities (the server's, from the scores).
+    random_state : numpy.random.RandomState
+        Draws each client's seed and the server's last round.
+    channel : Channel
+    max_depth : int
+        Levels of each client's spatial tree.
+
+    Returns
+    -------
+    selection : Selection
+        Sorted selected rows of ``X`` with weights ``1 / pi``.
+    """
+    seeds = draw_seed(random_state, size=len(client_rows))
+    decided, open_rows = [], []
+    for c, rows in enumerate(client_rows):
+        pi_c = channel.down("inclusion", c, pi[rows])
+        selected, open_row = client_pivotal(
+            client_view(X, rows), pi_c, seeds[c], max_depth
+        )
+        decided.append(rows[channel.up("pivotal", c, selected)])
+        open_rows.append(channel.up("pivotal", c, open_row))
+    verdicts = server_settle_open_rows(open_rows, random_state)
+    for c, rows in enumerate(client_rows):
+        if channel.down("pivotal", c, verdicts[c : c + 1])[0]:
+            decided.append(rows[[int(open_rows[c][0])]])
+    return horvitz_thompson(np.sort(np.concatenate(decided)), pi)
