@@ -41,7 +41,15 @@ BUDGET_FACTORS = (2, 5, 10)
 
 
 # The samplers compared by default; uniform is the baseline and comes first.
-DEFAULT_METHODS = ("uniform", "FALE iid", "pivotal", "default", "sensitivity")
+DEFAULT_METHODS = (
+    "uniform",
+    "FALE iid",
+    "iid mix.5",
+    "pivotal",
+    "default",
+    "sensitivity",
+    "sens paper",
+)
 
 
 def all_methods():
@@ -59,10 +67,8 @@ def all_methods():
         "piv unif": lev(sampling="pivotal", uniform_mix=1.0),
         "default": lev(),
         "sensitivity": sens(),
-        "sens paper": sens(sampling="iid", uniform_mix=0.0),
-        "sens mix.8": sens(uniform_mix=0.8),
-        "sens mix.9": sens(uniform_mix=0.9),
-        "sens k.05": sens(n_clusters=0.05, uniform_mix=0.8),
+        "sens paper": sens(sampling="iid", uniform_mix=0.0, n_clusters=0.2),
+        "sens k.2 mix.5": sens(n_clusters=0.2, uniform_mix=0.5),
     }
 
 
@@ -102,7 +108,7 @@ def verdict(errors, baseline):
     return "T"
 
 
-def quality(tables, n_repeats, n_jobs, names=DEFAULT_METHODS):
+def quality(tables, n_repeats, n_jobs, names=DEFAULT_METHODS, plot=None):
     samplers = methods(names)
     names = list(samplers)
     results = {}
@@ -141,6 +147,39 @@ def quality(tables, n_repeats, n_jobs, names=DEFAULT_METHODS):
         to_iid = np.median(np.array(ratios[name][2]) / np.array(reference))
         wtl = "" if name == names[0] else "W/T/L {W}/{T}/{L}".format(**tally[name])
         print(f"{name:>12}: {per_budget}   2d vs FALE iid {to_iid:.3f}   {wtl}")
+    if plot:
+        save_plot(plot, list(results), names, ratios)
+
+
+def save_plot(path, tables, names, ratios):
+    """Median test MSE relative to uniform's, per table, one panel a budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(BUDGET_FACTORS), figsize=(11, 3.8), sharey=True)
+    positions = np.arange(len(tables))
+    for ax, factor in zip(axes, BUDGET_FACTORS, strict=True):
+        for m, name in enumerate(names[1:]):
+            offset = (m - (len(names) - 2) / 2) * 0.12
+            ax.plot(
+                np.array(ratios[name][factor]),
+                positions + offset,
+                "o",
+                ms=4,
+                label=name,
+            )
+        ax.axvline(1.0, color="k", lw=1)
+        ax.set_title(f"{factor}d labels")
+        ax.set_xlabel("median test MSE / uniform's")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(positions, tables)
+    axes[0].invert_yaxis()
+    axes[-1].legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"saved {path}")
 
 
 def speed(n_samples=1_000_000, n_features=20, budget=10_000):
@@ -176,6 +215,7 @@ if __name__ == "__main__":
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--plot", help="save a figure of the ratios to this PNG")
     parser.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
@@ -187,4 +227,4 @@ if __name__ == "__main__":
     else:
         tables = ["Computers", "Wage", "SLID"] if args.quick else list(TABLES)
         repeats = args.repeats or (8 if args.quick else 64)
-        quality(tables, repeats, args.n_jobs, args.methods.split(","))
+        quality(tables, repeats, args.n_jobs, args.methods.split(","), args.plot)

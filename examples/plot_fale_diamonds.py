@@ -121,8 +121,18 @@ for b, budget in enumerate(budgets):
             f"{median[n][b]:7.3f} [{low[n][b]:.3f}, {high[n][b]:.3f}]" for n in methods
         )
     )
-at_or_below = bool(np.all(median["FALE"] <= median["uniform"]))
-print(f"\nFALE at or below uniform at every budget: {at_or_below}")
+for name in ("FALE", "skfal default"):
+    at_or_below = bool(np.all(median[name] <= median["uniform"]))
+    print(f"{name} at or below uniform at every budget: {at_or_below}")
+
+# %%
+# On this table the paper's i.i.d. rule has the lower median at 48 labels
+# (0.057 against 0.076 for skfal's default) and 240 (0.031 against 0.036);
+# the default is the lower one, or level, elsewhere, and its spread is
+# narrower at small budgets (its 75th percentile at 120 labels, 0.045,
+# against uniform's 0.186). One table decides nothing: the user guide's
+# label-efficiency benchmark compares the rules on eight tables and 64
+# splits, with a test that tells a win or a loss from noise.
 
 # %%
 # Learning curves

@@ -89,8 +89,8 @@ fig.tight_layout()
 # Where the labels go: carat against log price for the last split, one panel
 # per sampler at 5d labels, every diamond in grey. Leverage and sensitivity
 # sampling spend more of their labels on the large stones than uniform
-# sampling does (14% of their labels over 1.5 carat, against 10% of all
-# diamonds), and leverage scores also pick stones off the main trend, whose
+# sampling does (the shares of labels over 1.5 carat are printed below), and
+# leverage scores also pick stones off the main trend, whose
 # rows a least-squares fit cannot do without; uniform sampling follows the
 # bulk of small stones.
 carat = scaler.inverse_transform(X_train)[:, 0]

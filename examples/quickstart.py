@@ -82,7 +82,7 @@ def median_mse(sampler):
 
 full = LinearRegression().fit(X_train, y_train)
 print(f"\nmedian test MSE with {budget} prices over 10 draws:")
-print(f"  FALE (leverage scores): {median_mse(LeverageScoreSampler()):.4f}")
+print(f"  leverage (the default): {median_mse(LeverageScoreSampler()):.4f}")
 print(f"  uniform sampling:       {median_mse(UniformSampler()):.4f}")
 full_mse = mean_squared_error(y_test, full.predict(X_test))
 print(f"  every price known:      {full_mse:.4f}")

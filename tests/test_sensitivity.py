@@ -74,7 +74,9 @@ def test_labels_read_only_at_medoids_and_probes():
 
 def test_budget_exact_weights_and_transform():
     X, _ = blobs(seed=6)
-    s = SensitivitySampler(budget=50, sampling="iid", random_state=0).fit(X)
+    s = SensitivitySampler(
+        budget=50, n_clusters=0.2, sampling="iid", random_state=0
+    ).fit(X)
     assert s.sample_indices_.size == 50 and np.all(np.diff(s.sample_indices_) > 0)
     assert s.n_clusters_ == 10 and s.n_queries_ == 0
     assert np.all(np.isin(s.medoid_indices_, s.sample_indices_))
