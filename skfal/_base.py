@@ -10,7 +10,8 @@ from skfal._federated import run_pivotal_selection
 from skfal._sampling import (
     census,
     draw_until_distinct,
-    inclusion_probabilities,
+    inclusion_from_terms,
+    inclusion_terms,
     mixed_probabilities,
     pivotal_select,
     tree_depth,
@@ -49,15 +50,18 @@ def select_rows(
     n_samples = X.shape[0]
     if n_selected == n_samples and eligible is None:
         return census(n_samples)
-    p = mixed_probabilities(scores, uniform_mix, eligible)
     if sampling == "iid":
+        p = mixed_probabilities(scores, uniform_mix, eligible)
         return draw_until_distinct(p, n_selected, rng, weighting)
-    pi = inclusion_probabilities(p, n_selected)
+    terms = inclusion_terms(scores, n_selected, uniform_mix, eligible)
     depth = tree_depth(n_samples, n_selected)
     if federation is None:
+        pi = inclusion_from_terms(scores, terms, eligible)
         return pivotal_select(X, pi, rng, depth)
     client_rows, channel = federation
-    return run_pivotal_selection(X, client_rows, pi, rng, channel, max_depth=depth)
+    return run_pivotal_selection(
+        X, client_rows, scores, terms, rng, channel, max_depth=depth, eligible=eligible
+    )
 
 
 class DocLinkMixin:

@@ -133,6 +133,20 @@ def select_by_scores(scores, budget, random_state, weighting="hansen-hurwitz"):
     )
 
 
+def _check_reachable(p, budget):
+    """The number of rows with a positive probability; an error below budget."""
+    n_positive = int(np.count_nonzero(p))
+    if budget > n_positive:
+        raise ValueError(
+            f"budget={budget} distinct rows cannot be selected: only {n_positive} "
+            f"of the {p.shape[0]} rows have a positive sampling probability (rows "
+            "whose score is zero, such as all-zero rows, are never selected). "
+            f"Lower the budget to at most {n_positive}, select every row "
+            "(budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
+        )
+    return n_positive
+
+
 def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
     """Draw rows i.i.d. with probabilities ``p`` until ``budget`` are distinct.
 
@@ -155,14 +169,7 @@ def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
     selection : Selection
     """
     p = np.asarray(p, dtype=np.float64)
-    n_positive = int(np.count_nonzero(p))
-    if budget > n_positive:
-        raise ValueError(
-            f"budget={budget} distinct rows cannot be drawn: only {n_positive} of "
-            f"the {p.shape[0]} rows have a positive sampling probability (rows "
-            "whose score is zero, such as all-zero rows, are never drawn). Lower "
-            f"the budget to at most {n_positive}."
-        )
+    _check_reachable(p, budget)
     with np.errstate(divide="ignore"):
         keys = random_state.standard_exponential(p.shape[0]) / p
     first = np.argpartition(keys, budget - 1)[:budget]
@@ -246,6 +253,43 @@ def importance_weights(p_first, counts, n_draws, remaining, weighting):
 _SNAP = 1e-12  # probabilities this close to 0 or 1 are decided
 
 
+class Inclusion(NamedTuple):
+    """What any party needs to turn its rows' scores into inclusion
+    probabilities: ``pi_i = min(1, scale * p_i)`` with
+    ``p_i = (1 - uniform_mix) s_i / total + uniform_mix / n_eligible`` over
+    the eligible rows (:func:`inclusion_terms`, :func:`inclusion_from_terms`).
+    Four numbers, so a federated server sends these instead of ``n``
+    probabilities."""
+
+    scale: float
+    total: float
+    n_eligible: int
+    uniform_mix: float
+
+
+def _mix(scores, eligible, total, n_eligible, uniform_mix):
+    """``(1 - eta) s / total + eta / m`` on the eligible rows, 0 elsewhere."""
+    scores = np.where(eligible, np.asarray(scores, dtype=np.float64), 0.0)
+    uniform = eligible / max(n_eligible, 1)
+    if uniform_mix >= 1 or (uniform_mix > 0 and total <= 0):
+        return uniform  # nothing to mix in: uniform over the eligible rows
+    if not np.all(np.isfinite(scores)) or np.any(scores < 0):
+        raise ValueError("Sampling scores must be finite and non-negative.")
+    if total <= 0:
+        raise ValueError(
+            "All sampling scores are zero, so no row can be drawn. For leverage "
+            "scores this means X is all zeros (rank 0)."
+        )
+    p = scores / total
+    return p if uniform_mix <= 0 else (1.0 - uniform_mix) * p + uniform_mix * uniform
+
+
+def _totals(scores, eligible):
+    """The eligible rows' total score and number."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return float(np.where(eligible, scores, 0.0).sum()), int(np.count_nonzero(eligible))
+
+
 def mixed_probabilities(scores, uniform_mix, eligible=None):
     """``(1 - eta) scores / sum(scores) + eta / m``: defensive importance sampling.
 
@@ -256,18 +300,12 @@ def mixed_probabilities(scores, uniform_mix, eligible=None):
     rows when ``None``) get 0. Raises a ValueError when the scores cannot
     define a distribution and ``eta`` is 0.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    eligible = np.ones(scores.shape[0], dtype=bool) if eligible is None else eligible
-    scores = np.where(eligible, scores, 0.0)
-    uniform = eligible / max(int(np.count_nonzero(eligible)), 1)
-    if uniform_mix >= 1 or (uniform_mix > 0 and scores.sum() <= 0):
-        return uniform  # nothing to mix in: uniform over the eligible rows
-    p = sampling_probabilities(scores)
-    return p if uniform_mix <= 0 else (1.0 - uniform_mix) * p + uniform_mix * uniform
+    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
+    return _mix(scores, eligible, *_totals(scores, eligible), uniform_mix)
 
 
-def inclusion_probabilities(p, budget):
-    """``pi_i = min(1, c p_i)`` with ``sum(pi) = budget``.
+def inclusion_scale(p, budget):
+    """The ``c`` of ``pi_i = min(1, c p_i)`` with ``sum(pi) = budget``.
 
     Parameters
     ----------
@@ -278,34 +316,51 @@ def inclusion_probabilities(p, budget):
 
     Returns
     -------
-    pi : ndarray of shape (n_samples,)
-        Inclusion probabilities; rows with ``p_i = 0`` get 0.
+    scale : float
     """
     p = np.asarray(p, dtype=np.float64)
-    n_positive = int(np.count_nonzero(p))
-    if budget > n_positive:
-        raise ValueError(
-            f"budget={budget} distinct rows cannot be selected: only {n_positive} "
-            f"of the {p.shape[0]} rows have a positive sampling probability (rows "
-            "whose score is zero, such as all-zero rows, are never selected). "
-            f"Lower the budget to at most {n_positive}, select every row "
-            "(budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
-        )
-    if budget == n_positive:
-        return (p > 0).astype(np.float64)
+    n_positive = _check_reachable(p, budget)
+    if budget == n_positive:  # every positive row is capped at 1
+        return 2.0 / p[p > 0].min()
     # At most budget - 1 rows are capped at 1, all among the budget largest:
     # sort only those (O(n + budget log budget)).
     top = np.argpartition(-p, budget - 1)[:budget]
-    top = top[np.argsort(-p[top], kind="stable")]
-    ordered = p[top]
+    ordered = p[top[np.argsort(-p[top], kind="stable")]]
     k = np.arange(budget)  # number of rows capped before the scale applies
     tail = p.sum() - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
     scale = (budget - k) / tail
     # With the first k rows capped, the scale must not push row k above 1.
-    first = int(np.flatnonzero(scale * ordered <= 1.0)[0])
-    pi = np.minimum(1.0, scale[first] * p)
-    pi[top[:first]] = 1.0
-    return pi
+    return float(scale[int(np.flatnonzero(scale * ordered <= 1.0)[0])])
+
+
+def inclusion_probabilities(p, budget):
+    """``pi_i = min(1, c p_i)`` with ``sum(pi) = budget`` (see :func:`inclusion_scale`).
+
+    Returns
+    -------
+    pi : ndarray of shape (n_samples,)
+        Inclusion probabilities; rows with ``p_i = 0`` get 0.
+    """
+    return np.minimum(1.0, inclusion_scale(p, budget) * np.asarray(p, dtype=np.float64))
+
+
+def inclusion_terms(scores, budget, uniform_mix, eligible=None):
+    """The server's :class:`Inclusion` for ``budget`` rows from all the scores."""
+    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
+    total, n_eligible = _totals(scores, eligible)
+    p = _mix(scores, eligible, total, n_eligible, uniform_mix)
+    return Inclusion(inclusion_scale(p, budget), total, n_eligible, uniform_mix)
+
+
+def inclusion_from_terms(scores, terms, eligible=None):
+    """Inclusion probabilities of some rows from their scores and the terms.
+
+    The same arithmetic row by row, so a client computing its own rows'
+    probabilities gets exactly the server's numbers for them.
+    """
+    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
+    p = _mix(scores, eligible, terms.total, int(terms.n_eligible), terms.uniform_mix)
+    return np.minimum(1.0, terms.scale * p)
 
 
 def tree_depth(n_samples, budget):

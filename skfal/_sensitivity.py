@@ -99,7 +99,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         Sensitivity score of every row (zero for medoids and probes, whose
         labels are bought).
     sample_indices_ : ndarray of shape (n_selected,)
-        Sorted distinct selected rows: medoids, probes and sampled rows.
+        Sorted distinct selected rows: the bought ones (medoids and probes,
+        when bought; see ``sampling``) and the sampled ones.
     sample_weight_ : ndarray of shape (n_selected,)
         Weights: 1 for a probe; for a medoid, 1 plus the number of rows of its
         cluster with a zero score (rows at the centre, which it stands for);

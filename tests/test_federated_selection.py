@@ -9,8 +9,14 @@ from skfal._federated import (
     run_row_counts,
     server_send_selection,
 )
+from skfal._federated._selection import client_inclusion
 from skfal._federated._simulation import client_view, gather_rows, split_selection
-from skfal._sampling import inclusion_probabilities, mixed_probabilities
+from skfal._sampling import (
+    inclusion_from_terms,
+    inclusion_probabilities,
+    inclusion_terms,
+    mixed_probabilities,
+)
 from skfal._validation import check_groups
 
 GROUPS = np.array([2, 0, 0, 1, 2, 2, 0, 1])
@@ -69,37 +75,55 @@ def test_federated_pivotal_has_the_centralized_inclusion_probabilities():
     X = rng.standard_normal((40, 2))
     groups = rng.randint(4, size=40)
     _, client_rows = check_groups(groups, 40)
-    pi = inclusion_probabilities(
-        mixed_probabilities(rng.exponential(size=40) ** 2, 0.3), 7
-    )
+    scores = rng.exponential(size=40) ** 2
+    terms = inclusion_terms(scores, 7, 0.3)
+    pi = inclusion_probabilities(mixed_probabilities(scores, 0.3), 7)
     n_runs, hits = 3000, np.zeros(40)
     for seed in range(n_runs):
         picked = run_pivotal_selection(
-            X, client_rows, pi, np.random.RandomState(seed), Channel(), max_depth=6
+            X,
+            client_rows,
+            scores,
+            terms,
+            np.random.RandomState(seed),
+            Channel(),
+            max_depth=6,
         )
-        assert picked.indices.size == 7 and np.allclose(
-            picked.weights, 1 / pi[picked.indices]
-        )
+        assert picked.indices.size == 7
+        assert np.allclose(picked.weights, 1 / pi[picked.indices], rtol=1e-12)
         hits[picked.indices] += 1
     se = np.sqrt(pi * (1 - pi) / n_runs)
     assert np.all(np.abs(hits / n_runs - pi) <= 4.5 * se + 1e-12)
+
+
+def test_clients_compute_the_servers_probabilities_from_four_numbers():
+    # The server broadcasts (scale, total, eligible rows, uniform share):
+    # from its own scores each client gets exactly the server's pi.
+    rng = np.random.RandomState(5)
+    scores = rng.exponential(size=50) ** 3
+    eligible = rng.uniform(size=50) > 0.2
+    terms = inclusion_terms(scores, 9, 0.4, eligible)
+    pi = inclusion_from_terms(scores, terms, eligible)
+    assert np.isclose(pi.sum(), 9) and np.all(pi[~eligible] == 0)
+    rows = np.arange(10, 30)
+    mine = client_inclusion(scores[rows], np.array(terms), eligible[rows])
+    assert np.array_equal(mine, pi[rows])
 
 
 def test_federated_pivotal_messages_hold_probabilities_and_indices_only():
     rng = np.random.RandomState(4)
     X = rng.standard_normal((30, 3)) + 5.0
     _, client_rows = check_groups(rng.randint(3, size=30), 30)
-    pi = inclusion_probabilities(np.full(30, 1 / 30), 6)
+    scores = rng.uniform(size=30)
+    terms = inclusion_terms(scores, 6, 0.5)
     channel = Channel(record=True)
     run_pivotal_selection(
-        X, client_rows, pi, np.random.RandomState(0), channel, max_depth=4
+        X, client_rows, scores, terms, np.random.RandomState(0), channel, max_depth=4
     )
-    for phase, direction, client, array in channel.messages:
+    for phase, direction, _, array in channel.messages:
         assert array.ndim == 1  # no matrix of rows crosses
-        if phase == "inclusion":  # down: the client's own probabilities
-            assert direction == "down" and np.array_equal(
-                array, pi[client_rows[client]]
-            )
+        if phase == "inclusion":  # down: four numbers, the same for everyone
+            assert direction == "down" and np.array_equal(array, np.array(terms))
         elif array.dtype.kind == "f" and direction == "up":  # the open row
             assert array.shape == (2,) and 0 <= array[1] < 1
         else:  # decided rows (local indices) up, the verdict down

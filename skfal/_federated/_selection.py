@@ -3,8 +3,11 @@ and the federated pivotal tournament.
 
 Federated pivotal sampling (same inclusion probabilities as centralized):
 
-1. server: inclusion probabilities ``pi`` from the uploaded scores; send
-   each client those of its rows;
+1. server: from the uploaded scores, the four numbers that turn a score
+   into an inclusion probability (``pi_i = min(1, c p_i)``, ``p_i`` the
+   scores mixed with uniform: the scale ``c``, the total score, the number
+   of eligible rows, the uniform share); broadcast them, and each client
+   computes its own rows' ``pi`` (as the server does for the weights);
 2. client: the pivotal tournament over its own rows in its own spatial
    order; upload the local indices of the rows it decided in, and its at
    most one undecided row (local index and probability);
@@ -21,8 +24,10 @@ import numpy as np
 
 from skfal._federated._simulation import client_view, split_selection
 from skfal._sampling import (
+    Inclusion,
     draw_seed,
     horvitz_thompson,
+    inclusion_from_terms,
     pivotal_tournament,
     settle_pending,
     spatial_order,
@@ -97,7 +102,14 @@ def server_settle_open_rows(open_rows, random_state):
     return settle_pending(np.array([row[1] for row in open_rows]), random_state)
 
 
-def run_pivotal_selection(X, client_rows, pi, random_state, channel, *, max_depth):
+def client_inclusion(scores_i, terms, eligible_i):
+    """Step 1, at the client: its own rows' inclusion probabilities."""
+    return inclusion_from_terms(scores_i, Inclusion(*terms), eligible_i)
+
+
+def run_pivotal_selection(
+    X, client_rows, scores, terms, random_state, channel, *, max_depth, eligible=None
+):
     """Simulate federated pivotal sampling (module docstring).
 
     Parameters
@@ -105,13 +117,17 @@ def run_pivotal_selection(X, client_rows, pi, random_state, channel, *, max_dept
     X : ndarray of shape (n_samples, n_features)
         All rows; client ``c`` holds ``X[client_rows[c]]``.
     client_rows : list of ndarray
-    pi : ndarray of shape (n_samples,)
-        Inclusion probabilities (the server's, from the scores).
+    scores : ndarray of shape (n_samples,)
+        Every row's score, as its client computed (and uploaded) it.
+    terms : Inclusion
+        The server's terms (:func:`skfal._sampling.inclusion_terms`).
     random_state : numpy.random.RandomState
         Draws each client's seed and the server's last round.
     channel : Channel
     max_depth : int
         Levels of each client's spatial tree.
+    eligible : ndarray of shape (n_samples,) of bool or None
+        Rows that may be drawn (each client knows its own); all if ``None``.
 
     Returns
     -------
@@ -119,9 +135,13 @@ def run_pivotal_selection(X, client_rows, pi, random_state, channel, *, max_dept
         Sorted selected rows of ``X`` with weights ``1 / pi``.
     """
     seeds = draw_seed(random_state, size=len(client_rows))
+    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
+    received = channel.broadcast(
+        "inclusion", range(len(client_rows)), np.array(terms, dtype=np.float64)
+    )
     decided, open_rows = [], []
     for c, rows in enumerate(client_rows):
-        pi_c = channel.down("inclusion", c, pi[rows])
+        pi_c = client_inclusion(scores[rows], received, eligible[rows])
         selected, open_row = client_pivotal(
             client_view(X, rows), pi_c, seeds[c], max_depth
         )
@@ -131,4 +151,5 @@ def run_pivotal_selection(X, client_rows, pi, random_state, channel, *, max_dept
     for c, rows in enumerate(client_rows):
         if channel.down("pivotal", c, verdicts[c : c + 1])[0]:
             decided.append(rows[[int(open_rows[c][0])]])
+    pi = inclusion_from_terms(scores, terms, eligible)  # the server's, for weights
     return horvitz_thompson(np.sort(np.concatenate(decided)), pi)
