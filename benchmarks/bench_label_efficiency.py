@@ -176,8 +176,9 @@ def save_plot(path, tables, names, ratios):
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(positions, tables)
     axes[0].invert_yaxis()
-    axes[-1].legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     print(f"saved {path}")
 
