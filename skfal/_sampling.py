@@ -88,15 +88,17 @@ def resolve_budget(budget, n_samples):
     return n_selected
 
 
-def sampling_probabilities(scores):
+def sampling_probabilities(scores, total=None):
     """Normalise non-negative scores into sampling probabilities.
 
-    Raises a ValueError when the scores cannot define a distribution.
+    ``total`` is the sum the scores are divided by (their own sum when
+    ``None``; a client passes the federation's). Raises a ValueError when
+    the scores cannot define a distribution.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if not np.all(np.isfinite(scores)) or np.any(scores < 0):
         raise ValueError("Sampling scores must be finite and non-negative.")
-    total = scores.sum()
+    total = scores.sum() if total is None else total
     if total <= 0:
         raise ValueError(
             "All sampling scores are zero, so no row can be drawn. For leverage "
@@ -117,19 +119,6 @@ def census(n_samples):
         weights=np.ones(n_samples),
         counts=np.ones(n_samples, dtype=np.int64),
         n_draws=0,
-    )
-
-
-def select_by_scores(scores, budget, random_state, weighting="hansen-hurwitz"):
-    """The selection of ``budget`` rows with probabilities proportional to scores.
-
-    A budget of every row is a :func:`census`; otherwise
-    :func:`draw_until_distinct` with the normalised scores.
-    """
-    if budget == len(scores):
-        return census(budget)
-    return draw_until_distinct(
-        sampling_probabilities(scores), budget, random_state, weighting
     )
 
 
@@ -273,14 +262,7 @@ def _mix(scores, eligible, total, n_eligible, uniform_mix):
     uniform = eligible / max(n_eligible, 1)
     if uniform_mix >= 1 or (uniform_mix > 0 and total <= 0):
         return uniform  # nothing to mix in: uniform over the eligible rows
-    if not np.all(np.isfinite(scores)) or np.any(scores < 0):
-        raise ValueError("Sampling scores must be finite and non-negative.")
-    if total <= 0:
-        raise ValueError(
-            "All sampling scores are zero, so no row can be drawn. For leverage "
-            "scores this means X is all zeros (rank 0)."
-        )
-    p = scores / total
+    p = sampling_probabilities(scores, total)
     return p if uniform_mix <= 0 else (1.0 - uniform_mix) * p + uniform_mix * uniform
 
 

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from skfal._base import select_rows
 from skfal._sampling import (
     census,
     draw_seed,
@@ -16,7 +17,6 @@ from skfal._sampling import (
     pivotal_tournament,
     resolve_budget,
     sampling_probabilities,
-    select_by_scores,
     settle_pending,
     spatial_order,
     tree_depth,
@@ -136,16 +136,20 @@ def test_unknown_weighting():
         importance_weights(np.ones(1), np.ones(1), 1, np.ones(1), "nope")
 
 
-def test_census_and_select_by_scores():
+def test_census_and_the_shared_selection():
     # Selecting every row needs no draw: each row's inclusion probability is
     # 1, so its Horvitz-Thompson weight is 1, whatever its score (even 0).
-    full = select_by_scores(np.array([0.0, 1.0, 3.0]), 3, np.random.RandomState(0))
-    assert np.array_equal(full.indices, [0, 1, 2])
-    assert np.array_equal(full.weights, np.ones(3)) and full.n_draws == 0
+    X = np.arange(6.0).reshape(3, 2)
+    for sampling in ("iid", "pivotal"):
+        full = select_rows(X, np.array([0.0, 1.0, 3.0]), 3, None, sampling=sampling)
+        assert np.array_equal(full.indices, [0, 1, 2])
+        assert np.array_equal(full.weights, np.ones(3)) and full.n_draws == 0
     assert census(3)._asdict().keys() == full._asdict().keys()
-    # Below a census it is the draw on the normalised scores, same stream.
+    # Below a census, "iid" is the draw on the normalised scores, same stream.
     scores = np.array([1.0, 2.0, 3.0, 4.0])
-    a = select_by_scores(scores, 2, np.random.RandomState(1))
+    a = select_rows(
+        np.ones((4, 1)), scores, 2, np.random.RandomState(1), sampling="iid"
+    )
     b = draw_until_distinct(scores / scores.sum(), 2, np.random.RandomState(1))
     assert np.array_equal(a.indices, b.indices) and np.array_equal(a.weights, b.weights)
 
