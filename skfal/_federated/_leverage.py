@@ -135,6 +135,11 @@ def server_combine_r(r_uploads, row_counts):
 
 
 # ------------------------------------------------------------- orchestration
+def _shared_rotation(n_columns, random_state):
+    """The clients' ``Q``, from the shared seed drawn first in every protocol."""
+    return client_shared_rotation(n_columns, int(draw_seed(random_state)))
+
+
 def _client_data(X, rows, intercept):
     """A client's own rows (a copy unless contiguous in X), with the 1 column."""
     own = client_view(X, rows)
@@ -172,9 +177,7 @@ def run_qr_leverage(
     result : LeverageResult
     """
     clients = range(len(client_rows))
-    rotation = client_shared_rotation(
-        X.shape[1] + intercept, int(draw_seed(random_state))
-    )
+    rotation = _shared_rotation(X.shape[1] + intercept, random_state)
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     own = [_client_data(X, rows, intercept) for rows in client_rows]
     factors = parallel(delayed(client_r_factor)(own[c], rotation) for c in clients)
@@ -216,9 +219,7 @@ def run_fedsvd_leverage(
     result : LeverageResult
     """
     clients = range(len(client_rows))
-    rotation = client_shared_rotation(
-        X.shape[1] + intercept, int(draw_seed(random_state))
-    )
+    rotation = _shared_rotation(X.shape[1] + intercept, random_state)
     seeds = draw_seed(random_state, size=len(client_rows))
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     masked = parallel(
