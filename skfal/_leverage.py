@@ -272,10 +272,14 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             weighting=self.weighting,
             federation=federation,
         )
-        if channel is not None:
-            server_send_selection(
+        # What each client received: its rows to label and their weights.
+        self._received_selection = (
+            None
+            if channel is None
+            else server_send_selection(
                 channel, client_rows, selection.indices, selection.weights
             )
+        )
 
         self.scores_ = scores
         self.rank_ = self.whitener_.shape[1]

@@ -11,9 +11,12 @@ from skfal._base import DocLinkMixin
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
 from skfal._federated import (
     Channel,
-    labeled_rows,
+    client_labeled_rows,
+    client_view,
+    merge_summaries,
     run_global_training,
     run_local_training,
+    server_send_selection,
 )
 from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
@@ -47,12 +50,14 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         are scored for the model being fitted, and its ``random_state`` to
         ``random_state`` when that is not ``None``.
     training : {"global", "local"}, default="global"
-        ``"global"``: the server solves the weighted least squares over all
-        clients' selected rows in a masked space (FALE, Algorithm 1); it never
-        sees a raw row, a label or the model. ``"local"``: each client fits a
-        weighted least squares on its own selected rows and the server
-        averages the models weighted by their numbers of labeled rows
-        (FALE-local; the server sees the local models, as in any FedAvg).
+        ``"global"``: the weighted least squares over all clients' selected
+        rows, solved by the clients from an R factor the server computes from
+        securely aggregated, rotated uploads (FALE, Algorithm 1, with secure
+        aggregation); the server sees no row, label, client contribution or
+        model. ``"local"``: each client with at least two selected rows fits a
+        weighted least squares on them, and the models are averaged weighted
+        by the clients' numbers of labeled rows by secure aggregation
+        (FALE-local); clients with one labeled row sit out with a warning.
     alpha : float, default=0.0
         Ridge penalty on the coefficients (never on the intercept). With
         ``alpha=0`` an underdetermined problem (fewer labels than features,
@@ -60,14 +65,6 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         minimum-norm solution.
     fit_intercept : bool, default=True
         Whether to fit an intercept.
-    protocol : {"qr", "fedsvd"}, default="qr"
-        What clients upload for ``"global"`` training: ``"qr"``, the R factor
-        of their masked weighted system ``[S X_i Q, S y_i]`` (``(d + 2)^2``
-        numbers); ``"fedsvd"``, its rows masked on the left too,
-        ``P_i [S X_i Q, S y_i]`` (the paper's). Same model either way. The
-        sampler's own ``protocol`` governs the selection.
-    mask_block_size : int, default=100
-        Rows per random orthogonal block of the ``"fedsvd"`` row masks.
     n_jobs : int, default=None
         Clients processed in parallel (joblib threads); also given to the
         sampler when not ``None``.
@@ -110,11 +107,13 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     before any label exists; label them, then call ``fit``.
 
     With ``training="global"`` the fit equals the centralized
-    importance-weighted least squares on the same selection: the masks are
-    orthogonal, so they change neither the residuals nor the norm of the
-    model. The intercept is handled by centering on the weighted mean of the
-    selected rows, computed from rotated sums, so the ridge term leaves it
-    alone and the server never sees it.
+    importance-weighted least squares on the same selection, at any feature
+    scale: the rotation and mixing are orthogonal, the secure sums exact in
+    fixed point, and the clients divide their columns by common powers of
+    two before rotating them. The intercept is handled by centering on the
+    weighted mean of the selected rows (a secure sum), so the ridge term
+    leaves it alone. In a federation of several clients, at least two must
+    hold selected rows (else the sum would be one client's upload).
 
     References
     ----------
@@ -143,8 +142,6 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         "training": [StrOptions({"global", "local"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
-        "protocol": [StrOptions({"qr", "fedsvd"})],
-        "mask_block_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
     }
@@ -157,8 +154,6 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         training="global",
         alpha=0.0,
         fit_intercept=True,
-        protocol="qr",
-        mask_block_size=100,
         n_jobs=None,
         random_state=None,
     ):
@@ -167,8 +162,6 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self.training = training
         self.alpha = alpha
         self.fit_intercept = fit_intercept
-        self.protocol = protocol
-        self.mask_block_size = mask_block_size
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -215,27 +208,29 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             self.communication_ = {}
         else:
             _, client_rows = check_groups(groups, X.shape[0])
-            clients = labeled_rows(X, y, client_rows, indices, weights)
             channel = Channel()
+            # Each client learns which of its rows to label, and their
+            # weights, from the server's message alone (the sampler's, or
+            # sent here for a sampler that does not keep it); labels are
+            # read there.
+            received = getattr(self.sampler_, "_received_selection", None)
+            if received is None:
+                received = server_send_selection(channel, client_rows, indices, weights)
+            clients = [
+                client_labeled_rows(client_view(X, rows), y[rows], *message)
+                for rows, message in zip(client_rows, received, strict=True)
+            ]
             common = dict(
                 alpha=self.alpha, fit_intercept=self.fit_intercept, n_jobs=self.n_jobs
             )
             if self.training == "local":
-                model = run_local_training(clients, channel, **common)
+                model = run_local_training(clients, rng, channel, **common)
             else:
-                model = run_global_training(
-                    clients,
-                    rng,
-                    channel,
-                    protocol=self.protocol,
-                    block_size=self.mask_block_size,
-                    **common,
-                )
+                model = run_global_training(clients, rng, channel, **common)
             self.coef_, self.intercept_ = model
-            self.communication_ = {
-                **getattr(self.sampler_, "communication_", {}),
-                **channel.summary(),
-            }
+            self.communication_ = merge_summaries(
+                getattr(self.sampler_, "communication_", {}), channel.summary()
+            )
         self.sample_indices_ = indices
         self.sample_weight_ = weights
         self.n_queries_ = int(indices.shape[0])

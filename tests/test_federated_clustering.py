@@ -6,7 +6,7 @@ from joblib import Parallel
 
 from skfal import SensitivitySampler
 from skfal._clustering import lloyd_statistics, lloyd_update
-from skfal._federated import Channel, _regression
+from skfal._federated import Channel, _regression, _secure
 from skfal._federated import _clustering as protocol
 from skfal._federated._masks import client_shared_rotation
 from tests._helpers import blobs
@@ -58,7 +58,8 @@ def test_server_never_receives_a_raw_row_or_label(monkeypatch):
                 "server_holder_constants",
             ],
         ),
-        (_regression, ["server_sum", "server_solve_masked"]),
+        (_regression, ["server_factor"]),
+        (_secure, ["server_sum_words"]),
     ]:
         for name in names:
             original = getattr(module, name)

@@ -57,6 +57,12 @@ def test_string_labels_shuffled_rows_small_clients(protocol):
     X = rng.standard_normal((300, 6))
     labels = np.array(["alice"] * 150 + ["bob"] * 146 + ["carol"] * 3 + ["dave"])
     groups = labels[rng.permutation(300)]
+    if protocol == "fedsvd":
+        # A FedSVD upload of at most d rows gives them away to whoever learns
+        # Q (module docstring of skfal._federated._leverage): refused.
+        with pytest.raises(ValueError, match=r"clients \[2, 3\] hold \[3, 1\] rows"):
+            fit_both(X, groups, protocol, budget=12)
+        return
     central, fed = fit_both(X, groups, protocol, budget=12)
     assert np.allclose(fed.scores_, central.scores_, rtol=1e-10, atol=0)
     assert list(fed.clients_) == ["alice", "bob", "carol", "dave"]
@@ -120,7 +126,10 @@ def contains_raw_row(array, X):
 def test_no_upload_contains_a_raw_row(protocol, monkeypatch):
     rng = np.random.RandomState(9)
     X = rng.standard_normal((120, 5))
-    groups = np.repeat([0, 1, 2, 3], [60, 50, 9, 1])  # one single-row client
+    # qr: a single-row client (its upload is securely aggregated); fedsvd
+    # refuses clients of at most d rows, so its smallest client has 6.
+    sizes = [60, 50, 9, 1] if protocol == "qr" else [60, 45, 9, 6]
+    groups = np.repeat([0, 1, 2, 3], sizes)
     _, client_rows = check_groups(groups, 120)
 
     # Record every argument a server step receives, and the secret rotation.
@@ -177,12 +186,20 @@ def test_communication_accounting():
     budget = 20
     qr = LeverageScoreSampler(budget=budget, random_state=0).fit(X, groups=groups)
     comm = qr.communication_
-    assert comm["r_factor"]["up"] == 8 * ((6 + 6 + 3) * d + 3)
+    # r_factor: the row counts, the factors' heights, the secure maximum's
+    # marks (69 coarse + 32 fine bins per column), the masked shares of the
+    # 15 x d mixed stack; the layout and the summed marks come back down.
+    k, stack = 3, 6 + 6 + 3
+    marks = d * (69 + 32)
+    assert comm["r_factor"]["up"] == 8 * (k + k + k * marks + k * stack * d)
+    assert comm["r_factor"]["down"] == 8 * (2 * k + k * marks)
+    assert comm["key_agreement"] == {"up": 256 * k, "down": 256 * k * k}
     assert comm["combined_r"]["down"] == 3 * 8 * (d * d + 1)
     assert comm["scores"]["up"] == 8 * n
     # Each client gets its selected rows' local indices and their weights.
     assert comm["selection"]["down"] == (8 + 8) * budget
     fedsvd = LeverageScoreSampler(budget=budget, protocol="fedsvd", random_state=0)
+    groups = np.repeat([0, 1, 2], [300, 190, 10])  # FedSVD clients hold > d rows
     comm = fedsvd.fit(X, groups=groups).communication_
     assert comm["masked_data"]["up"] == 8 * n * d
     assert comm["svd"]["down"] == 8 * (n * d + 3 * d * d)
@@ -221,7 +238,13 @@ _CENTRAL_SCORES = LeverageScoreSampler(budget=2).fit(_X_PROPERTY).scores_
 )
 def test_any_split_gives_the_centralized_scores(groups, protocol, block):
     # Whatever the split of rows among clients (any sizes, one client, empty
-    # labels absent), the global scores do not depend on it.
+    # labels absent), the global scores do not depend on it; FedSVD refuses
+    # clients of at most d rows (test_string_labels_shuffled_rows_small_clients).
     fed = LeverageScoreSampler(budget=2, protocol=protocol, mask_block_size=block)
+    sizes = np.unique(groups, return_counts=True)[1]
+    if protocol == "fedsvd" and sizes.min() <= _X_PROPERTY.shape[1]:
+        with pytest.raises(ValueError, match="protocol='fedsvd' uploads"):
+            fed.fit(_X_PROPERTY, groups=np.array(groups))
+        return
     fed.fit(_X_PROPERTY, groups=np.array(groups))
     assert np.allclose(fed.scores_, _CENTRAL_SCORES, rtol=1e-9, atol=0)

@@ -1,4 +1,5 @@
-"""The training protocols, step by step: FALE's masked solve and FedAvg."""
+"""The training protocols, step by step: FALE's securely aggregated solve and
+FedAvg."""
 
 import numpy as np
 import pytest
@@ -8,11 +9,11 @@ from skfal._federated import Channel, run_global_training, run_local_training
 from skfal._linalg import weighted_least_squares
 
 
-def clients_data(sizes, d=4, seed=0):
+def clients_data(sizes, d=4, seed=0, scale=1.0, offset=0.0):
     rng = np.random.RandomState(seed)
     return [
         (
-            rng.standard_normal((n, d)),
+            (rng.standard_normal((n, d)) + offset) * scale,
             rng.standard_normal(n),
             rng.uniform(0.5, 2.0, n),
         )
@@ -20,57 +21,87 @@ def clients_data(sizes, d=4, seed=0):
     ]
 
 
-@pytest.mark.parametrize("protocol", ["qr", "fedsvd"])
+def stacked(clients):
+    return [np.concatenate([c[i] for c in clients]) for i in range(3)]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_global_training_is_the_stacked_weighted_least_squares(protocol, fit_intercept):
-    # Orthogonal masks change neither residuals nor the model's norm, so the
-    # masked solve is the weighted ridge on the stacked labeled rows.
+def test_global_training_is_the_stacked_weighted_least_squares(alpha, fit_intercept):
+    # The rotation and the mixing are orthogonal and the secure sum is exact
+    # to ~1e-19 of each column's size, so the R the server factors is an R
+    # of the stacked weighted system: the clients solve the same problem.
     clients = clients_data([30, 0, 12, 1])
-    stacked = [np.concatenate([c[i] for c in clients]) for i in range(3)]
     channel = Channel(record=True)
     model = run_global_training(
         clients,
         np.random.RandomState(1),
         channel,
-        alpha=0.7,
+        alpha=alpha,
         fit_intercept=fit_intercept,
-        protocol=protocol,
-        block_size=5,
     )
-    coef, intercept = weighted_least_squares(*stacked, 0.7, fit_intercept)
+    coef, intercept = weighted_least_squares(*stacked(clients), alpha, fit_intercept)
     assert np.allclose(model.coef, coef, rtol=1e-9)
     assert model.intercept == pytest.approx(intercept, rel=1e-9, abs=1e-12)
-    # The client with no labeled row uploads nothing but still gets the model.
-    assert 1 not in {m[2] for m in channel.messages if m[1] == "up"}
+    # The client with no labeled row uploads nothing past the key agreement
+    # but still gets the model.
+    assert {m[0] for m in channel.messages if m[1] == "up" and m[2] == 1} == {
+        "key_agreement"
+    }
     assert 1 in {m[2] for m in channel.messages if m[0] == "masked_model"}
-    if protocol == "qr":  # an R factor of (d + intercept + label) columns
-        width = 4 + fit_intercept + 1
-        shapes = {m[3].shape for m in channel.messages if m[0] == "masked_system"}
-        assert all(shape[1] == width and shape[0] <= width for shape in shapes)
 
 
-def test_local_training_small_and_empty_clients():
-    # A client with no labeled row sits out; one with fewer labeled rows than
-    # features gets the minimum-norm solution rather than an error.
-    rng = np.random.RandomState(3)
-    X, y = rng.standard_normal((400, 6)), rng.standard_normal(400)
-    groups = np.zeros(400, dtype=int)
-    groups[:3] = 1  # tiny client
-    groups[3:5] = 2
-    reg = FederatedActiveRegressor(budget=40, training="local", random_state=0)
-    reg.fit(X, y, groups=groups)
-    assert np.all(np.isfinite(reg.coef_))
-    idx = reg.sample_indices_
-    clients = [
-        (
-            X[idx[groups[idx] == c]],
-            y[idx[groups[idx] == c]],
-            reg.sample_weight_[groups[idx] == c],
-        )
-        for c in range(3)
-    ]
+@pytest.mark.parametrize("scale", [1e-150, 1e-12, 1e-6, 1e6, 1e15, 1e150])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_global_training_equals_centralized_at_any_feature_scale(scale, fit_intercept):
+    # Features of size 1e15 next to the constant column of size 1: rotating
+    # them together would lose the constant (the intercept came out 0.92
+    # instead of 2.99 before). The clients first divide each column by a
+    # common power of two, exactly, so the federated fit keeps every digit
+    # the centralized one keeps. Offsets of 5 standard deviations make the
+    # centering matter.
+    clients = clients_data([40, 25, 3, 17], scale=scale, offset=5.0, seed=2)
+    model = run_global_training(
+        clients, np.random.RandomState(3), Channel(), fit_intercept=fit_intercept
+    )
+    coef, intercept = weighted_least_squares(*stacked(clients), 0.0, fit_intercept)
+    assert np.allclose(model.coef, coef, rtol=1e-8, atol=0)
+    assert model.intercept == pytest.approx(intercept, rel=1e-8, abs=1e-300)
+
+
+def test_regressor_equals_centralized_with_features_times_1e15():
+    # The issue's report, end to end: identical rows, features x 1e15.
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((400, 3)) * 1e15
+    y = X @ [1e-15, -2e-15, 3e-15] + 2.99 + 0.01 * rng.standard_normal(400)
+    groups = rng.randint(5, size=400)
+    fed = FederatedActiveRegressor(budget=40, random_state=0).fit(X, y, groups=groups)
+    idx, w = fed.sample_indices_, fed.sample_weight_
+    coef, intercept = weighted_least_squares(X[idx], y[idx], w)
+    assert fed.intercept_ == pytest.approx(intercept, rel=1e-8)
+    assert np.allclose(fed.coef_, coef, rtol=1e-8)
+
+
+def test_training_needs_two_contributing_clients():
+    # A sum of one client's upload is that upload: refused, with the fix.
+    clients = clients_data([0, 20, 0])
+    with pytest.raises(ValueError, match=r"only client \[1\] of 3 takes part"):
+        run_global_training(clients, np.random.RandomState(0), Channel())
+
+
+def test_local_training_is_fedavg_without_single_row_clients():
+    # FALE-local: the clients' weighted fits averaged by their numbers of
+    # labeled rows. A client with one labeled row would contribute that row's
+    # label (its model is (0, ..., 0, y_j)): it sits out, with a warning.
+    clients = clients_data([30, 0, 12, 1, 9])
     channel = Channel(record=True)
-    coef, _ = run_local_training(clients, channel)
-    senders = {m[2] for m in channel.messages if m[1] == "up"}
-    assert senders == {c for c in range(3) if clients[c][0].shape[0] > 0}
-    assert np.allclose(coef, reg.coef_)
+    with pytest.warns(UserWarning, match=r"clients \[3\]\) and sit out"):
+        model = run_local_training(clients, np.random.RandomState(0), channel)
+    fits = [weighted_least_squares(*clients[c], 0.0, True) for c in (0, 2, 4)]
+    counts = np.array([30, 12, 9]) / 51
+    assert np.allclose(model.coef, counts @ np.array([f[0] for f in fits]))
+    assert model.intercept == pytest.approx(counts @ np.array([f[1] for f in fits]))
+    uploaders = {
+        m[2] for m in channel.messages if m[1] == "up" and m[0] != "key_agreement"
+    }
+    assert uploaders == {0, 2, 4}

@@ -4,7 +4,7 @@ import numpy as np
 
 from skfal._federated import (
     Channel,
-    labeled_rows,
+    client_labeled_rows,
     run_pivotal_selection,
     run_row_counts,
     server_send_selection,
@@ -46,12 +46,18 @@ def test_send_selection_gives_each_client_its_rows_and_weights():
     assert {m[2] for m in channel.messages} == {0, 1, 2}
 
 
-def test_labeled_rows_reads_labels_only_at_the_selection():
+def test_client_reads_labels_only_at_the_rows_the_server_sent():
     X = np.arange(16.0).reshape(8, 2)
     y = np.full(8, np.nan)
     indices = np.array([2, 3, 4])
     y[indices] = [20.0, 30.0, 40.0]
-    clients = labeled_rows(X, y, CLIENT_ROWS, indices, np.array([0.5, 1.5, 2.5]))
+    received = server_send_selection(
+        Channel(), CLIENT_ROWS, indices, np.array([0.5, 1.5, 2.5])
+    )
+    clients = [
+        client_labeled_rows(X[rows], y[rows], *message)
+        for rows, message in zip(CLIENT_ROWS, received, strict=True)
+    ]
     assert [c[1].tolist() for c in clients] == [[20.0], [30.0], [40.0]]
     assert [c[2].tolist() for c in clients] == [[0.5], [1.5], [2.5]]
     assert np.array_equal(clients[2][0], X[[4]])

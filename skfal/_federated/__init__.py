@@ -13,7 +13,7 @@ message.
 This package never imports an estimator; estimators import from here only.
 """
 
-from skfal._federated._channel import Channel
+from skfal._federated._channel import Channel, merge_summaries
 from skfal._federated._clustering import SensitivityResult, run_sensitivity_protocol
 from skfal._federated._leverage import (
     LeverageResult,
@@ -26,18 +26,21 @@ from skfal._federated._regression import (
     run_local_training,
 )
 from skfal._federated._selection import (
+    client_labeled_rows,
     run_pivotal_selection,
     run_row_counts,
     server_send_selection,
 )
-from skfal._federated._simulation import labeled_rows
+from skfal._federated._simulation import client_view
 
 __all__ = [
     "Channel",
     "LeverageResult",
     "LinearModel",
     "SensitivityResult",
-    "labeled_rows",
+    "client_labeled_rows",
+    "client_view",
+    "merge_summaries",
     "run_fedsvd_leverage",
     "run_global_training",
     "run_local_training",

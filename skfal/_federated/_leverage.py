@@ -14,18 +14,24 @@ authority hands it out).
     3. client: unmask ``U_i = P_i^T U'_i`` (rows of an orthonormal basis of
        ``X``), upload the squared row norms.
 
-``"qr"`` (communication-efficient)
-    1. client: upload the R factor ``R_i`` of ``X_i Q`` (non-negative diagonal)
-       and its row count: ``O(d^2)`` numbers instead of ``O(n_i d)``;
-    2. server: ``R`` = R factor of the stacked ``R_i`` = R factor of ``X Q``;
-       send it to every client;
+``"qr"`` (communication-efficient, with secure aggregation)
+    1. client: the R factor ``R_i`` of ``X_i Q`` (non-negative diagonal):
+       ``O(d^2)`` numbers instead of ``O(n_i d)``; the server receives only
+       the secure sum of the shares ``M[:, rows_i] R_i`` (``M`` a Haar matrix
+       the clients share; :func:`~skfal._federated._secure.run_secure_stack`),
+       which reveals the global ``Q^T X^T X Q`` and no client's part;
+    2. server: ``R`` = R factor of that sum = R factor of ``X Q``; send it to
+       every client;
     3. client: scores ``||x_j Q W||^2`` with ``W`` from the SVD of ``R``
        (``W = R^{-1}`` when ``X`` has full column rank), upload them.
 
-``R_i`` is a function of ``Q^T X_i^T X_i Q`` alone, which the server could form
-from FedSVD's own upload, so it reveals nothing more. Uploading the R factor of
-the *unrotated* ``X_i`` times ``Q`` instead would be unsafe: an RQ
-decomposition of that product gives back both factors, and with them ``Q``.
+Uploading the R factor of the *unrotated* ``X_i`` times ``Q`` instead would
+be unsafe: an RQ decomposition of that product gives back both factors, and
+with them ``Q``. A FedSVD client's upload ``P_i X_i Q`` has the Gram matrix
+``Q^T X_i^T X_i Q``: to whoever learns ``Q`` (a client, or the holder of a
+fitted estimator's ``whitener_`` and the transcript) a client with at most
+``d`` rows gives its rows away up to an orthogonal map, one row exactly up to
+sign. So ``"fedsvd"`` refuses such clients (:func:`check_fedsvd_clients`).
 """
 
 from typing import NamedTuple
@@ -34,6 +40,12 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from skfal._federated._masks import apply_block_mask, client_shared_rotation
+from skfal._federated._secure import (
+    client_decode,
+    client_shared_seeds,
+    run_key_agreement,
+    run_secure_stack,
+)
 from skfal._federated._simulation import client_view, gather_rows
 from skfal._linalg import (
     iter_chunks,
@@ -127,11 +139,25 @@ def server_masked_basis(masked_upload, W_masked):
     return masked_upload @ W_masked
 
 
-def server_combine_r(r_uploads, row_counts):
-    """QR: the R factor of the stacked clients' R factors, and the total rows."""
-    n_features = r_uploads[0].shape[1]
+def server_combine_r(units, row_counts):
+    """QR: the R factor of the mixed stack of R factors, and the total rows."""
     total = np.array([int(sum(int(count[0]) for count in row_counts))])
-    return r_factor(iter(r_uploads), n_features), total
+    return r_factor([units], units.shape[1]), total
+
+
+def check_fedsvd_clients(client_rows, n_columns):
+    """Refuse FedSVD when a client holds too few rows to hide them (docstring)."""
+    few = [c for c, rows in enumerate(client_rows) if rows.shape[0] <= n_columns]
+    if few:
+        counts = [client_rows[c].shape[0] for c in few]
+        raise ValueError(
+            f"protocol='fedsvd' uploads each client's masked rows P_i X_i Q, whose "
+            "Gram matrix gives a client's rows away (up to an orthogonal map) to "
+            "anyone who learns Q when the client holds no more rows than there "
+            f"are columns ({n_columns}); clients {few} hold {counts} rows. Use "
+            "protocol='qr', whose uploads are securely aggregated, or merge "
+            "the small clients."
+        )
 
 
 # ------------------------------------------------------------- orchestration
@@ -177,16 +203,27 @@ def run_qr_leverage(
     result : LeverageResult
     """
     clients = range(len(client_rows))
-    rotation = _shared_rotation(X.shape[1] + intercept, random_state)
+    rotation_seed, mixing_seed, group_seed = client_shared_seeds(
+        draw_seed(random_state)
+    )
+    rotation = client_shared_rotation(X.shape[1] + intercept, rotation_seed)
+    secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     own = [_client_data(X, rows, intercept) for rows in client_rows]
     factors = parallel(delayed(client_r_factor)(own[c], rotation) for c in clients)
-    r, total = server_combine_r(
-        [channel.up("r_factor", c, factors[c][0]) for c in clients],
-        [channel.up("r_factor", c, factors[c][1]) for c in clients],
+    counts = [channel.up("r_factor", c, factors[c][1]) for c in clients]
+    units, bounds = run_secure_stack(
+        {c: factors[c][0] for c in clients if factors[c][0].shape[0]},
+        secure,
+        channel,
+        "r_factor",
+        mixing_seed,
+        random_state,
     )
-    r = channel.broadcast("combined_r", clients, r)
+    r_units, total = server_combine_r(units, counts)
+    r_units = channel.broadcast("combined_r", clients, r_units)
     total = channel.broadcast("combined_r", clients, total)
+    r = client_decode(r_units, bounds)
     results = parallel(
         delayed(client_scores)(own[c], rotation, r, total, alpha, X.shape[1])
         for c in clients
@@ -218,6 +255,7 @@ def run_fedsvd_leverage(
     -------
     result : LeverageResult
     """
+    check_fedsvd_clients(client_rows, X.shape[1] + intercept)
     clients = range(len(client_rows))
     rotation = _shared_rotation(X.shape[1] + intercept, random_state)
     seeds = draw_seed(random_state, size=len(client_rows))

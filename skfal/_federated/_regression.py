@@ -1,42 +1,63 @@
 """Learning a least-squares model from the clients' labeled rows.
 
-``"global"`` training (FALE, Algorithm 1, lines 14-19): the server solves the
-importance-weighted least squares over all clients' labeled rows in a masked
-space and never sees a raw row, a label, or the model itself.
+``"global"`` training (FALE, Algorithm 1, lines 14-19, with secure
+aggregation): the server helps solve the importance-weighted least squares
+over all clients' labeled rows, and sees neither a row, a label, a client's
+contribution, nor the model. With ``S = diag(sqrt(w))`` the weights of client
+``i``'s selected rows:
 
-With ``S = diag(sqrt(w))`` the weights of the selected rows of client ``i``:
+1. (intercept only) secure sum of ``[sum_j w_j x_j, sum_j w_j]``; the server
+   passes the total back and every client has the global weighted mean
+   ``x_bar`` of the labeled rows. Centering makes the constant column
+   orthogonal to the features, so the ridge term leaves the intercept alone.
+2. Each client builds its system ``A_i = S [1, X_i - x_bar, y_i]`` (the label
+   column included). A secure maximum gives every client the same power of
+   two per column, ``2^E``, bounding the entries; each client divides its
+   columns by them (exactly) and rotates the result by the clients' shared
+   Haar matrix ``Q`` (label column included, so no column of the upload is
+   the labels'), then takes its R factor ``R_i``.
+3. Secure stacked factors (:func:`run_secure_stack`): the server receives
+   only ``M [R_1; ...; R_k]`` for a Haar ``M`` it does not know, factors it
+   and broadcasts the ``R``: a function of the equilibrated, rotated global
+   Gram matrix alone.
+4. Each client undoes the rotation (``R Q^T`` has the Gram matrix of the
+   equilibrated system), factors it again and multiplies the columns back by
+   ``2^E``. With the constant column first, the rest of this ``R`` is the R
+   factor of the weighted centered features and labels, from which the
+   model is solved as in the centralized fit; the first row gives the
+   constant, hence the intercept.
 
-1. (intercept only) client: upload ``Q^T [sum_j w_j x_j, sum_j w_j]``;
-   server: add them up and send the total back; clients unrotate it into the
-   global weighted mean ``x_bar`` of the labeled rows. Centering makes the
-   constant column orthogonal to the features, so the intercept is not
-   penalised by the ridge term and is recovered exactly below.
-2. client: build ``[A_i, b_i] = [S [X_i - x_bar, 1] Q, S y_i]`` and upload
-   either its R factor (``protocol="qr"``, ``(d + 2)^2`` numbers) or the rows
-   masked on the left as well, ``P_i [A_i, b_i]`` (``protocol="fedsvd"``, the
-   paper's).
-3. server: stack the uploads, factor, and solve
-   ``min ||A t - b||^2 + alpha ||t||^2`` for the masked model ``t``; send it.
-4. client: unmask ``theta = Q t``. ``Q`` is orthogonal, so
-   ``||A t - b|| = ||S [X - x_bar, 1] theta - S y||`` and ``||t|| = ||theta||``:
-   ``theta`` is the solution of the unmasked problem. Its last entry is
-   ``sum w y / (sum w + alpha)``, which gives back the weighted mean label and
-   the intercept ``y_bar - x_bar coef``.
+Equilibrating by powers of two before rotating keeps every column's digits:
+rotating columns of sizes ``1e15`` and ``1`` together would lose the smaller
+one to rounding. So the model equals the centralized one at any feature
+scale.
 
-``"local"`` training (FALE-local, Appendix A.2): each client fits its own
-weighted least squares and uploads it; the server averages the models
-weighted by the clients' numbers of labeled rows (FedAvg). Here the server
-does see each client's local model, as in any FedAvg.
+``"local"`` training (FALE-local, Appendix A.2): each client with at least
+:data:`MIN_LOCAL_ROWS` labeled rows fits its own weighted least squares; the
+server adds ``n_i [coef_i, intercept_i]`` and ``n_i`` by secure aggregation
+and passes the sums back, so every client gets the FedAvg model and the
+server sees no local model.
 """
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 from joblib import Parallel, delayed
 
-from skfal._federated._masks import apply_block_mask, client_shared_rotation
+from skfal._federated._masks import client_shared_rotation
+from skfal._federated._secure import (
+    client_decode,
+    client_shared_seeds,
+    run_key_agreement,
+    run_secure_bounds,
+    run_secure_stack,
+    run_secure_sum,
+)
 from skfal._linalg import r_factor, solve_least_squares, weighted_least_squares
 from skfal._sampling import draw_seed
+
+MIN_LOCAL_ROWS = 2
 
 
 class LinearModel(NamedTuple):
@@ -47,87 +68,114 @@ class LinearModel(NamedTuple):
 
 
 # --------------------------------------------------------------------- clients
-def client_weighted_sums(X_l, weights, rotation):
-    """Upload ``Q^T [sum_j w_j x_j, sum_j w_j]`` over the client's labeled rows."""
-    return rotation.T @ np.append(weights @ X_l, weights.sum())
+def client_weighted_sums(X_l, weights):
+    """Step 1 share: ``[sum_j w_j x_j, sum_j w_j]`` over the client's labeled rows."""
+    return np.append(weights @ np.asarray(X_l, dtype=np.float64), weights.sum())
 
 
-def client_weighted_mean(total, rotation):
-    """Unrotate the summed uploads into the global weighted mean of the rows."""
-    sums = rotation @ total
+def client_weighted_mean(sums):
+    """The global weighted mean of the labeled rows, and their total weight."""
     return sums[:-1] / sums[-1], sums[-1]
 
 
-def _client_system(X_l, y_l, weights, rotation, x_mean):
-    """``[S [X - x_bar, 1] Q, S y]`` (no centering and no 1 when x_mean is None)."""
+def client_system(X_l, y_l, weights, x_mean):
+    """``S [1, X - x_bar, y]`` (``S [X, y]`` when x_mean is None)."""
     root = np.sqrt(weights)[:, None]
-    if x_mean is None:
-        features = X_l
-    else:
-        features = np.hstack([X_l - x_mean, np.ones((X_l.shape[0], 1))])
-    return np.hstack([(features * root) @ rotation, y_l[:, None] * root])
+    X_l = np.asarray(X_l, dtype=np.float64)
+    columns = [X_l, np.asarray(y_l, dtype=np.float64)[:, None]]
+    if x_mean is not None:
+        columns = [np.ones((X_l.shape[0], 1)), X_l - x_mean, columns[1]]
+    return np.hstack(columns) * root
 
 
-def client_r_system(X_l, y_l, weights, rotation, x_mean):
-    """``protocol="qr"`` upload: the R factor of the client's masked system."""
-    system = _client_system(X_l, y_l, weights, rotation, x_mean)
-    return r_factor([system], system.shape[1])
+def client_column_magnitudes(system):
+    """Per column, the largest absolute entry (for the common scales)."""
+    return np.abs(system).max(axis=0, initial=0.0)
 
 
-def client_masked_system(X_l, y_l, weights, rotation, x_mean, seed, block_size):
-    """``protocol="fedsvd"`` upload: ``P_i [S X Q, S y]``."""
-    system = _client_system(X_l, y_l, weights, rotation, x_mean)
-    return apply_block_mask(system, seed, block_size)
+def client_rotated_factor(system, scales, rotation):
+    """Step 2 upload: the R factor of the equilibrated, rotated system."""
+    return r_factor([np.ldexp(system, -scales) @ rotation], system.shape[1])
 
 
-def client_unmask_model(masked_model, rotation, x_mean, total_weight, alpha):
-    """Recover ``(coef, intercept)`` from the server's masked solution."""
-    theta = rotation @ masked_model
-    if x_mean is None:
-        return theta, 0.0
-    coef, scaled_mean = theta[:-1], theta[-1]
-    y_mean = scaled_mean * (total_weight + alpha) / total_weight
-    return coef, float(y_mean - x_mean @ coef)
+def client_solve(r_units, r_bounds, rotation, scales, alpha, fit_intercept, x_mean):
+    """Step 4: the model from the server's ``R`` (in units of ``2^E_m``).
+
+    Parameters
+    ----------
+    r_units, r_bounds : ndarray
+        The broadcast factor and the columns' fixed-point bounds.
+    rotation : ndarray
+        The clients' ``Q``.
+    scales : ndarray of int
+        The equilibration exponents of step 2.
+    alpha : float
+        Ridge penalty on the features (not on the constant column).
+    fit_intercept : bool
+    x_mean : ndarray or None
+        The global weighted mean of the labeled rows (intercept only).
+    """
+    rotated = client_decode(r_units, r_bounds)
+    r = np.ldexp(r_factor([rotated @ rotation.T], rotated.shape[1]), scales)
+    if not fit_intercept:
+        return solve_least_squares(r, alpha), 0.0
+    # The constant column comes first, so the rest of the R factor is the R
+    # of the weighted centered features and labels: the model is solved from
+    # it as in the centralized fit, and the first row gives the constant.
+    coef = solve_least_squares(r[1:, 1:], alpha)
+    constant = (r[0, -1] - r[0, 1:-1] @ coef) / r[0, 0]
+    return coef, float(constant - x_mean @ coef)
 
 
-def client_local_model(X_l, y_l, weights, alpha, fit_intercept):
-    """FALE-local upload: the client's own model and its number of labeled rows."""
+def client_local_share(X_l, y_l, weights, alpha, fit_intercept):
+    """FALE-local share: ``n_i [coef_i, intercept_i, 1]`` for the secure sum."""
     coef, intercept = weighted_least_squares(X_l, y_l, weights, alpha, fit_intercept)
-    return np.append(coef, intercept), np.array([X_l.shape[0]])
+    return X_l.shape[0] * np.append(np.append(coef, intercept), 1.0)
+
+
+def client_fedavg(sums):
+    """The FedAvg model from the summed shares."""
+    model = sums[:-1] / sums[-1]
+    return LinearModel(model[:-1], float(model[-1]))
 
 
 # ---------------------------------------------------------------------- server
-def server_sum(uploads):
-    """Add up the clients' uploads."""
-    return np.sum(uploads, axis=0)
-
-
-def server_solve_masked(uploads, alpha):
-    """Solve the stacked masked least squares; returns the masked model ``t``."""
-    n_columns = uploads[0].shape[1]
-    return solve_least_squares(r_factor(iter(uploads), n_columns), alpha)
-
-
-def server_fedavg(models, counts):
-    """Average the clients' models weighted by their numbers of labeled rows."""
-    counts = np.array([count[0] for count in counts], dtype=np.float64)
-    return counts @ np.vstack(models) / counts.sum()
+def server_factor(units):
+    """Step 3: an R factor of the mixed stack (in the clients' unknown units)."""
+    return r_factor([units], units.shape[1])
 
 
 # ------------------------------------------------------------- orchestration
-def _active(clients):
-    """Clients with at least one labeled row; the others sit out."""
-    return [c for c, (X_l, _, _) in enumerate(clients) if X_l.shape[0] > 0]
+def _active(clients, min_rows=1):
+    """Clients with at least ``min_rows`` labeled rows; the others sit out."""
+    return [c for c, (X_l, _, _) in enumerate(clients) if X_l.shape[0] >= min_rows]
 
 
-def run_local_training(clients, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None):
-    """Simulate FALE-local: local weighted fits, averaged by the server (FedAvg).
+def _secure_setup(n_clients, random_state, channel):
+    """The clients' shared secrets, and the pairwise keys for secure sums."""
+    rotation_seed, mixing_seed, group_seed = client_shared_seeds(
+        draw_seed(random_state)
+    )
+    secure = run_key_agreement(n_clients, group_seed, random_state, channel)
+    return rotation_seed, mixing_seed, secure
+
+
+def run_local_training(
+    clients, random_state, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None
+):
+    """Simulate FALE-local: local weighted fits, averaged by secure aggregation.
+
+    Clients with fewer than :data:`MIN_LOCAL_ROWS` labeled rows sit out with a
+    warning: a model fitted on one row is a function of that row and its
+    label alone (``(0, ..., 0, y_j)`` with an intercept), which the average
+    of two clients would give away to the other one.
 
     Parameters
     ----------
     clients : list of tuple (X_l, y_l, weights)
-        Each client's labeled rows, their labels and importance weights
-        (clients with no labeled row may be included; they sit out).
+        Each client's labeled rows, their labels and importance weights.
+    random_state : numpy.random.RandomState
+        Draws the key material.
     channel : Channel
         Where every message is counted (and recorded).
     alpha : float, default=0.0
@@ -140,51 +188,52 @@ def run_local_training(clients, channel, *, alpha=0.0, fit_intercept=True, n_job
     -------
     model : LinearModel
     """
-    active = _active(clients)
-    fits = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(client_local_model)(*clients[c], alpha, fit_intercept) for c in active
+    active = _active(clients, MIN_LOCAL_ROWS)
+    few = [c for c in _active(clients) if c not in active]
+    if few:
+        warnings.warn(
+            f"{len(few)} client(s) hold fewer than {MIN_LOCAL_ROWS} labeled rows "
+            f"(clients {few}) and sit out FALE-local training: a model fitted on "
+            "one row gives that row's label away. Raise the budget, or use "
+            "training='global'.",
+            UserWarning,
+            stacklevel=3,
+        )
+    _, _, secure = _secure_setup(len(clients), random_state, channel)
+    shares = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(client_local_share)(*clients[c], alpha, fit_intercept) for c in active
     )
-    model = server_fedavg(
-        [
-            channel.up("local_model", c, fit[0])
-            for c, fit in zip(active, fits, strict=True)
-        ],
-        [
-            channel.up("local_model", c, fit[1])
-            for c, fit in zip(active, fits, strict=True)
-        ],
+    units, bounds = run_secure_sum(
+        dict(zip(active, shares, strict=True)),
+        secure,
+        channel,
+        "local_model",
+        random_state,
     )
-    received = channel.broadcast("global_model", range(len(clients)), model)
-    return LinearModel(received[:-1], float(received[-1]))
+    received = channel.broadcast("global_model", range(len(clients)), units)
+    return client_fedavg(client_decode(received, bounds))
 
 
-def run_weighted_mean(clients, active, rotation, channel):
+def run_weighted_mean(clients, active, secure, channel, random_state):
     """Step 1: every client learns the global weighted mean of the labeled rows.
 
     Returns ``(x_mean, total_weight)`` as the clients compute them.
     """
-    total = server_sum(
-        [
-            channel.up("weighted_sums", c, client_weighted_sums(X_l, w, rotation))
-            for c, (X_l, _, w) in ((c, clients[c]) for c in active)
-        ]
+    shares = {
+        c: client_weighted_sums(X_l, w)
+        for c, (X_l, _, w) in ((c, clients[c]) for c in active)
+    }
+    units, bounds = run_secure_sum(
+        shares, secure, channel, "weighted_sums", random_state
     )
-    received = channel.broadcast("weighted_sums", range(len(clients)), total)
-    return client_weighted_mean(received, rotation)
+    received = channel.broadcast("weighted_sums", range(len(clients)), units)
+    return client_weighted_mean(client_decode(received, bounds))
 
 
 def run_global_training(
-    clients,
-    random_state,
-    channel,
-    *,
-    alpha=0.0,
-    fit_intercept=True,
-    protocol="qr",
-    block_size=100,
-    n_jobs=None,
+    clients, random_state, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None
 ):
-    """Simulate FALE's global training on masked data (module docstring).
+    """Simulate FALE's global training under secure aggregation (module docstring).
 
     Parameters
     ----------
@@ -192,17 +241,12 @@ def run_global_training(
         Each client's labeled rows, their labels and importance weights
         (clients with no labeled row may be included; they sit out).
     random_state : numpy.random.RandomState
-        Draws the clients' shared seed and private mask seeds.
+        Draws the clients' shared secrets and key material.
     channel : Channel
         Where every message is counted (and recorded).
     alpha : float, default=0.0
         Ridge penalty (the intercept is not penalised).
     fit_intercept : bool, default=True
-    protocol : {"qr", "fedsvd"}, default="qr"
-        What clients upload: the R factor of their masked system, or its
-        rows masked on the left too.
-    block_size : int, default=100
-        Rows per Haar block of the ``"fedsvd"`` row masks.
     n_jobs : int or None
         Clients' steps run in parallel threads (joblib).
 
@@ -211,32 +255,37 @@ def run_global_training(
     model : LinearModel
     """
     active = _active(clients)
-    shared_seed = int(draw_seed(random_state))
-    seeds = draw_seed(random_state, size=len(clients))
-    n_features = clients[active[0]][0].shape[1]
-    rotation = client_shared_rotation(n_features + int(fit_intercept), shared_seed)
-    x_mean = total_weight = None
+    rotation_seed, mixing_seed, secure = _secure_setup(
+        len(clients), random_state, channel
+    )
+    n_columns = clients[0][0].shape[1] + int(fit_intercept) + 1
+    rotation = client_shared_rotation(n_columns, rotation_seed)
+    x_mean = None
     if fit_intercept:
-        x_mean, total_weight = run_weighted_mean(clients, active, rotation, channel)
-
-    def upload(c):
-        if protocol == "fedsvd":
-            return client_masked_system(
-                *clients[c], rotation, x_mean, seeds[c], block_size
-            )
-        return client_r_system(*clients[c], rotation, x_mean)
-
-    systems = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(upload)(c) for c in active
+        x_mean, _ = run_weighted_mean(clients, active, secure, channel, random_state)
+    systems = {c: client_system(*clients[c], x_mean) for c in active}
+    scales = run_secure_bounds(
+        {c: client_column_magnitudes(systems[c]) for c in active},
+        secure,
+        channel,
+        "scales",
+        0,
+        random_state,
     )
-    masked_model = server_solve_masked(
-        [
-            channel.up("masked_system", c, system)
-            for c, system in zip(active, systems, strict=True)
-        ],
-        alpha,
+    factors = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(client_rotated_factor)(systems[c], scales, rotation) for c in active
     )
-    received = channel.broadcast("masked_model", range(len(clients)), masked_model)
+    units, bounds = run_secure_stack(
+        dict(zip(active, factors, strict=True)),
+        secure,
+        channel,
+        "masked_system",
+        mixing_seed,
+        random_state,
+    )
+    r_units = channel.broadcast(
+        "masked_model", range(len(clients)), server_factor(units)
+    )
     return LinearModel(
-        *client_unmask_model(received, rotation, x_mean, total_weight, alpha)
+        *client_solve(r_units, bounds, rotation, scales, alpha, fit_intercept, x_mean)
     )

@@ -85,6 +85,14 @@ def server_send_selection(channel, client_rows, indices, weights):
     ]
 
 
+def client_labeled_rows(X_i, y_i, local_indices, local_weights):
+    """A client's training rows from the selection it received: ``(X_l, y_l, w_l)``.
+
+    The labels are read only at the selected rows.
+    """
+    return X_i[local_indices], y_i[local_indices], local_weights
+
+
 def client_pivotal(X_i, pi_i, seed, max_depth):
     """Step 2: the tournament over the client's rows (its own seed and order).
 

@@ -54,13 +54,3 @@ def split_selection(client_rows, indices):
         local.append(mine)
         positions.append(at[mine])
     return local, positions
-
-
-def labeled_rows(X, y, client_rows, indices, weights):
-    """Each client's selected rows, their labels and weights: ``(X_l, y_l, w_l)``.
-
-    The labels are read only at the selected rows, each at its own client.
-    """
-    local, positions = split_selection(client_rows, indices)
-    rows = [client_rows[c][local[c]] for c in range(len(client_rows))]
-    return [(X[r], y[r], weights[p]) for r, p in zip(rows, positions, strict=True)]
