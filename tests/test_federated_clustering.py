@@ -24,6 +24,7 @@ def test_federated_lloyd_equals_centralized_lloyd(z):
     init = X[[0, 250, 450]].copy()
     parts = np.array_split(rng.permutation(600), 5)
     rotation = client_shared_rotation(3, 7)
+    channel = Channel()
     fed, n_iter = protocol.run_lloyd(
         [X[p] for p in parts],
         init @ rotation,
@@ -31,8 +32,10 @@ def test_federated_lloyd_equals_centralized_lloyd(z):
         rotation,
         6,
         Parallel(),
-        Channel(),
+        channel,
         range(5),
+        _secure.run_key_agreement(5, 3, rng, channel),
+        rng,
     )
     central = init
     for _ in range(n_iter):
@@ -52,7 +55,6 @@ def test_server_never_receives_a_raw_row_or_label(monkeypatch):
             [
                 "server_subsample_counts",
                 "server_seed_centres",
-                "server_lloyd_update",
                 "server_medoid_owners",
                 "server_probe_plan",
                 "server_holder_constants",
@@ -88,13 +90,17 @@ def test_server_never_receives_a_raw_row_or_label(monkeypatch):
                     assert not np.allclose(column, mine)
 
 
-def test_lloyd_rounds_upload_only_what_the_server_uses():
-    # Each round, each client uploads its k x d rotated sums and k weights:
-    # the server's update reads nothing else (no per-cluster counts).
+def test_lloyd_rounds_upload_only_masked_sums_and_weights():
+    # Each round, each client uploads its k x (d + 1) rotated sums and
+    # weights as masked words (plus the secure maximum's marks of d + 1
+    # columns); the server passes the sum back and the clients move the
+    # centres. No per-cluster counts, nothing in the clear.
     X, _ = blobs(n_per=50, seed=6)
     parts = np.array_split(np.arange(X.shape[0]), 3)
     rotation = client_shared_rotation(2, 8)
     channel = Channel(record=True)
+    rng = np.random.RandomState(0)
+    secure = _secure.run_key_agreement(3, 5, rng, channel)
     _, n_iter = protocol.run_lloyd(
         [X[p] for p in parts],
         X[[0, 60, 120, 180]] @ rotation,
@@ -104,11 +110,14 @@ def test_lloyd_rounds_upload_only_what_the_server_uses():
         Parallel(),
         channel,
         range(3),
+        secure,
+        rng,
     )
-    k, d = 4, 2
+    k, d, marks = 4, 2, (2 + 1) * (69 + 32)
     assert channel.summary()["lloyd"] == {
-        "up": n_iter * 3 * 8 * (k * d + k),
-        "down": n_iter * 3 * 8 * k * d,
+        "up": n_iter * 3 * 8 * (marks + k * (d + 1)),
+        "down": n_iter * 3 * 8 * (marks + k * (d + 1)),
     }
-    shapes = {m[3].shape for m in channel.messages if m[1] == "up"}
-    assert shapes == {(k, d), (k,)}
+    shares = [m[3] for m in channel.messages if m[0] == "lloyd" and m[1] == "up"]
+    assert {a.dtype for a in shares} == {np.dtype(np.uint64)}
+    assert {a.shape for a in shares} == {(d + 1, 69), (d + 1, 32), (k, d + 1)}

@@ -14,9 +14,11 @@ server learns per-cluster counts, distances and losses (scalars) only.
 2. Seeding: each client clusters its subsample locally (D^z seeding and Lloyd
    steps) and uploads its rotated local centres with their sizes; the server
    runs weighted D^z seeding over all of them.
-3. Lloyd rounds on the subsample: clients upload rotated per-cluster sums
-   and weights (and counts); the server adds them and sends the new centres.
-   From the same initial centres this is exactly centralized Lloyd.
+3. Lloyd rounds on the subsample: the server sends the seeded centres; each
+   round the clients' rotated per-cluster sums and weights are added up by
+   secure aggregation (the server sees no client's statistics) and passed
+   back, and every client moves the centres. From the same initial centres
+   this is exactly centralized Lloyd.
 4. Assignment: each client assigns all its rows and uploads, per cluster, its
    number of rows and its smallest distance to the centre; the server names,
    per cluster, the client holding the medoid (the row nearest the centre).
@@ -40,6 +42,12 @@ from joblib import Parallel, delayed
 from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, seed_dz
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._regression import run_global_training
+from skfal._federated._secure import (
+    client_decode,
+    client_shared_seeds,
+    run_key_agreement,
+    run_secure_sum,
+)
 from skfal._federated._simulation import client_view, gather_rows
 from skfal._sampling import draw_seed
 from skfal._validation import check_labels_at
@@ -115,9 +123,16 @@ def client_local_centres(X_sub, n_clusters, z, seed, rotation, max_iter):
 
 
 def client_lloyd_statistics(X_sub, centres_rot, z, rotation):
-    """Rotated per-cluster sums and weights of the client's subsample."""
+    """Lloyd share: ``[rotated per-cluster sums, weights]`` of the subsample."""
+    if X_sub.shape[0] == 0:  # nothing drawn here: a share of zeros
+        return np.zeros((centres_rot.shape[0], centres_rot.shape[1] + 1))
     sums, weights, _ = lloyd_statistics(X_sub, centres_rot @ rotation.T, z)
-    return sums @ rotation, weights
+    return np.hstack([sums @ rotation, weights[:, None]])
+
+
+def client_lloyd_update(centres_rot, totals):
+    """The new (rotated) centres from the summed shares, as every client computes."""
+    return lloyd_update(centres_rot, totals[:, :-1], totals[:, -1])
 
 
 def client_assign(X_i, centres_rot, rotation):
@@ -147,13 +162,6 @@ def server_seed_centres(centres_list, sizes_list, n_clusters, z, random_state):
     pool = np.vstack(centres_list)
     weights = np.concatenate(sizes_list).astype(float)
     return pool[seed_dz(pool, n_clusters, z, random_state, weights)]
-
-
-def server_lloyd_update(centres_rot, statistics):
-    """Add the clients' statistics up and move the (rotated) centres."""
-    sums = np.sum([s for s, _ in statistics], axis=0)
-    weights = np.sum([w for _, w in statistics], axis=0)
-    return lloyd_update(centres_rot, sums, weights)
 
 
 def server_medoid_owners(counts, nearest):
@@ -247,25 +255,39 @@ def server_holder_constants(medoid_loss, probe_loss, probe_distance_z, n_rows):
 
 
 # ------------------------------------------------------------- orchestration
-def run_lloyd(subsamples, centres_rot, z, rotation, max_iter, parallel, channel, ids):
+def run_lloyd(
+    subsamples,
+    centres_rot,
+    z,
+    rotation,
+    max_iter,
+    parallel,
+    channel,
+    ids,
+    secure,
+    random_state,
+):
     """Lloyd rounds over clients' rows from given (rotated) centres.
 
-    Equal, up to rounding, to centralized Lloyd on the stacked rows from the
-    same centres: per-cluster sums and weights add up across clients, and
-    the rotation changes no distance. Returns the centres and rounds run.
+    Each round the clients' per-cluster sums and weights are added up by
+    secure aggregation (the server sees no client's statistics) and passed
+    back; every client moves the centres itself. Equal, up to rounding, to
+    centralized Lloyd on the stacked rows from the same centres: per-cluster
+    sums and weights add up across clients, and the rotation changes no
+    distance. Returns the centres and rounds run.
     """
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
-        centres_rot = channel.broadcast("lloyd", ids, centres_rot)
-        statistics = parallel(
+        shares = parallel(
             delayed(client_lloyd_statistics)(X_sub, centres_rot, z, rotation)
             for X_sub in subsamples
         )
-        for c, stats in zip(ids, statistics, strict=True):
-            for array in stats:
-                channel.up("lloyd", c, array)
-        new = server_lloyd_update(centres_rot, statistics)
+        units, bounds = run_secure_sum(
+            dict(zip(ids, shares, strict=True)), secure, channel, "lloyd", random_state
+        )
+        received = channel.broadcast("lloyd", ids, units)
+        new = client_lloyd_update(centres_rot, client_decode(received, bounds))
         done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
         centres_rot = new
         if done:
@@ -294,7 +316,8 @@ def run_clustering(
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     clients = range(len(client_rows))
     sizes_i = np.array([rows.shape[0] for rows in client_rows])
-    rotation = client_shared_rotation(X.shape[1], int(draw_seed(random_state)))
+    rotation_seed, _, group_seed = client_shared_seeds(draw_seed(random_state))
+    rotation = client_shared_rotation(X.shape[1], rotation_seed)
     seeds = draw_seed(random_state, size=(len(client_rows), 2))
 
     counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
@@ -328,17 +351,20 @@ def run_clustering(
         z,
         random_state,
     )
+    # Every client takes part in the Lloyd sums (with zeros if nothing of it
+    # was drawn), so every client ends up holding the centres.
     centres_rot, n_iter = run_lloyd(
-        [subsamples[c] for c in active],
-        centres_rot,
+        subsamples,
+        channel.broadcast("lloyd", clients, centres_rot),
         z,
         rotation,
         max_iter,
         parallel,
         channel,
-        active,
+        clients,
+        run_key_agreement(len(client_rows), group_seed, random_state, channel),
+        random_state,
     )
-    centres_rot = channel.broadcast("assignment", clients, centres_rot)
     results = parallel(
         delayed(client_assign)(client_view(X, client_rows[c]), centres_rot, rotation)
         for c in clients
