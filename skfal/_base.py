@@ -64,6 +64,21 @@ def select_rows(
     )
 
 
+def check_resample_target(y, name):
+    """Raise a ValueError up front when ``fit_resample`` is given no labels.
+
+    ``fit_resample`` returns the selected rows' labels; without them the
+    whole selection would run only to fail on ``y[sample_indices_]``.
+    """
+    if y is None:
+        raise ValueError(
+            f"{name}.fit_resample returns the selected rows with their labels, "
+            "so it needs y, but y is None. Pass y (NaN where a label is "
+            "unknown; only the selected rows' entries are returned), or call "
+            "fit(X) and read sample_indices_ to select rows without labels."
+        )
+
+
 class DocLinkMixin:
     """Link the estimator's HTML representation to its API page.
 
@@ -111,6 +126,7 @@ class SamplerMixin(TransformerMixin):
         y_resampled : array-like of shape (n_selected,) or (n_selected, n_outputs)
             ``y[sample_indices_]``.
         """
+        check_resample_target(y, type(self).__name__)
         check_consistent_length(X, y)
         self.fit(X, y, groups=groups)
         return (

@@ -26,8 +26,10 @@ def assign(X, centres):
     -------
     labels : ndarray of shape (n_rows,)
     distances : ndarray of shape (n_rows,)
-        Zero for rows within ``1e-9 (1 + max |centre entry|)`` of their
-        centre, so rounding does not turn a row on its centre into one near it.
+        Zero for rows within ``1e-9 max |centre entry|`` of their centre, so
+        rounding does not turn a row on its centre into one near it. The
+        cutoff is relative: scaling X and the centres by any factor scales
+        the distances and selects the same rows at zero.
     """
     labels = np.empty(X.shape[0], dtype=np.int64)
     distances = np.empty(X.shape[0])
@@ -44,8 +46,9 @@ def assign(X, centres):
         exact = block - centres[nearest]  # recompute: no cancellation error
         distances[rows] = np.sqrt(np.einsum("ij,ij->i", exact, exact))
     # A row on its centre up to rounding (e.g. after the federated rotation)
-    # is on it: distance exactly 0.
-    distances[distances <= _TINY * (1.0 + np.abs(centres).max())] = 0.0
+    # is on it: distance exactly 0. Rounding is relative to the entries, so
+    # is the cutoff (an absolute one zeroed every row of data at 1e-9 scale).
+    distances[distances <= _TINY * np.abs(centres).max()] = 0.0
     return labels, distances
 
 

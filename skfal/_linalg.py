@@ -158,8 +158,38 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     if intercept:
         chunks = (with_intercept(chunk) for chunk in chunks)
     r = r_factor(chunks, X.shape[1] + intercept)
-    W = whitener(ridge_r_factor(r, alpha, X.shape[1]), X.shape[0])
+    # Householder QR is backward stable column by column, so dividing R's
+    # columns by powers of two near their norms (exactly) gives an accurate
+    # R of the equilibrated X: the rank decision and the scores then do not
+    # depend on the columns' scales (leverage scores do not).
+    scaling = np.diag(np.ldexp(1.0, -column_exponents(r)))
+    ridge = ridge_r_factor(r @ scaling, alpha, X.shape[1], scaling)
+    W = scaling @ whitener(ridge, X.shape[0])
     return squared_row_norms(X, W, intercept), W
+
+
+def column_exponents(r):
+    """``e`` with ``2^(e-1) <= ||column|| < 2^e`` (0 for a zero column)."""
+    return np.frexp(np.linalg.norm(r, axis=0))[1]
+
+
+def column_norms(X):
+    """The norm of every column of ``X``, in one pass over its row chunks.
+
+    Accumulated relative to the running largest entry (as LAPACK's
+    ``dnrm2``), so no square under- or overflows at any scale.
+    """
+    scale = np.zeros(X.shape[1])
+    squares = np.zeros(X.shape[1])
+    for chunk in iter_chunks(X):
+        block = np.abs(np.asarray(chunk, dtype=np.float64))
+        new_scale = np.maximum(scale, block.max(axis=0, initial=0.0))
+        safe = np.where(new_scale > 0, new_scale, 1.0)
+        squares = squares * (scale / safe) ** 2 + np.einsum(
+            "ij,ij->j", block / safe, block / safe
+        )
+        scale = new_scale
+    return np.sqrt(squares) * scale
 
 
 def solve_least_squares(r, alpha):
@@ -179,9 +209,20 @@ def solve_least_squares(r, alpha):
     t : ndarray of shape (n_columns,)
     """
     A, b = r[:, :-1], r[:, -1]
+    n = A.shape[1]
+    # Columns divided by powers of two near their norms (exact), so that a
+    # column of size 1 next to one of size 1e140 is not taken for zero by
+    # the rank cut. With a unique solution (ridge, or full column rank) that
+    # changes nothing else; otherwise the minimum-norm solution is the one
+    # of the unscaled problem.
+    exponents = column_exponents(A)
+    scaled = np.ldexp(A, -exponents)
     if alpha > 0:
-        A = np.vstack([A, np.sqrt(alpha) * np.eye(A.shape[1])])
-        b = np.concatenate([b, np.zeros(A.shape[1])])
+        scaled = np.vstack([scaled, np.diag(np.ldexp(np.sqrt(alpha), -exponents))])
+        b = np.concatenate([b, np.zeros(n)])
+    u, _, rank, _ = np.linalg.lstsq(scaled, b, rcond=None)
+    if alpha > 0 or rank == n:
+        return np.ldexp(u, -exponents)
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 

@@ -13,6 +13,7 @@ from skfal._federated import (
     Channel,
     client_labeled_rows,
     client_view,
+    key_session,
     merge_summaries,
     run_global_training,
     run_local_training,
@@ -190,6 +191,11 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
 
         self.sampler_ = self._make_sampler(rng)
+        with key_session():  # the clients agree on keys once per fit
+            self._fit(X, y, groups, rng)
+        return self
+
+    def _fit(self, X, y, groups, rng):
         self.sampler_.fit(X, y, groups=groups)
         indices = self.sampler_.sample_indices_
         weights = self.sampler_.sample_weight_
@@ -234,7 +240,6 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self.sample_indices_ = indices
         self.sample_weight_ = weights
         self.n_queries_ = int(indices.shape[0])
-        return self
 
     def query(self, X, groups=None):
         """The rows whose labels ``fit`` will read, before any label exists.

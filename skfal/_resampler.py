@@ -2,7 +2,7 @@
 
 from sklearn.base import BaseEstimator, clone
 
-from skfal._base import DocLinkMixin
+from skfal._base import DocLinkMixin, check_resample_target
 from skfal._compat import HasMethods, RequestMethod, fit_context
 from skfal._leverage import LeverageScoreSampler
 
@@ -135,6 +135,7 @@ class Resampler(DocLinkMixin, BaseEstimator):
         y_resampled : array-like of shape (n_selected,)
             ``y[sample_indices_]``.
         """
+        check_resample_target(y, type(self).__name__)
         sampler = self._new_sampler()
         resampled = sampler.fit_resample(X, y, groups=groups)
         self._keep(sampler)

@@ -66,7 +66,12 @@ def resolve_budget(budget, n_samples):
     -------
     n_selected : int
     """
-    if isinstance(budget, Integral) and not isinstance(budget, bool):
+    if isinstance(budget, bool | np.bool_):
+        raise ValueError(
+            f"budget={budget!r} is a bool, not a number of rows: pass an int "
+            ">= 1 (rows to select) or a float in (0, 1] (a fraction of them)."
+        )
+    if isinstance(budget, Integral):
         n_selected = int(budget)
     else:
         exact = float(budget) * n_samples
@@ -156,13 +161,21 @@ def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
     Returns
     -------
     selection : Selection
+        ``counts`` are int64, or float64 when the draw takes more draws than
+        int64 holds (a budget close to the number of rows with some tiny
+        probabilities); ``n_draws`` is a Python int, exact while the counts
+        are int64.
+
+    Raises
+    ------
+    ValueError
+        When the draw would take more draws than float64 can count (about
+        ``1e308``, from probabilities near the smallest float), or a weight
+        would exceed float64's range.
     """
     p = np.asarray(p, dtype=np.float64)
     _check_reachable(p, budget)
-    with np.errstate(divide="ignore"):
-        keys = random_state.standard_exponential(p.shape[0]) / p
-    first = np.argpartition(keys, budget - 1)[:budget]
-    first = first[np.argsort(keys[first], kind="stable")]  # order of appearance
+    first = _first_appearances(p, budget, random_state)
     p_first = p[first]
 
     # Mass not yet drawn before position r: rows never selected plus positions >= r.
@@ -172,20 +185,86 @@ def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
     remaining = rest + np.cumsum(p_first[::-1])[::-1]
 
     # Phase j (j distinct rows known) has intensity lambda_j / q_j, q_j = remaining[j].
-    intensity = random_state.standard_exponential(budget - 1) / remaining[1:]
-    exposure = np.append(np.cumsum(intensity[::-1])[::-1], 0.0)
-    counts = 1 + random_state.poisson(p_first * exposure)
-    n_draws = int(counts.sum())
+    with np.errstate(over="ignore"):
+        intensity = random_state.standard_exponential(budget - 1) / remaining[1:]
+        exposure = np.append(np.cumsum(intensity[::-1])[::-1], 0.0)
+        mean_repeats = p_first * exposure
+    if not np.all(np.isfinite(mean_repeats)):
+        raise ValueError(_too_many_draws(budget, p_first.min()))
+    counts, n_draws = _multiplicities(mean_repeats, random_state)
+    if counts.dtype.kind == "f" and not np.isfinite(float(n_draws)):
+        raise ValueError(_too_many_draws(budget, p_first.min()))
 
-    weights = importance_weights(
-        p_first, counts, n_draws, remaining, weighting=weighting
-    )
+    with np.errstate(over="ignore", divide="ignore"):
+        weights = importance_weights(
+            p_first, counts, n_draws, remaining, weighting=weighting
+        )
+    if not np.all(np.isfinite(weights)):
+        raise ValueError(
+            f"An importance weight of the {budget} rows drawn exceeds the float64 "
+            f"range: a row with sampling probability {p_first.min():.3g} was "
+            "drawn. Mix in uniform sampling (uniform_mix > 0) or use "
+            'sampling="pivotal" (its weights are at most 1e12).'
+        )
     by_index = np.argsort(first)
     return Selection(
         indices=first[by_index],
         weights=weights[by_index],
         counts=counts[by_index],
         n_draws=n_draws,
+    )
+
+
+def _first_appearances(p, budget, random_state):
+    """The ``budget`` distinct rows in order of first appearance.
+
+    The ``budget`` smallest keys ``E_i / p_i``. Where a positive ``p_i`` is
+    so small that its key overflows to infinity (it would tie with the rows
+    of probability 0), the keys are compared as ``log E_i - log p_i``
+    instead: the same order, and a row of probability 0 always last.
+    """
+    exponentials = random_state.standard_exponential(p.shape[0])
+    with np.errstate(divide="ignore", over="ignore"):
+        keys = exponentials / p
+        if np.isinf(keys[p > 0]).any():
+            keys = np.log(exponentials) - np.log(p)
+    first = np.argpartition(keys, budget - 1)[:budget]
+    return first[np.argsort(keys[first], kind="stable")]
+
+
+# numpy's Poisson sampler refuses means near the int64 range; above this one
+# a multiplicity is drawn from the normal approximation, whose relative error
+# (about 1 / sqrt(mean) < 2**-31) is below float64's rounding of such counts.
+_POISSON_MAX = 2.0**62
+
+
+def _multiplicities(mean_repeats, random_state):
+    """``1 + Poisson(mean_repeats)`` for each row, and their sum ``n_draws``.
+
+    int64 counts and an exact Python int sum while every mean is below
+    :data:`_POISSON_MAX`; float64 counts (and their rounded sum) above it.
+    """
+    large = mean_repeats > _POISSON_MAX
+    if not large.any():
+        counts = 1 + random_state.poisson(mean_repeats)
+        if counts.max() <= np.iinfo(np.int64).max // counts.size:
+            return counts, int(counts.sum())
+        return counts, sum(counts.tolist())  # beyond int64: exact Python ints
+    counts = 1.0 + random_state.poisson(np.where(large, 0.0, mean_repeats))
+    lam = mean_repeats[large]
+    noise = random_state.standard_normal(lam.shape[0])
+    counts[large] = np.maximum(1.0, np.round(1.0 + lam + np.sqrt(lam) * noise))
+    with np.errstate(over="ignore"):
+        total = counts.sum()
+    return counts, int(total) if np.isfinite(total) else math.inf
+
+
+def _too_many_draws(budget, p_min):
+    return (
+        f'sampling="iid" would need more draws than float64 can count (over '
+        f"1e308) to reach {budget} distinct rows: a row with sampling "
+        f"probability {p_min:.3g} must be drawn. Mix in uniform sampling "
+        '(uniform_mix > 0), use sampling="pivotal", or lower the budget.'
     )
 
 
@@ -219,7 +298,7 @@ def importance_weights(p_first, counts, n_draws, remaining, weighting):
     row function (Des Raj, 1956).
     """
     if weighting == "hansen-hurwitz":
-        return counts / (n_draws * p_first)
+        return counts / (float(n_draws) * p_first)  # n_draws may pass int64
     if weighting == "des-raj":
         budget = p_first.shape[0]
         later = budget - 1 - np.arange(budget)
@@ -392,8 +471,17 @@ def _tree_code(X, max_depth):
         return np.zeros(n, dtype=np.uint64)
     step = max(1, n // 4096)  # a deterministic subsample for axes, spreads, bins
     sample = np.asarray(X[::step], dtype=np.float64)
+    # Scaled by a power of two (exact) to entries below 1: at 1e+-300 the
+    # spreads sv**2 would overflow or vanish and no axis would be split.
+    shift = -int(np.frexp(np.abs(sample).max())[1])
+    sample = np.ldexp(sample, shift)
     mean = sample.mean(axis=0)
     _, sv, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    # An SVD fixes each axis up to its sign, which rounding may flip (X * 10
+    # against X): the largest entry of each axis is made positive, so the
+    # order, and the pivotal sample, do not depend on the unit of X.
+    largest = vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)]
+    vt *= np.where(largest < 0, -1.0, 1.0)[:, None]
     spread = sv**2 / sample.shape[0]
     max_bits = max(1, int(np.log2(sample.shape[0])))
     # Whitened, every principal axis with a spread is equally wide: split them
@@ -420,7 +508,11 @@ def _tree_code(X, max_depth):
     code = np.zeros(n, dtype=np.uint64)
     size = chunk_size(X.shape[1])
     for start in range(0, n, size):
-        z = (np.asarray(X[start : start + size], dtype=np.float64) - mean) @ directions
+        with np.errstate(over="ignore", invalid="ignore"):
+            chunk = np.ldexp(
+                np.asarray(X[start : start + size], dtype=np.float64), shift
+            )
+            z = (chunk - mean) @ directions
         bins = [
             np.searchsorted(edges[a], z[:, a], side="right").astype(np.uint64)
             for a in range(axes.shape[0])

@@ -1,6 +1,7 @@
 """Clustering-based sensitivity sampling (Axiotis et al.), centralized or federated."""
 
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -10,7 +11,14 @@ from sklearn.utils.validation import check_is_fitted
 from skfal._base import DocLinkMixin, SamplerMixin, select_rows
 from skfal._clustering import assign
 from skfal._compat import Interval, Options, StrOptions, fit_context, validate_data
-from skfal._federated import Channel, run_sensitivity_protocol, server_send_selection
+from skfal._federated import (
+    Channel,
+    key_session,
+    run_largest_exponent,
+    run_sensitivity_protocol,
+    run_stand_in_counts,
+    server_send_selection,
+)
 from skfal._sampling import (
     WEIGHTINGS,
     Selection,
@@ -161,6 +169,12 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     seeding of their centres), so its result differs from the centralized
     one, while Lloyd rounds from the same centres agree exactly.
 
+    The computation runs on ``X`` and ``y`` scaled by powers of two (exact),
+    so the same rows are selected whatever the unit of the features, and no
+    distance or loss under- or overflows; the fitted attributes are in the
+    caller's units (``scores_`` and ``transform`` overflow to ``inf`` only
+    where ``d^z`` itself exceeds float64, e.g. ``X`` near ``1e200``).
+
     References
     ----------
     .. [1] K. Axiotis, V. Cohen-Addad, M. Henzinger, S. Jerome, V. Mirrokni,
@@ -253,6 +267,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self : object
             Fitted sampler.
         """
+        with key_session():  # the clients agree on keys once per fit
+            return self._fit(X, y, groups)
+
+    def _fit(self, X, y, groups):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         n_samples = X.shape[0]
         n_selected = resolve_budget(self.budget, n_samples)
@@ -279,15 +297,23 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             self.clients_, client_rows = None, [np.arange(n_samples)]
         else:
             self.clients_, client_rows = check_groups(groups, n_samples)
-        n_sub = self.subsample_size or max(10_000, 40 * k)
+        # Work in a scaled space (see _Units): the same rows at any scale of
+        # X or y, and no distance, loss or score under- or overflows.
         channel = Channel()
+        if groups is None:
+            exponent = int(np.frexp(np.abs(X).max() if X.size else 0.0)[1])
+        else:  # the clients' secure maximum
+            exponent = run_largest_exponent(X, client_rows, rng, channel)
+        units = _Units(exponent, int(self.z))
+        X = units.scale_X(X)
+        n_sub = self.subsample_size or max(10_000, 40 * k)
         result = run_sensitivity_protocol(
             X,
             y,
             client_rows,
             k,
             self.z,
-            self.holder_constant,
+            units.scale_holder(self.holder_constant),
             rng,
             channel,
             fit_intercept=self.fit_intercept,
@@ -313,6 +339,12 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             else np.empty(0, dtype=np.int64)
         )
         scores = result.scores.copy()
+        if not np.all(np.isfinite(scores)):
+            raise ValueError(
+                "The sensitivity scores are not finite (the proxy model's "
+                "losses overflow): rescale y or X, or use distance-only scores "
+                "(holder_constant=np.inf)."
+            )
         scores[labels_bought] = 0.0
         if n_selected == n_samples:
             selection = census(n_samples)
@@ -320,32 +352,44 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             selection = self._draw_beyond_forced(
                 X,
                 scores,
-                result.labels,
                 result.medoids,
                 forced,
                 n_selected,
                 rng,
-                None if groups is None else (client_rows, channel),
+                (client_rows, result.clustering.assignments, channel),
+                groups is not None,
             )
-        if groups is not None:
-            server_send_selection(
+        # What each client received: its rows to label and their weights.
+        self._received_selection = (
+            None
+            if groups is None
+            else server_send_selection(
                 channel, client_rows, selection.indices, selection.weights
             )
+        )
 
+        with_labels = result.holder is not None
+        self._units = units
+        self._holder_scaled, self._loss_scaled = result.holder, result.medoid_loss
         self.sample_indices_ = selection.indices
         self.sample_weight_ = selection.weights
         self.n_draws_ = selection.n_draws
-        self.scores_ = scores
+        self.scores_ = units.unscale_scores(scores, with_labels)
         self.labels_ = result.labels
         self.medoid_indices_ = result.medoids
         self.probe_indices_ = result.probes
-        self.cluster_centers_ = result.clustering.centres
+        self.cluster_centers_ = units.unscale(result.clustering.centres, units.x)
         self.n_clusters_ = result.medoids.size
         self.n_iter_ = result.clustering.n_iter
-        self.holder_constants_ = result.holder
-        self.medoid_losses_ = result.medoid_loss
-        self.proxy_coef_ = None if result.proxy is None else result.proxy.coef
-        self.proxy_intercept_ = 0.0 if result.proxy is None else result.proxy.intercept
+        self.holder_constants_ = (
+            units.unscale(result.holder, -units.z * units.x) if with_labels else None
+        )
+        self.medoid_losses_ = result.medoid_loss if with_labels else None
+        proxy = result.proxy
+        self.proxy_coef_ = (
+            None if proxy is None else units.unscale(proxy.coef, -units.x)
+        )
+        self.proxy_intercept_ = 0.0 if proxy is None else float(proxy.intercept)
         self.n_queries_ = result.n_labels_read
         self.communication_ = {} if groups is None else channel.summary()
         return self
@@ -359,15 +403,18 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         return max(1, int(round(self.n_clusters * n_selected)))
 
     def _draw_beyond_forced(
-        self, X, scores, labels, medoids, forced, n_selected, rng, federation
+        self, X, scores, medoids, forced, n_selected, rng, clients, federated
     ):
         """Forced rows (weight 1), then the rest of the budget by score.
 
         A row that no draw can reach (probability 0: on its centre, with no
         uniform share) is represented by its cluster's medoid, which is then
-        bought and weighs 1 plus the rows it stands for. Raises a ValueError
-        when too few rows can be drawn to fill the budget.
+        bought and weighs 1 plus the rows it stands for; the clients count
+        those rows per cluster (:func:`run_stand_in_counts`), since only they
+        know their rows' clusters. Raises a ValueError when too few rows can
+        be drawn to fill the budget.
         """
+        client_rows, assignments, channel = clients
         eligible = np.ones(X.shape[0], dtype=bool)
         eligible[forced] = False
         reachable_mass = self.uniform_mix > 0 or scores[eligible].sum() > 0
@@ -377,11 +424,20 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             else np.zeros(X.shape[0])
         )
         unreachable = eligible & (p == 0)
+        stand_in = np.zeros(medoids.size, dtype=np.int64)
         if unreachable.any():  # their medoids stand in for them
-            forced = np.union1d(forced, medoids[np.unique(labels[unreachable])])
+            counts = run_stand_in_counts(
+                client_rows,
+                assignments,
+                np.flatnonzero(unreachable),
+                medoids.size,
+                channel,
+            )
+            # A medoid that is unreachable itself is bought, not stood in for.
+            stand_in = counts - unreachable[medoids]
+            forced = np.union1d(forced, medoids[counts > 0])
             eligible[forced] = False
             unreachable &= eligible
-        stand_in = np.bincount(labels[unreachable], minlength=medoids.size)
         weight_of = dict.fromkeys(forced.tolist(), 1.0)
         for j, m in enumerate(medoids):
             if int(m) in weight_of:
@@ -408,7 +464,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 uniform_mix=self.uniform_mix,
                 weighting=self.weighting,
                 eligible=reachable,
-                federation=federation,
+                federation=(client_rows, channel) if federated else None,
             )
             weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
             n_draws = drawn.n_draws
@@ -434,10 +490,50 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        labels, distances = assign(X, self.cluster_centers_)
+        units = self._units
+        labels, distances = assign(
+            units.scale_X(X), units.scale_X(self.cluster_centers_)
+        )
         scores = distances**self.z
-        if self.holder_constants_ is not None:
-            scores = (
-                self.holder_constants_[labels] * scores + self.medoid_losses_[labels]
-            )
-        return scores[:, None]
+        with_labels = self._holder_scaled is not None
+        if with_labels:
+            scores = self._holder_scaled[labels] * scores + self._loss_scaled[labels]
+        return units.unscale_scores(scores, with_labels)[:, None]
+
+
+class _Units(NamedTuple):
+    """The power of two the sampler works in: ``X / 2**x``, ``z`` the exponent.
+
+    ``x`` puts the largest ``|X|`` entry in ``[0.5, 1)``, so distances, the
+    cutoff of rows on their centre and Lloyd's stopping tolerance are
+    relative to the data and nothing under- or overflows, whatever the
+    scale of the features (multiplying by a power of two is exact: at
+    ordinary scales the arithmetic is unchanged). Distance-only scores are
+    ``d^z`` in units of ``2**(z x)``; with labels, ``Lambda d^z + loss`` is in
+    the labels' own units (a user's ``Lambda`` is converted to the scaled
+    space). In a federation the clients agree on ``x`` by a secure maximum
+    of their own exponents.
+    """
+
+    x: int
+    z: int
+
+    def scale_X(self, X):
+        return X if self.x == 0 else np.ldexp(X, -self.x)
+
+    def scale_holder(self, holder_constant):
+        """A float ``Lambda`` in the scaled space (capped so scores stay finite)."""
+        if isinstance(holder_constant, str) or holder_constant == np.inf:
+            return holder_constant
+        with np.errstate(over="ignore", under="ignore"):
+            scaled = np.ldexp(float(holder_constant), self.z * self.x)
+        return float(min(scaled, 2.0**900))
+
+    @staticmethod
+    def unscale(values, exponent):
+        """``values * 2**exponent`` (infinite where that exceeds float64)."""
+        with np.errstate(over="ignore", under="ignore"):
+            return np.ldexp(values, exponent)
+
+    def unscale_scores(self, scores, with_labels):
+        return scores if with_labels else self.unscale(scores, self.z * self.x)

@@ -9,9 +9,27 @@ from numbers import Integral, Real
 
 from skfal._compat import Interval, StrOptions
 
+
+class NotBoolInterval(Interval):
+    """An :class:`Interval` that ``True`` and ``False`` do not satisfy.
+
+    ``bool`` is a subclass of ``int`` (so of ``Integral`` and ``Real``):
+    scikit-learn's ``Interval(Integral, 1, None)`` takes ``budget=True`` for
+    the int 1, and ``Interval(Real, 0, 1)`` for the fraction 1.0 (every row).
+    Neither is what a caller who passes a flag means.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+    def __str__(self):
+        type_str, _, rest = super().__str__().partition(" in the range ")
+        return f"{type_str} (not a bool) in the range {rest}"
+
+
 BUDGET_CONSTRAINT = [
-    Interval(Integral, 1, None, closed="left"),
-    Interval(Real, 0, 1, closed="right"),
+    NotBoolInterval(Integral, 1, None, closed="left"),
+    NotBoolInterval(Real, 0, 1, closed="right"),
 ]
 SAMPLING_CONSTRAINT = [StrOptions({"pivotal", "iid"})]
 UNIFORM_MIX_CONSTRAINT = [Interval(Real, 0, 1, closed="both")]

@@ -64,6 +64,11 @@ def non_iid_split(y, n_clients=10, *, alpha=5.0, random_state=None):
     [0, 1, 2, 3]
     """
     y = column_or_1d(y, dtype=np.float64)
+    if y.shape[0] == 0:
+        raise ValueError(
+            "y is empty: non_iid_split assigns rows to clients and needs at "
+            "least one row."
+        )
     if not np.all(np.isfinite(y)):
         raise ValueError("Input y contains NaN or infinity; bin a finite target.")
     rng = check_random_state(random_state)
@@ -72,8 +77,30 @@ def non_iid_split(y, n_clients=10, *, alpha=5.0, random_state=None):
     groups = np.empty(y.shape[0], dtype=np.int64)
     for b in range(n_clients):
         rows = rng.permutation(np.flatnonzero(bins == b))
-        shares = rng.dirichlet(np.full(n_clients, alpha))
+        shares = dirichlet_shares(n_clients, alpha, rng)
         cuts = (np.cumsum(shares)[:-1] * rows.shape[0]).astype(np.int64)
         for client, part in enumerate(np.split(rows, cuts)):
             groups[part] = client
     return groups
+
+
+def dirichlet_shares(n_clients, alpha, random_state):
+    """One draw of ``Dirichlet(alpha, ..., alpha)`` over ``n_clients`` clients.
+
+    For ``alpha >= 1`` numpy's own draw. Below 1, the Gamma variates it
+    normalises underflow to 0 (for ``alpha <= 1e-4`` all of them, so the
+    shares are NaN and every row lands on one client), so the Gammas are
+    drawn in log space instead: ``log G = log G' + log(U) / alpha`` with
+    ``G' ~ Gamma(alpha + 1)`` and ``U ~ Uniform(0, 1)`` has ``G ~ Gamma(alpha)``
+    (Marsaglia and Tsang, 2000), and the shares are ``exp(log G - max log G)``
+    normalised, exact however small ``alpha``. They are compared as
+    ``alpha log G``, which does not overflow for any positive ``alpha``.
+    """
+    if alpha >= 1:
+        return random_state.dirichlet(np.full(n_clients, alpha))
+    with np.errstate(divide="ignore", over="ignore"):
+        scaled = alpha * np.log(
+            random_state.standard_gamma(alpha + 1.0, n_clients)
+        ) + np.log(random_state.random_sample(n_clients))
+        shares = np.exp((scaled - scaled.max()) / alpha)
+    return shares / shares.sum()

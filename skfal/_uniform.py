@@ -127,16 +127,19 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             sampling=self.sampling,
             federation=federation,
         )
+        # The exact inverse inclusion probability (the draw's Hansen-Hurwitz
+        # weights would only approximate it).
+        weights = np.full(n_selected, n_samples / n_selected)
+        # What each client received: its rows to label and their weights.
+        self._received_selection = None
         if groups is not None:
-            server_send_selection(
-                channel, client_rows, selection.indices, selection.weights
+            self._received_selection = server_send_selection(
+                channel, client_rows, selection.indices, weights
             )
             self.communication_ = channel.summary()
         self.scores_ = np.ones(n_samples)
         self.sample_indices_ = selection.indices
-        # The exact inverse inclusion probability (the draw's Hansen-Hurwitz
-        # weights would only approximate it).
-        self.sample_weight_ = np.full(n_selected, n_samples / n_selected)
+        self.sample_weight_ = weights
         self.n_draws_ = selection.n_draws
         return self
 

@@ -50,12 +50,24 @@ def check_groups(groups, n_samples):
 
 
 def check_labels_at(y, rows, what, hint):
-    """Raise a ValueError naming the ``rows`` whose label ``y`` is NaN."""
-    missing = rows[np.isnan(y[rows])]
+    """Raise a ValueError naming the ``rows`` whose label ``y`` is NaN or infinite.
+
+    A NaN is a label not bought yet; an infinite one is no regression target
+    (its loss, and every score or weight built from it, would be infinite).
+    """
+    labels = y[rows]
+    missing = rows[np.isnan(labels)]
     if missing.size:
         raise ValueError(
             f"{missing.size} of the {rows.size} {what} have no label (NaN in y), "
             f"e.g. rows {missing[:10].tolist()}. {hint}"
+        )
+    infinite = rows[np.isinf(labels)]
+    if infinite.size:
+        raise ValueError(
+            f"{infinite.size} of the {rows.size} {what} have an infinite label, "
+            f"e.g. rows {infinite[:10].tolist()}: a regression target must be "
+            "finite. Fix or drop those rows."
         )
 
 

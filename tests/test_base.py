@@ -40,3 +40,22 @@ def test_fit_resample_returns_the_selected_rows_in_the_input_type(cls):
     assert np.array_equal(y_res.to_numpy(), y.to_numpy()[sampler.sample_indices_])
     (name,) = sampler.get_feature_names_out()
     assert re.fullmatch(r"[a-z_]+", name)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: skfal.LeverageScoreSampler(budget=5),
+        lambda: skfal.SensitivitySampler(budget=5, n_clusters=1),
+        lambda: skfal.UniformSampler(budget=5),
+        lambda: skfal.Resampler(skfal.UniformSampler(budget=5)),
+    ],
+)
+def test_fit_resample_without_labels_fails_before_fitting(make):
+    # fit_resample returns y[sample_indices_]: with y=None it used to run the
+    # whole selection, then fail with a TypeError on indexing None.
+    X = np.random.RandomState(0).standard_normal((30, 2))
+    sampler = make()
+    with pytest.raises(ValueError, match=r"fit_resample .* needs y, but y is None"):
+        sampler.fit_resample(X, None)
+    assert not hasattr(sampler, "sample_indices_")  # nothing was fitted

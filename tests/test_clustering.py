@@ -70,3 +70,20 @@ def test_cluster_finds_well_separated_blobs(z):
     # Each found cluster is one true blob, and each blob one cluster.
     assert sorted(sizes) == [100, 100, 100, 100]
     assert all(len(set(truth[labels == j])) == 1 for j in range(4))
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-9, 1e9, 1e150])
+def test_assign_cutoff_is_relative_to_the_data(scale):
+    # The on-centre cutoff used to be 1e-9 (1 + max |centre|): at features
+    # x 1e-9 it zeroed the distance of many rows that are not on their
+    # centre. Scaling rows and centres must scale the distances and zero the
+    # same rows (here: the one row placed exactly on a centre).
+    rng = np.random.RandomState(5)
+    X, centres = rng.standard_normal((50, 3)), rng.standard_normal((4, 3))
+    X[7] = centres[2]
+    labels, distances = assign(X, centres)
+    scaled_labels, scaled = assign(X * scale, centres * scale)
+    assert np.array_equal(scaled_labels, labels)
+    assert np.array_equal(scaled == 0, distances == 0)
+    assert np.flatnonzero(distances == 0).tolist() == [7]
+    assert np.allclose(scaled, distances * scale, rtol=1e-12, atol=0)

@@ -76,13 +76,17 @@ def test_single_row_client_row_is_not_in_its_upload_even_knowing_q():
     rng = np.random.RandomState(0)
     draw_seed(rng)  # the sampler's selection seed comes first
     rotation = client_shared_rotation(4, client_shared_seeds(draw_seed(rng))[0])
+    # ... and the common column scales (the largest client column norms).
+    norms = [np.linalg.norm(X[groups == c], axis=0) for c in np.unique(groups)]
+    scales = np.frexp(np.max(norms, axis=0))[1]
+    unrotate = np.linalg.inv(np.ldexp(rotation, -scales[:, None]))
     for c in range(5):
         for m in messages:
             if m.sender != f"client {c}" or m.array.dtype != np.uint64:
                 continue
             if m.array.ndim != 2 or m.array.shape[1] != 4:
                 continue
-            for row in units(m.array) @ rotation.T:
+            for row in units(m.array) @ unrotate:
                 cosine = abs(row @ X[c]) / np.linalg.norm(row) / np.linalg.norm(X[c])
                 assert cosine < 0.99
 

@@ -100,6 +100,62 @@ def test_skewed_probabilities_all_rows_is_fast_and_consistent():
     assert sel.n_draws > 10**5
 
 
+@pytest.mark.parametrize("eps", [1e-12, 1e-30, 1e-200])
+def test_draws_beyond_int64_keep_the_law_and_positive_weights(eps):
+    # Budget 2 of p = (1 - eps, eps): E[n_draws] = 2 + sum p_i^2 / (1 - p_i),
+    # about 1 / eps, far beyond int64 (9.2e18) for eps <= 1e-19. The counts
+    # used to overflow int64 (negative weights) or make numpy's Poisson
+    # refuse ("lam value too large"); the draw must keep its law: the mean
+    # of n_draws * eps is E[n_draws] * eps, and every weight positive.
+    p = np.array([1.0 - eps, eps])
+    rng = np.random.RandomState(0)
+    draws, weight_sums = [], []
+    for _ in range(4000):
+        sel = draw_until_distinct(p, 2, rng)
+        assert np.all(np.isfinite(sel.weights)) and np.all(sel.weights > 0)
+        assert isinstance(sel.n_draws, int) and sel.n_draws >= 2
+        draws.append(sel.n_draws * eps)
+        weight_sums.append(sel.weights @ p[sel.indices])  # counts / n_draws
+    draws = np.array(draws)
+    expected = (2 + (1.0 - eps) ** 2 / eps + eps**2 / (1 - eps)) * eps
+    assert abs(draws.mean() - expected) < 4 * draws.std() / np.sqrt(draws.size)
+    # Hansen-Hurwitz: sum_i w_i p_i = sum_i counts_i / n_draws = 1.
+    assert np.allclose(weight_sums, 1.0, rtol=1e-9)
+
+
+def test_budget_near_n_with_tiny_leverage_gives_positive_weights():
+    # The report of issue 11: two rows scaled by 1e-9 have leverage ~1e-18, so
+    # drawing n - 1 distinct rows i.i.d. takes ~1e18 draws; the int64 sum of
+    # the multiplicities wrapped around and weights came out negative.
+    from skfal import LeverageScoreSampler, SensitivitySampler
+
+    X = np.random.RandomState(1).standard_normal((40, 3))
+    X[:2] *= 1e-9
+    for cls in (LeverageScoreSampler, SensitivitySampler):
+        for budget in (39, 40):
+            for weighting in ("hansen-hurwitz", "des-raj"):
+                s = cls(
+                    budget=budget,
+                    sampling="iid",
+                    uniform_mix=0.0,
+                    weighting=weighting,
+                    random_state=2,
+                ).fit(X)
+                assert s.sample_indices_.size == budget
+                w = s.sample_weight_
+                assert np.all(np.isfinite(w)) and np.all(w > 0)
+
+
+def test_draw_beyond_float64_is_a_clear_error():
+    # A row of probability 1e-320 (a subnormal) must be drawn: ~1e320 draws,
+    # more than float64 counts. An error that says what to do, and the key
+    # of that row (which overflows to inf) still ranks before rows of
+    # probability 0: the error names its probability, not 0.
+    p = np.array([0.5, 0.5, 1e-320, 0.0])
+    with pytest.raises(ValueError, match=r"more draws than float64 .* 1e-320"):
+        draw_until_distinct(p, 3, np.random.RandomState(0))
+
+
 def test_budget_above_positive_rows_is_an_error():
     p = np.array([0.5, 0.5, 0.0])
     with pytest.raises(ValueError, match="only 2 of the 3 rows have a positive"):

@@ -7,8 +7,6 @@ import pytest
 
 from skfal._federated import Channel
 from skfal._federated._secure import (
-    MODP_GENERATOR,
-    MODP_PRIME,
     client_key_pair,
     client_mask,
     client_pair_secrets,
@@ -16,25 +14,9 @@ from skfal._federated._secure import (
     run_secure_bounds,
     run_secure_stack,
     run_secure_sum,
+    x25519,
 )
 from skfal._linalg import r_factor
-
-
-def is_probable_prime(n, bases=(2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)):
-    d, s = n - 1, 0
-    while d % 2 == 0:
-        d, s = d // 2, s + 1
-    for a in bases:
-        x = pow(a, d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(s - 1):
-            x = pow(x, 2, n)
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
 
 
 def setup(n_clients, seed=0):
@@ -43,13 +25,34 @@ def setup(n_clients, seed=0):
     return secure, channel
 
 
-def test_group_is_rfc3526_safe_prime():
-    # A mistyped digit would almost surely break primality: p and (p - 1) / 2
-    # are both prime for RFC 3526's group 14, and g = 2 generates the group
-    # of quadratic residues (2 is a residue as p = 7 mod 8).
-    assert MODP_PRIME.bit_length() == 2048 and MODP_GENERATOR == 2
-    assert is_probable_prime(MODP_PRIME) and is_probable_prime((MODP_PRIME - 1) // 2)
-    assert MODP_PRIME % 8 == 7
+def test_x25519_matches_rfc7748():
+    # RFC 7748, section 5.2 (first vector) and section 6.1 (Alice and Bob).
+    scalar = bytes.fromhex(
+        "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"
+    )
+    point = bytes.fromhex(
+        "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c"
+    )
+    assert x25519(scalar, point).hex() == (
+        "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+    )
+    alice = bytes.fromhex(
+        "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
+    )
+    bob = bytes.fromhex(
+        "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"
+    )
+    base = (9).to_bytes(32, "little")
+    alice_public, bob_public = x25519(alice, base), x25519(bob, base)
+    assert alice_public.hex() == (
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    )
+    assert bob_public.hex() == (
+        "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
+    )
+    shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    assert x25519(alice, bob_public).hex() == shared
+    assert x25519(bob, alice_public).hex() == shared
 
 
 def test_pairwise_secrets_agree_and_differ():

@@ -223,3 +223,65 @@ def test_every_row_selected_even_with_duplicates():
         SensitivitySampler(budget=6, n_clusters=3, uniform_mix=0.0, random_state=0).fit(
             X
         )
+
+
+SCALES = [1e-12, 1e12, 1e-150, 1e150]
+
+
+@pytest.mark.parametrize("federated", [False, True])
+@pytest.mark.parametrize("scale", SCALES)
+def test_selection_does_not_depend_on_the_feature_scale(scale, federated):
+    # Distances scale with X, so their ratios, the clusters and the sampling
+    # probabilities do not: the same rows whatever the unit of the features.
+    # An absolute cutoff used to zero 39% of the scores at x 1e-9 and call
+    # X constant at x 1e-12; d^2 over- or underflowed beyond 1e+-154.
+    X, _ = blobs(n_per=40, seed=12)
+    groups = None
+    if federated:
+        groups = np.random.RandomState(13).randint(3, size=X.shape[0])
+    params = dict(budget=25, n_clusters=4, random_state=0)
+    base = SensitivitySampler(**params).fit(X, groups=groups)
+    s = SensitivitySampler(**params).fit(X * scale, groups=groups)
+    assert np.array_equal(s.sample_indices_, base.sample_indices_)
+    assert np.allclose(s.sample_weight_, base.sample_weight_, rtol=1e-9)
+    assert np.array_equal(s.scores_ == 0, base.scores_ == 0)
+    # Attributes are in the caller's units: d^2 scales with scale^2.
+    assert np.allclose(s.scores_, base.scores_ * scale**2, rtol=1e-9, atol=0)
+    assert np.allclose(s.cluster_centers_, base.cluster_centers_ * scale, rtol=1e-9)
+    others = np.setdiff1d(np.arange(X.shape[0]), s.medoid_indices_)  # not bought
+    assert np.allclose(s.transform(X * scale)[others, 0], s.scores_[others], rtol=1e-9)
+
+
+def test_extreme_features_give_the_same_selection_and_huge_labels_an_error():
+    # X * 1e200 used to give "probabilities contain NaN" (d^2 overflows). The
+    # sampler works in a space scaled by powers of two: same rows, finite
+    # weights. Labels near 1e200 (numpy's "lam value too large" before) make
+    # the losses overflow: a clear error (labels are read only where bought,
+    # so the sampler cannot rescale them in advance).
+    X, _ = blobs(n_per=40, seed=14)
+    y = X @ [1.0, -2.0] + np.random.RandomState(15).standard_normal(X.shape[0])
+    params = dict(budget=25, n_clusters=4, holder_constant="auto", random_state=0)
+    base = SensitivitySampler(**params).fit(X, y)
+    for X_s in (X * 1e200, X * 1e-200):
+        s = SensitivitySampler(**params).fit(X_s, y)
+        assert np.array_equal(s.sample_indices_, base.sample_indices_)
+        assert np.all(np.isfinite(s.sample_weight_))
+        assert np.allclose(s.sample_weight_, base.sample_weight_, rtol=1e-9)
+    s = SensitivitySampler(**params).fit(X * 1e6, y)
+    assert np.allclose(s.proxy_coef_, base.proxy_coef_ / 1e6, rtol=1e-9)
+    with pytest.raises(ValueError, match="overflow float64"):
+        SensitivitySampler(**params).fit(X, y * 1e200)
+
+
+def test_a_float_holder_constant_is_in_the_callers_units():
+    # Lambda d^z + loss: scaling X by c and Lambda by c^-z leaves every score,
+    # so the selection, unchanged.
+    X, _ = blobs(n_per=40, seed=16)
+    y = X @ [0.5, 1.0] + np.random.RandomState(17).standard_normal(X.shape[0])
+    base = SensitivitySampler(budget=20, holder_constant=2.0, random_state=0)
+    base.fit(X, y)
+    s = SensitivitySampler(budget=20, holder_constant=2.0 / 1e6**2, random_state=0)
+    s.fit(X * 1e6, y)
+    assert np.array_equal(s.sample_indices_, base.sample_indices_)
+    assert np.allclose(s.scores_, base.scores_, rtol=1e-9)
+    assert np.allclose(s.holder_constants_, 2.0 / 1e12)

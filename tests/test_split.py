@@ -1,5 +1,7 @@
 """non_iid_split: the paper's Dirichlet split over target bins."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,40 @@ def test_bad_parameters(kwargs, match):
 def test_nan_target():
     with pytest.raises(ValueError, match="NaN"):
         non_iid_split(np.array([1.0, np.nan, 2.0]), n_clients=2)
+
+
+@pytest.mark.parametrize("alpha", [1e-4, 1e-5, 1e-300])
+def test_tiny_alpha_gives_each_bin_to_one_random_client(alpha):
+    # Dirichlet(alpha) with alpha -> 0 puts all of a bin's mass on one client,
+    # each equally likely. numpy's Gamma variates underflowed to 0 (NaN shares,
+    # cast to int): every row went to one client with a RuntimeWarning.
+    y = np.random.RandomState(4).standard_normal(2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        groups = non_iid_split(y, n_clients=10, alpha=alpha, random_state=0)
+    table = bin_shares(y, groups, 10)
+    # Every client that got rows got a whole number of bins (200 rows each)...
+    sizes = np.bincount(groups, minlength=10)
+    assert np.all(sizes % 200 == 0)
+    # ... and ten bins, each on a uniformly random client, land on at most
+    # two clients with probability 5e-6 only (the old bug: on one).
+    assert (sizes > 0).sum() >= 3 and table.max() == 1.0
+
+
+def test_small_alpha_shares_have_the_dirichlet_moments():
+    # Below alpha = 1 the shares are drawn from log-space Gammas: their mean
+    # must be 1 / K and variance (1/K)(1 - 1/K) / (K alpha + 1).
+    from skfal._split import dirichlet_shares
+
+    rng = np.random.RandomState(5)
+    K, alpha, reps = 3, 0.3, 20000
+    shares = np.array([dirichlet_shares(K, alpha, rng) for _ in range(reps)])
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    var = (1 / K) * (1 - 1 / K) / (K * alpha + 1)
+    assert np.allclose(shares.mean(axis=0), 1 / K, atol=4 * np.sqrt(var / reps))
+    assert np.allclose(shares.var(axis=0), var, rtol=0.05)
+
+
+def test_empty_target():
+    with pytest.raises(ValueError, match="y is empty"):
+        non_iid_split(np.array([]), n_clients=3)

@@ -48,3 +48,12 @@ def test_check_partial_target():
     ]:
         with pytest.raises(ValueError, match=match):
             check_partial_target(bad, 3, "Est")
+
+
+def test_check_labels_at_rejects_infinite_labels():
+    # An infinite label read at a medoid made its loss infinite and the
+    # sensitivity scores silently fell back to distances: an error instead.
+    y = np.array([1.0, np.inf, 2.0, -np.inf])
+    check_labels_at(y, np.array([0, 2]), "cluster medoids", "")
+    with pytest.raises(ValueError, match=r"2 of the 3 cluster medoids have an inf"):
+        check_labels_at(y, np.array([0, 1, 3]), "cluster medoids", "")

@@ -14,7 +14,11 @@ This package never imports an estimator; estimators import from here only.
 """
 
 from skfal._federated._channel import Channel, merge_summaries
-from skfal._federated._clustering import SensitivityResult, run_sensitivity_protocol
+from skfal._federated._clustering import (
+    SensitivityResult,
+    run_sensitivity_protocol,
+    run_stand_in_counts,
+)
 from skfal._federated._leverage import (
     LeverageResult,
     run_fedsvd_leverage,
@@ -25,6 +29,7 @@ from skfal._federated._regression import (
     run_global_training,
     run_local_training,
 )
+from skfal._federated._secure import key_session, run_largest_exponent
 from skfal._federated._selection import (
     client_labeled_rows,
     run_pivotal_selection,
@@ -40,13 +45,16 @@ __all__ = [
     "SensitivityResult",
     "client_labeled_rows",
     "client_view",
+    "key_session",
     "merge_summaries",
     "run_fedsvd_leverage",
+    "run_largest_exponent",
     "run_global_training",
     "run_local_training",
     "run_pivotal_selection",
     "run_qr_leverage",
     "run_row_counts",
     "run_sensitivity_protocol",
+    "run_stand_in_counts",
     "server_send_selection",
 ]

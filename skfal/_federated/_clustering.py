@@ -48,7 +48,7 @@ from skfal._federated._secure import (
     run_key_agreement,
     run_secure_sum,
 )
-from skfal._federated._simulation import client_view, gather_rows
+from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._sampling import draw_seed
 from skfal._validation import check_labels_at
 
@@ -192,8 +192,19 @@ def client_medoids(assignment, owned):
 
 
 def client_losses(X_rows, y_rows, coef, intercept):
-    """Squared residuals of the client's labeled rows under the proxy model."""
-    return (np.asarray(X_rows, dtype=np.float64) @ coef + intercept - y_rows) ** 2
+    """Squared residuals of the client's labeled rows under the proxy model.
+
+    Raises a ValueError when they overflow (labels beyond about 1e154).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        losses = (np.asarray(X_rows, dtype=np.float64) @ coef + intercept - y_rows) ** 2
+    if not np.all(np.isfinite(losses)):
+        raise ValueError(
+            "The squared residuals of the labels read overflow float64 (labels "
+            "of size 1e154 or more): divide y by its scale, or use "
+            "distance-only scores (holder_constant=np.inf)."
+        )
+    return losses
 
 
 def client_probe(assignment, cluster_ids, exclude, seed):
@@ -382,6 +393,31 @@ def run_clustering(
     ]
     centres = centres_rot[keep] @ rotation.T
     return Clustering(centres, sizes, owners, assignments, n_iter)
+
+
+def client_cluster_counts(assignment, local_rows, n_clusters):
+    """How many of the given rows of the client fall in each cluster."""
+    return np.bincount(assignment[0][local_rows], minlength=n_clusters)
+
+
+def run_stand_in_counts(client_rows, assignments, rows, n_clusters, channel):
+    """Per cluster, how many of ``rows`` (sorted indices of ``X``) it holds.
+
+    The server names the rows (it knows their scores) and sends each client
+    its own; the clients, who alone know their rows' clusters, count them.
+    """
+    local, _ = split_selection(client_rows, rows)
+    counts = [
+        channel.up(
+            "stand_in",
+            c,
+            client_cluster_counts(
+                assignments[c], channel.down("stand_in", c, local[c]), n_clusters
+            ),
+        )
+        for c in range(len(client_rows))
+    ]
+    return np.sum(counts, axis=0)
 
 
 def run_medoids(client_rows, clustering, channel):

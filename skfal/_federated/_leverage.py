@@ -44,10 +44,12 @@ from skfal._federated._secure import (
     client_decode,
     client_shared_seeds,
     run_key_agreement,
+    run_secure_bounds,
     run_secure_stack,
 )
 from skfal._federated._simulation import client_view, gather_rows
 from skfal._linalg import (
+    column_norms,
     iter_chunks,
     r_factor,
     r_from_whitener,
@@ -89,16 +91,34 @@ def client_unmask_scores(masked_basis, W_masked, rotation, seed, block_size):
     return np.einsum("ij,ij->i", basis, basis), client_whitener(rotation, W_masked)
 
 
-def client_r_factor(X_i, rotation):
-    """QR upload: the R factor of ``X_i Q`` and the client's row count.
+def client_own_r(X_i):
+    """The R factor ``R_0`` of the client's rows (kept), and its row count.
 
-    Computed as the R factor of ``R_0 Q``, where ``X_i = Q_0 R_0``: then
+    Its column norms are the client's columns' norms, which set the common
+    column scales.
+    """
+    return r_factor(iter_chunks(X_i), X_i.shape[1]), np.array([X_i.shape[0]])
+
+
+def client_r_factor(r0, rotation):
+    """QR upload: the R factor of ``X_i Q`` from ``X_i = Q_0 R_0``.
+
     ``X_i Q = Q_0 (R_0 Q)``, so both have the same R, and the ``n_i x d``
     product ``X_i Q`` is never formed.
     """
-    n_features = X_i.shape[1]
-    r0 = r_factor(iter_chunks(X_i), n_features)
-    return r_factor([r0 @ rotation], n_features), np.array([X_i.shape[0]])
+    return r_factor([r0 @ rotation], r0.shape[1])
+
+
+def client_scaled_rotation(rotation, scales):
+    """``D Q`` with ``D = diag(2^-E)``: the common column scales, then ``Q``.
+
+    Dividing the columns by powers of two near the largest client's column
+    norms (exactly) before rotating keeps every column's digits: rotating
+    columns of sizes ``1e-150`` and ``1e150`` together would lose the small
+    one. Leverage scores do not depend on the columns' scales, and every
+    later step works with ``D Q`` in place of ``Q``.
+    """
+    return np.ldexp(rotation, -scales[:, None])
 
 
 def client_whitener(rotation, W_rotated):
@@ -161,11 +181,6 @@ def check_fedsvd_clients(client_rows, n_columns):
 
 
 # ------------------------------------------------------------- orchestration
-def _shared_rotation(n_columns, random_state):
-    """The clients' ``Q``, from the shared seed drawn first in every protocol."""
-    return client_shared_rotation(n_columns, int(draw_seed(random_state)))
-
-
 def _client_data(X, rows, intercept):
     """A client's own rows (a copy unless contiguous in X), with the 1 column."""
     own = client_view(X, rows)
@@ -210,10 +225,20 @@ def run_qr_leverage(
     secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     own = [_client_data(X, rows, intercept) for rows in client_rows]
-    factors = parallel(delayed(client_r_factor)(own[c], rotation) for c in clients)
-    counts = [channel.up("r_factor", c, factors[c][1]) for c in clients]
+    r0 = parallel(delayed(client_own_r)(own[c]) for c in clients)
+    counts = [channel.up("r_factor", c, r0[c][1]) for c in clients]
+    scales = run_secure_bounds(
+        {c: np.linalg.norm(r0[c][0], axis=0) for c in clients},
+        secure,
+        channel,
+        "scales",
+        0,
+        random_state,
+    )
+    rotation = client_scaled_rotation(rotation, scales)
+    factors = parallel(delayed(client_r_factor)(r0[c][0], rotation) for c in clients)
     units, bounds = run_secure_stack(
-        {c: factors[c][0] for c in clients if factors[c][0].shape[0]},
+        {c: factors[c] for c in clients if factors[c].shape[0]},
         secure,
         channel,
         "r_factor",
@@ -257,9 +282,20 @@ def run_fedsvd_leverage(
     """
     check_fedsvd_clients(client_rows, X.shape[1] + intercept)
     clients = range(len(client_rows))
-    rotation = _shared_rotation(X.shape[1] + intercept, random_state)
+    rotation_seed, _, group_seed = client_shared_seeds(draw_seed(random_state))
+    rotation = client_shared_rotation(X.shape[1] + intercept, rotation_seed)
     seeds = draw_seed(random_state, size=len(client_rows))
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
+    secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
+    scales = run_secure_bounds(
+        {c: column_norms(_client_data(X, client_rows[c], intercept)) for c in clients},
+        secure,
+        channel,
+        "scales",
+        0,
+        random_state,
+    )
+    rotation = client_scaled_rotation(rotation, scales)
     masked = parallel(
         delayed(client_mask_rows)(
             _client_data(X, client_rows[c], intercept), rotation, seeds[c], block_size

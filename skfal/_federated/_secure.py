@@ -4,12 +4,13 @@ Pairwise additive masks (Bonawitz et al., "Practical secure aggregation for
 privacy-preserving machine learning", CCS 2017; Flower's SecAgg+ is the same
 idea):
 
-1. Key agreement (once per protocol run): every client draws a private
-   Diffie-Hellman key in RFC 3526's 2048-bit MODP group and uploads its
-   public key; the server broadcasts all of them; client ``i`` derives the
-   secret ``s_ij = SHA-256(g^(a_i a_j))`` of each pair, which the server,
-   holding only public keys, cannot compute (the decisional Diffie-Hellman
-   assumption; the server is honest-but-curious and relays keys faithfully).
+1. Key agreement (once per fit, :func:`key_session`): every client draws a
+   private X25519 key (RFC 7748, elliptic-curve Diffie-Hellman on
+   Curve25519) and uploads its public key; the server broadcasts all of
+   them; client ``i`` derives the secret ``s_ij = SHA-256(X25519(a_i, A_j))``
+   of each pair, which the server, holding only public keys, cannot compute
+   (the computational Diffie-Hellman assumption on Curve25519; the server
+   is honest-but-curious and relays keys faithfully).
 2. Every secure sum (a fresh round id each time): client ``i`` encodes its
    array in fixed point as 64-bit words and adds ``PRG(s_ij, round)`` for
    every other participant ``j > i`` and subtracts it for ``j < i``, modulo
@@ -50,6 +51,8 @@ threat model in the user guide says). With two participants, each learns the
 other's value from the sum and its own.
 """
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import itertools
@@ -61,23 +64,11 @@ from skfal._sampling import draw_seed
 
 MIN_PARTICIPANTS = 2
 
-# RFC 3526, group 14: the 2048-bit MODP safe prime; generator 2.
-MODP_PRIME = int(
-    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1"
-    "29024E088A67CC74020BBEA63B139B22514A08798E3404DD"
-    "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245"
-    "E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
-    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3D"
-    "C2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"
-    "83655D23DCA3AD961C62F356208552BB9ED529077096966D"
-    "670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B"
-    "E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9"
-    "DE2BCBF6955817183995497CEA956AE515D2261898FA0510"
-    "15728E5A8AACAA68FFFFFFFFFFFFFFFF",
-    16,
-)
-MODP_GENERATOR = 2
-_KEY_BYTES = 256
+# X25519 (RFC 7748): Curve25519's Montgomery ladder over GF(2^255 - 19).
+_P25519 = 2**255 - 19
+_A24 = 121665
+_BASE_POINT = (9).to_bytes(32, "little")
+_KEY_BYTES = 32
 
 _FRACTION_BITS = 62
 # Exponents (numpy.frexp) of finite non-zero doubles lie in [-1073, 1024].
@@ -88,11 +79,44 @@ _ABSENT = np.iinfo(np.int64).min  # the exponent of an all-zero column
 
 
 # --------------------------------------------------------------------- clients
+@functools.lru_cache(maxsize=4096)
+def x25519(scalar, point):
+    """RFC 7748's X25519 function: ``scalar * point`` on Curve25519 (bytes).
+
+    A pure function of its arguments; cached, since a simulation re-derives
+    the same keys whenever a fit is repeated with the same ``random_state``.
+    """
+    k = bytearray(scalar)
+    k[0] &= 248
+    k[31] &= 127
+    k[31] |= 64
+    n = int.from_bytes(k, "little")
+    p = _P25519
+    x1 = int.from_bytes(point, "little") & ((1 << 255) - 1)
+    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
+    for t in reversed(range(255)):
+        bit = (n >> t) & 1
+        if swap ^ bit:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = bit
+        a, b = (x2 + z2) % p, (x2 - z2) % p
+        aa, bb = a * a % p, b * b % p
+        e = (aa - bb) % p
+        da, cb = (x3 - z3) * a % p, (x3 + z3) * b % p
+        x3 = (da + cb) ** 2 % p
+        z3 = x1 * (da - cb) ** 2 % p
+        x2 = aa * bb % p
+        z2 = e * (aa + _A24 * e) % p
+    if swap:
+        x2, z2 = x3, z3
+    return (x2 * pow(z2, p - 2, p) % p).to_bytes(32, "little")
+
+
 def client_key_pair(seed):
-    """A client's Diffie-Hellman key pair: ``(private int, public key bytes)``."""
-    private = int.from_bytes(np.random.RandomState(seed).bytes(32), "big") | 1
-    public = pow(MODP_GENERATOR, private, MODP_PRIME)
-    return private, np.frombuffer(public.to_bytes(_KEY_BYTES, "big"), dtype=np.uint8)
+    """A client's X25519 key pair: ``(private bytes, public key as uint8 array)``."""
+    private = np.random.RandomState(seed).bytes(_KEY_BYTES)
+    public = x25519(private, _BASE_POINT)
+    return private, np.frombuffer(public, dtype=np.uint8)
 
 
 def client_pair_secrets(private, public_keys, me):
@@ -101,16 +125,22 @@ def client_pair_secrets(private, public_keys, me):
     for j, key in enumerate(public_keys):
         if j == me:
             continue
-        shared = pow(int.from_bytes(bytes(key), "big"), private, MODP_PRIME)
-        digest = hashlib.sha256(shared.to_bytes(_KEY_BYTES, "big")).digest()
-        secrets[j] = int.from_bytes(digest, "big")
+        shared = x25519(private, bytes(key))
+        if shared == bytes(_KEY_BYTES):
+            raise ValueError(f"Client {j}'s public key is a low-order point.")
+        secrets[j] = int.from_bytes(hashlib.sha256(shared).digest(), "big")
     return secrets
 
 
 def _pair_mask(secret, round_id, size):
-    """The pseudorandom 64-bit words a pair of clients adds and subtracts."""
-    sequence = np.random.SeedSequence(entropy=secret, spawn_key=(round_id,))
-    return np.random.PCG64(sequence).random_raw(size).astype(np.uint64)
+    """The pseudorandom 64-bit words a pair of clients adds and subtracts.
+
+    Philox keyed by 128 bits of the pair's secret, one counter block per
+    round id: a fresh, independent stream every round.
+    """
+    key = secret & ((1 << 128) - 1)
+    generator = np.random.Philox(key=key, counter=[0, 0, round_id, 0])
+    return generator.random_raw(size).astype(np.uint64)
 
 
 def client_mask(words, me, participants, secrets, round_id):
@@ -136,10 +166,13 @@ def column_exponents(magnitudes):
     return exponents
 
 
-def _bin_permutation(n_bins, seed, column):
-    """The clients' secret order of a column's bins (the server never sees it)."""
-    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(column, n_bins))
-    return np.random.default_rng(sequence).permutation(n_bins)
+@functools.lru_cache(maxsize=64)
+def _bin_permutations(n_columns, n_bins, seed):
+    """The clients' secret order of each column's bins (the server never sees
+    it): row ``m`` maps bin ``b`` of column ``m`` to its position."""
+    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(n_columns, n_bins))
+    keys = np.random.default_rng(sequence).random((n_columns, n_bins))
+    return np.argsort(keys, axis=1)
 
 
 def client_exponent_marks(exponents, coarse, seed, random_state):
@@ -162,31 +195,29 @@ def client_exponent_marks(exponents, coarse, seed, random_state):
     marks : ndarray of shape (n_columns, n_bins) of uint64
     """
     n_bins = _N_COARSE if coarse is None else _BIN_WIDTH
-    marks = np.zeros((exponents.shape[0], n_bins), dtype=np.uint64)
-    for m, exponent in enumerate(exponents):
-        if exponent == _ABSENT:
-            continue
-        offset = int(exponent) - _MIN_EXPONENT
-        if coarse is None:
-            bin_ = offset // _BIN_WIDTH
-        elif offset // _BIN_WIDTH == coarse[m]:
-            bin_ = offset % _BIN_WIDTH
-        else:
-            continue  # below the winning coarse bin: nothing to mark
-        word = np.uint64(random_state.randint(1, 2**63, dtype=np.int64))
-        marks[m, _bin_permutation(n_bins, seed, m)[bin_]] = word
+    n_columns = exponents.shape[0]
+    marks = np.zeros((n_columns, n_bins), dtype=np.uint64)
+    present = exponents != _ABSENT
+    offsets = np.where(present, exponents, _MIN_EXPONENT) - _MIN_EXPONENT
+    if coarse is None:
+        bins = offsets // _BIN_WIDTH
+    else:  # below the winning coarse bin: nothing to mark
+        present &= offsets // _BIN_WIDTH == coarse
+        bins = offsets % _BIN_WIDTH
+    columns = np.flatnonzero(present)
+    order = _bin_permutations(n_columns, n_bins, seed)
+    words = random_state.randint(1, 2**63, size=columns.size, dtype=np.int64)
+    marks[columns, order[columns, bins[columns]]] = words.astype(np.uint64)
     return marks
 
 
 def client_highest_bins(summed_marks, seed):
     """Unpermute the summed marks: the highest occupied bin per column (or -1)."""
     n_columns, n_bins = summed_marks.shape
-    highest = np.full(n_columns, -1, dtype=np.int64)
-    for m in range(n_columns):
-        occupied = summed_marks[m, _bin_permutation(n_bins, seed, m)] != 0
-        if occupied.any():
-            highest[m] = n_bins - 1 - int(np.argmax(occupied[::-1]))
-    return highest
+    order = _bin_permutations(n_columns, n_bins, seed)
+    occupied = np.take_along_axis(summed_marks, order, axis=1) != 0
+    highest = n_bins - 1 - np.argmax(occupied[:, ::-1], axis=1)
+    return np.where(occupied.any(axis=1), highest, -1).astype(np.int64)
 
 
 def bounds_from_bins(coarse, fine, headroom):
@@ -247,6 +278,29 @@ def client_shared_seeds(shared_seed):
     return tuple(int(s) for s in sequence.generate_state(3, dtype=np.uint32))
 
 
+_KEY_SESSION = contextvars.ContextVar("skfal_key_session", default=None)
+
+
+@contextlib.contextmanager
+def key_session():
+    """Within the block, the protocol runs of one fit share one key agreement.
+
+    The clients keep their keys from one phase to the next (as in a
+    deployment), so a fit that runs several protocols (selection, then
+    training) agrees on keys once; round ids keep counting, so no mask is
+    reused. Nested blocks join the outer session. Nothing is stored on an
+    estimator: the keys end with the block.
+    """
+    if _KEY_SESSION.get() is not None:
+        yield
+        return
+    token = _KEY_SESSION.set({})
+    try:
+        yield
+    finally:
+        _KEY_SESSION.reset(token)
+
+
 def run_key_agreement(n_clients, group_seed, random_state, channel):
     """Every pair of clients agrees on a secret through the server (step 1).
 
@@ -262,7 +316,12 @@ def run_key_agreement(n_clients, group_seed, random_state, channel):
     Returns
     -------
     secure : SecureAggregation
+        Within a :func:`key_session`, the session's keys for these clients
+        when they already agreed on some (no message is sent then).
     """
+    session = _KEY_SESSION.get()
+    if session is not None and n_clients in session:
+        return session[n_clients]
     seeds = draw_seed(random_state, size=n_clients)
     pairs = [client_key_pair(seed) for seed in seeds]
     keys = np.stack(
@@ -272,7 +331,10 @@ def run_key_agreement(n_clients, group_seed, random_state, channel):
     secrets = [
         client_pair_secrets(pairs[c][0], received[c], c) for c in range(n_clients)
     ]
-    return SecureAggregation(secrets, group_seed)
+    secure = SecureAggregation(secrets, group_seed)
+    if session is not None:
+        session[n_clients] = secure
+    return secure
 
 
 def _check_participants(participants, n_clients, phase):
@@ -390,6 +452,22 @@ def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None
     return decode_units(_masked_round(words, participants, secure, channel, phase)), (
         bounds
     )
+
+
+def run_largest_exponent(X, client_rows, random_state, channel):
+    """Every client learns ``e`` with ``max |X| < 2^e`` (a secure maximum).
+
+    Clients dividing their rows by ``2^e`` work in units where the largest
+    entry is in ``[0.5, 1)``, exactly (0 when ``X`` is all zeros).
+    """
+    group_seed = client_shared_seeds(draw_seed(random_state))[2]
+    secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
+    magnitudes = {
+        c: np.array([np.abs(X[rows]).max(initial=0.0)])
+        for c, rows in enumerate(client_rows)
+    }
+    bounds = run_secure_bounds(magnitudes, secure, channel, "scale", 0, random_state)
+    return int(bounds[0])
 
 
 # ------------------------------------------------------ secure stacked factors
