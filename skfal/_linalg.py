@@ -192,7 +192,7 @@ def column_norms(X):
     return np.sqrt(squares) * scale
 
 
-def solve_least_squares(r, alpha):
+def solve_least_squares(r, alpha, norms=None):
     """Solve ``min ||A t - b||^2 + alpha ||t||^2`` from an R factor of ``[A, b]``.
 
     Parameters
@@ -203,27 +203,67 @@ def solve_least_squares(r, alpha):
     alpha : float
         Ridge penalty; with ``alpha == 0`` and a rank-deficient ``A`` the
         minimum-norm solution.
+    norms : ndarray of shape (n_columns,), default=None
+        The size of each column the rank decision is relative to: for
+        centered columns, their norms *before* centering, so that what
+        centering leaves of a constant column (rounding) counts as zero.
+        ``None``: the norms of ``A``'s columns.
 
     Returns
     -------
     t : ndarray of shape (n_columns,)
     """
     A, b = r[:, :-1], r[:, -1]
-    n = A.shape[1]
-    # Columns divided by powers of two near their norms (exact), so that a
+    t = np.zeros(A.shape[1])
+    # An exactly zero column (a constant feature, centered) gets coefficient
+    # 0, its minimum-norm value; the others are solved together.
+    live = np.flatnonzero(np.any(A != 0, axis=0))
+    A = A[:, live]
+    n = live.size
+    # Columns divided by powers of two near their sizes (exact), so that a
     # column of size 1 next to one of size 1e140 is not taken for zero by
     # the rank cut. With a unique solution (ridge, or full column rank) that
     # changes nothing else; otherwise the minimum-norm solution is the one
     # of the unscaled problem.
-    exponents = column_exponents(A)
+    exponents = column_exponents(A) if norms is None else np.frexp(norms[live])[1]
     scaled = np.ldexp(A, -exponents)
     if alpha > 0:
         scaled = np.vstack([scaled, np.diag(np.ldexp(np.sqrt(alpha), -exponents))])
         b = np.concatenate([b, np.zeros(n)])
     u, _, rank, _ = np.linalg.lstsq(scaled, b, rcond=None)
     if alpha > 0 or rank == n:
-        return np.ldexp(u, -exponents)
-    return np.linalg.lstsq(A, b, rcond=None)[0]
+        t[live] = np.ldexp(u, -exponents)
+    else:
+        t[live] = np.linalg.lstsq(A, b, rcond=None)[0]
+    return t
+
+
+def weighted_mean(X, weights):
+    """The weighted mean of the rows, corrected by the mean residual.
+
+    One pass gives ``m = sum w x / sum w`` to rounding; adding
+    ``sum w (x - m) / sum w`` makes a constant column's mean exact, so that
+    centering leaves exactly zero (not rounding noise, which the rank
+    decision could take for a feature).
+    """
+    total = weights.sum()
+    mean = weights @ X / total
+    return mean + weights @ (X - mean) / total
+
+
+def solve_centered(r, alpha, x_mean):
+    """``(coef, intercept)`` from an R factor of ``S [1, X - x_mean, y]``.
+
+    With the constant column first, the rest of the R factor is the R of the
+    weighted centered features and labels (the constant projected out, in
+    exact arithmetic), from which the model is solved with the features'
+    sizes before centering as the scale of the rank decision; the first row
+    gives the constant. Centralized and federated fits both end here.
+    """
+    sizes = np.hypot(column_norms(r[:, 1:-1]), r[0, 0] * np.abs(x_mean))
+    coef = solve_least_squares(r[1:, 1:], alpha, sizes)
+    constant = (r[0, -1] - r[0, 1:-1] @ coef) / r[0, 0]
+    return coef, float(constant - x_mean @ coef)
 
 
 def weighted_least_squares(X, y, weights, alpha=0.0, fit_intercept=True):
@@ -239,13 +279,10 @@ def weighted_least_squares(X, y, weights, alpha=0.0, fit_intercept=True):
     intercept : float
     """
     X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if fit_intercept:
-        x_mean = weights @ X / weights.sum()
-        y_mean = weights @ y / weights.sum()
-        X, y = X - x_mean, y - y_mean
+    y = np.asarray(y, dtype=np.float64)[:, None]
     root = np.sqrt(weights)[:, None]
-    system = np.hstack([X * root, y[:, None] * root])
-    coef = solve_least_squares(system, alpha)
-    intercept = float(y_mean - x_mean @ coef) if fit_intercept else 0.0
-    return coef, intercept
+    if not fit_intercept:
+        return solve_least_squares(np.hstack([X, y]) * root, alpha), 0.0
+    x_mean = weighted_mean(X, weights)
+    system = np.hstack([np.ones_like(y), X - x_mean, y]) * root
+    return solve_centered(r_factor([system], system.shape[1]), alpha, x_mean)

@@ -104,11 +104,12 @@ def test_bounds_are_the_largest_exponent_plus_headroom():
         1: np.array([5.0, 0.0, 1e100]),
         2: np.array([0.7, 0.0, 2.0]),
     }
-    bounds = run_secure_bounds(
+    bounds, zero = run_secure_bounds(
         magnitudes, secure, channel, "scales", 2, np.random.RandomState(0)
     )
     # 5 < 2^3, 1e100 < 2^333; the all-zero column gets any bound (0).
     assert bounds.tolist() == [3 + 2, 0, 333 + 2]
+    assert zero.tolist() == [False, True, False]
 
 
 def test_server_sees_uniform_words_whatever_the_clients_hold():

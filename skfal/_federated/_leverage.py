@@ -227,7 +227,7 @@ def run_qr_leverage(
     own = [_client_data(X, rows, intercept) for rows in client_rows]
     r0 = parallel(delayed(client_own_r)(own[c]) for c in clients)
     counts = [channel.up("r_factor", c, r0[c][1]) for c in clients]
-    scales = run_secure_bounds(
+    scales, _ = run_secure_bounds(
         {c: np.linalg.norm(r0[c][0], axis=0) for c in clients},
         secure,
         channel,
@@ -287,7 +287,7 @@ def run_fedsvd_leverage(
     seeds = draw_seed(random_state, size=len(client_rows))
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
-    scales = run_secure_bounds(
+    scales, _ = run_secure_bounds(
         {c: column_norms(_client_data(X, client_rows[c], intercept)) for c in clients},
         secure,
         channel,

@@ -54,7 +54,12 @@ from skfal._federated._secure import (
     run_secure_stack,
     run_secure_sum,
 )
-from skfal._linalg import r_factor, solve_least_squares, weighted_least_squares
+from skfal._linalg import (
+    r_factor,
+    solve_centered,
+    solve_least_squares,
+    weighted_least_squares,
+)
 from skfal._sampling import draw_seed
 
 MIN_LOCAL_ROWS = 2
@@ -71,6 +76,11 @@ class LinearModel(NamedTuple):
 def client_weighted_sums(X_l, weights):
     """Step 1 share: ``[sum_j w_j x_j, sum_j w_j]`` over the client's labeled rows."""
     return np.append(weights @ np.asarray(X_l, dtype=np.float64), weights.sum())
+
+
+def client_residual_sums(X_l, weights, x_mean):
+    """Step 1 share, second round: ``sum_j w_j (x_j - x_bar)``."""
+    return weights @ (np.asarray(X_l, dtype=np.float64) - x_mean)
 
 
 def client_weighted_mean(sums):
@@ -98,7 +108,9 @@ def client_rotated_factor(system, scales, rotation):
     return r_factor([np.ldexp(system, -scales) @ rotation], system.shape[1])
 
 
-def client_solve(r_units, r_bounds, rotation, scales, alpha, fit_intercept, x_mean):
+def client_solve(
+    r_units, r_bounds, rotation, scales, zero, alpha, fit_intercept, x_mean
+):
     """Step 4: the model from the server's ``R`` (in units of ``2^E_m``).
 
     Parameters
@@ -109,6 +121,9 @@ def client_solve(r_units, r_bounds, rotation, scales, alpha, fit_intercept, x_me
         The clients' ``Q``.
     scales : ndarray of int
         The equilibration exponents of step 2.
+    zero : ndarray of bool
+        The columns that are zero at every client (a constant feature, once
+        centered): zero in the unrotated factor too, exactly.
     alpha : float
         Ridge penalty on the features (not on the constant column).
     fit_intercept : bool
@@ -116,15 +131,12 @@ def client_solve(r_units, r_bounds, rotation, scales, alpha, fit_intercept, x_me
         The global weighted mean of the labeled rows (intercept only).
     """
     rotated = client_decode(r_units, r_bounds)
-    r = np.ldexp(r_factor([rotated @ rotation.T], rotated.shape[1]), scales)
+    unrotated = rotated @ rotation.T
+    unrotated[:, zero] = 0.0  # not rounding noise from the other columns
+    r = np.ldexp(r_factor([unrotated], rotated.shape[1]), scales)
     if not fit_intercept:
         return solve_least_squares(r, alpha), 0.0
-    # The constant column comes first, so the rest of the R factor is the R
-    # of the weighted centered features and labels: the model is solved from
-    # it as in the centralized fit, and the first row gives the constant.
-    coef = solve_least_squares(r[1:, 1:], alpha)
-    constant = (r[0, -1] - r[0, 1:-1] @ coef) / r[0, 0]
-    return coef, float(constant - x_mean @ coef)
+    return solve_centered(r, alpha, x_mean)
 
 
 def client_local_share(X_l, y_l, weights, alpha, fit_intercept):
@@ -217,17 +229,27 @@ def run_local_training(
 def run_weighted_mean(clients, active, secure, channel, random_state):
     """Step 1: every client learns the global weighted mean of the labeled rows.
 
-    Returns ``(x_mean, total_weight)`` as the clients compute them.
+    Two secure sums: ``[sum w x, sum w]``, then the residual sums
+    ``sum w (x - x_bar)`` that correct the mean (as
+    :func:`skfal._linalg.weighted_mean`: a constant column's mean comes out
+    exact, so centering leaves exactly zero). Returns ``(x_mean,
+    total_weight)`` as the clients compute them.
     """
+    everyone = range(len(clients))
+    shares = {c: client_weighted_sums(clients[c][0], clients[c][2]) for c in active}
+    units, bounds = run_secure_sum(
+        shares, secure, channel, "weighted_sums", random_state
+    )
+    received = channel.broadcast("weighted_sums", everyone, units)
+    x_mean, total = client_weighted_mean(client_decode(received, bounds))
     shares = {
-        c: client_weighted_sums(X_l, w)
-        for c, (X_l, _, w) in ((c, clients[c]) for c in active)
+        c: client_residual_sums(clients[c][0], clients[c][2], x_mean) for c in active
     }
     units, bounds = run_secure_sum(
         shares, secure, channel, "weighted_sums", random_state
     )
-    received = channel.broadcast("weighted_sums", range(len(clients)), units)
-    return client_weighted_mean(client_decode(received, bounds))
+    received = channel.broadcast("weighted_sums", everyone, units)
+    return x_mean + client_decode(received, bounds) / total, total
 
 
 def run_global_training(
@@ -264,7 +286,7 @@ def run_global_training(
     if fit_intercept:
         x_mean, _ = run_weighted_mean(clients, active, secure, channel, random_state)
     systems = {c: client_system(*clients[c], x_mean) for c in active}
-    scales = run_secure_bounds(
+    scales, zero = run_secure_bounds(
         {c: client_column_magnitudes(systems[c]) for c in active},
         secure,
         channel,
@@ -287,5 +309,7 @@ def run_global_training(
         "masked_model", range(len(clients)), server_factor(units)
     )
     return LinearModel(
-        *client_solve(r_units, bounds, rotation, scales, alpha, fit_intercept, x_mean)
+        *client_solve(
+            r_units, bounds, rotation, scales, zero, alpha, fit_intercept, x_mean
+        )
     )

@@ -384,6 +384,8 @@ def run_secure_bounds(magnitudes, secure, channel, phase, headroom, random_state
     -------
     bounds : ndarray of shape (n_columns,) of int
         As every participant computes them (the server never does).
+    zero : ndarray of shape (n_columns,) of bool
+        The columns no participant has a non-zero entry in (bound 0).
     """
     participants = list(magnitudes)
     seeds = draw_seed(random_state, size=len(participants))
@@ -404,7 +406,7 @@ def run_secure_bounds(magnitudes, secure, channel, phase, headroom, random_state
             coarse = highest
         else:
             fine = highest
-    return bounds_from_bins(coarse, fine, headroom)
+    return bounds_from_bins(coarse, fine, headroom), coarse < 0
 
 
 def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None):
@@ -445,7 +447,7 @@ def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None
         headroom = int(np.ceil(np.log2(k)))
     else:
         headroom = int(np.ceil(np.log2(k) / 2))
-    bounds = run_secure_bounds(
+    bounds, _ = run_secure_bounds(
         magnitudes, secure, channel, phase, headroom, random_state
     )
     words = {c: client_encode(values[c], bounds) for c in participants}
@@ -466,7 +468,7 @@ def run_largest_exponent(X, client_rows, random_state, channel):
         c: np.array([np.abs(X[rows]).max(initial=0.0)])
         for c, rows in enumerate(client_rows)
     }
-    bounds = run_secure_bounds(magnitudes, secure, channel, "scale", 0, random_state)
+    bounds, _ = run_secure_bounds(magnitudes, secure, channel, "scale", 0, random_state)
     return int(bounds[0])
 
 
