@@ -170,7 +170,7 @@ def leverage_scores(X, intercept=False, alpha=0.0):
 
 def column_exponents(r):
     """``e`` with ``2^(e-1) <= ||column|| < 2^e`` (0 for a zero column)."""
-    return np.frexp(np.linalg.norm(r, axis=0))[1]
+    return np.frexp(column_norms(r))[1]
 
 
 def column_norms(X):

@@ -237,6 +237,12 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             self.communication_ = merge_summaries(
                 getattr(self.sampler_, "communication_", {}), channel.summary()
             )
+        if not (np.all(np.isfinite(self.coef_)) and np.isfinite(self.intercept_)):
+            raise ValueError(
+                "The fitted coefficients overflow float64 (labels much larger "
+                "than the features, e.g. y near 1e300 with X near 1e-300): "
+                "divide y by its scale, or multiply X by one."
+            )
         self.sample_indices_ = indices
         self.sample_weight_ = weights
         self.n_queries_ = int(indices.shape[0])

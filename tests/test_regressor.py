@@ -277,3 +277,14 @@ def test_clone_pickle_and_dataframe():
     assert np.array_equal(again.predict(frame), reg.predict(frame))
     fresh = clone(reg)
     assert not hasattr(fresh, "coef_") and fresh.get_params() == reg.get_params()
+
+
+@pytest.mark.parametrize("training", ["global", "local"])
+@pytest.mark.parametrize("federated", [False, True])
+def test_overflowing_coefficients_are_a_clear_error(training, federated):
+    # Labels near 1e300 on features near 1e-300: coefficients near 1e600 are
+    # not representable; an error says so (not inf, nor a wrapped sum).
+    X, y, groups = make_data(seed=21)
+    reg = FederatedActiveRegressor(budget=80, training=training, random_state=0)
+    with pytest.raises(ValueError, match="overflow float64"):
+        reg.fit(X * 1e-300, y * 1e300, groups=groups if federated else None)

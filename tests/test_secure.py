@@ -160,3 +160,31 @@ def test_one_participant_among_several_is_refused():
         {0: np.ones(3)}, secure, channel, "t", np.random.RandomState(0)
     )
     assert np.array_equal(np.ldexp(units, bounds), np.ones(3))
+
+
+def test_a_colluding_client_unmixes_the_stack_as_documented():
+    # The threat model says: the server colluding with one client (who knows
+    # the mixing matrix M) recovers every client's R_i from M [R_1; ...].
+    # This test shows that claim is true, so the docs do not understate it.
+    from skfal._federated._secure import _mixing
+
+    rng = np.random.RandomState(7)
+    factors = {
+        c: r_factor([rng.standard_normal((n, 3))], 3) for c, n in enumerate([8, 5])
+    }
+    secure, channel = setup(2)
+    units, bounds = run_secure_stack(
+        factors, secure, channel, "stack", 41, np.random.RandomState(8)
+    )
+    mixed = np.ldexp(units, bounds)
+    unmixed = _mixing(mixed.shape[0], 41).T @ mixed
+    assert np.allclose(unmixed[:3], factors[0], atol=1e-12)
+    assert np.allclose(unmixed[3:], factors[1], atol=1e-12)
+
+
+def test_a_non_finite_upload_is_a_clear_error():
+    # Fixed point cannot encode inf or NaN: a silent wrong sum otherwise.
+    secure, channel = setup(2)
+    values = {0: np.array([1.0, np.inf]), 1: np.ones(2)}
+    with pytest.raises(ValueError, match="'t' upload is not finite"):
+        run_secure_sum(values, secure, channel, "t", np.random.RandomState(0))

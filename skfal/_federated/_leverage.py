@@ -228,7 +228,7 @@ def run_qr_leverage(
     r0 = parallel(delayed(client_own_r)(own[c]) for c in clients)
     counts = [channel.up("r_factor", c, r0[c][1]) for c in clients]
     scales, _ = run_secure_bounds(
-        {c: np.linalg.norm(r0[c][0], axis=0) for c in clients},
+        {c: column_norms(r0[c][0]) for c in clients},
         secure,
         channel,
         "scales",

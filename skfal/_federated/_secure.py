@@ -60,6 +60,7 @@ import itertools
 import numpy as np
 
 from skfal._federated._masks import haar_orthogonal
+from skfal._linalg import column_norms
 from skfal._sampling import draw_seed
 
 MIN_PARTICIPANTS = 2
@@ -438,6 +439,12 @@ def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None
     """
     participants = list(values)
     _check_participants(participants, len(secure.secrets), phase)
+    if not all(np.all(np.isfinite(v)) for v in values.values()):
+        raise ValueError(
+            f"A client's {phase!r} upload is not finite: its values overflow "
+            "float64 (e.g. labels near 1e300 with features near 1e-300). "
+            "Divide y by its scale, or multiply X by one."
+        )
     k = len(participants)
     if magnitudes is None:
         magnitudes = {
@@ -537,5 +544,5 @@ def run_secure_stack(factors, secure, channel, phase, mixing_seed, random_state)
         )
         for c in participants
     }
-    magnitudes = {c: np.linalg.norm(factors[c], axis=0) for c in participants}
+    magnitudes = {c: column_norms(factors[c]) for c in participants}
     return run_secure_sum(shares, secure, channel, phase, random_state, magnitudes)
