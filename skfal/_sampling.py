@@ -521,8 +521,8 @@ def _tree_code(X, max_depth):
         used = np.zeros(sv.shape[0], dtype=np.int64)
         for j in plan:
             used[j] += 1
-            shift = np.uint64(splits[j] - used[j])
-            bit = (bins[position[j]] >> shift) & np.uint64(1)
+            level = np.uint64(splits[j] - used[j])
+            bit = (bins[position[j]] >> level) & np.uint64(1)
             chunk_code = (chunk_code << np.uint64(1)) | bit
         code[start : start + z.shape[0]] = chunk_code
     return code

@@ -314,3 +314,18 @@ def test_spatial_order_is_a_permutation_that_keeps_neighbours_close():
     assert np.median(step) < 0.2 * np.median(shuffled)
     assert np.array_equal(spatial_order(np.ones((7, 3)), 5), np.arange(7))
     assert tree_depth(10**6, 10) == 10 and tree_depth(100, 10**6) == 7
+
+
+def test_spatial_order_streams_many_chunks(monkeypatch):
+    # More rows than one chunk (chunk_size(50) is about 21,000 rows): every
+    # chunk is scaled and coded the same way, so the order equals the one of
+    # the same rows coded in a single chunk (a variable shadowed between
+    # chunks once made the second chunk fail).
+    from skfal import _sampling
+    from skfal._linalg import chunk_size
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((chunk_size(50) + 500, 50))
+    streamed = spatial_order(X, 6)
+    monkeypatch.setattr(_sampling, "chunk_size", lambda d: X.shape[0])
+    assert np.array_equal(streamed, spatial_order(X, 6))
