@@ -43,10 +43,9 @@ from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, s
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._regression import run_global_training
 from skfal._federated._secure import (
-    client_decode,
     client_shared_seeds,
     run_key_agreement,
-    run_secure_sum,
+    run_secure_total,
 )
 from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._sampling import draw_seed
@@ -294,11 +293,15 @@ def run_lloyd(
             delayed(client_lloyd_statistics)(X_sub, centres_rot, z, rotation)
             for X_sub in subsamples
         )
-        units, bounds = run_secure_sum(
-            dict(zip(ids, shares, strict=True)), secure, channel, "lloyd", random_state
+        totals = run_secure_total(
+            dict(zip(ids, shares, strict=True)),
+            secure,
+            channel,
+            "lloyd",
+            random_state,
+            ids,
         )
-        received = channel.broadcast("lloyd", ids, units)
-        new = client_lloyd_update(centres_rot, client_decode(received, bounds))
+        new = client_lloyd_update(centres_rot, totals)
         done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
         centres_rot = new
         if done:

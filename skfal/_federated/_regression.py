@@ -52,7 +52,7 @@ from skfal._federated._secure import (
     run_key_agreement,
     run_secure_bounds,
     run_secure_stack,
-    run_secure_sum,
+    run_secure_total,
 )
 from skfal._linalg import (
     r_factor,
@@ -215,15 +215,16 @@ def run_local_training(
     shares = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(client_local_share)(*clients[c], alpha, fit_intercept) for c in active
     )
-    units, bounds = run_secure_sum(
+    total = run_secure_total(
         dict(zip(active, shares, strict=True)),
         secure,
         channel,
         "local_model",
         random_state,
+        range(len(clients)),
+        down="global_model",
     )
-    received = channel.broadcast("global_model", range(len(clients)), units)
-    return client_fedavg(client_decode(received, bounds))
+    return client_fedavg(total)
 
 
 def run_weighted_mean(clients, active, secure, channel, random_state):
@@ -237,19 +238,18 @@ def run_weighted_mean(clients, active, secure, channel, random_state):
     """
     everyone = range(len(clients))
     shares = {c: client_weighted_sums(clients[c][0], clients[c][2]) for c in active}
-    units, bounds = run_secure_sum(
-        shares, secure, channel, "weighted_sums", random_state
+    x_mean, total = client_weighted_mean(
+        run_secure_total(
+            shares, secure, channel, "weighted_sums", random_state, everyone
+        )
     )
-    received = channel.broadcast("weighted_sums", everyone, units)
-    x_mean, total = client_weighted_mean(client_decode(received, bounds))
     shares = {
         c: client_residual_sums(clients[c][0], clients[c][2], x_mean) for c in active
     }
-    units, bounds = run_secure_sum(
-        shares, secure, channel, "weighted_sums", random_state
+    residual = run_secure_total(
+        shares, secure, channel, "weighted_sums", random_state, everyone
     )
-    received = channel.broadcast("weighted_sums", everyone, units)
-    return x_mean + client_decode(received, bounds) / total, total
+    return x_mean + residual / total, total
 
 
 def run_global_training(

@@ -479,6 +479,20 @@ def run_largest_exponent(X, client_rows, random_state, channel):
     return int(bounds[0])
 
 
+def run_secure_total(
+    values, secure, channel, phase, random_state, receivers, down=None
+):
+    """A secure sum the server passes back: every receiver's decoded total.
+
+    :func:`run_secure_sum`, then the server broadcasts the sum (in its
+    unknown units) to ``receivers`` under phase ``down`` (``phase`` if
+    ``None``), and each of them decodes it with the bounds it holds.
+    """
+    units, bounds = run_secure_sum(values, secure, channel, phase, random_state)
+    received = channel.broadcast(phase if down is None else down, receivers, units)
+    return client_decode(received, bounds)
+
+
 # ------------------------------------------------------ secure stacked factors
 @functools.lru_cache(maxsize=2)
 def _mixing(n_rows, seed):
