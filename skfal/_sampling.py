@@ -436,6 +436,20 @@ def tree_depth(n_samples, budget):
     )
 
 
+def _bin(edges, values):
+    """``searchsorted(edges, values, side="right")``, as uint64.
+
+    With the few edges of a k-d tree level (one per split of the axis) a
+    comparison per edge is several times faster than a binary search.
+    """
+    if edges.shape[0] <= 8:
+        bins = np.zeros(values.shape[0], dtype=np.uint64)
+        for edge in edges:
+            bins += values >= edge
+        return bins
+    return np.searchsorted(edges, values, side="right").astype(np.uint64)
+
+
 def spatial_order(X, max_depth):
     """Rows in the order of a k-d tree with median splits on principal axes.
 
@@ -507,16 +521,18 @@ def _tree_code(X, max_depth):
     position = {int(j): a for a, j in enumerate(axes)}
     code = np.zeros(n, dtype=np.uint64)
     size = chunk_size(X.shape[1])
+    # (2^shift x - mean) D = 2^shift (x D) - mean D: the chunk is not copied
+    # unless x D could overflow (entries near the largest double).
+    fold = shift > -1000
+    offset = mean @ directions
     for start in range(0, n, size):
+        chunk = np.asarray(X[start : start + size], dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            chunk = np.ldexp(
-                np.asarray(X[start : start + size], dtype=np.float64), shift
-            )
-            z = (chunk - mean) @ directions
-        bins = [
-            np.searchsorted(edges[a], z[:, a], side="right").astype(np.uint64)
-            for a in range(axes.shape[0])
-        ]
+            if fold:
+                z = np.ldexp(chunk @ directions, shift) - offset
+            else:
+                z = (np.ldexp(chunk, shift) - mean) @ directions
+        bins = [_bin(edges[a], z[:, a]) for a in range(axes.shape[0])]
         chunk_code = np.zeros(z.shape[0], dtype=np.uint64)
         used = np.zeros(sv.shape[0], dtype=np.int64)
         for j in plan:
