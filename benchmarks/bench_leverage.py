@@ -12,7 +12,12 @@ rows scattered over ``X``, so the simulation first gathers each client's rows.
 Targets (issue 2): exact fit <= 0.15 x np.linalg.qr at 1,000,000 x 100; the
 ``qr`` protocol with 10 clients <= 1.5 x centralized; peak memory <= 3 x X.
 
-Usage: ``python benchmarks/bench_leverage.py [--quick]``.
+First, the Gram floor (issue 12): the centralized fit, and the exact scores
+alone (``leverage_scores``), as ratios to one Gram product ``X.T @ X`` on the
+same array, float64 and float32, with the path the R factor took.
+Target: fit <= 3 x ``X.T @ X``.
+
+Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]``.
 """
 
 import argparse
@@ -21,6 +26,27 @@ import numpy as np
 from _util import best_time, peak_memory
 
 from skfal import LeverageScoreSampler
+from skfal._linalg import equilibrated_r_factor, leverage_scores
+
+
+def gram_floor(n, repeat, rng):
+    """Fit and scores time over one ``X.T @ X``, per shape and dtype."""
+    print(
+        f"{'shape':>14} {'dtype':>8} {'X.T@X s':>8} {'fit s':>7} {'/ gram':>7} "
+        f"{'scores':>7} {'path':>22}"
+    )
+    for d in (20, 100):
+        X64 = rng.standard_normal((n, d))
+        for X in (X64, X64.astype(np.float32)):
+            t_gram = best_time(repeat, lambda X=X: X.T @ X)
+            sampler = LeverageScoreSampler(budget=1000, random_state=0)
+            t_fit = best_time(repeat, sampler.fit, X)
+            t_scores = best_time(repeat, leverage_scores, X)
+            path = equilibrated_r_factor(X)[2]
+            print(
+                f"{n:>8} x {d:<3} {X.dtype.name:>8} {t_gram:8.3f} {t_fit:7.2f} "
+                f"{t_fit / t_gram:7.1f} {t_scores / t_gram:7.1f} {path:>22}"
+            )
 
 
 def main():
@@ -29,9 +55,15 @@ def main():
         "--quick", action="store_true", help="100,000 rows instead of 1,000,000"
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--gram-only", action="store_true", help="only the Gram-floor table"
+    )
     args = parser.parse_args()
     n = 100_000 if args.quick else 1_000_000
     rng = np.random.RandomState(0)
+    gram_floor(n, args.repeat, rng)
+    if args.gram_only:
+        return
     print(
         f"{'shape':>14} {'mode':>14} {'fit s':>8} {'/ np.qr':>8} {'/ X@v':>8} "
         f"{'/ central':>9} {'peak / X':>9}"

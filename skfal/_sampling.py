@@ -521,17 +521,14 @@ def _tree_code(X, max_depth):
     position = {int(j): a for a, j in enumerate(axes)}
     code = np.zeros(n, dtype=np.uint64)
     size = chunk_size(X.shape[1])
-    # (2^shift x - mean) D = 2^shift (x D) - mean D: the chunk is not copied
-    # unless x D could overflow (entries near the largest double).
-    fold = shift > -1000
-    offset = mean @ directions
+    # (2^shift x - mean) D = 2^shift ((x - 2^-shift mean) D), exactly: one
+    # temporary per chunk instead of two. Centering before projecting keeps
+    # the digits of rows far from the origin (projecting first would not).
+    raw_mean = np.ldexp(mean, -shift)
     for start in range(0, n, size):
         chunk = np.asarray(X[start : start + size], dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            if fold:
-                z = np.ldexp(chunk @ directions, shift) - offset
-            else:
-                z = (np.ldexp(chunk, shift) - mean) @ directions
+            z = np.ldexp((chunk - raw_mean) @ directions, shift)
         bins = [_bin(edges[a], z[:, a]) for a in range(axes.shape[0])]
         chunk_code = np.zeros(z.shape[0], dtype=np.uint64)
         used = np.zeros(sv.shape[0], dtype=np.int64)
