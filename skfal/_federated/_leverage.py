@@ -50,6 +50,7 @@ from skfal._federated._secure import (
 from skfal._federated._simulation import client_view, gather_rows
 from skfal._linalg import (
     column_norms,
+    equilibrated_r_factor,
     iter_chunks,
     r_factor,
     r_from_whitener,
@@ -94,10 +95,12 @@ def client_unmask_scores(masked_basis, W_masked, rotation, seed, block_size):
 def client_own_r(X_i):
     """The R factor ``R_0`` of the client's rows (kept), and its row count.
 
-    Its column norms are the client's columns' norms, which set the common
-    column scales.
+    By the centralized kernel (CholeskyQR at the speed of Gram products, TSQR
+    where it would not be accurate); its column norms are the client's
+    columns' norms, which set the common column scales.
     """
-    return r_factor(iter_chunks(X_i), X_i.shape[1]), np.array([X_i.shape[0]])
+    r, exponents, _ = equilibrated_r_factor(X_i)
+    return np.ldexp(r, exponents), np.array([X_i.shape[0]])
 
 
 def client_r_factor(r0, rotation):
