@@ -329,3 +329,16 @@ def test_spatial_order_streams_many_chunks(monkeypatch):
     streamed = spatial_order(X, 6)
     monkeypatch.setattr(_sampling, "chunk_size", lambda d: X.shape[0])
     assert np.array_equal(streamed, spatial_order(X, 6))
+
+
+@pytest.mark.parametrize("n, n_bits", [(1, 3), (10, 3), (5000, 20), (300, 60)])
+def test_stable_order_is_a_stable_argsort(n, n_bits):
+    # Packed keys code << b | index sort like the codes, ties by index: the
+    # same order as numpy's stable argsort (the last case packs too many
+    # bits and takes the argsort itself).
+    from skfal._sampling import stable_order
+
+    rng = np.random.RandomState(n)
+    codes = rng.randint(0, 2 ** min(n_bits, 8), size=n).astype(np.uint64)  # ties
+    codes <<= np.uint64(n_bits - min(n_bits, 8))
+    assert np.array_equal(stable_order(codes, n_bits), np.argsort(codes, kind="stable"))
