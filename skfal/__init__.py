@@ -1,5 +1,6 @@
 """skfal: scikit-learn estimators for label-efficient and federated regression."""
 
+from skfal._active import ActiveEstimator
 from skfal._datasets import load_diamonds
 from skfal._leverage import LeverageScoreSampler
 from skfal._regressor import FederatedActiveRegressor
@@ -11,6 +12,7 @@ from skfal._uniform import UniformSampler
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ActiveEstimator",
     "FederatedActiveRegressor",
     "LeverageScoreSampler",
     "Resampler",

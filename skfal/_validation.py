@@ -96,3 +96,39 @@ def check_partial_target(y, n_samples, name):
             "the selected rows (leave the others NaN)."
         )
     return y
+
+
+def check_target_labels(y, n_samples, name, classifier, *, none_labeled=False):
+    """Validate labels that may be missing outside the selection, for any model.
+
+    A regressor's target becomes a float64 vector (``NaN`` where missing;
+    ``None`` and ``pd.NA`` are turned into ``NaN``); a classifier's labels
+    keep their type (strings included), missing ones marked by ``NaN``,
+    ``None`` or ``pd.NA``. Raises a ValueError naming the problem when ``y``
+    is absent, of the wrong shape, or missing everywhere (unless
+    ``none_labeled``: before any label is bought, ``None`` means no label).
+    """
+    if y is None and none_labeled:
+        return np.full(n_samples, np.nan if not classifier else None)
+    if y is None:
+        raise ValueError(
+            f"{name} requires y to be passed, but the target y is None. Pass "
+            "the labels bought so far, NaN (or None) where a label is unknown."
+        )
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(np.empty(n_samples), y)
+    if not classifier:
+        if y.dtype.kind == "O":
+            missing = np.array(
+                [v is None or type(v).__name__ == "NAType" for v in y], dtype=bool
+            )
+            y = np.where(missing, np.nan, y)
+        if none_labeled:
+            y = np.asarray(y, dtype=np.float64)
+            if np.isinf(y).any():
+                raise ValueError(
+                    "Input y contains infinity: a regression target must be finite."
+                )
+            return y
+        return check_partial_target(y, n_samples, name)
+    return y

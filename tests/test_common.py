@@ -1,8 +1,10 @@
 """scikit-learn's own API checks over every public estimator."""
 
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skfal import (
+    ActiveEstimator,
     FederatedActiveRegressor,
     LeverageScoreSampler,
     Resampler,
@@ -21,6 +23,11 @@ ESTIMATORS = [
     FederatedActiveRegressor(sampler=SensitivitySampler(), budget=0.5),
     Resampler(),
     Resampler(UniformSampler(budget=3)),
+    ActiveEstimator(LinearRegression()),
+    ActiveEstimator(LinearRegression(), n_rounds=2, loss="gradient"),
+    # Half the rows, so that the few rows of the checks' tables hold every class.
+    ActiveEstimator(LogisticRegression(), budget=0.5),
+    ActiveEstimator(LogisticRegression(), budget=0.5, n_rounds=2, loss="gradient"),
 ]
 
 

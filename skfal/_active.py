@@ -1,0 +1,883 @@
+"""Active learning for any scikit-learn estimator: a model's loss picks the rows.
+
+:class:`ActiveEstimator` wraps a regressor or a classifier. It buys labels in
+batches: a uniform initial sample, then, in each of ``n_rounds`` rounds, the
+medoids of the next clusters of a D^z prefix ordering and a sample drawn with
+probability proportional to ``loss(medoid) + Lambda d^z`` under the model
+fitted so far (Axiotis et al., Algorithms 1 and 3). The batches are a pure
+function of the rows, the seed and the labels of earlier batches, so a
+labeling session spread over days (:meth:`ActiveEstimator.query`) ends with
+the same model as :meth:`ActiveEstimator.fit` reading the labels at once.
+"""
+
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
+from sklearn.dummy import DummyClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _routing_enabled,
+    process_routing,
+)
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+
+from skfal._base import DocLinkMixin, select_rows
+from skfal._clustering import assign
+from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
+from skfal._sampling import Selection, resolve_budget
+from skfal._sensitivity import SensitivitySampler
+from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
+from skfal._validation import check_target_labels
+
+_EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
+
+
+class _Batch(NamedTuple):
+    """One batch of labels the selection asks for, and why."""
+
+    round: int
+    kind: str  # "initial", "medoids" or "sample"
+    rows: np.ndarray
+
+
+class _MissingLabels(Exception):
+    """The selection reached a batch whose labels are not all known yet."""
+
+    def __init__(self, batch, missing):
+        super().__init__(batch.kind)
+        self.batch, self.missing = batch, missing
+
+
+def _is_missing(values):
+    """Where a label is unknown: NaN, ``None``, ``pd.NA`` or ``pd.NaT``."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind != "O":
+        return np.zeros(values.shape[0], dtype=bool)
+    return np.array(
+        [
+            v is None
+            or (isinstance(v, float) and v != v)
+            or type(v).__name__ in ("NAType", "NaTType")
+            for v in values
+        ],
+        dtype=bool,
+    )
+
+
+def _estimator_has(attr):
+    """``available_if`` check: the fitted (else the given) estimator has ``attr``."""
+
+    def check(self):
+        inner = self.estimator_ if hasattr(self, "estimator_") else self.estimator
+        getattr(inner, attr)
+        return True
+
+    return check
+
+
+def _final_step(estimator, X):
+    """The last step of a pipeline and ``X`` through the steps before it."""
+    if isinstance(estimator, Pipeline):
+        return estimator[-1], estimator[:-1].transform(X)
+    return estimator, X
+
+
+def _squared_error(estimator, X, y):
+    return (np.asarray(estimator.predict(X), dtype=np.float64) - y) ** 2
+
+
+def _true_class_proba(estimator, X, y):
+    """``(proba, p_true)``: predicted probabilities and that of each row's label.
+
+    A label the model never saw has probability 0 (its loss is the largest,
+    ``-log(1e-15)``), so a class missing from the initial sample draws
+    samples to the clusters where it is found.
+    """
+    proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    classes = np.asarray(estimator.classes_)
+    at = np.searchsorted(classes, y) if classes.dtype.kind != "O" else None
+    if at is None:
+        lookup = {c: i for i, c in enumerate(classes.tolist())}
+        at = np.array([lookup.get(v, -1) for v in y.tolist()])
+    else:
+        at = np.minimum(at, classes.size - 1)
+        at = np.where(classes[at] == y, at, -1)
+    p_true = np.where(at >= 0, proba[np.arange(len(y)), np.maximum(at, 0)], 0.0)
+    return proba, p_true
+
+
+def _log_loss(estimator, X, y):
+    if not hasattr(estimator, "predict_proba"):
+        return (np.asarray(estimator.predict(X)) != y).astype(np.float64)
+    _, p_true = _true_class_proba(estimator, X, y)
+    return -np.log(np.clip(p_true, _EPS, 1.0))
+
+
+def _gradient_norm(estimator, X, y, classifier):
+    """Squared norm of the loss's gradient in a linear model's coefficients.
+
+    For a linear regressor ``2 (f(x) - y) [x, 1]``; for a linear classifier
+    with probabilities ``(p - e_y) [x, 1]^T`` (logistic and softmax). Up to a
+    constant factor, which changes no sampling probability. ``None`` when the
+    model is not linear (then the loss itself is used).
+    """
+    final, features = _final_step(estimator, X)
+    if not hasattr(final, "coef_"):
+        return None
+    features = np.asarray(features, dtype=np.float64)
+    size = np.einsum("ij,ij->i", features, features) + 1.0
+    if not classifier:
+        return _squared_error(estimator, X, y) * size
+    if not hasattr(final, "predict_proba"):
+        return None
+    proba, p_true = _true_class_proba(estimator, X, y)
+    off = np.einsum("ij,ij->i", proba, proba) - 2.0 * p_true + 1.0
+    return np.maximum(off, 0.0) * size
+
+
+def _model_loss(loss, estimator, X, y, classifier):
+    """Per-row loss of the fitted ``estimator`` at rows ``X`` labeled ``y``.
+
+    Returns the losses and the loss used (``"loss"`` where ``"gradient"``
+    has no closed form for the model).
+    """
+    if callable(loss):
+        values = np.asarray(loss(estimator, X, y), dtype=np.float64)
+        if values.shape != (X.shape[0],):
+            raise ValueError(
+                f"loss(estimator, X, y) must return one loss per row, an array "
+                f"of shape ({X.shape[0]},); got shape {values.shape}."
+            )
+    else:
+        values = None
+        if loss == "gradient":
+            values = _gradient_norm(estimator, X, y, classifier)
+        if values is None:
+            loss = "loss"
+            values = (_log_loss if classifier else _squared_error)(estimator, X, y)
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            "The per-row losses must be finite and non-negative; the loss "
+            f"{loss!r} gave values in [{np.min(values)}, {np.max(values)}]."
+        )
+    return values, loss
+
+
+@fill_doc
+class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
+    """Active learning for any scikit-learn estimator, by sensitivity sampling.
+
+    Buys ``budget`` labels and fits ``estimator`` on the labeled rows with
+    importance weights that make its weighted training loss an unbiased
+    estimate of the loss over every row. With the default sampler the labels
+    are bought in batches (Axiotis et al., Algorithms 1 and 3):
+
+    1. a uniform sample of ``initial_fraction`` of the budget, on which a
+       first model is fitted;
+    2. in each of ``n_rounds`` rounds: the medoids of the next ``k``
+       clusters of a D^z prefix ordering of the rows (the centres of a
+       (k, z)-clustering, in seeding order), then a sample drawn with
+       probability proportional to ``loss(medoid) + Lambda d^z`` (``d``
+       the distance to the nearest centre so far, ``loss`` the current
+       model's loss at that centre's medoid, ``Lambda`` the cluster's Holder
+       constant, estimated as in Lemma 8 from the labeled rows of the
+       cluster); the model is refitted after each round.
+
+    A wrapped regressor makes a regressor, a classifier a classifier.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        An unfitted scikit-learn regressor or classifier (or pipeline). It is
+        cloned; with ``weighted=True`` its ``fit`` must accept
+        ``sample_weight`` (for a pipeline, its last step's).
+    sampler : estimator or None, default=None
+        How rows are chosen. ``None``: ``SensitivitySampler(holder_constant=
+        "auto")``, the model-based selection above. A
+        :class:`SensitivitySampler` with ``holder_constant`` ``"auto"`` or a
+        float gives its clustering and drawing parameters (``n_clusters``
+        clusters per round, ``z``, ``subsample_size``, ``max_iter``,
+        ``sampling``, ``uniform_mix``, ``weighting``) to that selection.
+        Any other skfal sampler (``LeverageScoreSampler``,
+        ``UniformSampler``, a ``SensitivitySampler`` with
+        ``holder_constant=np.inf``) selects the whole budget in one batch,
+        without a model (``initial_fraction`` and ``n_rounds`` then play no
+        part). The sampler is cloned, its ``budget`` set to this estimator's,
+        and its ``random_state`` too when that is not ``None``.
+    {budget}
+    n_rounds : int, default=1
+        Rounds of model-based selection after the initial sample
+        (Algorithm 3 for ``n_rounds > 1``): the rest of the budget is split
+        evenly among them and the model is refitted after each.
+    initial_fraction : float in (0, 1], default=0.2
+        Share of the budget bought uniformly at random before any model
+        exists (the paper uses 0.2). ``1.0`` is uniform sampling.
+    loss : {"loss", "gradient"} or callable, default="loss"
+        The per-row quantity whose sum the selection estimates.
+        ``"loss"``: the squared error for a regressor, the log-loss for a
+        classifier (0-1 loss without ``predict_proba``). ``"gradient"``: the
+        squared norm of the loss's gradient in the coefficients of a linear
+        model (``coef_``, of the last step of a pipeline); other models fall
+        back to the loss. A callable ``loss(estimator, X, y)`` returns the
+        losses of the fitted estimator at rows ``X`` with labels ``y``.
+    weighted : bool, default=True
+        Fit the final (and every intermediate) model with the importance
+        weights as ``sample_weight``. ``False`` fits unweighted: the
+        training loss is then no longer an unbiased estimate, as in the
+        paper's experiments.
+    random_state : int, RandomState instance or None, default=None
+        Controls every draw. An int makes :meth:`query` and :meth:`fit`
+        reproducible, which the labeling loop requires (set the wrapped
+        estimator's own ``random_state`` too, if it has one).
+
+    Attributes
+    ----------
+    estimator_ : estimator object
+        The wrapped estimator fitted on the selected rows.
+    sample_indices_ : ndarray of shape (n_selected,)
+        Sorted rows whose labels were read.
+    sample_weight_ : ndarray of shape (n_selected,)
+        Their importance weights: ``sum_i w_i l_i`` estimates the sum of
+        any per-row loss ``l`` over all rows without bias.
+    rounds_ : list of dict
+        One entry per round (round 0 the initial sample): ``"medoids"`` and
+        ``"sampled"`` (rows labeled in that round), ``"holder_constants"``
+        (``Lambda`` per cluster used, or ``None``) and ``"n_labels"``
+        (labels bought so far).
+    batches_ : list of ndarray
+        The label batches in the order they were asked for (what
+        :meth:`query` returns one after another).
+    n_queries_ : int
+        Labels read (the budget).
+    loss_ : str or callable
+        The loss used: ``"loss"`` when ``"gradient"`` fell back to it.
+    classes_ : ndarray of shape (n_classes,)
+        The classes the classifier was fitted on (classifiers only).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    SensitivitySampler : The clustering behind the model-based selection.
+    FederatedActiveRegressor : Linear regression, with federated training.
+
+    Notes
+    -----
+    The weights combine one unbiased estimate per round: round 0's uniform
+    sample (weight ``n / b_0``), and for round ``i`` the rows labeled before
+    it (and its medoids) at weight 1 plus its sample at Horvitz-Thompson
+    weight ``1 / pi`` over the rows not labeled yet. Each estimates the total
+    loss without bias given what came before, so their mix with fixed shares
+    ``b_i / b`` (each round's share of the budget) does too.
+
+    The loss is evaluated only at labeled rows (medoids and the rows of each
+    cluster that estimate ``Lambda``), so the selection costs a clustering
+    pass per round whatever the model.
+
+    References
+    ----------
+    .. [1] K. Axiotis, V. Cohen-Addad, M. Henzinger, S. Jerome, V. Mirrokni,
+       D. Saulpic, D. Woodruff and M. Wunder, "Data-Efficient Learning via
+       Clustering-Based Sensitivity Sampling: Foundation Models and Beyond",
+       ICML 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skfal import ActiveEstimator
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.standard_normal((500, 3))
+    >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    >>> model = ActiveEstimator(LogisticRegression(), budget=60, random_state=0)
+    >>> model = model.fit(X, y)
+    >>> model.n_queries_, model.classes_.tolist()
+    (60, ['no', 'yes'])
+    >>> float(model.score(X, y)) > 0.9
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "sampler": [HasMethods(["fit"]), None],
+        "budget": BUDGET_CONSTRAINT,
+        "n_rounds": [Interval(Integral, 1, None, closed="left")],
+        "initial_fraction": [Interval(Real, 0, 1, closed="right")],
+        "loss": [StrOptions({"loss", "gradient"}), callable],
+        "weighted": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        sampler=None,
+        budget=0.1,
+        n_rounds=1,
+        initial_fraction=0.2,
+        loss="loss",
+        weighted=True,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.sampler = sampler
+        self.budget = budget
+        self.n_rounds = n_rounds
+        self.initial_fraction = initial_fraction
+        self.loss = loss
+        self.weighted = weighted
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- public
+    @fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, groups=None, **fit_params):
+        """Select rows, read their labels, fit the estimator on them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The pool of rows.
+        y : array-like of shape (n_samples,)
+            Labels; read only at the selected rows, so the others may be
+            missing (``NaN``, ``None`` or ``pd.NA``). Class labels may be
+            strings.
+        groups : array-like of shape (n_samples,), default=None
+            Client label of each row: the sampler selects by its federated
+            protocol (model-free samplers only), and the estimator is then
+            fitted centrally on the selected labeled rows.
+        **fit_params : dict
+            Further parameters for the estimator's ``fit``, routed by
+            metadata routing when it is enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``); per-row
+            ones are restricted to the selected rows, and a ``sample_weight``
+            multiplies the importance weights.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = self._check_input(X, y)
+        params = self._route(fit_params)
+        rng = check_random_state(self.random_state)
+        labels = _Labels(y, hint="Call query(X, y) to list the rows to label.")
+        self._select(X, labels, groups, rng, params)
+        self.n_queries_ = int(self.sample_indices_.size)
+        self.estimator_ = self._fit_model(
+            X, labels, self.sample_indices_, self.sample_weight_, params, final=True
+        )
+        return self
+
+    def query(self, X, y=None, groups=None):
+        """The next rows to label, given the labels already in ``y``.
+
+        Replays the selection of :meth:`fit` (same seed, same rows) up to
+        the first batch with a row not labeled yet, and returns that batch's
+        unlabeled rows. Label some or all of them and call again: rows with
+        a label are never returned, and every label bought counts toward the
+        budget. An empty array means the selection is complete: :meth:`fit`
+        on the same ``y`` then reads exactly those labels, and gives the
+        model that ``fit`` with every label at hand would give.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The pool of rows.
+        y : array-like of shape (n_samples,), default=None
+            Labels bought so far (``NaN``, ``None`` or ``pd.NA`` elsewhere);
+            ``None`` when none is.
+        groups : array-like of shape (n_samples,), default=None
+            Client label of each row.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_queries,)
+            Sorted indices of the rows to label next.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LinearRegression
+        >>> from skfal import ActiveEstimator
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.standard_normal((400, 2))
+        >>> truth = X @ [1.0, -2.0] + rng.standard_normal(400)
+        >>> model = ActiveEstimator(LinearRegression(), budget=40, random_state=0)
+        >>> y = np.full(400, np.nan)
+        >>> while (rows := model.query(X, y)).size:   # label a batch, ask again
+        ...     y[rows] = truth[rows]
+        >>> int(np.isfinite(y).sum())
+        40
+        >>> model = model.fit(X, y)
+        """
+        self._validate_params()
+        if not isinstance(self.random_state, Integral):
+            raise ValueError(
+                "query replays the selection of fit only when it is reproducible, "
+                f"but random_state={self.random_state!r} draws other rows on "
+                "every call. Set random_state to an int, e.g. "
+                "ActiveEstimator(estimator, random_state=0)."
+            )
+        replay = clone(self)  # query leaves this estimator as it is
+        X, y = replay._check_input(X, y, none_labeled=True)
+        try:
+            replay._select(X, _Labels(y), groups, check_random_state(self.random_state))
+        except _MissingLabels as need:
+            return need.missing
+        return np.empty(0, dtype=np.int64)
+
+    @available_if(_estimator_has("predict"))
+    def predict(self, X):
+        """Predict with the fitted estimator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predictions.
+        """
+        check_is_fitted(self)
+        return self.estimator_.predict(self._check_X(X))
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities from the fitted classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities of the classes in ``classes_``.
+        """
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(self._check_X(X))
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log of the class probabilities from the fitted classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities of the classes in ``classes_``.
+        """
+        check_is_fitted(self)
+        return self.estimator_.predict_log_proba(self._check_X(X))
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the fitted classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The wrapped estimator's decision values.
+        """
+        check_is_fitted(self)
+        return self.estimator_.decision_function(self._check_X(X))
+
+    @available_if(_estimator_has("score"))
+    def score(self, X, y, **score_params):
+        """The fitted estimator's score (R^2 or accuracy) on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows.
+        y : array-like of shape (n_samples,)
+            True labels.
+        **score_params : dict
+            Passed to the estimator's ``score`` (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        score : float
+            The wrapped estimator's score.
+        """
+        check_is_fitted(self)
+        return self.estimator_.score(self._check_X(X), y, **score_params)
+
+    @property
+    def classes_(self):
+        """The classes of the fitted classifier."""
+        return self.estimator_.classes_
+
+    def get_metadata_routing(self):
+        """Metadata routing: ``fit`` parameters go to the estimator's ``fit``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            A :class:`~sklearn.utils.metadata_routing.MetadataRouter`
+            encapsulating the routing information.
+        """
+        return MetadataRouter(owner=self.__class__.__name__).add(
+            estimator=self.estimator,
+            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator)
+        tags.estimator_type = inner.estimator_type
+        tags.classifier_tags = inner.classifier_tags
+        tags.regressor_tags = inner.regressor_tags
+        if tags.classifier_tags is not None:
+            tags.classifier_tags.poor_score = True
+            tags.classifier_tags.multi_class = True
+        if tags.regressor_tags is not None:
+            tags.regressor_tags.poor_score = True
+        tags.target_tags.required = True
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = False
+        return tags
+
+    # ---------------------------------------------------------------- private
+    def _is_classifier(self):
+        return get_tags(self.estimator).estimator_type == "classifier"
+
+    def _check_X(self, X):
+        return validate_data(
+            self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite=True
+        )
+
+    def _check_input(self, X, y, none_labeled=False):
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        y = check_target_labels(
+            y,
+            X.shape[0],
+            type(self).__name__,
+            self._is_classifier(),
+            none_labeled=none_labeled,
+        )
+        return X, y
+
+    def _route(self, fit_params):
+        if _routing_enabled():
+            return process_routing(self, "fit", **fit_params).estimator.fit
+        if fit_params:
+            raise ValueError(
+                f"fit got parameters {sorted(fit_params)} for the estimator; "
+                "passing them requires metadata routing: call "
+                "sklearn.set_config(enable_metadata_routing=True) and "
+                "request them on the estimator (e.g. set_fit_request)."
+            )
+        return {}
+
+    def _resolve_sampler(self):
+        sampler = (
+            SensitivitySampler(holder_constant="auto")
+            if self.sampler is None
+            else clone(self.sampler)
+        )
+        model_based = (
+            isinstance(sampler, SensitivitySampler)
+            and sampler.holder_constant != np.inf
+        )
+        return sampler, model_based
+
+    def _select(self, X, labels, groups, rng, params=None):
+        """Run the selection, reading the labels batch by batch."""
+        params = {} if params is None else params
+        n_samples = X.shape[0]
+        n_selected = resolve_budget(self.budget, n_samples)
+        sampler, model_based = self._resolve_sampler()
+        self.batches_, self.rounds_, self.loss_ = [], [], None
+        if n_selected == n_samples:  # every row: a census, weight 1
+            rows = np.arange(n_samples)
+            labels.read(_Batch(0, "sample", rows), self.batches_)
+            self._record_round(np.empty(0, dtype=np.int64), rows, None, n_samples)
+            self.sample_indices_, self.sample_weight_ = rows, np.ones(n_samples)
+        elif not model_based:
+            self._select_model_free(X, labels, groups, rng, sampler, n_selected)
+        else:
+            if groups is not None:
+                raise ValueError(
+                    "ActiveEstimator's model-based selection (a SensitivitySampler "
+                    "with holder_constant 'auto' or a float) runs in one place; "
+                    "with groups, pass a model-free sampler (LeverageScoreSampler, "
+                    "UniformSampler, or SensitivitySampler(holder_constant=np.inf)), "
+                    "whose selection runs by the federated protocol."
+                )
+            self._select_model_based(X, labels, rng, sampler, n_selected, params)
+
+    def _record_round(self, medoids, sampled, holder, n_labels):
+        self.rounds_.append(
+            {
+                "medoids": medoids,
+                "sampled": sampled,
+                "holder_constants": holder,
+                "n_labels": int(n_labels),
+            }
+        )
+
+    def _select_model_free(self, X, labels, groups, rng, sampler, n_selected):
+        sampler.set_params(budget=n_selected)
+        if self.random_state is not None:
+            sampler.set_params(random_state=rng)
+        sampler.fit(X, groups=groups)
+        rows = sampler.sample_indices_
+        labels.read(_Batch(0, "sample", rows), self.batches_)
+        self.sample_indices_ = rows
+        self.sample_weight_ = np.asarray(sampler.sample_weight_, dtype=np.float64)
+        self._record_round(np.empty(0, dtype=np.int64), rows, None, rows.size)
+
+    def _quotas(self, n_selected):
+        """Labels bought in each round: round 0 uniform, then even shares."""
+        initial = max(1, int(round(self.initial_fraction * n_selected)))
+        rest, r = n_selected - initial, self.n_rounds
+        quotas = [initial] + [rest // r + (i < rest % r) for i in range(r)]
+        return [q for q in quotas if q > 0]
+
+    def _select_model_based(self, X, labels, rng, sampler, n_selected, params):
+        n_samples = X.shape[0]
+        quotas = self._quotas(n_selected)
+        shares = np.asarray(quotas, dtype=np.float64) / n_selected
+        # Round 0: a uniform sample, weight n / b_0 in its own estimate.
+        order = rng.permutation(n_samples)
+        initial = np.sort(order[: quotas[0]])
+        labels.read(_Batch(0, "initial", initial), self.batches_)
+        labeled = np.zeros(n_samples, dtype=bool)
+        labeled[initial] = True
+        # weights[i] = sum over finished rounds of share x round estimate weight
+        weights = np.zeros(n_samples)
+        weights[initial] = shares[0] * n_samples / initial.size
+        self._record_round(np.empty(0, dtype=np.int64), initial, None, initial.size)
+        n_rounds = len(quotas) - 1
+        if n_rounds == 0:
+            self._finish(weights, labeled)
+            return
+        per_round = [self._n_clusters(sampler, q) for q in quotas[1:]]
+        centres, medoids = (
+            self._prefix_clustering(X, sampler, sum(per_round), rng)
+            if sum(per_round)
+            else (np.empty((0, X.shape[1])), np.empty(0, dtype=np.int64))
+        )
+        self.loss_ = self.loss
+        for i in range(1, n_rounds + 1):
+            model = self._fit_model(
+                X,
+                labels,
+                np.flatnonzero(labeled),
+                weights[labeled] / shares[:i].sum(),
+                params,
+            )
+            n_centres = min(sum(per_round[:i]), centres.shape[0])
+            new_medoids = np.sort(
+                np.setdiff1d(medoids[:n_centres], np.flatnonzero(labeled))
+            )
+            labels.read(_Batch(i, "medoids", new_medoids), self.batches_)
+            labeled[new_medoids] = True
+            scores, holder = (
+                self._scores(
+                    X,
+                    labels,
+                    labeled,
+                    model,
+                    centres[:n_centres],
+                    medoids[:n_centres],
+                    sampler,
+                )
+                if n_centres
+                else (np.ones(n_samples), None)
+            )
+            drawn = self._draw(
+                X, scores, quotas[i] - new_medoids.size, ~labeled, rng, sampler
+            )
+            labels.read(_Batch(i, "sample", drawn.indices), self.batches_)
+            # Round i's estimate: rows labeled before it and its medoids at
+            # weight 1, its sample at Horvitz-Thompson weight.
+            weights[labeled] += shares[i]
+            weights[drawn.indices] += shares[i] * drawn.weights
+            labeled[drawn.indices] = True
+            self._record_round(new_medoids, drawn.indices, holder, labeled.sum())
+        self._finish(weights, labeled)
+
+    @staticmethod
+    def _draw(X, scores, n_draws, eligible, rng, sampler):
+        """The round's sample among the rows not labeled yet."""
+        if n_draws >= eligible.sum():  # what is left: all of it, weight 1
+            rows = np.flatnonzero(eligible)
+            return Selection(rows, np.ones(rows.size), np.ones(rows.size, int), 0)
+        return select_rows(
+            X,
+            scores,
+            n_draws,
+            rng,
+            sampling=sampler.sampling,
+            uniform_mix=sampler.uniform_mix,
+            weighting=sampler.weighting,
+            eligible=eligible,
+        )
+
+    def _finish(self, weights, labeled):
+        self.sample_indices_ = np.flatnonzero(labeled)
+        self.sample_weight_ = weights[self.sample_indices_]
+
+    @staticmethod
+    def _n_clusters(sampler, quota):
+        """Clusters added in a round buying ``quota`` labels (room for a draw)."""
+        if quota < 2:  # no room for a medoid and a draw: the round is uniform
+            return 0
+        if isinstance(sampler.n_clusters, Integral):
+            k = int(sampler.n_clusters)
+        else:
+            k = max(1, int(round(sampler.n_clusters * quota)))
+        return min(k, max(quota - 1, 1))
+
+    def _prefix_clustering(self, X, sampler, n_clusters, rng):
+        """Centres in D^z seeding order (a prefix ordering) and their medoids."""
+        clusterer = clone(sampler).set_params(
+            budget=n_clusters,
+            n_clusters=n_clusters,
+            holder_constant=np.inf,
+            sampling="iid",
+            random_state=rng,
+        )
+        clusterer.fit(X)
+        return clusterer.cluster_centers_, clusterer.medoid_indices_
+
+    def _scores(self, X, labels, labeled, model, centres, medoids, sampler):
+        """``loss(medoid) + Lambda d^z`` for every row, and the ``Lambda`` used."""
+        cluster, distance = assign(X, centres)
+        rows = np.flatnonzero(labeled)
+        losses, self.loss_ = _model_loss(
+            self.loss, model, X[rows], labels.values[rows], self._is_classifier()
+        )
+        loss_of = np.zeros(X.shape[0])
+        loss_of[rows] = losses
+        medoid_loss = loss_of[medoids]
+        vz = distance ** int(sampler.z)
+        if sampler.holder_constant == "auto":
+            holder = _lemma8_holder(
+                rows, losses, cluster, vz, medoid_loss, medoids, X.shape[0]
+            )
+        else:
+            holder = np.full(medoids.size, float(sampler.holder_constant))
+        if holder is None:  # no cluster had a labeled row to estimate it from
+            scores = vz
+        else:
+            scores = medoid_loss[cluster] + holder[cluster] * vz
+        # Every row not labeled keeps a chance (unbiasedness needs p > 0).
+        positive = scores[scores > 0]
+        floor = 1e-12 * positive.mean() if positive.size else 1.0
+        return np.maximum(scores, floor), holder
+
+    def _fit_model(self, X, labels, rows, weights, params, final=False):
+        """The estimator fitted on ``rows`` with their weights.
+
+        A model between rounds whose rows hold one class only is the constant
+        classifier of that class (most classifiers refuse to fit one class):
+        every other label then has the largest loss.
+        """
+        y_rows = labels.values[rows]
+        estimator = clone(self.estimator)
+        if not final and self._is_classifier() and _n_distinct(y_rows) < 2:
+            return DummyClassifier(strategy="prior").fit(X[rows], y_rows)
+        fit_params = {
+            k: (v[rows] if _per_row(v, X.shape[0]) else v) for k, v in params.items()
+        }
+        if self.weighted:
+            user = fit_params.pop("sample_weight", None)
+            w = weights if user is None else weights * np.asarray(user)
+            fit_params.update(self._weight_param(estimator, w))
+        return estimator.fit(X[rows], y_rows, **fit_params)
+
+    def _weight_param(self, estimator, w):
+        if _routing_enabled():
+            return {"sample_weight": w}
+        if isinstance(estimator, Pipeline):
+            return {f"{estimator.steps[-1][0]}__sample_weight": w}
+        if not has_fit_parameter(estimator, "sample_weight"):
+            raise ValueError(
+                f"{type(estimator).__name__}.fit does not accept sample_weight, so "
+                "the importance weights of the selected rows cannot reach it. "
+                "Pass weighted=False to fit it unweighted (its training loss is "
+                "then not an unbiased estimate), or wrap an estimator that takes "
+                "sample_weight."
+            )
+        return {"sample_weight": w}
+
+
+def _per_row(value, n_samples):
+    return (
+        hasattr(value, "__len__")
+        and not isinstance(value, str)
+        and len(value) == n_samples
+    )
+
+
+def _lemma8_holder(rows, losses, cluster, vz, medoid_loss, medoids, n_samples):
+    """Holder constants per cluster from its labeled rows (Lemma 8).
+
+    ``Lambda_j = log(n) max |loss(x) - loss(m_j)| / d(x)^z`` over the labeled
+    rows ``x`` of cluster ``j`` (they are a uniform sample of it, as Lemma 8
+    asks, for the initial rows); clusters without such a row get the largest
+    estimate. ``None`` when no cluster has one.
+    """
+    at = cluster[rows]
+    keep = (vz[rows] > 0) & ~np.isin(rows, medoids)
+    if not keep.any():
+        return None
+    ratio = np.abs(losses[keep] - medoid_loss[at[keep]]) / vz[rows][keep]
+    holder = np.full(medoids.size, -np.inf)
+    np.maximum.at(holder, at[keep], ratio)
+    holder[~np.isfinite(holder)] = holder[np.isfinite(holder)].max()
+    return np.log(n_samples) * holder
+
+
+def _n_distinct(values):
+    return len(set(values.tolist()))
+
+
+class _Labels:
+    """The labels ``y`` as the selection reads them: one batch at a time.
+
+    Reading a batch records it; a batch with an unknown label stops the
+    selection (:class:`_MissingLabels`), which :meth:`ActiveEstimator.query`
+    turns into the rows to label next and ``fit`` into a ValueError.
+    """
+
+    def __init__(self, values, hint=""):
+        self.values, self.hint = values, hint
+
+    def read(self, batch, record):
+        record.append(batch.rows)
+        missing = batch.rows[_is_missing(self.values[batch.rows])]
+        if missing.size:
+            if self.hint:
+                raise ValueError(
+                    f"{missing.size} of the {batch.rows.size} rows of batch "
+                    f"{len(record)} (round {batch.round}, {batch.kind}) have no "
+                    f"label, e.g. rows {missing[:10].tolist()}. {self.hint}"
+                )
+            raise _MissingLabels(batch, missing)

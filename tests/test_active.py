@@ -1,0 +1,281 @@
+"""ActiveEstimator: any model, its loss, rounds, and the labeling loop."""
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.base import BaseEstimator, RegressorMixin, is_classifier, is_regressor
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skfal import ActiveEstimator, LeverageScoreSampler, SensitivitySampler
+
+
+def _regression(n=300, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n, 3))
+    return X, X @ [1.0, 2.0, 3.0] + rng.standard_normal(n)
+
+
+def _classification(n=400, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n, 2))
+    return X, np.where(X[:, 0] + 0.5 * X[:, 1] > 0, "yes", "no").astype(object)
+
+
+def _label_by_days(model, X, truth, per_day, rng):
+    """Label ``per_day`` random rows of each batch asked for, until none is."""
+    y = np.full(
+        X.shape[0], np.nan if truth.dtype.kind == "f" else None, dtype=truth.dtype
+    )
+    asked, days = [], 0
+    while (rows := model.query(X, y)).size:
+        today = rng.choice(rows, size=min(per_day, rows.size), replace=False)
+        assert not np.any([v == v and v is not None for v in y[today]])  # never twice
+        y[today] = truth[today]
+        asked.append(today)
+        days += 1
+    return y, np.concatenate(asked), days
+
+
+def test_type_follows_the_wrapped_estimator():
+    assert is_regressor(ActiveEstimator(LinearRegression()))
+    assert is_classifier(ActiveEstimator(LogisticRegression()))
+    model = ActiveEstimator(LinearRegression())
+    assert not hasattr(model, "predict_proba")
+    assert hasattr(ActiveEstimator(LogisticRegression()), "predict_proba")
+
+
+@pytest.mark.parametrize("n_rounds", [1, 2])
+def test_weighted_loss_sum_is_unbiased(n_rounds):
+    # Round 0's uniform sample (weight n / b_0) and, for each later round,
+    # the rows labeled before it at weight 1 plus its Horvitz-Thompson sample
+    # over the rest, each estimate the total of any fixed per-row loss without
+    # bias given the earlier rounds; a mix with fixed shares does too. The
+    # selection itself depends on the labels (the model), the loss does not.
+    X, y = _regression(n=200)
+    reference = LinearRegression().fit(X[:40], y[:40])
+    loss = (reference.predict(X) - y) ** 2
+    estimates = []
+    for seed in range(250):
+        model = ActiveEstimator(
+            LinearRegression(), budget=24, n_rounds=n_rounds, random_state=seed
+        ).fit(X, y)
+        assert model.n_queries_ == 24
+        estimates.append(model.sample_weight_ @ loss[model.sample_indices_])
+    estimates = np.asarray(estimates)
+    error = estimates.std() / np.sqrt(estimates.size)
+    assert abs(estimates.mean() - loss.sum()) < 4 * error
+
+
+@pytest.mark.parametrize("n_rounds", [1, 3])
+def test_labeling_over_days_gives_the_one_shot_model(n_rounds):
+    # The batches are a function of the seed and of the labels of earlier
+    # batches only, so labeling them a few rows a day, in any order, replays
+    # the selection fit makes with every label at hand.
+    X, truth = _regression(n=400)
+    model = ActiveEstimator(
+        LinearRegression(), budget=40, n_rounds=n_rounds, random_state=3
+    )
+    y, asked, days = _label_by_days(model, X, truth, 4, np.random.RandomState(0))
+    assert asked.size == np.unique(asked).size == 40  # no label bought twice
+    assert days >= 10
+    incremental = model.fit(X, y)
+    one_shot = ActiveEstimator(
+        LinearRegression(), budget=40, n_rounds=n_rounds, random_state=3
+    ).fit(X, truth)
+    np.testing.assert_array_equal(incremental.sample_indices_, np.sort(asked))
+    np.testing.assert_array_equal(one_shot.sample_indices_, np.sort(asked))
+    np.testing.assert_array_equal(incremental.sample_weight_, one_shot.sample_weight_)
+    np.testing.assert_array_equal(
+        incremental.estimator_.coef_, one_shot.estimator_.coef_
+    )
+    assert len(one_shot.rounds_) == n_rounds + 1
+    assert sum(r["medoids"].size + r["sampled"].size for r in one_shot.rounds_) == 40
+
+
+def test_string_labels_over_days_and_none_for_missing():
+    X, truth = _classification()
+    make = lambda: ActiveEstimator(  # noqa: E731
+        LogisticRegression(), budget=40, n_rounds=2, random_state=1
+    )
+    y, asked, _ = _label_by_days(make(), X, truth, 7, np.random.RandomState(1))
+    incremental, one_shot = make().fit(X, y), make().fit(X, truth)
+    assert incremental.classes_.tolist() == ["no", "yes"]
+    np.testing.assert_array_equal(
+        incremental.predict_proba(X), one_shot.predict_proba(X)
+    )
+    assert incremental.score(X, truth) > 0.9
+
+
+def test_fit_reads_only_the_selected_labels():
+    X, truth = _regression()
+    model = ActiveEstimator(LinearRegression(), budget=30, random_state=0).fit(X, truth)
+    partial = np.full_like(truth, np.nan)
+    partial[model.sample_indices_] = truth[model.sample_indices_]
+    again = ActiveEstimator(LinearRegression(), budget=30, random_state=0).fit(
+        X, partial
+    )
+    np.testing.assert_array_equal(again.estimator_.coef_, model.estimator_.coef_)
+    assert sum(b.size for b in model.batches_) == 30
+
+
+def test_fit_names_the_missing_labels():
+    X, truth = _regression()
+    y = np.full_like(truth, np.nan)
+    first = ActiveEstimator(LinearRegression(), budget=30, random_state=0).query(X)
+    y[first] = truth[first]
+    with pytest.raises(ValueError, match=r"have no label.*query\(X, y\)"):
+        ActiveEstimator(LinearRegression(), budget=30, random_state=0).fit(X, y)
+
+
+def test_query_needs_an_int_seed_and_leaves_the_estimator_unfitted():
+    X, _ = _regression()
+    with pytest.raises(ValueError, match="random_state to an int"):
+        ActiveEstimator(LinearRegression()).query(X)
+    model = ActiveEstimator(LinearRegression(), budget=20, random_state=0)
+    rows = model.query(X)
+    assert rows.size == 4  # the uniform initial fifth of the budget
+    assert not hasattr(model, "estimator_") and not hasattr(model, "n_features_in_")
+
+
+def test_a_class_missing_from_the_initial_sample_is_found():
+    # A small, distant cluster is the only place of class "rare". The initial
+    # model never saw it; a medoid there (or rows far from every centre)
+    # carries the largest loss and distance, so later draws find the class.
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.standard_normal((580, 2)), rng.normal(8.0, 0.3, (20, 2))])
+    y = np.array(["a"] * 290 + ["b"] * 290 + ["rare"] * 20, dtype=object)
+    y[:580] = np.where(X[:580, 0] > 0, "a", "b")
+    model = ActiveEstimator(
+        LogisticRegression(), budget=60, n_rounds=2, random_state=2
+    ).fit(X, y)
+    initial = model.rounds_[0]["sampled"]
+    assert "rare" not in set(y[initial])  # the case this test is about
+    assert "rare" in model.classes_.tolist()
+    assert model.predict(X[-20:]).tolist().count("rare") >= 15
+
+
+@pytest.mark.parametrize("loss", ["loss", "gradient"])
+def test_pipeline_and_losses(loss):
+    X, y = _classification()
+    model = ActiveEstimator(
+        make_pipeline(StandardScaler(), LogisticRegression()),
+        budget=40,
+        loss=loss,
+        random_state=0,
+    ).fit(X, y)
+    assert model.loss_ == loss  # the pipeline's last step is linear
+    assert model.score(X, y) > 0.85
+
+
+def test_gradient_falls_back_to_the_loss_without_coefficients():
+    X, y = _regression()
+    model = ActiveEstimator(
+        HistGradientBoostingRegressor(max_iter=20),
+        budget=60,
+        loss="gradient",
+        random_state=0,
+    ).fit(X, y)
+    assert model.loss_ == "loss"
+
+
+def test_callable_loss_is_called_on_labeled_rows_only():
+    X, y = _regression()
+    seen = []
+
+    def absolute(estimator, X_rows, y_rows):
+        seen.append(X_rows.shape[0])
+        return np.abs(estimator.predict(X_rows) - y_rows)
+
+    model = ActiveEstimator(
+        LinearRegression(), budget=30, loss=absolute, random_state=0
+    ).fit(X, y)
+    assert seen and max(seen) <= 30 and model.loss_ is absolute
+    with pytest.raises(ValueError, match="one loss per row"):
+        ActiveEstimator(
+            LinearRegression(), budget=30, loss=lambda e, X, y: [1.0], random_state=0
+        ).fit(X, y)
+
+
+def test_estimator_without_sample_weight():
+    X, y = _regression()
+    with pytest.raises(ValueError, match="weighted=False"):
+        ActiveEstimator(KNeighborsRegressor(), budget=30, random_state=0).fit(X, y)
+    model = ActiveEstimator(
+        KNeighborsRegressor(n_neighbors=3), budget=30, weighted=False, random_state=0
+    ).fit(X, y)
+    assert model.predict(X).shape == (X.shape[0],)
+
+
+def test_model_free_sampler_and_groups():
+    X, y = _regression()
+    groups = np.arange(X.shape[0]) % 3
+    sampler = LeverageScoreSampler(random_state=0)
+    model = ActiveEstimator(LinearRegression(), sampler=sampler, budget=30).fit(
+        X, y, groups=groups
+    )
+    reference = LeverageScoreSampler(budget=30, random_state=0).fit(X, groups=groups)
+    np.testing.assert_array_equal(model.sample_indices_, reference.sample_indices_)
+    np.testing.assert_array_equal(model.sample_weight_, reference.sample_weight_)
+    with pytest.raises(ValueError, match="model-free sampler"):
+        ActiveEstimator(LinearRegression(), budget=30).fit(X, y, groups=groups)
+
+
+def test_budget_is_a_hyperparameter():
+    X, y = _regression()
+    search = GridSearchCV(
+        ActiveEstimator(LinearRegression(), random_state=0),
+        {"budget": [20, 40], "n_rounds": [1, 2]},
+        cv=3,
+    ).fit(X, y)
+    assert set(search.best_params_) == {"budget", "n_rounds"}
+
+
+class _SpyRegressor(RegressorMixin, BaseEstimator):
+    """Records the sample_weight and extra metadata its fit receives."""
+
+    def fit(self, X, y, sample_weight=None, tag=None):
+        self.sample_weight_, self.tag_ = sample_weight, tag
+        self.mean_ = np.average(y, weights=sample_weight)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_)
+
+
+def test_metadata_routing():
+    X, y = _regression()
+    tag = np.arange(X.shape[0])
+    with pytest.raises(ValueError, match="enable_metadata_routing"):
+        ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y, tag=tag)
+    plain = ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y)
+    with sklearn.config_context(enable_metadata_routing=True):
+        spy = _SpyRegressor().set_fit_request(sample_weight=True, tag=True)
+        routed = ActiveEstimator(spy, budget=30, random_state=0).fit(
+            X, y, sample_weight=np.full(X.shape[0], 2.0), tag=tag
+        )
+    rows = routed.sample_indices_
+    np.testing.assert_array_equal(routed.estimator_.tag_, tag[rows])
+    np.testing.assert_allclose(
+        routed.estimator_.sample_weight_, 2.0 * plain.estimator_.sample_weight_
+    )
+
+
+def test_holder_constants_follow_lemma_8():
+    # Lambda_j = log(n) max |loss(x) - loss(medoid_j)| / d(x)^z over the
+    # labeled rows of cluster j; a float holder_constant is used as given.
+    X, y = _regression()
+    model = ActiveEstimator(LinearRegression(), budget=60, random_state=0).fit(X, y)
+    holder = model.rounds_[1]["holder_constants"]
+    assert holder is not None and np.all(holder > 0)
+    fixed = ActiveEstimator(
+        LinearRegression(),
+        sampler=SensitivitySampler(holder_constant=0.5),
+        budget=60,
+        random_state=0,
+    ).fit(X, y)
+    assert np.all(fixed.rounds_[1]["holder_constants"] == 0.5)
