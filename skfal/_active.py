@@ -33,7 +33,7 @@ from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validat
 from skfal._sampling import Selection, resolve_budget
 from skfal._sensitivity import SensitivitySampler
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
-from skfal._validation import check_target_labels
+from skfal._validation import MissingLabelsError, check_target_labels
 
 _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
 
@@ -44,14 +44,6 @@ class _Batch(NamedTuple):
     round: int
     kind: str  # "initial", "medoids" or "sample"
     rows: np.ndarray
-
-
-class _MissingLabels(Exception):
-    """The selection reached a batch whose labels are not all known yet."""
-
-    def __init__(self, batch, missing):
-        super().__init__(batch.kind)
-        self.batch, self.missing = batch, missing
 
 
 def _is_missing(values):
@@ -371,7 +363,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         X, y = self._check_input(X, y)
         params = self._route(fit_params)
         rng = check_random_state(self.random_state)
-        labels = _Labels(y, hint="Call query(X, y) to list the rows to label.")
+        labels = _Labels(y)
         self._select(X, labels, groups, rng, params)
         self.n_queries_ = int(self.sample_indices_.size)
         self.estimator_ = self._fit_model(
@@ -433,8 +425,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         X, y = replay._check_input(X, y, none_labeled=True)
         try:
             replay._select(X, _Labels(y), groups, check_random_state(self.random_state))
-        except _MissingLabels as need:
-            return need.missing
+        except MissingLabelsError as need:
+            return need.rows
         return np.empty(0, dtype=np.int64)
 
     @available_if(_estimator_has("predict"))
@@ -863,21 +855,21 @@ class _Labels:
     """The labels ``y`` as the selection reads them: one batch at a time.
 
     Reading a batch records it; a batch with an unknown label stops the
-    selection (:class:`_MissingLabels`), which :meth:`ActiveEstimator.query`
-    turns into the rows to label next and ``fit`` into a ValueError.
+    selection with a :class:`MissingLabelsError`, which
+    :meth:`ActiveEstimator.query` turns into the rows to label next.
     """
 
-    def __init__(self, values, hint=""):
-        self.values, self.hint = values, hint
+    def __init__(self, values):
+        self.values = values
 
     def read(self, batch, record):
         record.append(batch.rows)
         missing = batch.rows[_is_missing(self.values[batch.rows])]
         if missing.size:
-            if self.hint:
-                raise ValueError(
-                    f"{missing.size} of the {batch.rows.size} rows of batch "
-                    f"{len(record)} (round {batch.round}, {batch.kind}) have no "
-                    f"label, e.g. rows {missing[:10].tolist()}. {self.hint}"
-                )
-            raise _MissingLabels(batch, missing)
+            raise MissingLabelsError(
+                f"{missing.size} of the {batch.rows.size} rows of batch "
+                f"{len(record)} (round {batch.round}, {batch.kind}) have no "
+                f"label, e.g. rows {missing[:10].tolist()}. Call query(X, y) "
+                "to list the rows to label next.",
+                missing,
+            )

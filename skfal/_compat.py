@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import (
     validate_params,
 )
 from sklearn.utils.validation import _check_feature_names_in as check_feature_names_in
+from sklearn.utils.validation import _num_samples as num_samples
 from sklearn.utils.validation import validate_data
 
 MIN_SKLEARN_VERSION = "1.6"
@@ -30,6 +31,7 @@ __all__ = [
     "StrOptions",
     "check_feature_names_in",
     "fit_context",
+    "num_samples",
     "safe_indexing",
     "validate_data",
     "validate_params",

@@ -8,7 +8,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import DocLinkMixin
-from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
+from skfal._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    fit_context,
+    num_samples,
+    validate_data,
+)
 from skfal._federated import (
     Channel,
     client_labeled_rows,
@@ -23,7 +30,12 @@ from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
 from skfal._sampling import draw_seed
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
-from skfal._validation import check_groups, check_labels_at, check_partial_target
+from skfal._validation import (
+    MissingLabelsError,
+    check_groups,
+    check_labels_at,
+    check_partial_target,
+)
 
 
 @fill_doc
@@ -204,7 +216,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             indices,
             "selected rows",
             "Label every selected row: with an int random_state, "
-            "query(X, groups) lists them before fitting.",
+            "query(X, y, groups=groups) lists the rows to label next.",
         )
 
         if groups is None:
@@ -247,24 +259,33 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self.sample_weight_ = weights
         self.n_queries_ = int(indices.shape[0])
 
-    def query(self, X, groups=None):
-        """The rows whose labels ``fit`` will read, before any label exists.
+    def query(self, X, y=None, groups=None):
+        """The next rows to label, given the labels already in ``y``.
 
         Runs the same selection as ``fit`` (so, with an int ``random_state``,
-        exactly the same rows) without fitting a model: label these rows,
-        leave the others ``NaN``, then call ``fit``.
+        exactly the same rows) without fitting a model, and returns the rows
+        it needs whose label is still missing. With a label-free sampler
+        (the default) that is the whole selection at once; a sampler that
+        reads labels (``SensitivitySampler`` with ``holder_constant``
+        ``"auto"`` or a float) asks first for its cluster medoids, then for
+        its Holder probes, then for the rest. Label some or all of the rows
+        returned and call again: a labeled row is never returned, and counts
+        toward the budget. An empty array means ``fit(X, y, groups)`` reads
+        exactly the labels bought.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             All rows.
+        y : array-like of shape (n_samples,), default=None
+            Labels bought so far, ``NaN`` elsewhere; ``None`` when none is.
         groups : array-like of shape (n_samples,), default=None
             Client label of each row.
 
         Returns
         -------
         indices : ndarray of shape (n_queries,)
-            Sorted indices of the rows to label.
+            Sorted indices of the rows to label next.
         """
         self._validate_params()
         rng = check_random_state(self.random_state)
@@ -284,14 +305,22 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                 "Set random_state to an int, e.g. "
                 "FederatedActiveRegressor(random_state=0)."
             )
-        if getattr(sampler, "_reads_labels", lambda: False)():
-            raise ValueError(
-                f"{type(sampler).__name__} with these parameters chooses rows from "
-                "labels it reads during fit (cluster medoids and probes), so the "
-                "rows cannot be listed before any label exists. Use "
-                "holder_constant=np.inf for a label-free selection."
+        n_samples = num_samples(X)
+        y = (
+            np.full(n_samples, np.nan)
+            if y is None
+            else check_partial_target(
+                y, n_samples, type(self).__name__, allow_all_missing=True
             )
-        return sampler.fit(X, groups=groups).sample_indices_
+        )
+        reads_labels = getattr(sampler, "_reads_labels", lambda: False)()
+        try:
+            with key_session():
+                sampler.fit(X, y if reads_labels else None, groups=groups)
+        except MissingLabelsError as need:  # medoids or probes come first
+            return need.rows
+        rows = sampler.sample_indices_
+        return rows[np.isnan(y[rows])]
 
     def _make_sampler(self, rng):
         """Clone the sampler and give it this estimator's budget and seed."""

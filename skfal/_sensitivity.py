@@ -288,7 +288,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         # Labels matter only to Algorithm 2's scores; they are read at the
         # medoids and probes alone.
         y = (
-            check_partial_target(y, n_samples, type(self).__name__)
+            # All missing is allowed: the medoids' check names the rows to label.
+            check_partial_target(
+                y, n_samples, type(self).__name__, allow_all_missing=True
+            )
             if (y is not None and self._reads_labels())
             else None
         )

@@ -49,6 +49,18 @@ def check_groups(groups, n_samples):
     return ordered[starts], np.split(order, starts[1:])
 
 
+class MissingLabelsError(ValueError):
+    """Labels the selection must read are not bought yet.
+
+    A ValueError (``fit`` stops with its message); ``query`` methods catch it
+    and return ``rows``, the rows to label next.
+    """
+
+    def __init__(self, message, rows):
+        super().__init__(message)
+        self.rows = rows
+
+
 def check_labels_at(y, rows, what, hint):
     """Raise a ValueError naming the ``rows`` whose label ``y`` is NaN or infinite.
 
@@ -58,9 +70,10 @@ def check_labels_at(y, rows, what, hint):
     labels = y[rows]
     missing = rows[np.isnan(labels)]
     if missing.size:
-        raise ValueError(
+        raise MissingLabelsError(
             f"{missing.size} of the {rows.size} {what} have no label (NaN in y), "
-            f"e.g. rows {missing[:10].tolist()}. {hint}"
+            f"e.g. rows {missing[:10].tolist()}. {hint}",
+            np.sort(missing),
         )
     infinite = rows[np.isinf(labels)]
     if infinite.size:
@@ -71,12 +84,14 @@ def check_labels_at(y, rows, what, hint):
         )
 
 
-def check_partial_target(y, n_samples, name):
+def check_partial_target(y, n_samples, name, *, allow_all_missing=False):
     """Validate a target that may be missing (NaN) at rows not selected.
 
     Returns ``y`` as a float64 vector of ``n_samples`` entries; raises a
     ValueError naming the problem when it is absent, not numeric, of the
-    wrong length, infinite somewhere or missing everywhere.
+    wrong length, infinite somewhere or missing everywhere (unless
+    ``allow_all_missing``: a reader of labels at chosen rows then names the
+    rows it needs, see :class:`MissingLabelsError`).
     """
     if y is None:
         raise ValueError(f"{name} requires y to be passed, but the target y is None.")
@@ -90,7 +105,7 @@ def check_partial_target(y, n_samples, name):
         raise ValueError(
             "Input y contains infinity or a value too large for dtype('float64')."
         )
-    if np.isnan(y).all():
+    if np.isnan(y).all() and not allow_all_missing:
         raise ValueError(
             "Input y contains NaN at every row: no label can be read. Label "
             "the selected rows (leave the others NaN)."
@@ -123,12 +138,5 @@ def check_target_labels(y, n_samples, name, classifier, *, none_labeled=False):
                 [v is None or type(v).__name__ == "NAType" for v in y], dtype=bool
             )
             y = np.where(missing, np.nan, y)
-        if none_labeled:
-            y = np.asarray(y, dtype=np.float64)
-            if np.isinf(y).any():
-                raise ValueError(
-                    "Input y contains infinity: a regression target must be finite."
-                )
-            return y
-        return check_partial_target(y, n_samples, name)
+        return check_partial_target(y, n_samples, name, allow_all_missing=none_labeled)
     return y

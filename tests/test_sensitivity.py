@@ -193,20 +193,41 @@ def test_drop_in_for_the_regressor_and_grid_search():
     assert search.cv_results_["mean_test_score"].min() > 0.9
 
 
-def test_query_refuses_label_dependent_selection():
-    X = np.random.RandomState(11).standard_normal((100, 2))
-    auto = SensitivitySampler(holder_constant="auto")
+@pytest.mark.parametrize("groups", [None, np.arange(100) % 3])
+def test_query_lists_medoids_then_probes_then_the_rest(groups):
+    # A label-dependent selection cannot be listed at once: query asks for
+    # the medoids, then the Holder probes (their labels set the scores), then
+    # the drawn rows. Labeling each batch in turn buys exactly the rows fit
+    # reads, and fit then gives the model of fit with every label at hand.
+    rng = np.random.RandomState(11)
+    X = rng.standard_normal((100, 2))
+    truth = X.sum(axis=1) + 0.1 * rng.standard_normal(100)
+    auto = SensitivitySampler(holder_constant="auto", n_clusters=3)
     reg = FederatedActiveRegressor(budget=20, sampler=auto, random_state=0)
-    with pytest.raises(ValueError, match="cannot be listed before any label"):
-        reg.query(X)
-    # The default (distance-only) selection reads no label: query then fit.
+    y, batches = np.full(100, np.nan), []
+    while (rows := reg.query(X, y, groups=groups)).size:
+        assert np.isnan(y[rows]).all()  # never a label already bought
+        y[rows] = truth[rows]
+        batches.append(rows)
+    # Federated, each client's probes are read in turn: a batch per client.
+    assert len(batches) == 3 if groups is None else len(batches) >= 3
+    assert batches[0].size == 3  # one medoid per cluster
+    one_shot = FederatedActiveRegressor(budget=20, sampler=auto, random_state=0)
+    one_shot.fit(X, truth, groups=groups)
+    bought = np.sort(np.concatenate(batches))
+    assert np.array_equal(one_shot.sample_indices_, bought)
+    incremental = reg.fit(X, y, groups=groups)
+    np.testing.assert_array_equal(incremental.coef_, one_shot.coef_)
+    # The default (distance-only) selection reads no label: one batch.
     reg = FederatedActiveRegressor(
         budget=20, sampler=SensitivitySampler(), random_state=0
     )
     rows = reg.query(X)
-    y = X.sum(axis=1)
-    partial = np.full_like(y, np.nan)
-    partial[rows] = y[rows]
+    partial = np.full_like(truth, np.nan)
+    partial[rows[:5]] = truth[rows[:5]]
+    assert np.array_equal(reg.query(X, partial), rows[5:])  # bought ones count
+    partial[rows] = truth[rows]
+    assert reg.query(X, partial).size == 0
     assert np.array_equal(reg.fit(X, partial).sample_indices_, rows)
 
 
