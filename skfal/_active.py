@@ -28,12 +28,18 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from skfal._base import DocLinkMixin, select_rows
-from skfal._clustering import assign
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
+from skfal._federated import (
+    Channel,
+    key_session,
+    merge_summaries,
+    run_model_scores,
+    run_send_labeled,
+)
 from skfal._sampling import Selection, resolve_budget
 from skfal._sensitivity import SensitivitySampler
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
-from skfal._validation import MissingLabelsError, check_target_labels
+from skfal._validation import MissingLabelsError, check_groups, check_target_labels
 
 _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
 
@@ -140,6 +146,8 @@ def _model_loss(loss, estimator, X, y, classifier):
     Returns the losses and the loss used (``"loss"`` where ``"gradient"``
     has no closed form for the model).
     """
+    if X.shape[0] == 0:  # a client with no labeled row yet
+        return np.empty(0), loss if loss != "gradient" else "loss"
     if callable(loss):
         values = np.asarray(loss(estimator, X, y), dtype=np.float64)
         if values.shape != (X.shape[0],):
@@ -252,6 +260,12 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         The loss used: ``"loss"`` when ``"gradient"`` fell back to it.
     classes_ : ndarray of shape (n_classes,)
         The classes the classifier was fitted on (classifiers only).
+    clients_ : ndarray of shape (n_clients,)
+        Sorted client labels, when the model-based selection was fitted with
+        ``groups``.
+    communication_ : dict
+        Bytes per phase, ``{phase: {"up": bytes, "down": bytes}}``, when
+        the model-based selection was fitted with ``groups``.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -345,9 +359,14 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             missing (``NaN``, ``None`` or ``pd.NA``). Class labels may be
             strings.
         groups : array-like of shape (n_samples,), default=None
-            Client label of each row: the sampler selects by its federated
-            protocol (model-free samplers only), and the estimator is then
-            fitted centrally on the selected labeled rows.
+            Client label of each row. The selection then runs over the
+            clients (the clustering by Lloyd rounds on secure sums; the
+            losses at the clients, from the model the server broadcasts;
+            the draws by the federated pivotal tournament; a model-free
+            sampler by its own protocol), and the estimator is fitted
+            centrally on the bought rows, which their clients send with
+            their labels: the trainer sees those rows and nothing of the
+            others.
         **fit_params : dict
             Further parameters for the estimator's ``fit``, routed by
             metadata routing when it is enabled
@@ -364,7 +383,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         params = self._route(fit_params)
         rng = check_random_state(self.random_state)
         labels = _Labels(y)
-        self._select(X, labels, groups, rng, params)
+        with key_session():  # the clients agree on keys once per fit
+            self._select(X, labels, groups, rng, params)
         self.n_queries_ = int(self.sample_indices_.size)
         self.estimator_ = self._fit_model(
             X, labels, self.sample_indices_, self.sample_weight_, params, final=True
@@ -612,15 +632,9 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         elif not model_based:
             self._select_model_free(X, labels, groups, rng, sampler, n_selected)
         else:
-            if groups is not None:
-                raise ValueError(
-                    "ActiveEstimator's model-based selection (a SensitivitySampler "
-                    "with holder_constant 'auto' or a float) runs in one place; "
-                    "with groups, pass a model-free sampler (LeverageScoreSampler, "
-                    "UniformSampler, or SensitivitySampler(holder_constant=np.inf)), "
-                    "whose selection runs by the federated protocol."
-                )
-            self._select_model_based(X, labels, rng, sampler, n_selected, params)
+            self._select_model_based(
+                X, labels, groups, rng, sampler, n_selected, params
+            )
 
     def _record_round(self, medoids, sampled, holder, n_labels):
         self.rounds_.append(
@@ -650,32 +664,36 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         quotas = [initial] + [rest // r + (i < rest % r) for i in range(r)]
         return [q for q in quotas if q > 0]
 
-    def _select_model_based(self, X, labels, rng, sampler, n_selected, params):
+    def _select_model_based(self, X, labels, groups, rng, sampler, n_selected, params):
         n_samples = X.shape[0]
+        federated = groups is not None
+        if federated:
+            self.clients_, client_rows = check_groups(groups, n_samples)
+        else:
+            client_rows = [np.arange(n_samples)]
+        channel, summaries = Channel(), []
         quotas = self._quotas(n_selected)
         shares = np.asarray(quotas, dtype=np.float64) / n_selected
-        # Round 0: a uniform sample, weight n / b_0 in its own estimate.
-        order = rng.permutation(n_samples)
-        initial = np.sort(order[: quotas[0]])
-        labels.read(_Batch(0, "initial", initial), self.batches_)
+        # Round 0: a uniform sample, weight n / b_0 in its own estimate (the
+        # server needs only the clients' row counts to draw it).
+        for c, rows in enumerate(client_rows):
+            channel.up("row_counts", c, np.array([rows.shape[0]]))
+        initial = np.sort(rng.permutation(n_samples)[: quotas[0]])
         labeled = np.zeros(n_samples, dtype=bool)
-        labeled[initial] = True
-        # weights[i] = sum over finished rounds of share x round estimate weight
-        weights = np.zeros(n_samples)
+        self._buy(X, initial, 0, "initial", labels, labeled, client_rows, channel)
+        weights = np.zeros(n_samples)  # sum over rounds of share x round weight
         weights[initial] = shares[0] * n_samples / initial.size
         self._record_round(np.empty(0, dtype=np.int64), initial, None, initial.size)
-        n_rounds = len(quotas) - 1
-        if n_rounds == 0:
-            self._finish(weights, labeled)
-            return
         per_round = [self._n_clusters(sampler, q) for q in quotas[1:]]
-        centres, medoids = (
-            self._prefix_clustering(X, sampler, sum(per_round), rng)
-            if sum(per_round)
-            else (np.empty((0, X.shape[1])), np.empty(0, dtype=np.int64))
-        )
+        if sum(per_round):
+            centres, medoids, summary = self._prefix_clustering(
+                X, sampler, sum(per_round), rng, groups
+            )
+            summaries.append(summary)
         self.loss_ = self.loss
-        for i in range(1, n_rounds + 1):
+        classifier = self._is_classifier()
+        for i in range(1, len(quotas)):
+            # The trainer's model, on the labeled rows the clients sent it.
             model = self._fit_model(
                 X,
                 labels,
@@ -683,39 +701,80 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
                 weights[labeled] / shares[:i].sum(),
                 params,
             )
-            n_centres = min(sum(per_round[:i]), centres.shape[0])
-            new_medoids = np.sort(
+            n_centres = (
+                min(sum(per_round[:i]), centres.shape[0]) if sum(per_round) else 0
+            )
+            new_medoids = (
                 np.setdiff1d(medoids[:n_centres], np.flatnonzero(labeled))
-            )
-            labels.read(_Batch(i, "medoids", new_medoids), self.batches_)
-            labeled[new_medoids] = True
-            scores, holder = (
-                self._scores(
-                    X,
-                    labels,
-                    labeled,
-                    model,
-                    centres[:n_centres],
-                    medoids[:n_centres],
-                    sampler,
-                )
                 if n_centres
-                else (np.ones(n_samples), None)
+                else np.empty(0, dtype=np.int64)
             )
+            self._buy(
+                X, new_medoids, i, "medoids", labels, labeled, client_rows, channel
+            )
+            if n_centres:
+                losses_used = []
+
+                def losses_of(model, c, local_rows, used=losses_used):
+                    rows = client_rows[c][local_rows]
+                    losses, name = _model_loss(
+                        self.loss, model, X[rows], labels.values[rows], classifier
+                    )
+                    if local_rows.size:
+                        used.append(name)
+                    return losses
+
+                result = run_model_scores(
+                    X,
+                    client_rows,
+                    [np.flatnonzero(labeled[rows]) for rows in client_rows],
+                    losses_of,
+                    centres,
+                    medoids,
+                    n_centres,
+                    int(sampler.z),
+                    channel,
+                    model=model,
+                    holder_constant=sampler.holder_constant,
+                )
+                scores, holder = result
+                self.loss_ = losses_used[-1]
+            else:
+                scores, holder = np.ones(n_samples), None
             drawn = self._draw(
-                X, scores, quotas[i] - new_medoids.size, ~labeled, rng, sampler
+                X,
+                scores,
+                quotas[i] - new_medoids.size,
+                ~labeled,
+                rng,
+                sampler,
+                (client_rows, channel) if federated else None,
             )
-            labels.read(_Batch(i, "sample", drawn.indices), self.batches_)
             # Round i's estimate: rows labeled before it and its medoids at
             # weight 1, its sample at Horvitz-Thompson weight.
             weights[labeled] += shares[i]
             weights[drawn.indices] += shares[i] * drawn.weights
-            labeled[drawn.indices] = True
+            self._buy(
+                X, drawn.indices, i, "sample", labels, labeled, client_rows, channel
+            )
             self._record_round(new_medoids, drawn.indices, holder, labeled.sum())
-        self._finish(weights, labeled)
+        self.sample_indices_ = np.flatnonzero(labeled)
+        self.sample_weight_ = weights[self.sample_indices_]
+        if federated:
+            self.communication_ = merge_summaries(*summaries, channel.summary())
+
+    def _buy(self, X, rows, round_, kind, labels, labeled, client_rows, channel):
+        """Buy the labels of ``rows``: the clients read them and send the rows.
+
+        The server tells each client which of its rows to label; the clients
+        read the labels there and send those rows and labels to the trainer.
+        """
+        labels.read(_Batch(round_, kind, rows), self.batches_)
+        run_send_labeled(X, labels.values, client_rows, rows, channel)
+        labeled[rows] = True
 
     @staticmethod
-    def _draw(X, scores, n_draws, eligible, rng, sampler):
+    def _draw(X, scores, n_draws, eligible, rng, sampler, federation):
         """The round's sample among the rows not labeled yet."""
         if n_draws >= eligible.sum():  # what is left: all of it, weight 1
             rows = np.flatnonzero(eligible)
@@ -729,11 +788,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             uniform_mix=sampler.uniform_mix,
             weighting=sampler.weighting,
             eligible=eligible,
+            federation=federation,
         )
-
-    def _finish(self, weights, labeled):
-        self.sample_indices_ = np.flatnonzero(labeled)
-        self.sample_weight_ = weights[self.sample_indices_]
 
     @staticmethod
     def _n_clusters(sampler, quota):
@@ -746,8 +802,12 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             k = max(1, int(round(sampler.n_clusters * quota)))
         return min(k, max(quota - 1, 1))
 
-    def _prefix_clustering(self, X, sampler, n_clusters, rng):
-        """Centres in D^z seeding order (a prefix ordering) and their medoids."""
+    def _prefix_clustering(self, X, sampler, n_clusters, rng, groups):
+        """Centres in D^z seeding order (a prefix ordering) and their medoids.
+
+        With ``groups`` by the federated clustering (Lloyd rounds on secure
+        sums): every client ends up holding the centres.
+        """
         clusterer = clone(sampler).set_params(
             budget=n_clusters,
             n_clusters=n_clusters,
@@ -755,34 +815,12 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             sampling="iid",
             random_state=rng,
         )
-        clusterer.fit(X)
-        return clusterer.cluster_centers_, clusterer.medoid_indices_
-
-    def _scores(self, X, labels, labeled, model, centres, medoids, sampler):
-        """``loss(medoid) + Lambda d^z`` for every row, and the ``Lambda`` used."""
-        cluster, distance = assign(X, centres)
-        rows = np.flatnonzero(labeled)
-        losses, self.loss_ = _model_loss(
-            self.loss, model, X[rows], labels.values[rows], self._is_classifier()
+        clusterer.fit(X, groups=groups)
+        return (
+            clusterer.cluster_centers_,
+            clusterer.medoid_indices_,
+            clusterer.communication_,
         )
-        loss_of = np.zeros(X.shape[0])
-        loss_of[rows] = losses
-        medoid_loss = loss_of[medoids]
-        vz = distance ** int(sampler.z)
-        if sampler.holder_constant == "auto":
-            holder = _lemma8_holder(
-                rows, losses, cluster, vz, medoid_loss, medoids, X.shape[0]
-            )
-        else:
-            holder = np.full(medoids.size, float(sampler.holder_constant))
-        if holder is None:  # no cluster had a labeled row to estimate it from
-            scores = vz
-        else:
-            scores = medoid_loss[cluster] + holder[cluster] * vz
-        # Every row not labeled keeps a chance (unbiasedness needs p > 0).
-        positive = scores[scores > 0]
-        floor = 1e-12 * positive.mean() if positive.size else 1.0
-        return np.maximum(scores, floor), holder
 
     def _fit_model(self, X, labels, rows, weights, params, final=False):
         """The estimator fitted on ``rows`` with their weights.
@@ -826,25 +864,6 @@ def _per_row(value, n_samples):
         and not isinstance(value, str)
         and len(value) == n_samples
     )
-
-
-def _lemma8_holder(rows, losses, cluster, vz, medoid_loss, medoids, n_samples):
-    """Holder constants per cluster from its labeled rows (Lemma 8).
-
-    ``Lambda_j = log(n) max |loss(x) - loss(m_j)| / d(x)^z`` over the labeled
-    rows ``x`` of cluster ``j`` (they are a uniform sample of it, as Lemma 8
-    asks, for the initial rows); clusters without such a row get the largest
-    estimate. ``None`` when no cluster has one.
-    """
-    at = cluster[rows]
-    keep = (vz[rows] > 0) & ~np.isin(rows, medoids)
-    if not keep.any():
-        return None
-    ratio = np.abs(losses[keep] - medoid_loss[at[keep]]) / vz[rows][keep]
-    holder = np.full(medoids.size, -np.inf)
-    np.maximum.at(holder, at[keep], ratio)
-    holder[~np.isfinite(holder)] = holder[np.isfinite(holder)].max()
-    return np.log(n_samples) * holder
 
 
 def _n_distinct(values):

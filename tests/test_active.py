@@ -221,8 +221,67 @@ def test_model_free_sampler_and_groups():
     reference = LeverageScoreSampler(budget=30, random_state=0).fit(X, groups=groups)
     np.testing.assert_array_equal(model.sample_indices_, reference.sample_indices_)
     np.testing.assert_array_equal(model.sample_weight_, reference.sample_weight_)
-    with pytest.raises(ValueError, match="model-free sampler"):
-        ActiveEstimator(LinearRegression(), budget=30).fit(X, y, groups=groups)
+
+
+def test_federated_weighted_loss_sum_is_unbiased():
+    # The same per-round estimates, with the clustering, the scores and the
+    # pivotal draws run over the clients: still unbiased.
+    X, y = _regression(n=150)
+    groups = np.arange(X.shape[0]) % 3
+    reference = LinearRegression().fit(X[:40], y[:40])
+    loss = (reference.predict(X) - y) ** 2
+    estimates = []
+    for seed in range(120):
+        model = ActiveEstimator(
+            LinearRegression(), budget=20, n_rounds=2, random_state=seed
+        ).fit(X, y, groups=groups)
+        assert model.n_queries_ == 20
+        estimates.append(model.sample_weight_ @ loss[model.sample_indices_])
+    estimates = np.asarray(estimates)
+    error = estimates.std() / np.sqrt(estimates.size)
+    assert abs(estimates.mean() - loss.sum()) < 4 * error
+
+
+def test_federated_trainer_receives_only_the_bought_rows():
+    # Attack: look for every row of X (and every label) in every message a
+    # client sent. Only the rows whose labels were bought may appear; the
+    # others' values never leave their client, whatever the protocol phase.
+    from skfal.federated import transcript
+
+    X, truth = _classification(n=240)
+    groups = np.repeat([0, 1, 2], 80)
+    with transcript() as messages:
+        model = ActiveEstimator(
+            LogisticRegression(), budget=30, n_rounds=2, random_state=0
+        ).fit(X, truth, groups=groups)
+    uploaded = [m.array for m in messages if m.sender != "server"]
+    values = np.concatenate([a.ravel() for a in uploaded if a.dtype.kind == "f"])
+    bought = np.zeros(X.shape[0], dtype=bool)
+    bought[model.sample_indices_] = True
+    for row in np.flatnonzero(~bought):
+        assert not np.isin(X[row], values).any()
+    phases = {m.phase for m in messages}
+    assert {"model", "scores", "training_rows", "lloyd"} <= phases
+    assert sum(sum(b.values()) for b in model.communication_.values()) == sum(
+        m.array.nbytes for m in messages
+    )
+
+
+def test_federated_labeling_over_days():
+    X, truth = _regression(n=300)
+    groups = np.arange(300) % 4
+    model = ActiveEstimator(LinearRegression(), budget=30, random_state=5)
+    y = np.full(300, np.nan)
+    while (rows := model.query(X, y, groups=groups)).size:
+        y[rows[:6]] = truth[rows[:6]]
+    incremental = model.fit(X, y, groups=groups)
+    one_shot = ActiveEstimator(LinearRegression(), budget=30, random_state=5).fit(
+        X, truth, groups=groups
+    )
+    np.testing.assert_array_equal(incremental.sample_indices_, one_shot.sample_indices_)
+    np.testing.assert_array_equal(
+        incremental.estimator_.coef_, one_shot.estimator_.coef_
+    )
 
 
 def test_budget_is_a_hyperparameter():

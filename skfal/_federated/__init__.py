@@ -24,6 +24,11 @@ from skfal._federated._leverage import (
     run_fedsvd_leverage,
     run_qr_leverage,
 )
+from skfal._federated._model_loss import (
+    ModelScores,
+    run_model_scores,
+    run_send_labeled,
+)
 from skfal._federated._regression import (
     LinearModel,
     run_global_training,
@@ -42,6 +47,7 @@ __all__ = [
     "Channel",
     "LeverageResult",
     "LinearModel",
+    "ModelScores",
     "SensitivityResult",
     "client_labeled_rows",
     "client_view",
@@ -51,8 +57,10 @@ __all__ = [
     "run_largest_exponent",
     "run_global_training",
     "run_local_training",
+    "run_model_scores",
     "run_pivotal_selection",
     "run_qr_leverage",
+    "run_send_labeled",
     "run_row_counts",
     "run_sensitivity_protocol",
     "run_stand_in_counts",
