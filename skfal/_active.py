@@ -99,15 +99,9 @@ def _true_class_proba(estimator, X, y):
     samples to the clusters where it is found.
     """
     proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
-    classes = np.asarray(estimator.classes_)
-    at = np.searchsorted(classes, y) if classes.dtype.kind != "O" else None
-    if at is None:
-        lookup = {c: i for i, c in enumerate(classes.tolist())}
-        at = np.array([lookup.get(v, -1) for v in y.tolist()])
-    else:
-        at = np.minimum(at, classes.size - 1)
-        at = np.where(classes[at] == y, at, -1)
-    p_true = np.where(at >= 0, proba[np.arange(len(y)), np.maximum(at, 0)], 0.0)
+    position = {c: i for i, c in enumerate(np.asarray(estimator.classes_).tolist())}
+    at = np.array([position.get(v, -1) for v in np.asarray(y).tolist()], dtype=int)
+    p_true = np.where(at >= 0, proba[np.arange(len(at)), np.maximum(at, 0)], 0.0)
     return proba, p_true
 
 

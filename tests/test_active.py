@@ -338,3 +338,38 @@ def test_holder_constants_follow_lemma_8():
         random_state=0,
     ).fit(X, y)
     assert np.all(fixed.rounds_[1]["holder_constants"] == 0.5)
+
+
+def test_gradient_norm_matches_finite_differences():
+    # For a softmax model, the squared norm of the log-loss's gradient in
+    # (coef_, intercept_) at one row, by central differences, is what
+    # loss="gradient" scores; for squared error it is 4 r^2 (|x|^2 + 1),
+    # which the sampler scores up to the constant 4.
+    from skfal._active import _model_loss
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((90, 2))
+    y = np.array(["a", "b", "c"])[np.argmax(X @ rng.standard_normal((2, 3)), 1)]
+    clf = LogisticRegression().fit(X, y)
+    values, used = _model_loss("gradient", clf, X[:5], y[:5], classifier=True)
+    assert used == "gradient"
+    for row in range(5):
+        numeric = 0.0
+        for name in ("coef_", "intercept_"):
+            params = getattr(clf, name)
+            for index in np.ndindex(params.shape):
+                grads = []
+                for step in (1e-6, -1e-6):
+                    params[index] += step
+                    p = clf.predict_proba(X[row : row + 1])[0]
+                    grads.append(-np.log(p[list(clf.classes_).index(y[row])]))
+                    params[index] -= step
+                numeric += ((grads[0] - grads[1]) / 2e-6) ** 2
+        assert np.isclose(values[row], numeric, rtol=1e-5)
+    reg = LinearRegression().fit(X, X @ [1.0, 2.0] + rng.standard_normal(90))
+    target = X @ [1.0, 2.0]
+    values, _ = _model_loss("gradient", reg, X, target, classifier=False)
+    residual = reg.predict(X) - target
+    np.testing.assert_allclose(
+        values, residual**2 * (np.einsum("ij,ij->i", X, X) + 1.0)
+    )
