@@ -307,10 +307,16 @@ def cholesky_qr_r(X, intercept=False):
       follows: ``"shifted cholesky-qr3"`` (Fukaya, Kannan, Nakatsukasa,
       Yamamoto and Yanagisawa, SIAM J. Sci. Comput. 2020).
 
+    When the Gram product is exact (:func:`gram_is_exact`: sparse integer
+    entries, such as one-hot indicators, whose sums stay below ``2^53``),
+    round 0 has ``dG = 0``, only the Cholesky term remains in ``b``, and
+    a well-conditioned table is certified after one pass of ``O(nnz d)``.
+
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-        Float64 or float32 (chunks are converted, ``X`` is never copied).
+    X : ndarray of shape (n_samples, n_features) or Rows
+        Float64 or float32 (chunks are converted, ``X`` is never copied),
+        or sparse or out-of-core rows (:class:`~skfal._rows.Rows`).
     intercept : bool, default=False
         Whether the design has a constant last column.
 
@@ -354,7 +360,9 @@ def cholesky_qr_r(X, intercept=False):
         if not np.all(np.isfinite(G)):
             return None
 
-    def round_(G, shift=0.0):
+    exact = gram_is_exact(X)
+
+    def round_(G, shift=0.0, gamma=gamma):
         r = _upper_cholesky(G + shift * np.eye(n) if shift else G)
         if r is None:
             return None, np.inf
@@ -366,7 +374,7 @@ def cholesky_qr_r(X, intercept=False):
         return r, bound
 
     with np.errstate(divide="ignore"):
-        r, bound = round_(G)
+        r, bound = round_(G, gamma=0.0 if exact else gamma)
         path = "cholesky-qr2"
         if bound > _ROUND_OK:
             shift = 11.0 * (length * n + n * (n + 1)) * u * np.trace(G)
@@ -390,6 +398,26 @@ def cholesky_qr_r(X, intercept=False):
     if not s[-1] > 4 * max(n_rows, n) * eps * s[0]:
         return None
     return r, exponents, path
+
+
+def gram_is_exact(X):
+    """Whether every Gram product of ``[X(, 1)]`` is exact in float64.
+
+    True for sparse rows (:class:`~skfal._rows.Rows`) whose stored entries
+    are integers (scaled by a power of two, if at all) with
+    ``n_rows * max|x|^2 < 2^53``: every product and partial sum is then an
+    integer times a power of two that float64 holds, in any order. Checked
+    in ``O(nnz)``, on the whole sparse table the rows belong to.
+    """
+    if not (isinstance(X, Rows) and X.sparse):
+        return False
+    data = X.base.data
+    if data.size == 0:
+        return True
+    largest = max(float(np.abs(data).max()), 1.0)
+    return bool(
+        np.all(data == np.rint(data)) and X.base.shape[0] * largest**2 < 2.0**53
+    )
 
 
 def column_exponents(r):

@@ -32,7 +32,7 @@ def is_row_sliceable(X):
     row slicing (an HDF5, zarr or xarray dataset).
     """
     if isinstance(X, np.memmap):
-        return True
+        return X.ndim == 2  # else scikit-learn's error for the shape
     if isinstance(X, np.ndarray | Rows) or sp.issparse(X) or hasattr(X, "iloc"):
         return False
     shape = getattr(X, "shape", None)

@@ -21,7 +21,7 @@ from skfal import (
     SensitivitySampler,
     UniformSampler,
 )
-from skfal._linalg import equilibrated_r_factor, leverage_scores
+from skfal._linalg import equilibrated_r_factor, gram_is_exact, leverage_scores
 from skfal._rows import Rows, is_row_sliceable, max_abs
 from tests._helpers import matrix_with_known_basis
 
@@ -377,3 +377,47 @@ def test_what_is_read_by_blocks():
     assert not is_row_sliceable(np.ones((3, 2)))
     assert not is_row_sliceable(sp.csr_matrix(np.ones((3, 2))))
     assert not is_row_sliceable(Dataset(np.ones(3)))  # 1-D: scikit-learn's error
+
+
+def test_one_dimensional_memmap_gets_scikit_learns_error(memmap_of):
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        LeverageScoreSampler().fit(memmap_of(np.ones(10))[0])
+
+
+def test_integer_sparse_gram_is_exact_and_certified_in_one_pass():
+    # Integer entries: every Gram product and partial sum is an integer
+    # below 2^53, so exact; the bound drops the Gram's rounding and one pass
+    # is certified, with the scores of the dense table's Householder QR.
+    rng = np.random.RandomState(0)
+    dense = rng.randint(-3, 4, size=(4000, 6)) * (rng.rand(4000, 6) < 0.5)
+    # A column close to another (condition number ~100): certified in one
+    # pass only without the Gram's rounding in the bound.
+    noise = rng.randint(-1, 2, size=4000) * (rng.rand(4000) < 0.3)
+    dense[:, 5] = 10 * dense[:, 4] + noise
+    rows = Rows(sp.csr_matrix(dense.astype(np.float64)))
+    assert gram_is_exact(rows)
+    assert equilibrated_r_factor(rows)[2] == "cholesky-qr"
+    assert equilibrated_r_factor(dense.astype(np.float64))[2] != "cholesky-qr"
+    Q = np.linalg.qr(dense.astype(np.float64))[0]
+    exact = np.einsum("ij,ij->i", Q, Q)
+    scores = leverage_scores(rows)[0]
+    assert np.max(np.abs(scores - exact) / exact.max()) <= 1e-10
+    # Not integers, or sums past 2^53: no such claim.
+    assert not gram_is_exact(Rows(sp.csr_matrix(dense * 0.1)))
+    assert not gram_is_exact(Rows(sp.csr_matrix(dense * 2.0**26)))
+    assert not gram_is_exact(dense.astype(np.float64))
+
+
+def test_dask_array_is_read_by_blocks_like_a_dataset():
+    # Not yet a distributed backend: a Dask array is read block by block in
+    # the fitting process, and gives the in-memory selection.
+    da = pytest.importorskip("dask.array")
+    X, y, _ = _table()
+    lazy = da.from_array(X, chunks=(400, X.shape[1]))
+    assert is_row_sliceable(lazy)
+    for estimator in [
+        LeverageScoreSampler(budget=40, random_state=0),
+        SensitivitySampler(budget=50, random_state=0),
+    ]:
+        expected = estimator.fit(X).sample_indices_.copy()
+        assert np.array_equal(estimator.fit(lazy).sample_indices_, expected)
