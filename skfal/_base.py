@@ -154,4 +154,6 @@ class SamplerMixin(TransformerMixin):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64"]
+        # Sparse rows are read as CSR blocks (validate_rows), never densified.
+        tags.input_tags.sparse = True
         return tags

@@ -5,11 +5,15 @@ k-median in the Euclidean sense (its best centre is the geometric median,
 approached by Weiszfeld steps). Every function works on one block of rows, so
 the same code runs centralized and at each federated client; Lloyd's update
 only needs per-cluster sums and weights, which clients can add up.
+
+``X`` is an ndarray or a :class:`~skfal._rows.Rows` (sparse or out-of-core
+rows): distances are computed one densified block of rows at a time, with
+the same arithmetic, so a sparse table clusters exactly as its dense copy.
 """
 
 import numpy as np
 
-from skfal._linalg import chunk_size, iter_chunks
+from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks
 
 _TINY = 1e-9
 
@@ -35,10 +39,8 @@ def assign(X, centres):
     distances = np.empty(X.shape[0])
     centre_norms = np.einsum("ij,ij->i", centres, centres)
     size = max(1, chunk_size(max(X.shape[1], centres.shape[0])))
-    for start, block in zip(
-        range(0, X.shape[0], size), iter_chunks(X, size), strict=True
-    ):
-        block = np.asarray(block, dtype=np.float64)
+    for start, block in iter_blocks(X, size):
+        block = as_dense(block)
         squared = centre_norms - 2.0 * block @ centres.T
         nearest = np.argmin(squared, axis=1)
         rows = slice(start, start + block.shape[0])
@@ -63,14 +65,22 @@ def seed_dz(X, n_clusters, z, random_state, sample_weight=None):
     chosen = [int(random_state.choice(X.shape[0], p=weight / weight.sum()))]
     nearest = np.full(X.shape[0], np.inf)
     for _ in range(1, n_clusters):
-        diff = X - X[chosen[-1]]
-        nearest = np.minimum(nearest, np.sqrt(np.einsum("ij,ij->i", diff, diff)))
+        nearest = np.minimum(nearest, _distances_to(X, dense_rows(X, chosen[-1:])[0]))
         mass = weight * nearest**z
         total = mass.sum()
         if total <= 0:
             break
         chosen.append(int(random_state.choice(X.shape[0], p=mass / total)))
     return np.array(chosen)
+
+
+def _distances_to(X, point):
+    """Euclidean distance of every row of ``X`` to ``point``, block by block."""
+    out = np.empty(X.shape[0])
+    for start, block in iter_blocks(X):
+        diff = as_dense(block) - point
+        out[start : start + diff.shape[0]] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return out
 
 
 def lloyd_statistics(X, centres, z, sample_weight=None):
@@ -90,7 +100,9 @@ def lloyd_statistics(X, centres, z, sample_weight=None):
         w = np.where(at_centre, 0.0, w / np.where(at_centre, 1.0, distances))
     k = centres.shape[0]
     sums = np.zeros((k, X.shape[1]))
-    np.add.at(sums, labels, X * w[:, None])
+    for start, block in iter_blocks(X):
+        rows = slice(start, start + block.shape[0])
+        np.add.at(sums, labels[rows], as_dense(block) * w[rows, None])
     return sums, np.bincount(labels, w, k), np.bincount(labels, minlength=k)
 
 
@@ -107,7 +119,7 @@ def cluster(X, n_clusters, z, random_state, max_iter=10, sample_weight=None):
 
     Returns the centres and each cluster's (weighted) number of rows.
     """
-    centres = X[seed_dz(X, n_clusters, z, random_state, sample_weight)].astype(float)
+    centres = dense_rows(X, seed_dz(X, n_clusters, z, random_state, sample_weight))
     for _ in range(max_iter):
         sums, weights, _ = lloyd_statistics(X, centres, z, sample_weight)
         new = lloyd_update(centres, sums, weights)

@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import DocLinkMixin, SamplerMixin, select_rows
-from skfal._compat import Interval, StrOptions, fit_context, validate_data
+from skfal._compat import Interval, StrOptions, fit_context
 from skfal._federated import (
     Channel,
     run_fedsvd_leverage,
@@ -16,6 +16,7 @@ from skfal._federated import (
     server_send_selection,
 )
 from skfal._linalg import leverage_scores, squared_row_norms
+from skfal._progress import Progress, describe
 from skfal._sampling import WEIGHTINGS, draw_seed, resolve_budget
 from skfal._shared_params import (
     BUDGET_CONSTRAINT,
@@ -23,7 +24,7 @@ from skfal._shared_params import (
     UNIFORM_MIX_CONSTRAINT,
     fill_doc,
 )
-from skfal._validation import check_groups
+from skfal._validation import check_groups, validate_rows
 
 
 @fill_doc
@@ -84,6 +85,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Controls the draws and the federated masks. Pass an int for
         reproducible output across calls.
+    {verbose}
 
     Attributes
     ----------
@@ -189,6 +191,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         "mask_block_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -204,6 +207,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         mask_block_size=100,
         n_jobs=None,
         random_state=None,
+        verbose=0,
     ):
         self.budget = budget
         self.protocol = protocol
@@ -215,6 +219,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.mask_block_size = mask_block_size
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, groups=None):
@@ -235,7 +240,10 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self : object
             Fitted sampler.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        progress = Progress(self, self.verbose)
+        X = validate_rows(self, X)
+        progress(describe(X))
+        X = progress.watch(X)
         n_selected = resolve_budget(self.budget, X.shape[0])
         rng = check_random_state(self.random_state)
         # Drawn in both modes, so the selection draws below see the same stream:
@@ -265,6 +273,10 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     X, client_rows, protocol_rng, channel, **common
                 )
             scores, self.whitener_ = result
+        progress(
+            "leverage scores"
+            + ("" if groups is None else f" over {len(client_rows)} clients")
+        )
 
         federation = None if channel is None else (client_rows, channel)
         selection = select_rows(
@@ -286,6 +298,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             )
         )
 
+        progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
         self.scores_ = scores
         self.rank_ = self.whitener_.shape[1]
         self.sample_indices_ = selection.indices
@@ -309,5 +322,5 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             rows this equals ``scores_``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_rows(self, X, reset=False)
         return squared_row_norms(X, self.whitener_, self.fit_intercept)[:, None]

@@ -28,20 +28,20 @@ numbers near the rank cut) goes to TSQR as before.
 """
 
 import numpy as np
+import scipy.sparse as sp
 
-_CHUNK_BYTES = 8 * 2**20
-
-
-def chunk_size(n_features):
-    """Rows per chunk: about 8 MiB of float64, and at least ``2 * n_features``."""
-    return max(2 * n_features, _CHUNK_BYTES // (8 * max(n_features, 1)))
+from skfal._rows import Rows, as_dense, iter_blocks, times
 
 
 def iter_chunks(X, size=None):
-    """Yield consecutive row blocks of ``X`` (views, in X's dtype)."""
-    size = chunk_size(X.shape[1]) if size is None else size
-    for start in range(0, X.shape[0], size):
-        yield X[start : start + size]
+    """Yield consecutive row blocks of ``X``.
+
+    Views in X's dtype for an ndarray; for a :class:`~skfal._rows.Rows`
+    (sparse or out-of-core rows) float64 blocks read one at a time, CSR
+    matrices for a sparse table.
+    """
+    for _, block in iter_blocks(X, size):
+        yield block
 
 
 def _householder_r(block):
@@ -50,7 +50,7 @@ def _householder_r(block):
     NumPy's LAPACK (not SciPy's) throughout: the two libraries bundle separate
     OpenBLAS builds whose thread pools otherwise fight for the cores.
     """
-    r = np.linalg.qr(np.asarray(block, dtype=np.float64), mode="r")
+    r = np.linalg.qr(as_dense(block), mode="r")
     signs = np.where(np.diag(r) < 0, -1.0, 1.0)
     return r * signs[:, None]
 
@@ -77,7 +77,9 @@ def r_factor(blocks, n_features):
     for block in blocks:
         if block.shape[0] == 0:
             continue
-        pending.append(_householder_r(block) if block.shape[0] > n_features else block)
+        pending.append(
+            _householder_r(block) if block.shape[0] > n_features else as_dense(block)
+        )
         pending_rows += pending[-1].shape[0]
         if pending_rows > 8 * n_features and len(pending) > 1:
             pending = [_householder_r(np.vstack(pending))]
@@ -138,19 +140,29 @@ def r_from_whitener(W):
 
 
 def with_intercept(X):
-    """``[X, 1]``: the design matrix of a linear model with an intercept."""
+    """``[X, 1]``: the design matrix of a linear model with an intercept.
+
+    A sparse block stays sparse; a :class:`~skfal._rows.Rows` becomes a view
+    with the constant column (nothing is read).
+    """
+    if isinstance(X, Rows):
+        return X.with_ones()
+    if sp.issparse(X):
+        ones = sp.csr_matrix(np.ones((X.shape[0], 1)))
+        return sp.hstack([X, ones], format="csr", dtype=np.float64)
     return np.hstack([np.asarray(X, dtype=np.float64), np.ones((X.shape[0], 1))])
 
 
 def squared_row_norms(X, W, intercept=False):
-    """``||x_j W||^2`` (``||[x_j, 1] W||^2`` with ``intercept``) for every row."""
+    """``||x_j W||^2`` (``||[x_j, 1] W||^2`` with ``intercept``) for every row.
+
+    One pass over ``X``'s row blocks: ``O(n d k)`` for dense rows,
+    ``O(nnz k)`` for sparse ones.
+    """
     out = np.empty(X.shape[0], dtype=np.float64)
-    size = chunk_size(X.shape[1])
     W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
-    for start, block in zip(
-        range(0, X.shape[0], size), iter_chunks(X, size), strict=True
-    ):
-        y = np.asarray(block, dtype=np.float64) @ W_x + shift
+    for start, block in iter_blocks(X):
+        y = times(block, W_x) + shift
         out[start : start + block.shape[0]] = np.einsum("ij,ij->i", y, y)
     return out
 
@@ -224,20 +236,37 @@ _SAFE_MIN = 2.0**-900
 
 
 def _design_chunks(X, intercept, scale=None):
-    """Float64 row chunks of ``[X(, 1)]``, times ``scale`` if given (exact)."""
+    """Float64 row chunks of ``[X(, 1)]``, times ``scale`` if given (exact).
+
+    Chunks of sparse rows stay sparse (CSR).
+    """
     for chunk in iter_chunks(X, max(_GRAM_ROWS, 2 * X.shape[1] + 2)):
-        block = with_intercept(chunk) if intercept else np.asarray(chunk, np.float64)
-        yield block if scale is None else block * scale
+        if intercept:
+            block = with_intercept(chunk)
+        elif sp.issparse(chunk):
+            block = chunk
+        else:
+            block = np.asarray(chunk, np.float64)
+        if scale is not None:
+            block = block @ sp.diags(scale) if sp.issparse(block) else block * scale
+        yield block
 
 
 def _gram(X, intercept, M=None, scale=None):
-    """``sum_c (C M)^T (C M)`` over the chunks ``C`` of the (scaled) design."""
+    """``sum_c (C M)^T (C M)`` over the chunks ``C`` of the (scaled) design.
+
+    For a sparse chunk ``C^T C`` costs ``O(nnz d)`` and ``C M`` is dense.
+    """
     G = None
     for block in _design_chunks(X, intercept, scale):
         if M is not None:
-            block = block @ M
-        # ``block.T @ block`` is one symmetric rank-k update (BLAS syrk).
-        G = block.T @ block if G is None else G + block.T @ block
+            block = times(block, M)
+        if sp.issparse(block):
+            product = (block.T @ block).toarray()
+        else:
+            # ``block.T @ block`` is one symmetric rank-k update (BLAS syrk).
+            product = block.T @ block
+        G = product if G is None else G + product
     return G
 
 
@@ -278,10 +307,16 @@ def cholesky_qr_r(X, intercept=False):
       follows: ``"shifted cholesky-qr3"`` (Fukaya, Kannan, Nakatsukasa,
       Yamamoto and Yanagisawa, SIAM J. Sci. Comput. 2020).
 
+    When the Gram product is exact (:func:`gram_is_exact`: sparse integer
+    entries, such as one-hot indicators, whose sums stay below ``2^53``),
+    round 0 has ``dG = 0``, only the Cholesky term remains in ``b``, and
+    a well-conditioned table is certified after one pass of ``O(nnz d)``.
+
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-        Float64 or float32 (chunks are converted, ``X`` is never copied).
+    X : ndarray of shape (n_samples, n_features) or Rows
+        Float64 or float32 (chunks are converted, ``X`` is never copied),
+        or sparse or out-of-core rows (:class:`~skfal._rows.Rows`).
     intercept : bool, default=False
         Whether the design has a constant last column.
 
@@ -325,7 +360,9 @@ def cholesky_qr_r(X, intercept=False):
         if not np.all(np.isfinite(G)):
             return None
 
-    def round_(G, shift=0.0):
+    exact = gram_is_exact(X)
+
+    def round_(G, shift=0.0, gamma=gamma):
         r = _upper_cholesky(G + shift * np.eye(n) if shift else G)
         if r is None:
             return None, np.inf
@@ -337,7 +374,7 @@ def cholesky_qr_r(X, intercept=False):
         return r, bound
 
     with np.errstate(divide="ignore"):
-        r, bound = round_(G)
+        r, bound = round_(G, gamma=0.0 if exact else gamma)
         path = "cholesky-qr2"
         if bound > _ROUND_OK:
             shift = 11.0 * (length * n + n * (n + 1)) * u * np.trace(G)
@@ -363,6 +400,26 @@ def cholesky_qr_r(X, intercept=False):
     return r, exponents, path
 
 
+def gram_is_exact(X):
+    """Whether every Gram product of ``[X(, 1)]`` is exact in float64.
+
+    True for sparse rows (:class:`~skfal._rows.Rows`) whose stored entries
+    are integers (scaled by a power of two, if at all) with
+    ``n_rows * max|x|^2 < 2^53``: every product and partial sum is then an
+    integer times a power of two that float64 holds, in any order. Checked
+    in ``O(nnz)``, on the whole sparse table the rows belong to.
+    """
+    if not (isinstance(X, Rows) and X.sparse):
+        return False
+    data = X.base.data
+    if data.size == 0:
+        return True
+    largest = max(float(np.abs(data).max()), 1.0)
+    return bool(
+        np.all(data == np.rint(data)) and X.base.shape[0] * largest**2 < 2.0**53
+    )
+
+
 def column_exponents(r):
     """``e`` with ``2^(e-1) <= ||column|| < 2^e`` (0 for a zero column)."""
     return np.frexp(column_norms(r))[1]
@@ -377,7 +434,7 @@ def column_norms(X):
     scale = np.zeros(X.shape[1])
     squares = np.zeros(X.shape[1])
     for chunk in iter_chunks(X):
-        block = np.abs(np.asarray(chunk, dtype=np.float64))
+        block = np.abs(as_dense(chunk))
         new_scale = np.maximum(scale, block.max(axis=0, initial=0.0))
         safe = np.where(new_scale > 0, new_scale, 1.0)
         squares = squares * (scale / safe) ** 2 + np.einsum(

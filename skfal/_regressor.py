@@ -8,14 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import DocLinkMixin
-from skfal._compat import (
-    HasMethods,
-    Interval,
-    StrOptions,
-    fit_context,
-    num_samples,
-    validate_data,
-)
+from skfal._compat import HasMethods, Interval, StrOptions, fit_context, num_samples
 from skfal._federated import (
     Channel,
     client_labeled_rows,
@@ -28,6 +21,8 @@ from skfal._federated import (
 )
 from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
+from skfal._progress import Progress, describe
+from skfal._rows import dense_rows, matvec
 from skfal._sampling import draw_seed
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
 from skfal._validation import (
@@ -35,6 +30,7 @@ from skfal._validation import (
     check_groups,
     check_labels_at,
     check_partial_target,
+    validate_rows,
 )
 
 
@@ -83,6 +79,11 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         sampler when not ``None``.
     random_state : int, RandomState instance or None, default=None
         Controls the selection (through the sampler) and the masks.
+    verbose : int, default=0
+        Progress messages on standard output: 0 is silent, 1 prints a line
+        per phase (selection, training) with the seconds elapsed, 2 or more
+        also a line per block of rows read. Also given to the sampler when
+        not 0.
 
     Attributes
     ----------
@@ -157,6 +158,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -169,6 +171,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         fit_intercept=True,
         n_jobs=None,
         random_state=None,
+        verbose=0,
     ):
         self.budget = budget
         self.sampler = sampler
@@ -177,6 +180,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None):
@@ -198,17 +202,23 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self : object
             Fitted regressor.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        progress = Progress(self, self.verbose)
+        X = validate_rows(self, X)
+        progress(describe(X))
         y = check_partial_target(y, X.shape[0], type(self).__name__)
         rng = check_random_state(self.random_state)
 
         self.sampler_ = self._make_sampler(rng)
         with key_session():  # the clients agree on keys once per fit
-            self._fit(X, y, groups, rng)
+            self._fit(X, y, groups, rng, progress)
         return self
 
-    def _fit(self, X, y, groups, rng):
+    def _fit(self, X, y, groups, rng, progress):
         self.sampler_.fit(X, y, groups=groups)
+        progress(
+            f"{type(self.sampler_).__name__} selected "
+            f"{self.sampler_.sample_indices_.shape[0]:,} rows"
+        )
         indices = self.sampler_.sample_indices_
         weights = self.sampler_.sample_weight_
         check_labels_at(
@@ -221,7 +231,11 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
 
         if groups is None:
             self.coef_, self.intercept_ = weighted_least_squares(
-                X[indices], y[indices], weights, self.alpha, self.fit_intercept
+                dense_rows(X, indices),
+                y[indices],
+                weights,
+                self.alpha,
+                self.fit_intercept,
             )
             self.communication_ = {}
         else:
@@ -255,6 +269,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                 "than the features, e.g. y near 1e300 with X near 1e-300): "
                 "divide y by its scale, or multiply X by one."
             )
+        progress(f"trained ({self.training if groups is not None else 'centralized'})")
         self.sample_indices_ = indices
         self.sample_weight_ = weights
         self.n_queries_ = int(indices.shape[0])
@@ -340,6 +355,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             overrides["alpha"] = self.alpha
         if "n_jobs" in params and self.n_jobs is not None:
             overrides["n_jobs"] = self.n_jobs
+        if "verbose" in params and self.verbose:
+            overrides["verbose"] = self.verbose
         missing = set(overrides) - set(params)
         if "budget" in missing:
             raise ValueError(
@@ -362,12 +379,13 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             ``X @ coef_ + intercept_``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+        X = validate_rows(self, X, reset=False)
+        return matvec(X, self.coef_) + self.intercept_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # With a budget below the number of rows the fit sees only some labels,
         # so R^2 on scikit-learn's small noisy check data depends on the draw.
         tags.regressor_tags.poor_score = True
+        tags.input_tags.sparse = True
         return tags

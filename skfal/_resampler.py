@@ -1,6 +1,7 @@
 """An adapter that makes any skfal sampler a resampling step of imbalanced-learn."""
 
 from sklearn.base import BaseEstimator, clone
+from sklearn.utils import get_tags
 
 from skfal._base import DocLinkMixin, check_resample_target
 from skfal._compat import HasMethods, RequestMethod, fit_context
@@ -153,3 +154,10 @@ class Resampler(DocLinkMixin, BaseEstimator):
         if hasattr(sampler, "feature_names_in_"):
             self.feature_names_in_ = sampler.feature_names_in_
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The sampler reads X; it takes sparse rows when it says so.
+        sampler = LeverageScoreSampler() if self.sampler is None else self.sampler
+        tags.input_tags.sparse = get_tags(sampler).input_tags.sparse
+        return tags

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skfal._linalg import chunk_size
+from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks
 
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
 _MAX_SEED = np.iinfo(np.int32).max
@@ -502,7 +502,7 @@ def _tree_code(X, max_depth):
     if n <= 2 or X.shape[1] == 0:
         return np.zeros(n, dtype=np.uint64)
     step = max(1, n // 4096)  # a deterministic subsample for axes, spreads, bins
-    sample = np.asarray(X[::step], dtype=np.float64)
+    sample = dense_rows(X, np.arange(0, n, step))
     # Scaled by a power of two (exact) to entries below 1: at 1e+-300 the
     # spreads sv**2 would overflow or vanish and no axis would be split.
     shift = -int(np.frexp(np.abs(sample).max())[1])
@@ -538,13 +538,14 @@ def _tree_code(X, max_depth):
     ]
     position = {int(j): a for a, j in enumerate(axes)}
     code = np.zeros(n, dtype=np.uint64)
-    size = chunk_size(X.shape[1])
     # (2^shift x - mean) D = 2^shift ((x - 2^-shift mean) D), exactly: one
     # temporary per chunk instead of two. Centering before projecting keeps
     # the digits of rows far from the origin (projecting first would not).
     raw_mean = np.ldexp(mean, -shift)
-    for start in range(0, n, size):
-        chunk = np.asarray(X[start : start + size], dtype=np.float64)
+    # Sparse rows are densified a block at a time: the same arithmetic as for
+    # the dense table, so rows on a bin edge fall on the same side.
+    for start, chunk in iter_blocks(X, chunk_size(X.shape[1])):
+        chunk = as_dense(chunk)
         with np.errstate(over="ignore", invalid="ignore"):
             z = np.ldexp((chunk - raw_mean) @ directions, shift)
         bins = [_bin(edges[a], z[:, a]) for a in range(axes.shape[0])]

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import DocLinkMixin, SamplerMixin, select_rows
 from skfal._clustering import assign
-from skfal._compat import Interval, Options, StrOptions, fit_context, validate_data
+from skfal._compat import Interval, Options, StrOptions, fit_context
 from skfal._federated import (
     Channel,
     key_session,
@@ -19,6 +19,8 @@ from skfal._federated import (
     run_stand_in_counts,
     server_send_selection,
 )
+from skfal._progress import Progress, describe
+from skfal._rows import max_abs, scale_rows
 from skfal._sampling import (
     WEIGHTINGS,
     Selection,
@@ -32,7 +34,7 @@ from skfal._shared_params import (
     UNIFORM_MIX_CONSTRAINT,
     fill_doc,
 )
-from skfal._validation import check_groups, check_partial_target
+from skfal._validation import check_groups, check_partial_target, validate_rows
 
 
 @fill_doc
@@ -100,6 +102,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         Clients processed in parallel (joblib threads).
     random_state : int, RandomState instance or None, default=None
         Controls the subsample, seeding, probes and draws.
+    {verbose}
 
     Attributes
     ----------
@@ -216,6 +219,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         "weighting": [StrOptions(set(WEIGHTINGS))],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -233,6 +237,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         weighting="hansen-hurwitz",
         n_jobs=None,
         random_state=None,
+        verbose=0,
     ):
         self.budget = budget
         self.n_clusters = n_clusters
@@ -246,6 +251,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.weighting = weighting
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, groups=None):
@@ -271,7 +277,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             return self._fit(X, y, groups)
 
     def _fit(self, X, y, groups):
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        progress = Progress(self, self.verbose)
+        X = validate_rows(self, X)
+        progress(describe(X))
+        X = progress.watch(X)
         n_samples = X.shape[0]
         n_selected = resolve_budget(self.budget, n_samples)
         k = self._n_clusters(n_selected)
@@ -304,7 +313,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         # X or y, and no distance, loss or score under- or overflows.
         channel = Channel()
         if groups is None:
-            exponent = int(np.frexp(np.abs(X).max() if X.size else 0.0)[1])
+            exponent = int(np.frexp(max_abs(X))[1])
         else:  # the clients' secure maximum
             exponent = run_largest_exponent(X, client_rows, rng, channel)
         units = _Units(exponent, int(self.z))
@@ -324,6 +333,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             n_sub=min(n_sub, n_samples),
             max_iter=self.max_iter,
             n_jobs=self.n_jobs,
+        )
+        progress(
+            f"clustered into {result.medoids.size} clusters "
+            f"({result.clustering.n_iter} Lloyd rounds), scored"
         )
         labels_bought = np.union1d(result.medoids, result.probes)
         if labels_bought.size > n_selected:
@@ -371,6 +384,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             )
         )
 
+        progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
         with_labels = result.holder is not None
         self._units = units
         self._holder_scaled, self._loss_scaled = result.holder, result.medoid_loss
@@ -492,7 +506,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             fitted with labels.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_rows(self, X, reset=False)
         units = self._units
         labels, distances = assign(
             units.scale_X(X), units.scale_X(self.cluster_centers_)
@@ -522,7 +536,7 @@ class _Units(NamedTuple):
     z: int
 
     def scale_X(self, X):
-        return X if self.x == 0 else np.ldexp(X, -self.x)
+        return X if self.x == 0 else scale_rows(X, -self.x)
 
     def scale_holder(self, holder_constant):
         """A float ``Lambda`` in the scaled space (capped so scores stay finite)."""

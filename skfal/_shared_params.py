@@ -56,6 +56,13 @@ _DOCS = {
         importance sampling): every row keeps a chance, and with pivotal
         sampling no weight exceeds ``n / (eta * budget)``. 0 samples by the
         scores alone, 1 is uniform.""",
+    "verbose": """\
+    verbose : int, default=0
+        Progress messages on standard output: 0 is silent, 1 prints a line
+        per phase of the fit with the seconds elapsed, 2 or more also a line
+        per block of rows read (each pass over the table; in a federation,
+        each client's pass over its own rows), so a fit on a table larger
+        than memory shows that it is moving.""",
 }
 
 

@@ -6,11 +6,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skfal._base import DocLinkMixin, SamplerMixin, select_rows
-from skfal._compat import fit_context, validate_data
+from skfal._compat import fit_context
 from skfal._federated import Channel, run_row_counts, server_send_selection
+from skfal._progress import Progress, describe
+from skfal._rows import check_finite
 from skfal._sampling import resolve_budget
 from skfal._shared_params import BUDGET_CONSTRAINT, SAMPLING_CONSTRAINT, fill_doc
-from skfal._validation import check_groups
+from skfal._validation import check_groups, validate_rows
 
 
 @fill_doc
@@ -35,6 +37,7 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         :class:`LeverageScoreSampler`).
     random_state : int, RandomState instance or None, default=None
         Controls the draw. Pass an int for reproducible output across calls.
+    {verbose}
 
     Attributes
     ----------
@@ -82,12 +85,14 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         "budget": BUDGET_CONSTRAINT,
         "sampling": SAMPLING_CONSTRAINT,
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
-    def __init__(self, budget=0.1, *, sampling="iid", random_state=None):
+    def __init__(self, budget=0.1, *, sampling="iid", random_state=None, verbose=0):
         self.budget = budget
         self.sampling = sampling
         self.random_state = random_state
+        self.verbose = verbose
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, groups=None):
@@ -109,7 +114,11 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self : object
             Fitted sampler.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        progress = Progress(self, self.verbose)
+        X = validate_rows(self, X)
+        progress(describe(X))
+        X = progress.watch(X)
+        check_finite(X)  # read nowhere else by the iid draw
         n_samples = X.shape[0]
         n_selected = resolve_budget(self.budget, n_samples)
         rng = check_random_state(self.random_state)
@@ -137,6 +146,7 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 channel, client_rows, selection.indices, weights
             )
             self.communication_ = channel.summary()
+        progress(f"selected {n_selected:,} rows ({self.sampling})")
         self.scores_ = np.ones(n_samples)
         self.sample_indices_ = selection.indices
         self.sample_weight_ = weights
@@ -157,5 +167,5 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             All ones.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_rows(self, X, reset=False)
         return np.ones((X.shape[0], 1))

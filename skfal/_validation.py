@@ -1,8 +1,56 @@
-"""Input checks shared by the estimators: client labels (``groups``), targets
-that may be missing outside the selection, and labels read at chosen rows."""
+"""Input checks shared by the estimators: the table ``X`` (in memory, sparse
+or out of core), client labels (``groups``), targets that may be missing
+outside the selection, and labels read at chosen rows."""
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+from skfal._compat import validate_data
+from skfal._rows import Rows, is_row_sliceable
+
+ACCEPT_SPARSE = ("csr", "csc")
+
+
+def validate_rows(estimator, X, *, reset=True):
+    """``validate_data`` for skfal's estimators: X in memory, sparse or out of core.
+
+    Returns
+    -------
+    X : ndarray or Rows
+        An ndarray (float64 or float32) for in-memory dense input, as
+        :func:`~sklearn.utils.validation.validate_data` returns it. A sparse
+        matrix (any format; converted to CSR, never densified), a
+        :class:`numpy.memmap` or any 2-D array-like with row slicing and a
+        numpy ``dtype`` (an HDF5 or zarr dataset) comes back as a
+        :class:`~skfal._rows.Rows`, read a block at a time by the kernels:
+        a memmap or dataset is not loaded (its blocks are checked for
+        non-finite values as they are read), and never written.
+    """
+    if isinstance(X, Rows):  # a meta-estimator's own validated rows
+        validate_data(estimator, np.asarray(X[:1]), reset=reset)
+        return X
+    if is_row_sliceable(X):
+        if X.dtype.kind not in "biuf":
+            raise ValueError(
+                f"X has dtype {X.dtype}; a table read in blocks (memmap or "
+                "dataset) must hold numbers (bool, int or float)."
+            )
+        # The checks scikit-learn makes of the shape and the feature count,
+        # on the first row alone (so nothing else is read).
+        first = np.asarray(X[: min(1, X.shape[0])])
+        validate_data(estimator, first.reshape(first.shape[0], X.shape[1]), reset=reset)
+        return Rows(X, check_finite=True)
+    X = validate_data(
+        estimator,
+        X,
+        reset=reset,
+        accept_sparse=ACCEPT_SPARSE,
+        dtype=[np.float64, np.float32],
+    )
+    if sp.issparse(X):
+        return Rows(sp.csr_matrix(X))
+    return X
 
 
 def check_groups(groups, n_samples):

@@ -322,7 +322,7 @@ def test_spatial_order_streams_many_chunks(monkeypatch):
     # the same rows coded in a single chunk (a variable shadowed between
     # chunks once made the second chunk fail).
     from skfal import _sampling
-    from skfal._linalg import chunk_size
+    from skfal._rows import chunk_size
 
     rng = np.random.RandomState(0)
     X = rng.standard_normal((chunk_size(50) + 500, 50))

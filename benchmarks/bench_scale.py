@@ -1,0 +1,165 @@
+"""Tables larger than memory and sparse tables, against baselines in the same run.
+
+Out of core (issue 12, item 2): a float64 table written chunk by chunk to a
+file in a temporary directory (deleted after), opened read-only as a
+``numpy.memmap`` and scored and sampled by ``LeverageScoreSampler``
+(budget 10,000, pivotal). Printed: the time of one sequential read of the
+file (every block summed), the fit time and its ratio to that read (target:
+at most 3 passes), the blocks the fit read (in passes over the file), and
+the peak memory the fit allocated, against the file's size. Skipped with a
+message when the disk has too little free space (20 GB for the moonshot).
+The page cache is left as it is: on a machine with more free memory than
+the file, both the read and the fit may be served from it.
+
+Sparse (item 4): a one-hot table (``n`` rows, 4 categorical columns of 50
+levels: 200 columns at 2% density) as CSR; the fit time as a ratio to the
+Gram product ``X.T @ X`` on the sparse matrix, and the fit's peak memory
+against the size of the dense table. Two encodings: all 200 indicator
+columns (what ``OneHotEncoder()`` gives; each categorical's columns sum to
+one, so the table is rank deficient and the scores take the TSQR fallback,
+on densified blocks) and ``drop="first"`` (196 columns, full rank: the
+CholeskyQR path on sparse Gram products).
+
+Usage: ``python benchmarks/bench_scale.py [--quick] [--skip-memmap]
+[--skip-sparse] [--dir DIR]``. Full size: 100,000,000 x 20 and
+10,000,000 x 100 memory-mapped, 1,000,000 x 200 sparse; ``--quick``:
+2,000,000 x 20 and 200,000 x 100 memory-mapped, 100,000 x 200 sparse.
+"""
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from _util import best_time, peak_memory
+
+import skfal._rows
+from skfal import LeverageScoreSampler
+
+_WRITE_ROWS = 1_000_000
+
+
+def write_table(path, n, d, seed=0):
+    """A float64 table of standard normals, written one block at a time."""
+    rng = np.random.RandomState(seed)
+    table = np.memmap(path, dtype=np.float64, mode="w+", shape=(n, d))
+    for start in range(0, n, _WRITE_ROWS):
+        stop = min(n, start + _WRITE_ROWS)
+        table[start:stop] = rng.standard_normal((stop - start, d))
+    table.flush()
+    del table
+
+
+def sequential_read(table):
+    """One pass over the file: every block read (and summed)."""
+    total = 0.0
+    for start in range(0, table.shape[0], _WRITE_ROWS):
+        total += float(np.asarray(table[start : start + _WRITE_ROWS]).sum())
+    return total
+
+
+def out_of_core(n, d, directory):
+    size = n * d * 8
+    free = shutil.disk_usage(directory).free
+    needed = max(20e9, 1.25 * size) if size >= 10e9 else 1.25 * size
+    if free < needed:
+        print(
+            f"{n:,} x {d}: skipped, {free / 1e9:.1f} GB free in {directory} "
+            f"(needs {needed / 1e9:.0f} GB)"
+        )
+        return
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        path = Path(tmp) / "table.f64"
+        start = time.perf_counter()
+        write_table(path, n, d)
+        t_write = time.perf_counter() - start
+        table = np.memmap(path, dtype=np.float64, mode="r", shape=(n, d))
+        t_read = best_time(1, sequential_read, table)
+
+        rows_read = [0]
+        original = skfal._rows.Rows.block
+
+        def counting(self, start, stop, dense=False):
+            block = original(self, start, stop, dense)
+            rows_read[0] += block.shape[0]
+            return block
+
+        skfal._rows.Rows.block = counting
+        sampler = LeverageScoreSampler(budget=10_000, random_state=0)
+        start = time.perf_counter()
+        peak = peak_memory(sampler.fit, table)
+        t_fit = time.perf_counter() - start
+        skfal._rows.Rows.block = original
+        print(
+            f"{n:>11,} x {d:<3} {size / 1e9:6.1f} GB  write {t_write:6.1f} s  "
+            f"read {t_read:6.1f} s  fit {t_fit:6.1f} s = {t_fit / t_read:4.2f} "
+            f"reads  ({rows_read[0] / n:.2f} passes)  peak {peak / 1e6:7.1f} MB "
+            f"= {peak / size:.4f} x file"
+        )
+        del table
+
+
+def one_hot(n, drop_first, seed=0):
+    """4 categoricals of 50 levels, one-hot (200 columns, or 196 with drop)."""
+    rng = np.random.RandomState(seed)
+    levels = 50 - drop_first
+    codes = rng.randint(50, size=(n, 4))
+    if drop_first:
+        keep = codes > 0
+        cols = (codes - 1 + levels * np.arange(4))[keep]
+        rows = np.repeat(np.arange(n), 4).reshape(n, 4)[keep]
+    else:
+        cols = (codes + levels * np.arange(4)).ravel()
+        rows = np.repeat(np.arange(n), 4)
+    data = np.ones(cols.shape[0])
+    return sp.csr_matrix((data, (rows, cols)), shape=(n, 4 * levels))
+
+
+def sparse_table(n, repeat):
+    print(
+        f"{'table':>26} {'X.T@X s':>8} {'fit s':>7} {'/ gram':>7} "
+        f"{'peak MB':>8} {'dense MB':>9} {'peak/dense':>10}"
+    )
+    for drop_first in (False, True):
+        X = one_hot(n, drop_first)
+        t_gram = best_time(repeat, lambda X=X: X.T @ X)
+        sampler = LeverageScoreSampler(budget=10_000, random_state=0)
+        t_fit = best_time(repeat, sampler.fit, X)
+        peak = peak_memory(sampler.fit, X)
+        dense = X.shape[0] * X.shape[1] * 8
+        name = f"{n:,} x {X.shape[1]}" + (" drop=first" if drop_first else "")
+        print(
+            f"{name:>26} {t_gram:8.3f} {t_fit:7.2f} {t_fit / t_gram:7.1f} "
+            f"{peak / 1e6:8.1f} {dense / 1e6:9.1f} {peak / dense:10.3f}"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="development sizes")
+    parser.add_argument("--skip-memmap", action="store_true")
+    parser.add_argument("--skip-sparse", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--dir", default=tempfile.gettempdir(), help="where the file is written"
+    )
+    args = parser.parse_args()
+    if not args.skip_memmap:
+        shapes = (
+            [(2_000_000, 20), (200_000, 100)]
+            if args.quick
+            else [(100_000_000, 20), (10_000_000, 100)]
+        )
+        print("Out of core: LeverageScoreSampler(budget=10_000).fit(memmap)")
+        for n, d in shapes:
+            out_of_core(n, d, args.dir)
+    if not args.skip_sparse:
+        print("\nSparse one-hot: LeverageScoreSampler(budget=10_000).fit(csr)")
+        sparse_table(100_000 if args.quick else 1_000_000, args.repeat)
+
+
+if __name__ == "__main__":
+    main()

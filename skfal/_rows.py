@@ -1,0 +1,347 @@
+"""Row access to tables that are not in-memory arrays.
+
+A scipy sparse matrix, a :class:`numpy.memmap` or any array-like with row
+slicing, ``.shape`` and ``.dtype`` (an HDF5 or zarr dataset) reaches the
+kernels as :class:`Rows`: a view of some of the table's rows that reads them
+a block at a time, and never as a whole. The kernels in ``_linalg``,
+``_sampling`` and ``_clustering`` take an ndarray or a ``Rows``; the few
+operations the federated steps apply to their rows (``X[a:b]``,
+``numpy.take(X, rows, axis=0)``, ``X[rows]``, ``numpy.asarray`` of a handful
+of selected rows, ``numpy.abs(X[rows]).max()``) keep working on a ``Rows``,
+so the same steps serve every input. Only the rows asked for are read:
+``X[rows]`` returns them (dense for a dense table, still sparse for a sparse
+one), slices and ``take`` return views that read nothing yet.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+_CHUNK_BYTES = 8 * 2**20
+
+
+def chunk_size(n_features):
+    """Rows per chunk: about 8 MiB of float64, and at least ``2 * n_features``."""
+    return max(2 * n_features, _CHUNK_BYTES // (8 * max(n_features, 1)))
+
+
+def is_row_sliceable(X):
+    """Whether ``X`` is read a block at a time rather than converted.
+
+    True for a :class:`numpy.memmap` and for a 2-D array-like that is neither
+    an ndarray, a sparse matrix nor a data frame, with a numpy ``dtype`` and
+    row slicing (an HDF5, zarr or xarray dataset).
+    """
+    if isinstance(X, np.memmap):
+        return X.ndim == 2  # else scikit-learn's error for the shape
+    if isinstance(X, np.ndarray | Rows) or sp.issparse(X) or hasattr(X, "iloc"):
+        return False
+    shape = getattr(X, "shape", None)
+    return (
+        isinstance(getattr(X, "dtype", None), np.dtype)
+        and hasattr(X, "__getitem__")
+        and isinstance(shape, tuple)
+        and len(shape) == 2
+    )
+
+
+def _read(base, index):
+    """Rows ``index`` (a slice or ascending-or-not int array) of ``base``."""
+    if isinstance(index, slice) or isinstance(base, np.ndarray) or sp.issparse(base):
+        return base[index]
+    # A dataset may not take a list of rows (or only an increasing one):
+    # read each run of consecutive rows with one slice.
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+    runs = np.split(ordered, breaks)
+    parts = [np.asarray(base[int(r[0]) : int(r[-1]) + 1]) for r in runs if r.size]
+    block = np.concatenate(parts) if parts else np.empty((0, base.shape[1]))
+    out = np.empty_like(block)
+    out[order] = block
+    return out
+
+
+class Rows:
+    """Some rows of a sparse or out-of-core table, read a block at a time.
+
+    Parameters
+    ----------
+    base : scipy sparse matrix (CSR), numpy.memmap or array-like dataset
+        The table.
+    index : slice or ndarray of int, default=None
+        Which rows of ``base`` this view holds (``None``: all).
+    shift : int, default=0
+        Entries are read as ``base * 2**shift`` (exact).
+    ones : bool, default=False
+        Whether a constant column of ones follows the table's columns.
+    check_finite : bool, default=False
+        Raise a ValueError when a block read from a dense table holds NaN or
+        infinity (a sparse table's entries are checked once, up front).
+    on_block : callable or None, default=None
+        Called as ``on_block(start, stop, n_rows)`` after each block of
+        the view is read (progress messages).
+    """
+
+    ndim = 2
+
+    def __init__(
+        self,
+        base,
+        index=None,
+        *,
+        shift=0,
+        ones=False,
+        check_finite=False,
+        on_block=None,
+    ):
+        self.base = base
+        self.index = slice(0, base.shape[0]) if index is None else index
+        self.shift = int(shift)
+        self.ones = bool(ones)
+        self.check_finite = check_finite
+        self.on_block = on_block
+        self.sparse = sp.issparse(base)
+
+    def _with(self, **changes):
+        params = dict(
+            index=self.index,
+            shift=self.shift,
+            ones=self.ones,
+            check_finite=self.check_finite,
+            on_block=self.on_block,
+        )
+        params.update(changes)
+        return Rows(self.base, params.pop("index"), **params)
+
+    # ----------------------------------------------------------- array-like
+    @property
+    def shape(self):
+        if isinstance(self.index, slice):
+            n_rows = self.index.stop - self.index.start
+        else:
+            n_rows = self.index.shape[0]
+        return (n_rows, self.base.shape[1] + self.ones)
+
+    @property
+    def dtype(self):
+        if self.shift or self.ones or self.sparse:
+            return np.dtype(np.float64)
+        return np.dtype(self.base.dtype)
+
+    @property
+    def size(self):
+        return self.shape[0] * self.shape[1]
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _base_index(self, key):
+        """Rows of ``base`` for positions ``key`` (slice or int array) of the view."""
+        if isinstance(self.index, slice):
+            if isinstance(key, slice):
+                start, stop, step = key.indices(self.shape[0])
+                if step == 1:
+                    stop = max(start, stop)
+                    return slice(self.index.start + start, self.index.start + stop)
+                return self.index.start + np.arange(start, stop, step)
+            return self.index.start + key
+        return self.index[key]
+
+    def __getitem__(self, key):
+        """A slice is a view (nothing read); int positions are read now.
+
+        ``X[rows]`` returns those rows: an ndarray for a dense table, a
+        ``Rows`` holding the rows (still sparse) for a sparse one.
+        """
+        if isinstance(key, slice) and key.step in (None, 1):
+            return self._with(index=self._base_index(key))
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(self.shape[0]))
+        if isinstance(key, tuple) or np.isscalar(key):
+            raise TypeError(
+                "skfal reads a sparse or out-of-core table by rows only: "
+                f"index it with a slice or an array of row positions, not {key!r}."
+            )
+        key = np.asarray(key)
+        if key.dtype == bool:
+            key = np.flatnonzero(key)
+        key = key.astype(np.intp, copy=False)
+        positions = self._base_index(key)
+        if self.sparse:
+            return Rows(
+                self.base[positions],
+                shift=self.shift,
+                ones=self.ones,
+                check_finite=self.check_finite,
+                on_block=self.on_block,
+            )
+        return self._finish(_read(self.base, positions))
+
+    def take(self, indices, axis=None, out=None, mode="raise"):
+        """``numpy.take(X, rows, axis=0)``: a view of those rows (nothing read)."""
+        if axis != 0 or out is not None or mode != "raise":
+            raise TypeError("Rows.take supports only numpy.take(X, rows, axis=0).")
+        indices = np.asarray(indices, dtype=np.intp)
+        return self._with(index=self._base_index(indices))
+
+    def __array__(self, dtype=None, copy=None):
+        """The view as one dense array: only for the few rows a step needs."""
+        block = self.block(0, self.shape[0], dense=True)
+        return block if dtype is None else block.astype(dtype, copy=False)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``numpy.abs`` (for a largest entry); no other ufunc densifies ``X``."""
+        if ufunc is np.absolute and method == "__call__" and inputs == (self,):
+            return _Absolute(self)
+        return NotImplemented
+
+    # --------------------------------------------------------------- blocks
+    def _finish(self, block):
+        """A block read from ``base``: float64, scaled, finite, with ones."""
+        if sp.issparse(block):
+            block = sp.csr_matrix(block, dtype=np.float64)
+            if self.shift:
+                block.data = np.ldexp(block.data, self.shift)
+            if self.ones:
+                column = sp.csr_matrix(np.ones((block.shape[0], 1)))
+                block = sp.hstack([block, column], format="csr")
+            return block
+        block = np.asarray(block, dtype=np.float64)
+        if self.check_finite and not np.isfinite(block).all():
+            raise ValueError(
+                "Input X contains NaN or infinity: every entry of the table "
+                "must be finite."
+            )
+        if self.shift:
+            block = np.ldexp(block, self.shift)
+        if self.ones:
+            block = np.hstack([block, np.ones((block.shape[0], 1))])
+        return block
+
+    def block(self, start, stop, dense=False):
+        """Rows ``start:stop`` of the view, read now (sparse CSR or dense)."""
+        block = self._finish(_read(self.base, self._base_index(slice(start, stop))))
+        if self.on_block is not None:
+            self.on_block(start, start + block.shape[0], self.shape[0])
+        return block.toarray() if dense and sp.issparse(block) else block
+
+    def chunks(self, size=None, dense=False):
+        """``(start, block)`` over consecutive row blocks of ``size`` rows."""
+        size = chunk_size(self.shape[1]) if size is None else size
+        for start in range(0, self.shape[0], size):
+            yield start, self.block(start, min(start + size, self.shape[0]), dense)
+
+    def with_ones(self):
+        """The view with a constant column appended (an intercept's design)."""
+        if self.ones:
+            raise ValueError("These rows already have a constant column.")
+        return self._with(ones=True)
+
+    def scaled(self, shift):
+        """The view with entries multiplied by ``2**shift`` (exact)."""
+        return self._with(shift=self.shift + int(shift))
+
+    def watched(self, on_block):
+        """The view calling ``on_block(start, stop, n_rows)`` for each block read."""
+        return self._with(on_block=on_block)
+
+    def max(self, axis=None, initial=None):
+        """Largest entry (``axis=None`` only), one block at a time."""
+        return _largest(self, absolute=False, initial=initial, axis=axis)
+
+
+class _Absolute:
+    """``numpy.abs(rows)``, only as far as its ``max`` is needed."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def max(self, axis=None, initial=None):
+        return _largest(self.rows, absolute=True, initial=initial, axis=axis)
+
+
+def _largest(rows, absolute, initial, axis):
+    if axis is not None:
+        raise TypeError("Rows.max supports only axis=None.")
+    best = -np.inf if initial is None else float(initial)
+    if rows.shape[0] == 0:
+        if initial is None:
+            raise ValueError("max of an empty table with no initial value.")
+        return best
+    for _, block in rows.chunks():
+        values = block.data if sp.issparse(block) else block
+        if sp.issparse(block) and block.nnz < block.shape[0] * block.shape[1]:
+            best = max(best, 0.0)  # the zeros not stored
+        if values.size:
+            best = max(best, float((np.abs(values) if absolute else values).max()))
+    return best
+
+
+# ---------------------------------------------------------------- kernels' side
+def iter_blocks(X, size=None, dense=False):
+    """``(start, block)`` over row blocks of an ndarray (views) or a ``Rows``.
+
+    Blocks of a sparse table are CSR matrices unless ``dense``.
+    """
+    size = chunk_size(X.shape[1]) if size is None else size
+    if isinstance(X, Rows):
+        yield from X.chunks(size, dense)
+        return
+    for start in range(0, X.shape[0], size):
+        yield start, X[start : start + size]
+
+
+def as_dense(block):
+    """A block as a float64 ndarray (a sparse block is densified: one block)."""
+    if sp.issparse(block):
+        return block.toarray()
+    return np.asarray(block, dtype=np.float64)
+
+
+def times(block, M):
+    """``block @ M`` as a float64 ndarray, for a dense or sparse block."""
+    if sp.issparse(block):
+        return np.asarray(block @ M)
+    return np.asarray(block, dtype=np.float64) @ M
+
+
+def dense_rows(X, indices):
+    """Rows ``indices`` of ``X`` as a float64 ndarray (reads only those rows)."""
+    if isinstance(X, Rows):
+        return as_dense(np.asarray(X[indices]))
+    return np.asarray(X[indices], dtype=np.float64)
+
+
+def max_abs(X):
+    """Largest ``|entry|`` of ``X``, one block at a time (0 for an empty ``X``)."""
+    if isinstance(X, Rows):
+        return _largest(X, absolute=True, initial=0.0, axis=None)
+    return float(np.abs(X).max()) if X.size else 0.0
+
+
+def check_finite(X):
+    """Read every block of an out-of-core ``Rows``, which raises on NaN or inf.
+
+    For an estimator that would not read the values otherwise: the check
+    :func:`~sklearn.utils.validation.validate_data` makes of an in-memory X.
+    """
+    if isinstance(X, Rows) and X.check_finite:
+        for _ in X.chunks():
+            pass
+
+
+def scale_rows(X, shift):
+    """``X * 2**shift`` (exact): a new array, or a ``Rows`` view (nothing read)."""
+    if isinstance(X, Rows):
+        return X.scaled(shift)
+    return np.ldexp(X, shift)
+
+
+def matvec(X, v):
+    """``X @ v`` for every row, one block at a time."""
+    if not isinstance(X, Rows):
+        return np.asarray(X, dtype=np.float64) @ v
+    out = np.empty(X.shape[0])
+    for start, block in X.chunks():
+        out[start : start + block.shape[0]] = times(block, v)
+    return out
