@@ -338,5 +338,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             rows this equals ``scores_``.
         """
         check_is_fitted(self)
+        if not hasattr(self, "whitener_"):
+            raise AttributeError(
+                "This sampler was fitted at a Flower server (skfal.flower.fit): "
+                "the map W that scores new rows stays with the clients, so "
+                "transform is available only where W is (each ClientApp keeps "
+                "its own); the fitted selection is in sample_indices_."
+            )
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return squared_row_norms(X, self.whitener_, self.fit_intercept)[:, None]

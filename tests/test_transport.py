@@ -102,3 +102,5 @@ def test_server_side_on_a_transport_equals_the_estimators_fit(protocol):
     assert sum(m.array.nbytes for m in messages) == sum(
         sum(b.values()) for b in server.communication_.values()
     )
+    with pytest.raises(AttributeError, match="stays with the clients"):
+        server.transform(X)  # the server never received W
