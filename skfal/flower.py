@@ -127,6 +127,14 @@ class FlowerTransport(Transport):
         counted in ``communication_``), their serialized form in the
         ``ArrayRecord``s (``.npy`` headers added), and whole serialized
         messages (records and Flower's envelope).
+    timings : dict
+        Seconds: ``"round_trips"`` (wall time from pushing the messages to
+        the last reply, summed over round trips), ``"client_steps"`` (the
+        slowest client's steps, summed over round trips), ``"client_io"``
+        (the slowest client's loading of its rows and its state, likewise)
+        and ``"serialization"`` (the server packing and unpacking arrays).
+        Round trips less the clients' work is Flower's messaging latency
+        (polling, a ClientApp process per message).
     """
 
     def __init__(self, grid, node_ids, channel, *, timeout=120.0, poll_interval=0.05):
@@ -139,6 +147,9 @@ class FlowerTransport(Transport):
             ("messages", "round_trips", "array_bytes", "array_record_bytes"), 0
         )
         self.serialized["message_bytes"] = 0
+        self.timings = dict.fromkeys(
+            ("round_trips", "client_steps", "client_io", "serialization"), 0.0
+        )
 
     def _count(self, message):
         arrays = message.content.array_records.get(_ARRAYS)
@@ -154,6 +165,7 @@ class FlowerTransport(Transport):
         self.serialized["messages"] += 1
 
     def _deliver(self, batches):
+        started = time.perf_counter()
         outgoing = {}
         for c, requests in batches.items():
             steps = [
@@ -175,14 +187,23 @@ class FlowerTransport(Transport):
             )
             self._count(message)
             outgoing[c] = message
+        pushed = time.perf_counter()
         replies = exchange(self.grid, outgoing, self.timeout, self.poll_interval)
+        pulled = time.perf_counter()
         self.serialized["round_trips"] += 1
+        metas = [reply.content.config_records[_META] for reply in replies.values()]
+        self.timings["round_trips"] += pulled - pushed
+        self.timings["client_steps"] += max(m["step-seconds"] for m in metas)
+        self.timings["client_io"] += max(m["io-seconds"] for m in metas)
         for reply in replies.values():
             self._count(reply)
-        return {
+        unpacked = {
             c: _unpack(reply.content.array_records[_ARRAYS])
             for c, reply in replies.items()
         }
+        done = time.perf_counter()
+        self.timings["serialization"] += (pushed - started) + (done - pulled)
+        return unpacked
 
 
 def exchange(grid, messages, timeout, poll_interval=0.05):
@@ -305,7 +326,9 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
         client 0's rows first), ``sample_weight_``, ``n_draws_``,
         ``communication_``, ``clients_`` (the partition ids),
         ``client_sample_indices_`` (each client's selected rows, in its own
-        numbering) and ``serialized_`` (:class:`FlowerTransport`). The map
+        numbering), ``serialized_`` and ``timings_`` (as
+        :class:`FlowerTransport`'s, and ``"connect"``: waiting for the
+        nodes, ``"total"``: the whole fit). The map
         ``whitener_`` stays with the clients (each ClientApp keeps its own),
         so ``transform`` is not available at the server.
     """
@@ -315,7 +338,9 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
             f"{type(estimator).__name__}."
         )
     estimator = clone(estimator)
+    started = time.perf_counter()
     node_ids, n_features = connect(grid, n_clients, timeout=timeout)
+    connected = time.perf_counter()
     transport = FlowerTransport(grid, node_ids, Channel(), timeout=timeout)
     rng = check_random_state(estimator.random_state)
     draw_seed(rng)  # in-process, this draw is the dealer's federation seed
@@ -325,6 +350,10 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
     local, _ = transport.split(estimator.sample_indices_, counts)
     estimator.client_sample_indices_ = [local[c] for c in transport.clients]
     estimator.serialized_ = dict(transport.serialized)
+    timings = dict(transport.timings)
+    timings["connect"] = connected - started
+    timings["total"] = time.perf_counter() - started
+    estimator.timings_ = timings
     return estimator
 
 
@@ -356,7 +385,9 @@ def client_app(load_data):
                 "federation-seed=<the federation's seed>' (see skfal.flower)."
             )
         client = int(config["partition-id"])
+        loading = time.perf_counter()
         X = np.asarray(load_data(config), dtype=np.float64)
+        loaded = time.perf_counter() - loading
         if X.ndim != 2:
             raise ValueError(
                 f"load_data must return a 2-D array of rows; got shape {X.shape}."
@@ -366,6 +397,7 @@ def client_app(load_data):
         if steps == [{"step": _HELLO}]:
             return _reply(message, (), meta)
         state = {"X": X, "client": client}
+        started = time.perf_counter()
         state.update(client_seeds(int(config["federation-seed"]), client))
         if "secret-seed" in config:
             state["secret_seed"] = int(config["secret-seed"])
@@ -378,16 +410,22 @@ def client_app(load_data):
             )
         arrays = list(_unpack(message.content.array_records[_ARRAYS]))
         reply = ()
+        stepping = time.perf_counter()
         for request in steps:
             mine = tuple(arrays[: request["n_arrays"]])
             del arrays[: request["n_arrays"]]
             reply = run_client_step(state, request["step"], request["config"], mine)
+        stepped = time.perf_counter()
         context.state.array_records[_STATE] = ArrayRecord(
             array_dict={
                 key: Array(np.asarray(value))
                 for key, value in state.items()
                 if key not in LOCAL_KEYS
             }
+        )
+        meta["step-seconds"] = stepped - stepping
+        meta["io-seconds"] = (
+            loaded + (stepping - started) + time.perf_counter() - stepped
         )
         return _reply(message, reply, meta)
 

@@ -26,12 +26,15 @@ def save(fitted, context):
         summary[f"bytes_{phase}"] = np.array([sent["up"], sent["down"]])
     for key, value in fitted.serialized_.items():
         summary[f"serialized_{key}"] = np.array([value])
+    for key, value in fitted.timings_.items():
+        summary[f"seconds_{key}"] = np.array([value])
     if output:
         np.savez(output, **summary)
     else:
         print("selected rows per client:", fitted.client_sample_indices_)
         print("bytes per phase:", fitted.communication_)
         print("serialized:", fitted.serialized_)
+        print("seconds:", fitted.timings_)
 
 
 app = server_app(LeverageScoreSampler(), on_fit=save)
