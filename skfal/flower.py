@@ -178,13 +178,7 @@ class FlowerTransport(Transport):
                     _ARRAYS: _pack([a for r in requests for a in r.arrays]),
                 }
             )
-            message = self.grid.create_message(
-                content,
-                MESSAGE_TYPE,
-                self.node_ids[c],
-                "skfal",
-                ttl=self.timeout + _TTL_MARGIN,
-            )
+            message = _message(content, self.node_ids[c], self.timeout)
             self._count(message)
             outgoing[c] = message
         pushed = time.perf_counter()
@@ -204,6 +198,17 @@ class FlowerTransport(Transport):
         done = time.perf_counter()
         self.timings["serialization"] += (pushed - started) + (done - pulled)
         return unpacked
+
+
+def _message(content, node_id, timeout):
+    """A message to one SuperNode that outlives the server's deadline."""
+    return Message(
+        content,
+        dst_node_id=node_id,
+        message_type=MESSAGE_TYPE,
+        group_id="skfal",
+        ttl=timeout + _TTL_MARGIN,
+    )
 
 
 def exchange(grid, messages, timeout, poll_interval=0.05):
@@ -269,17 +274,15 @@ def connect(grid, n_clients, *, timeout=120.0, poll_interval=0.05):
             )
         time.sleep(max(poll_interval, 0.2))
     content = {
-        node: grid.create_message(
+        node: _message(
             RecordDict(
                 {
                     _STEPS: ConfigRecord({"steps": _json([{"step": _HELLO}])}),
                     _ARRAYS: _pack([]),
                 }
             ),
-            MESSAGE_TYPE,
             node,
-            "skfal",
-            ttl=timeout + _TTL_MARGIN,
+            timeout,
         )
         for node in nodes
     }
