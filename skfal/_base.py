@@ -6,7 +6,7 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from skfal._compat import check_feature_names_in, safe_indexing
-from skfal._federated import run_pivotal_selection
+from skfal._federated import Transport, pivotal_selection, run_pivotal_selection
 from skfal._sampling import (
     census,
     draw_until_distinct,
@@ -39,15 +39,21 @@ def select_rows(
     (``uniform_mix``) and the rows are drawn by ``sampling``: ``"pivotal"``
     (exactly ``n_selected`` rows with inclusion probabilities
     ``min(1, c p)``, Horvitz-Thompson weights; over the clients when
-    ``federation = (client_rows, channel)``) or ``"iid"`` (FALE's draw until
-    distinct, with ``weighting``). Rows outside ``eligible`` (a boolean
+    ``federation`` is given) or ``"iid"`` (FALE's draw until distinct, with
+    ``weighting``, by the server). Rows outside ``eligible`` (a boolean
     mask) are never drawn.
+
+    ``federation`` is ``(transport, counts)`` (a
+    :class:`~skfal._federated.Transport` whose clients kept their scores,
+    and each client's number of rows; ``X`` may then be ``None``), or the
+    simulation's ``(client_rows, channel)``, the scores handed to the
+    clients.
 
     Returns
     -------
     selection : Selection
     """
-    n_samples = X.shape[0]
+    n_samples = scores.shape[0]
     if n_selected == n_samples and eligible is None:
         return census(n_samples)
     if sampling == "iid":
@@ -58,6 +64,17 @@ def select_rows(
     if federation is None:
         pi = inclusion_from_terms(scores, terms, eligible)
         return pivotal_select(X, pi, rng, depth)
+    if isinstance(federation[0], Transport):
+        transport, counts = federation
+        return pivotal_selection(
+            transport,
+            scores,
+            terms,
+            rng,
+            max_depth=depth,
+            counts=counts,
+            eligible=eligible,
+        )
     client_rows, channel = federation
     return run_pivotal_selection(
         X, client_rows, scores, terms, rng, channel, max_depth=depth, eligible=eligible

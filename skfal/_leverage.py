@@ -11,9 +11,12 @@ from skfal._base import DocLinkMixin, SamplerMixin, select_rows
 from skfal._compat import Interval, StrOptions, fit_context
 from skfal._federated import (
     Channel,
-    run_fedsvd_leverage,
-    run_qr_leverage,
-    server_send_selection,
+    check_fedsvd_clients,
+    fedsvd_leverage,
+    qr_leverage,
+    send_selection,
+    session_keys,
+    simulated_federation,
 )
 from skfal._linalg import leverage_scores, squared_row_norms
 from skfal._progress import Progress, describe
@@ -246,66 +249,90 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         X = progress.watch(X)
         n_selected = resolve_budget(self.budget, X.shape[0])
         rng = check_random_state(self.random_state)
-        # Drawn in both modes, so the selection draws below see the same stream:
-        # federated and centralized fits with one random_state select the same rows.
-        protocol_rng = np.random.RandomState(draw_seed(rng))
+        # Drawn in both modes, so the selection draws below see the same
+        # stream: federated and centralized fits with one random_state select
+        # the same rows. Federated, it stands in for the trusted dealer that
+        # hands every client the federation's seed (skfal.flower).
+        federation_seed = draw_seed(rng)
 
-        self.clients_, channel = None, None
         if groups is None:
+            self.clients_ = None
             scores, self.whitener_ = leverage_scores(X, self.fit_intercept, self.alpha)
+            progress("leverage scores")
+            selection = select_rows(
+                X,
+                scores,
+                n_selected,
+                rng,
+                sampling=self.sampling,
+                uniform_mix=self.uniform_mix,
+                weighting=self.weighting,
+            )
+            self.scores_ = scores
+            self.sample_indices_ = selection.indices
+            self.sample_weight_ = selection.weights
+            self.n_draws_ = selection.n_draws
+            self.communication_ = {}
+            self._received_selection = None
+            progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
         else:
             self.clients_, client_rows = check_groups(groups, X.shape[0])
-            channel = Channel()
-            common = dict(
-                intercept=self.fit_intercept, alpha=self.alpha, n_jobs=self.n_jobs
-            )
             if self.protocol == "fedsvd":
-                result = run_fedsvd_leverage(
-                    X,
-                    client_rows,
-                    protocol_rng,
-                    channel,
-                    block_size=self.mask_block_size,
-                    **common,
-                )
-            else:
-                result = run_qr_leverage(
-                    X, client_rows, protocol_rng, channel, **common
-                )
-            scores, self.whitener_ = result
-        progress(
-            "leverage scores"
-            + ("" if groups is None else f" over {len(client_rows)} clients")
-        )
+                check_fedsvd_clients(client_rows, X.shape[1] + self.fit_intercept)
+            transport = simulated_federation(
+                X, client_rows, federation_seed, Channel(), self.n_jobs
+            )
+            self._fit_federated(transport, X.shape[1], rng)
+            progress(f"leverage scores and selection over {len(client_rows)} clients")
+            session_keys(transport)  # training in the same fit reuses the keys
+            # What each client kept: its rows to label, their weights, and
+            # its map W (client 0's is the fitted whitener_).
+            states = transport.states
+            self.whitener_ = states[0]["whitener"]
+            self._received_selection = [
+                (state["selection_indices"], state["selection_weights"])
+                for state in states
+            ]
+        self.rank_ = self.whitener_.shape[1]
+        return self
 
-        federation = None if channel is None else (client_rows, channel)
+    def _fit_federated(self, transport, n_features, rng):
+        """The server's side of a federated fit, over any transport.
+
+        Runs the leverage protocol, selects, and sends each client its rows
+        to label and their weights; sets the attributes the server knows
+        (not ``whitener_``, which only the clients hold). Returns each
+        client's number of rows.
+        """
+        common = dict(
+            n_features=n_features, intercept=self.fit_intercept, alpha=self.alpha
+        )
+        if self.protocol == "fedsvd":
+            uploaded = fedsvd_leverage(
+                transport, block_size=self.mask_block_size, **common
+            )
+        else:
+            uploaded = qr_leverage(transport, **common)
+        counts = {c: uploaded[c].shape[0] for c in transport.clients}
+        scores = transport.gather(uploaded)
         selection = select_rows(
-            X,
+            None,
             scores,
-            n_selected,
+            resolve_budget(self.budget, scores.shape[0]),
             rng,
             sampling=self.sampling,
             uniform_mix=self.uniform_mix,
             weighting=self.weighting,
-            federation=federation,
+            federation=(transport, counts),
         )
-        # What each client received: its rows to label and their weights.
-        self._received_selection = (
-            None
-            if channel is None
-            else server_send_selection(
-                channel, client_rows, selection.indices, selection.weights
-            )
-        )
-
-        progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
+        send_selection(transport, selection.indices, selection.weights, counts)
+        transport.flush()
         self.scores_ = scores
-        self.rank_ = self.whitener_.shape[1]
         self.sample_indices_ = selection.indices
         self.sample_weight_ = selection.weights
         self.n_draws_ = selection.n_draws
-        self.communication_ = {} if channel is None else channel.summary()
-        return self
+        self.communication_ = transport.channel.summary()
+        return counts
 
     def transform(self, X):
         """Leverage of each row of ``X`` with respect to the fitted column space.
@@ -322,5 +349,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             rows this equals ``scores_``.
         """
         check_is_fitted(self)
+        if not hasattr(self, "whitener_"):
+            raise AttributeError(
+                "This sampler was fitted at a Flower server (skfal.flower.fit): "
+                "the map W that scores new rows stays with the clients, so "
+                "transform is available only where W is (each ClientApp keeps "
+                "its own); the fitted selection is in sample_indices_."
+            )
         X = validate_rows(self, X, reset=False)
         return squared_row_norms(X, self.whitener_, self.fit_intercept)[:, None]

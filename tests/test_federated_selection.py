@@ -128,8 +128,11 @@ def test_federated_pivotal_messages_hold_probabilities_and_indices_only():
     )
     for phase, direction, _, array in channel.messages:
         assert array.ndim == 1  # no matrix of rows crosses
-        if phase == "inclusion":  # down: four numbers, the same for everyone
-            assert direction == "down" and np.array_equal(array, np.array(terms))
+        if phase == "inclusion":  # down: four numbers and the tree's depth
+            assert direction == "down"
+            assert np.array_equal(array, np.array(terms)) or (
+                array.dtype.kind == "i" and array.tolist() == [4]
+            )
         elif array.dtype.kind == "f" and direction == "up":  # the open row
             assert array.shape == (2,) and 0 <= array[1] < 1
         else:  # decided rows (local indices) up, the verdict down

@@ -70,12 +70,13 @@ def test_single_row_client_row_is_not_in_its_upload_even_knowing_q():
     with transcript() as messages:
         LeverageScoreSampler(budget=10, random_state=0).fit(X, groups=groups)
     # The attacker knows Q: re-derive it as the clients do.
+    from skfal._federated import client_seeds
     from skfal._federated._secure import client_shared_seeds
     from skfal._sampling import draw_seed
 
-    rng = np.random.RandomState(0)
-    draw_seed(rng)  # the sampler's selection seed comes first
-    rotation = client_shared_rotation(4, client_shared_seeds(draw_seed(rng))[0])
+    # The fit's first draw is the federation's seed (the clients' dealer).
+    shared = client_seeds(draw_seed(np.random.RandomState(0)), 0)["shared_seed"]
+    rotation = client_shared_rotation(4, client_shared_seeds(shared)[0])
     # ... and the common column scales (the largest client column norms).
     norms = [np.linalg.norm(X[groups == c], axis=0) for c in np.unique(groups)]
     scales = np.frexp(np.max(norms, axis=0))[1]

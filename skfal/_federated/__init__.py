@@ -3,12 +3,16 @@
 Every step is a plain function that takes and returns numpy arrays (the
 messages). Functions named ``client_*`` run where a client's rows live; functions
 named ``server_*`` run at the server and receive only what clients upload. The
-``run_*`` functions simulate one protocol, or one phase of it, in one process:
-they call the steps in order, pass every message through a :class:`Channel`
-(which counts the bytes and can keep a transcript for tests), run the clients'
-steps in parallel with joblib, and return a ``NamedTuple``. On a real federated
-engine each step maps to a remote call and each Channel message to a network
-message.
+server's drivers (``qr_leverage``, ``fedsvd_leverage``,
+``pivotal_selection``, ``send_selection``) run a protocol over a
+:class:`Transport` (``_transport.py``): they ask clients to run client steps
+registered by name, on each client's own state, and every array either way is
+counted on a :class:`Channel` (bytes and the auditor's transcript). The same
+drivers and steps run in one process (:class:`InProcessTransport`) and on
+Flower (:mod:`skfal.flower`). The ``run_*`` functions simulate one protocol, or
+one phase of it, in one process: the leverage and pivotal ones build an
+in-process transport over the rows of ``X``; the others (training,
+clustering) still call the steps in order themselves.
 
 This package never imports an estimator; estimators import from here only.
 """
@@ -21,6 +25,9 @@ from skfal._federated._clustering import (
 )
 from skfal._federated._leverage import (
     LeverageResult,
+    check_fedsvd_clients,
+    fedsvd_leverage,
+    qr_leverage,
     run_fedsvd_leverage,
     run_qr_leverage,
 )
@@ -34,28 +41,47 @@ from skfal._federated._regression import (
     run_global_training,
     run_local_training,
 )
-from skfal._federated._secure import key_session, run_largest_exponent
+from skfal._federated._secure import key_session, run_largest_exponent, session_keys
 from skfal._federated._selection import (
     client_labeled_rows,
+    pivotal_selection,
     run_pivotal_selection,
     run_row_counts,
+    send_selection,
     server_send_selection,
 )
 from skfal._federated._simulation import client_view
+from skfal._federated._transport import (
+    CLIENT_STEPS,
+    InProcessTransport,
+    Transport,
+    client_seeds,
+    run_client_step,
+    simulated_federation,
+)
 
 __all__ = [
+    "CLIENT_STEPS",
     "Channel",
+    "InProcessTransport",
     "LeverageResult",
     "LinearModel",
     "ModelScores",
     "SensitivityResult",
+    "Transport",
+    "check_fedsvd_clients",
     "client_labeled_rows",
+    "client_seeds",
     "client_view",
+    "fedsvd_leverage",
     "key_session",
     "merge_summaries",
+    "pivotal_selection",
+    "qr_leverage",
+    "run_client_step",
     "run_fedsvd_leverage",
-    "run_largest_exponent",
     "run_global_training",
+    "run_largest_exponent",
     "run_local_training",
     "run_model_scores",
     "run_pivotal_selection",
@@ -64,5 +90,8 @@ __all__ = [
     "run_row_counts",
     "run_sensitivity_protocol",
     "run_stand_in_counts",
+    "send_selection",
     "server_send_selection",
+    "session_keys",
+    "simulated_federation",
 ]

@@ -37,17 +37,16 @@ sign. So ``"fedsvd"`` refuses such clients (:func:`check_fedsvd_clients`).
 from typing import NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from skfal._federated._masks import apply_block_mask, client_shared_rotation
 from skfal._federated._secure import (
     client_decode,
     client_shared_seeds,
-    run_key_agreement,
-    run_secure_bounds,
-    run_secure_stack,
+    key_agreement,
+    secure_bounds,
+    secure_stack,
 )
-from skfal._federated._simulation import client_view, gather_rows
+from skfal._federated._transport import client_step, simulated_federation, stream
 from skfal._linalg import (
     column_norms,
     equilibrated_r_factor,
@@ -183,11 +182,212 @@ def check_fedsvd_clients(client_rows, n_columns):
         )
 
 
-# ------------------------------------------------------------- orchestration
-def _client_data(X, rows, intercept):
-    """A client's own rows (a copy unless contiguous in X), with the 1 column."""
-    own = client_view(X, rows)
-    return with_intercept(own) if intercept else own
+# ------------------------------------------------------- client steps by name
+def _design(state, config):
+    """The client's design rows: its ``X_i``, with the 1 column for an intercept.
+
+    Cached for the later steps of the same message (not kept between
+    messages).
+    """
+    if "design" not in state:
+        own = state["X"]
+        state["design"] = with_intercept(own) if config["intercept"] else own
+    return state["design"]
+
+
+def _rotation(state, n_columns):
+    """The clients' shared Haar rotation ``Q`` (from their shared seed)."""
+    return client_shared_rotation(
+        n_columns, client_shared_seeds(state["shared_seed"])[0]
+    )
+
+
+@client_step("qr_own_r")
+def step_qr_own_r(state, config):
+    """QR, 1: keep ``R_0`` and its column norms; upload the row count and the
+    factor's height (its number of rows, at most ``d``)."""
+    r0, count = client_own_r(_design(state, config))
+    state["r0"] = r0
+    state["r0_norms"] = column_norms(r0)
+    return count, np.array([min(r0.shape)])
+
+
+@client_step("qr_rotate")
+def step_qr_rotate(state, config):
+    """QR, 2: keep ``D Q`` (the common scales, then ``Q``) and the R of ``X_i D Q``."""
+    r0 = state["r0"]
+    state["rotation"] = client_scaled_rotation(
+        _rotation(state, r0.shape[1]), state["scales"]
+    )
+    state["factor"] = client_r_factor(r0, state["rotation"])
+
+
+@client_step("qr_scores")
+def step_qr_scores(state, config, r_units, total):
+    """QR, 3: decode the global R, keep ``W`` and the scores; upload the scores."""
+    r = client_decode(r_units, state["share_bounds"])
+    scores, W = client_scores(
+        _design(state, config),
+        state["rotation"],
+        r,
+        total,
+        config["alpha"],
+        config["n_penalised"],
+    )
+    state["scores"], state["whitener"] = scores, W
+    return (scores,)
+
+
+@client_step("fedsvd_norms")
+def step_fedsvd_norms(state, config):
+    """FedSVD, 0: keep the column norms of the client's rows (for the scales)."""
+    own = _design(state, config)
+    if own.shape[0] <= own.shape[1]:
+        raise ValueError(
+            f"protocol='fedsvd' uploads this client's masked rows, and it holds "
+            f"{own.shape[0]} rows for {own.shape[1]} columns: the Gram matrix "
+            "of its upload would give its rows away to anyone who learns Q "
+            "(see check_fedsvd_clients). Use protocol='qr'."
+        )
+    state["design_norms"] = column_norms(own)
+
+
+def _mask_seed(state):
+    """The client's private row-mask seed."""
+    return int(stream(state["secret_seed"], "row_mask").randint(2**31 - 1))
+
+
+@client_step("fedsvd_mask")
+def step_fedsvd_mask(state, config):
+    """FedSVD, 1: upload ``P_i X_i D Q`` (keep ``D Q``)."""
+    own = _design(state, config)
+    state["rotation"] = client_scaled_rotation(
+        _rotation(state, own.shape[1]), state["scales"]
+    )
+    return (
+        client_mask_rows(
+            own, state["rotation"], _mask_seed(state), config["block_size"]
+        ),
+    )
+
+
+@client_step("fedsvd_unmask")
+def step_fedsvd_unmask(state, config, masked_basis, W_masked):
+    """FedSVD, 2: unmask the client's rows of the basis; upload their norms."""
+    scores, W = client_unmask_scores(
+        masked_basis,
+        W_masked,
+        state["rotation"],
+        _mask_seed(state),
+        config["block_size"],
+    )
+    state["scores"], state["whitener"] = scores, W
+    return (scores,)
+
+
+@client_step("fedsvd_ridge_scores")
+def step_fedsvd_ridge_scores(state, config, W_masked, total):
+    """FedSVD with ``alpha > 0``, 2: ridge scores from ``V' S^{-1}``."""
+    scores, W = client_scores(
+        _design(state, config),
+        state["rotation"],
+        r_from_whitener(W_masked),
+        total,
+        config["alpha"],
+        config["n_penalised"],
+    )
+    state["scores"], state["whitener"] = scores, W
+    return (scores,)
+
+
+# ---------------------------------------------------------- server's drivers
+def qr_leverage(transport, *, n_features, intercept=False, alpha=0.0):
+    """The server's side of ``"qr"`` (module docstring), over ``transport``.
+
+    Parameters
+    ----------
+    transport : Transport
+    n_features : int
+        The clients' number of features (without the intercept column).
+    intercept, alpha
+        As :func:`run_qr_leverage`.
+
+    Returns
+    -------
+    scores : dict of int to ndarray
+        Each client's uploaded scores of its own rows; every client keeps
+        them and its map ``W`` (``"scores"``, ``"whitener"``).
+    """
+    clients = transport.clients
+    config = {"intercept": bool(intercept)}
+    key_agreement(transport)
+    own = transport.ask("qr_own_r", "r_factor", config=config)
+    counts = [own[c][0] for c in clients]
+    secure_bounds(transport, clients, "scales", "r0_norms", 0, "scales")
+    transport.tell("qr_rotate", "scales")
+    units = secure_stack(
+        transport, {c: own[c][1] for c in clients}, "r_factor", "factor"
+    )
+    r_units, total = server_combine_r(units, counts)
+    replies = transport.ask(
+        "qr_scores",
+        "combined_r",
+        broadcast=(r_units, total),
+        config={**config, "alpha": float(alpha), "n_penalised": int(n_features)},
+        reply_phase="scores",
+    )
+    return {c: replies[c][0] for c in clients}
+
+
+def fedsvd_leverage(
+    transport, *, n_features, intercept=False, alpha=0.0, block_size=100
+):
+    """The server's side of ``"fedsvd"`` (module docstring), over ``transport``.
+
+    Parameters and result as :func:`qr_leverage`, and ``block_size``, the
+    rows per Haar block of the clients' row masks.
+    """
+    clients = transport.clients
+    config = {"intercept": bool(intercept), "block_size": int(block_size)}
+    key_agreement(transport)
+    transport.tell("fedsvd_norms", "scales", config=config)
+    secure_bounds(transport, clients, "scales", "design_norms", 0, "scales")
+    masked = transport.ask("fedsvd_mask", "masked_data", config=config)
+    uploads = [masked[c][0] for c in clients]
+    del masked
+    W_masked = server_masked_svd(uploads)
+    if alpha > 0:
+        total = np.array([sum(upload.shape[0] for upload in uploads)])
+        replies = transport.ask(
+            "fedsvd_ridge_scores",
+            "svd",
+            broadcast=(W_masked, total),
+            config={**config, "alpha": float(alpha), "n_penalised": int(n_features)},
+            reply_phase="scores",
+        )
+        return {c: replies[c][0] for c in clients}
+    replies = transport.ask(
+        "fedsvd_unmask",
+        "svd",
+        {
+            c: (server_masked_basis(uploads[i], W_masked),)
+            for i, c in enumerate(clients)
+        },
+        broadcast=(W_masked,),
+        config=config,
+        reply_phase="scores",
+    )
+    return {c: replies[c][0] for c in clients}
+
+
+# ------------------------------------------------------------ the simulation
+def _simulate(driver, X, client_rows, random_state, channel, n_jobs, **kwargs):
+    """Run ``driver`` on a simulated federation of ``X``'s rows."""
+    transport = simulated_federation(
+        X, client_rows, draw_seed(random_state), channel, n_jobs
+    )
+    scores = driver(transport, n_features=X.shape[1], **kwargs)
+    return LeverageResult(transport.gather(scores), transport.states[0]["whitener"])
 
 
 def run_qr_leverage(
@@ -203,7 +403,8 @@ def run_qr_leverage(
     client_rows : list of ndarray
         Each client's row indices.
     random_state : numpy.random.RandomState
-        Draws the clients' shared seed.
+        Draws the federation's seed, from which the clients derive theirs
+        (:func:`~skfal._federated._transport.client_seeds`).
     channel : Channel
         Where every message is counted (and recorded).
     intercept : bool, default=False
@@ -220,44 +421,16 @@ def run_qr_leverage(
     -------
     result : LeverageResult
     """
-    clients = range(len(client_rows))
-    rotation_seed, mixing_seed, group_seed = client_shared_seeds(
-        draw_seed(random_state)
-    )
-    rotation = client_shared_rotation(X.shape[1] + intercept, rotation_seed)
-    secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
-    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
-    own = [_client_data(X, rows, intercept) for rows in client_rows]
-    r0 = parallel(delayed(client_own_r)(own[c]) for c in clients)
-    counts = [channel.up("r_factor", c, r0[c][1]) for c in clients]
-    scales, _ = run_secure_bounds(
-        {c: column_norms(r0[c][0]) for c in clients},
-        secure,
-        channel,
-        "scales",
-        0,
+    return _simulate(
+        qr_leverage,
+        X,
+        client_rows,
         random_state,
-    )
-    rotation = client_scaled_rotation(rotation, scales)
-    factors = parallel(delayed(client_r_factor)(r0[c][0], rotation) for c in clients)
-    units, bounds = run_secure_stack(
-        {c: factors[c] for c in clients if factors[c].shape[0]},
-        secure,
         channel,
-        "r_factor",
-        mixing_seed,
-        random_state,
+        n_jobs,
+        intercept=intercept,
+        alpha=alpha,
     )
-    r_units, total = server_combine_r(units, counts)
-    r_units = channel.broadcast("combined_r", clients, r_units)
-    total = channel.broadcast("combined_r", clients, total)
-    r = client_decode(r_units, bounds)
-    results = parallel(
-        delayed(client_scores)(own[c], rotation, r, total, alpha, X.shape[1])
-        for c in clients
-    )
-    scores = [channel.up("scores", c, results[c][0]) for c in clients]
-    return LeverageResult(gather_rows(client_rows, scores), results[0][1])
 
 
 def run_fedsvd_leverage(
@@ -274,66 +447,24 @@ def run_fedsvd_leverage(
     """Simulate FALE's ``"fedsvd"`` leverage protocol (module docstring).
 
     Parameters as :func:`run_qr_leverage`, and ``block_size``, the rows per
-    Haar block of the clients' row masks; ``random_state`` also draws each
-    client's private mask seed. With ``alpha > 0`` the server sends only
-    ``V' S^{-1}``: each client turns it into a factor of the rotated Gram
-    matrix, adds the ridge penalty and scores its own rows.
+    Haar block of the clients' row masks. With ``alpha > 0`` the server
+    sends only ``V' S^{-1}`` (and the number of rows): each client turns it
+    into a factor of the rotated Gram matrix, adds the ridge penalty and
+    scores its own rows.
 
     Returns
     -------
     result : LeverageResult
     """
     check_fedsvd_clients(client_rows, X.shape[1] + intercept)
-    clients = range(len(client_rows))
-    rotation_seed, _, group_seed = client_shared_seeds(draw_seed(random_state))
-    rotation = client_shared_rotation(X.shape[1] + intercept, rotation_seed)
-    seeds = draw_seed(random_state, size=len(client_rows))
-    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
-    secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
-    scales, _ = run_secure_bounds(
-        {c: column_norms(_client_data(X, client_rows[c], intercept)) for c in clients},
-        secure,
-        channel,
-        "scales",
-        0,
+    return _simulate(
+        fedsvd_leverage,
+        X,
+        client_rows,
         random_state,
+        channel,
+        n_jobs,
+        intercept=intercept,
+        alpha=alpha,
+        block_size=block_size,
     )
-    rotation = client_scaled_rotation(rotation, scales)
-    masked = parallel(
-        delayed(client_mask_rows)(
-            _client_data(X, client_rows[c], intercept), rotation, seeds[c], block_size
-        )
-        for c in clients
-    )
-    uploads = [channel.up("masked_data", c, masked[c]) for c in clients]
-    del masked
-    W_masked = server_masked_svd(uploads)
-    if alpha > 0:
-        r = r_from_whitener(channel.broadcast("svd", clients, W_masked))
-        total = np.array([sum(rows.shape[0] for rows in client_rows)])
-        results = parallel(
-            delayed(client_scores)(
-                _client_data(X, client_rows[c], intercept),
-                rotation,
-                r,
-                total,
-                alpha,
-                X.shape[1],
-            )
-            for c in clients
-        )
-        scores = [channel.up("scores", c, results[c][0]) for c in clients]
-        return LeverageResult(gather_rows(client_rows, scores), results[0][1])
-    # A generator, so only the few masked bases being unmasked are alive.
-    results = parallel(
-        delayed(client_unmask_scores)(
-            channel.down("svd", c, server_masked_basis(uploads[c], W_masked)),
-            channel.down("svd", c, W_masked),
-            rotation,
-            seeds[c],
-            block_size,
-        )
-        for c in clients
-    )
-    scores = [channel.up("scores", c, results[c][0]) for c in clients]
-    return LeverageResult(gather_rows(client_rows, scores), results[0][1])

@@ -60,6 +60,7 @@ import itertools
 import numpy as np
 
 from skfal._federated._masks import haar_orthogonal
+from skfal._federated._transport import client_step, stream
 from skfal._linalg import column_norms
 from skfal._sampling import draw_seed
 
@@ -560,3 +561,208 @@ def run_secure_stack(factors, secure, channel, phase, mixing_seed, random_state)
     }
     magnitudes = {c: column_norms(factors[c]) for c in participants}
     return run_secure_sum(shares, secure, channel, phase, random_state, magnitudes)
+
+
+# ------------------------------------------------- over a transport (steps)
+def _group_seed(state):
+    """The bin-order secret every client derives from the shared seed."""
+    return client_shared_seeds(state["shared_seed"])[2]
+
+
+def _kept_secrets(state):
+    """The pairwise secrets a client kept: ``{j: int}``."""
+    return {
+        j: int.from_bytes(bytes(row), "big")
+        for j, row in enumerate(state["pair_secrets"])
+        if j != state["client"]
+    }
+
+
+@client_step("key_pair")
+def step_key_pair(state, config):
+    """Key agreement, 1: draw a private key (kept), upload the public key."""
+    seed = int(stream(state["secret_seed"], "key").randint(2**31 - 1))
+    private, public = client_key_pair(seed)
+    state["private_key"] = np.frombuffer(private, dtype=np.uint8).copy()
+    return (public,)
+
+
+@client_step("pair_secrets")
+def step_pair_secrets(state, config, public_keys):
+    """Key agreement, 2: the secret shared with every other client (kept)."""
+    me = state["client"]
+    secrets = client_pair_secrets(bytes(state["private_key"]), public_keys, me)
+    kept = np.zeros((public_keys.shape[0], _KEY_BYTES), dtype=np.uint8)
+    for j, secret in secrets.items():
+        kept[j] = np.frombuffer(secret.to_bytes(_KEY_BYTES, "big"), dtype=np.uint8)
+    state["pair_secrets"] = kept
+
+
+@client_step("exponent_marks")
+def step_exponent_marks(state, config, *summed):
+    """Secure maximum: the masked marks of one round.
+
+    ``config["magnitudes"]`` names the kept per-column magnitudes; with the
+    first round's sum (``summed``) the client marks the fine bins of the
+    winning coarse bin.
+    """
+    exponents = column_exponents(state[config["magnitudes"]])
+    coarse = None
+    if summed:
+        coarse = client_highest_bins(summed[0], _group_seed(state))
+        state["coarse_bins"] = coarse
+    rng = stream(state["secret_seed"], "marks", config["round"])
+    marks = client_exponent_marks(exponents, coarse, _group_seed(state), rng)
+    return (
+        client_mask(
+            marks,
+            state["client"],
+            config["participants"],
+            _kept_secrets(state),
+            config["round"],
+        ),
+    )
+
+
+@client_step("exponent_bounds")
+def step_exponent_bounds(state, config, summed):
+    """Secure maximum, end: keep the columns' bounds ``E_m``."""
+    fine = client_highest_bins(summed, _group_seed(state))
+    coarse = state.pop("coarse_bins")
+    state[config["store"]] = bounds_from_bins(coarse, fine, config["headroom"])
+
+
+@client_step("masked_words")
+def step_masked_words(state, config):
+    """Secure sum: the kept values, in fixed point, masked."""
+    values = state[config["values"]]
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"A client's {config['phase']!r} upload is not finite: its values "
+            "overflow float64 (e.g. labels near 1e300 with features near "
+            "1e-300). Divide y by its scale, or multiply X by one."
+        )
+    words = client_encode(values, state[config["bounds"]])
+    return (
+        client_mask(
+            words,
+            state["client"],
+            config["participants"],
+            _kept_secrets(state),
+            config["round"],
+        ),
+    )
+
+
+@client_step("mixed_block")
+def step_mixed_block(state, config, layout):
+    """Secure stack: keep the share ``M[:, rows] R_i`` of the kept factor."""
+    factor = state[config["factor"]]
+    mixing_seed = client_shared_seeds(state["shared_seed"])[1]
+    state["share"] = client_mixed_block(
+        factor, int(layout[0]), int(layout[1]), mixing_seed
+    )
+    state["share_magnitudes"] = column_norms(factor)
+
+
+# ------------------------------------------------ over a transport (server)
+def key_agreement(transport):
+    """Every pair of clients agrees on a secret through the server (once a fit)."""
+    if transport.session.get("keys_agreed"):
+        return
+    keys = transport.ask("key_pair", "key_agreement")
+    stacked = np.stack([keys[c][0] for c in transport.clients])
+    transport.tell("pair_secrets", "key_agreement", broadcast=(stacked,))
+    transport.session["keys_agreed"] = True
+
+
+def secure_bounds(transport, participants, phase, magnitudes, headroom, store):
+    """The secure maximum: each participant keeps the columns' bounds.
+
+    Two masked rounds of marks (coarse, then fine bins); the server adds
+    each and passes the sum back. Participants keep ``E_m`` under
+    ``store``; the last sum travels with the next message (no round trip).
+    """
+    participants = list(participants)
+    config = {"participants": participants, "magnitudes": magnitudes}
+    summed = ()
+    for _ in range(2):
+        round_id = transport.next_round()
+        marks = transport.ask(
+            "exponent_marks",
+            phase,
+            broadcast=summed,
+            config={**config, "round": round_id},
+            clients=participants,
+        )
+        summed = (server_sum_words([marks[c][0] for c in participants]),)
+    transport.tell(
+        "exponent_bounds",
+        phase,
+        broadcast=summed,
+        config={"headroom": headroom, "store": store},
+        clients=participants,
+    )
+
+
+def secure_sum(transport, participants, phase, values, magnitudes, headroom):
+    """Secure aggregation of the arrays the participants kept under ``values``.
+
+    Returns the sum as the server holds it, in units of ``2^E_m`` per column;
+    the participants keep the bounds under ``values + "_bounds"``.
+    """
+    participants = list(participants)
+    _check_participants(participants, transport.n_clients, phase)
+    bounds = values + "_bounds"
+    secure_bounds(transport, participants, phase, magnitudes, headroom, bounds)
+    round_id = transport.next_round()
+    config = {"participants": participants, "round": round_id, "phase": phase}
+    words = transport.ask(
+        "masked_words",
+        phase,
+        config={**config, "values": values, "bounds": bounds},
+        clients=participants,
+    )
+    return decode_units(server_sum_words([words[c][0] for c in participants]))
+
+
+def secure_stack(transport, heights, phase, factor):
+    """Secure aggregation of stacked factors (:func:`run_secure_stack`).
+
+    ``heights`` are the participants' uploaded numbers of factor rows;
+    each kept its factor under ``factor``. Returns ``M [R_1; ...; R_k]`` in
+    units of ``2^E_m``; the participants keep the bounds under
+    ``"share_bounds"``.
+    """
+    participants = [c for c in transport.clients if int(heights[c][0]) > 0]
+    offsets, n_rows = server_stack_layout([heights[c] for c in participants])
+    transport.tell(
+        "mixed_block",
+        phase,
+        {c: (np.array([offsets[i], n_rows]),) for i, c in enumerate(participants)},
+        config={"factor": factor},
+        clients=participants,
+    )
+    headroom = int(np.ceil(np.log2(len(participants)) / 2))
+    return secure_sum(
+        transport, participants, phase, "share", "share_magnitudes", headroom
+    )
+
+
+def session_keys(transport):
+    """Hand an in-process transport's agreed keys to the fit's key session.
+
+    The in-process simulation's bridge to the protocols that still run on
+    :func:`run_key_agreement` (training, clustering): they reuse the keys
+    the clients kept, and round ids go on from the transport's.
+    """
+    session = _KEY_SESSION.get()
+    if session is None or not transport.session.get("keys_agreed"):
+        return
+    transport.flush()
+    states = transport.states
+    secure = SecureAggregation(
+        [_kept_secrets(state) for state in states], _group_seed(states[0])
+    )
+    secure._rounds = itertools.count(transport.next_round())
+    session[transport.n_clients] = secure

@@ -22,7 +22,8 @@ row.
 
 import numpy as np
 
-from skfal._federated._simulation import client_view, split_selection
+from skfal._federated._simulation import split_selection
+from skfal._federated._transport import client_step, simulated_federation, stream
 from skfal._sampling import (
     Inclusion,
     draw_seed,
@@ -115,10 +116,98 @@ def client_inclusion(scores_i, terms, eligible_i):
     return inclusion_from_terms(scores_i, Inclusion(*terms), eligible_i)
 
 
+@client_step("keep")
+def step_keep(state, config, *arrays):
+    """Keep what the server sent under the names ``config["keys"]``."""
+    for key, array in zip(config["keys"], arrays, strict=True):
+        state[key] = array
+
+
+@client_step("pivotal")
+def step_pivotal(state, config, terms, max_depth):
+    """Steps 1 and 2 at a client: its rows' ``pi`` from its kept scores, then
+    its tournament (its own sampling seed); upload the decided rows and the
+    open row."""
+    pi = client_inclusion(state["scores"], terms, state.get("eligible"))
+    seed = int(stream(state["sampling_seed"], "pivotal").randint(2**31 - 1))
+    return client_pivotal(state["X"], pi, seed, int(max_depth[0]))
+
+
+def pivotal_selection(
+    transport, scores, terms, random_state, *, max_depth, counts, eligible=None
+):
+    """The server's side of federated pivotal sampling (module docstring).
+
+    Parameters
+    ----------
+    transport : Transport
+        Every client kept its rows' scores (``"scores"``; and ``"eligible"``
+        when some of its rows may not be drawn).
+    scores : ndarray of shape (n_samples,)
+        The uploaded scores in the federation's row order.
+    terms : Inclusion
+        The server's terms (:func:`skfal._sampling.inclusion_terms`).
+    random_state : numpy.random.RandomState
+        The server's: draws its last round.
+    max_depth : int
+        Levels of each client's spatial tree.
+    counts : dict of int to int
+        Each client's number of rows.
+    eligible : ndarray of shape (n_samples,) of bool or None
+        Rows that may be drawn; all if ``None``.
+
+    Returns
+    -------
+    selection : Selection
+        Sorted selected rows (federation order) with weights ``1 / pi``.
+    """
+    clients = transport.clients
+    replies = transport.ask(
+        "pivotal",
+        "inclusion",
+        broadcast=(np.array(terms, dtype=np.float64), np.array([int(max_depth)])),
+        reply_phase="pivotal",
+    )
+    open_rows = [replies[c][1] for c in clients]
+    verdicts = server_settle_open_rows(open_rows, random_state)
+    transport.tell(
+        "keep",
+        "pivotal",
+        {c: (verdicts[i : i + 1],) for i, c in enumerate(clients)},
+        config={"keys": ["open_row_selected"]},
+    )
+    local = {}
+    for i, c in enumerate(clients):
+        mine = [replies[c][0]]
+        if verdicts[i]:
+            mine.append(np.array([int(open_rows[i][0])]))
+        local[c] = np.concatenate(mine).astype(np.int64)
+    pi = inclusion_from_terms(scores, terms, eligible)  # the server's, for weights
+    return horvitz_thompson(transport.rows(local, counts), pi)
+
+
+def send_selection(transport, indices, weights, counts):
+    """Send each client which of its rows to label, and their weights.
+
+    Each client keeps them (``"selection_indices"``, ``"selection_weights"``);
+    delivered with the next message (:meth:`Transport.flush` at the end).
+    """
+    local, positions = transport.split(indices, counts)
+    transport.tell(
+        "keep",
+        "selection",
+        {c: (local[c], weights[positions[c]]) for c in transport.clients},
+        config={"keys": ["selection_indices", "selection_weights"]},
+    )
+
+
 def run_pivotal_selection(
     X, client_rows, scores, terms, random_state, channel, *, max_depth, eligible=None
 ):
     """Simulate federated pivotal sampling (module docstring).
+
+    The clients' scores (and eligible rows) are put in their states here,
+    as each client computed them.
 
     Parameters
     ----------
@@ -130,7 +219,8 @@ def run_pivotal_selection(
     terms : Inclusion
         The server's terms (:func:`skfal._sampling.inclusion_terms`).
     random_state : numpy.random.RandomState
-        Draws each client's seed and the server's last round.
+        Draws the federation's seed (each client's tournament seed derives
+        from it) and the server's last round.
     channel : Channel
     max_depth : int
         Levels of each client's spatial tree.
@@ -142,22 +232,19 @@ def run_pivotal_selection(
     selection : Selection
         Sorted selected rows of ``X`` with weights ``1 / pi``.
     """
-    seeds = draw_seed(random_state, size=len(client_rows))
-    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
-    received = channel.broadcast(
-        "inclusion", range(len(client_rows)), np.array(terms, dtype=np.float64)
+    transport = simulated_federation(X, client_rows, draw_seed(random_state), channel)
+    for state, rows in zip(transport.states, client_rows, strict=True):
+        state["scores"] = scores[rows]
+        if eligible is not None:
+            state["eligible"] = eligible[rows]
+    selection = pivotal_selection(
+        transport,
+        scores,
+        terms,
+        random_state,
+        max_depth=max_depth,
+        counts={c: rows.shape[0] for c, rows in enumerate(client_rows)},
+        eligible=eligible,
     )
-    decided, open_rows = [], []
-    for c, rows in enumerate(client_rows):
-        pi_c = client_inclusion(scores[rows], received, eligible[rows])
-        selected, open_row = client_pivotal(
-            client_view(X, rows), pi_c, seeds[c], max_depth
-        )
-        decided.append(rows[channel.up("pivotal", c, selected)])
-        open_rows.append(channel.up("pivotal", c, open_row))
-    verdicts = server_settle_open_rows(open_rows, random_state)
-    for c, rows in enumerate(client_rows):
-        if channel.down("pivotal", c, verdicts[c : c + 1])[0]:
-            decided.append(rows[[int(open_rows[c][0])]])
-    pi = inclusion_from_terms(scores, terms, eligible)  # the server's, for weights
-    return horvitz_thompson(np.sort(np.concatenate(decided)), pi)
+    transport.flush()
+    return selection

@@ -1,0 +1,1 @@
+"""skfal on Flower: federated leverage score selection across SuperNodes."""

@@ -1,0 +1,379 @@
+"""How the protocols' messages travel: the server asks clients to run named steps.
+
+A protocol driver (``*_leverage``, ``pivotal_selection``, ...) runs at the
+server. It never touches a client's data: it asks clients to run a *client
+step*, registered here by name with :func:`client_step`, and receives their
+replies. A step runs as ``step(state, config, *arrays)`` where
+
+- ``state`` is that client's own dict: its rows under ``"X"``, its seeds
+  (``"shared_seed"``, ``"sampling_seed"``, ``"secret_seed"``, see
+  :func:`client_seeds`), its client number ``"client"``, and whatever its
+  earlier steps kept there (private keys, the rotation, its scores); every
+  value a step keeps is a numpy array, so a transport between processes can
+  store it between messages;
+- ``config`` is the envelope's control: public small values (round ids, who
+  takes part, flags) that every party may know; they are not counted as
+  message bytes, as an envelope's headers are not;
+- ``arrays`` are what the server sent (each counted as a down message) and
+  the step returns a tuple of arrays (each counted as an up message).
+
+A :class:`Transport` carries the arrays and counts them on a
+:class:`~skfal._federated._channel.Channel` (the byte accounting and the
+auditor's transcript); it does no mathematics. :meth:`Transport.tell` is a
+one-way message: it is counted at once and delivered with the next
+:meth:`Transport.ask` to that client, so it costs no round trip of its own.
+A transport implements :meth:`Transport._deliver` alone: the in-process one
+here runs the steps in joblib threads on states held in memory; the one in
+:mod:`skfal.flower` sends Flower messages. An MPI or gRPC transport would be
+the same few lines.
+
+Randomness: a client draws only from its own seeds, the server only from its
+own ``random_state``. Every client derives its seeds from the federation's
+seed (a trusted dealer hands it to every client and never to the server, as
+the key generator of FedSVD), so the same seeds give the same protocol run on
+every transport.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from skfal._federated._simulation import client_view
+
+CLIENT_STEPS = {}
+
+# State entries a client holds from outside the protocol (its data and
+# seeds); everything else in a state was kept by a step.
+DATA_KEYS = frozenset(
+    {"X", "labels", "client", "shared_seed", "sampling_seed", "secret_seed"}
+)
+# State entries a step may cache for later steps of the same message only.
+LOCAL_KEYS = DATA_KEYS | {"design"}
+
+# Purposes of a client's private streams (the spawn key of its seeds).
+_SHARED, _SAMPLING, _SECRET = 0, 1, 2
+
+
+def client_step(name):
+    """Register a client step under ``name`` (a decorator)."""
+
+    def register(function):
+        if name in CLIENT_STEPS:
+            raise ValueError(f"A client step named {name!r} is already registered.")
+        CLIENT_STEPS[name] = function
+        return function
+
+    return register
+
+
+def run_client_step(state, name, config, arrays):
+    """Run the registered client step ``name`` on ``state``; its reply arrays."""
+    try:
+        step = CLIENT_STEPS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown client step {name!r}; the registered steps are "
+            f"{sorted(CLIENT_STEPS)}."
+        ) from None
+    reply = step(state, config, *arrays)
+    return tuple(np.asarray(array) for array in (reply or ()))
+
+
+def client_seeds(federation_seed, client):
+    """A client's seeds, derived from the federation's seed and its number.
+
+    Parameters
+    ----------
+    federation_seed : int
+        The seed every client holds and the server never sees (a trusted
+        dealer's, as FedSVD's key generator).
+    client : int
+        The client's number (its position in the sorted client labels).
+
+    Returns
+    -------
+    seeds : dict
+        ``"shared_seed"`` (the same at every client: the rotation ``Q``, the
+        mixing matrix, the order of the secure maximum's bins),
+        ``"sampling_seed"`` (the client's pivotal tournament) and
+        ``"secret_seed"`` (its key pair, its marks, its FedSVD row mask).
+        A deployment where clients must keep their keys from each other
+        gives every client a secret seed of its own instead; results change
+        only by rounding, since masks cancel exactly.
+    """
+
+    def derive(*spawn_key):
+        sequence = np.random.SeedSequence(int(federation_seed), spawn_key=spawn_key)
+        return int(sequence.generate_state(1, dtype=np.uint32)[0])
+
+    return {
+        "shared_seed": derive(_SHARED),
+        "sampling_seed": derive(_SAMPLING, int(client)),
+        "secret_seed": derive(_SECRET, int(client)),
+    }
+
+
+def stream(seed, *purpose):
+    """A client's random stream for one purpose (e.g. ``("marks", round_id)``)."""
+    words = [int(seed)]
+    for part in purpose:
+        words.extend(part.encode() if isinstance(part, str) else [int(part)])
+    return np.random.RandomState(np.random.SeedSequence(words).generate_state(4))
+
+
+class Request(NamedTuple):
+    """One step a client is asked to run: its name, control and arrays."""
+
+    step: str
+    config: dict
+    arrays: tuple
+
+
+class Transport:
+    """The server's side of the messages: ask clients to run named steps.
+
+    Parameters
+    ----------
+    n_clients : int
+        Clients ``0, ..., n_clients - 1``.
+    channel : Channel
+        Counts (and records) every array sent either way.
+
+    Attributes
+    ----------
+    clients : tuple of int
+        The clients' numbers.
+    session : dict
+        What the server remembers from one protocol to the next in a fit
+        (e.g. that the clients already agreed on keys).
+    """
+
+    def __init__(self, n_clients, channel):
+        self.clients = tuple(range(n_clients))
+        self.channel = channel
+        self.session = {}
+        self._pending = {c: [] for c in self.clients}
+        self._rounds = 0
+
+    @property
+    def n_clients(self):
+        """The number of clients."""
+        return len(self.clients)
+
+    def next_round(self):
+        """A fresh public round id for a secure sum (masks are never reused)."""
+        self._rounds += 1
+        return self._rounds - 1
+
+    def tell(
+        self, step, phase, arrays=None, *, broadcast=(), config=None, clients=None
+    ):
+        """A one-way message: client ``c`` runs ``step`` on ``arrays[c] + broadcast``.
+
+        Counted now as down messages of ``phase``; delivered with the next
+        message to that client (:meth:`ask` or :meth:`flush`).
+        """
+        clients = self.clients if clients is None else clients
+        arrays = {} if arrays is None else arrays
+        config = {} if config is None else dict(config)
+        for c in clients:
+            sent = tuple(arrays.get(c, ())) + tuple(broadcast)
+            received = tuple(self.channel.down(phase, c, array) for array in sent)
+            self._pending[c].append(Request(step, config, received))
+
+    def ask(
+        self,
+        step,
+        phase,
+        arrays=None,
+        *,
+        broadcast=(),
+        config=None,
+        clients=None,
+        reply_phase=None,
+    ):
+        """Clients run ``step`` and reply: ``{client: tuple of arrays}``.
+
+        Parameters
+        ----------
+        step : str
+            A registered client step.
+        phase : str
+            The phase the arrays sent are counted under.
+        arrays : dict of int to tuple of ndarray, default=None
+            What each client is sent.
+        broadcast : tuple of ndarray, default=()
+            Sent to every asked client too (after its own arrays), counted
+            once per client.
+        config : dict, default=None
+            Public control values.
+        clients : sequence of int, default=None
+            The clients asked (all by default).
+        reply_phase : str, default=None
+            The phase the replies are counted under (``phase`` by default).
+
+        Returns
+        -------
+        replies : dict of int to tuple of ndarray
+        """
+        clients = self.clients if clients is None else tuple(clients)
+        self.tell(
+            step, phase, arrays, broadcast=broadcast, config=config, clients=clients
+        )
+        batches = {c: self._pending[c] for c in clients}
+        for c in clients:
+            self._pending[c] = []
+        replies = self._deliver(batches)
+        up = phase if reply_phase is None else reply_phase
+        return {
+            c: tuple(self.channel.up(up, c, array) for array in replies[c])
+            for c in clients
+        }
+
+    def flush(self):
+        """Deliver the one-way messages still waiting (at the end of a protocol)."""
+        batches = {c: pending for c, pending in self._pending.items() if pending}
+        self._pending = {c: [] for c in self.clients}
+        if batches:
+            self._deliver(batches)
+
+    def gather(self, values):
+        """The clients' per-row values in the federation's row order.
+
+        Client by client here; the in-process transport uses the row order
+        of the simulation's ``X``.
+        """
+        return np.concatenate([np.asarray(values[c]) for c in self.clients])
+
+    def rows(self, local, counts):
+        """The inverse of :meth:`split`: sorted rows in the federation's order.
+
+        ``local[c]`` are positions among client ``c``'s rows.
+        """
+        offsets = np.cumsum([0] + [int(counts[c]) for c in self.clients])
+        found = [offsets[i] + np.asarray(local[c]) for i, c in enumerate(self.clients)]
+        return np.sort(np.concatenate(found).astype(np.int64))
+
+    def split(self, indices, counts):
+        """Which of its own rows each client holds among sorted row ``indices``.
+
+        Parameters
+        ----------
+        indices : ndarray
+            Sorted rows in the federation's order (:meth:`gather`).
+        counts : dict of int to int
+            Each client's number of rows.
+
+        Returns
+        -------
+        local : dict of int to ndarray
+            Each client's positions among its own rows.
+        positions : dict of int to ndarray
+            Where they sit in ``indices``.
+        """
+        local, positions, start = {}, {}, 0
+        for c in self.clients:
+            stop = start + int(counts[c])
+            lo, hi = np.searchsorted(indices, [start, stop])
+            local[c] = indices[lo:hi] - start
+            positions[c] = np.arange(lo, hi)
+            start = stop
+        return local, positions
+
+    def _deliver(self, batches):
+        """Run each client's requests in order; the reply to each one's last.
+
+        Parameters
+        ----------
+        batches : dict of int to list of Request
+
+        Returns
+        -------
+        replies : dict of int to tuple of ndarray
+        """
+        raise NotImplementedError
+
+
+class InProcessTransport(Transport):
+    """Clients' states in this process, their steps in joblib threads.
+
+    Parameters
+    ----------
+    states : list of dict
+        Client ``c``'s own state (its rows under ``"X"`` and its seeds).
+    channel : Channel
+    client_rows : list of ndarray, default=None
+        Where each client's rows sit in the simulation's ``X``: the
+        federation's row order for :meth:`gather` and :meth:`split` (the
+        simulation's bookkeeping, so a fitted estimator's attributes follow
+        the rows of ``X``); client by client when ``None``.
+    n_jobs : int, default=None
+        Clients run their steps in parallel threads.
+    """
+
+    def __init__(self, states, channel, client_rows=None, n_jobs=None):
+        super().__init__(len(states), channel)
+        self.states = states
+        self.client_rows = client_rows
+        self.n_jobs = n_jobs
+
+    def _run(self, c, requests):
+        reply = ()
+        for request in requests:
+            reply = run_client_step(
+                self.states[c], request.step, request.config, request.arrays
+            )
+        return reply
+
+    def _deliver(self, batches):
+        clients = list(batches)
+        if len(clients) == 1 or self.n_jobs in (None, 1):
+            replies = [self._run(c, batches[c]) for c in clients]
+        else:
+            parallel = Parallel(n_jobs=self.n_jobs, prefer="threads")
+            replies = parallel(delayed(self._run)(c, batches[c]) for c in clients)
+        return dict(zip(clients, replies, strict=True))
+
+    def gather(self, values):
+        if self.client_rows is None:
+            return super().gather(values)
+        n_samples = sum(rows.shape[0] for rows in self.client_rows)
+        first = np.asarray(values[self.clients[0]])
+        out = np.empty(n_samples, dtype=first.dtype)
+        for c, rows in zip(self.clients, self.client_rows, strict=True):
+            out[rows] = values[c]
+        return out
+
+    def rows(self, local, counts):
+        if self.client_rows is None:
+            return super().rows(local, counts)
+        found = [self.client_rows[c][np.asarray(local[c])] for c in self.clients]
+        return np.sort(np.concatenate(found).astype(np.int64))
+
+    def split(self, indices, counts):
+        if self.client_rows is None:
+            return super().split(indices, counts)
+        n_samples = sum(rows.shape[0] for rows in self.client_rows)
+        where = np.full(n_samples, -1, dtype=np.int64)
+        where[indices] = np.arange(indices.shape[0])
+        local, positions = {}, {}
+        for c, rows in zip(self.clients, self.client_rows, strict=True):
+            at = where[rows]
+            mine = np.flatnonzero(at >= 0)
+            local[c], positions[c] = mine, at[mine]
+        return local, positions
+
+
+def simulated_federation(X, client_rows, federation_seed, channel, n_jobs=None):
+    """The in-process transport of a simulated federation.
+
+    Client ``c`` holds the rows ``X[client_rows[c]]`` (a view when they are
+    contiguous) and the seeds :func:`client_seeds` derives from
+    ``federation_seed``.
+    """
+    states = [
+        {"X": client_view(X, rows), "client": c, **client_seeds(federation_seed, c)}
+        for c, rows in enumerate(client_rows)
+    ]
+    return InProcessTransport(states, channel, client_rows, n_jobs)

@@ -1,0 +1,504 @@
+"""Run skfal's federated protocols across real processes on Flower (``flwr``).
+
+The same client and server steps as a ``fit(X, groups=...)`` run here with the
+server in a Flower ServerApp and each client in a ClientApp on its own
+SuperNode, over Flower's Message API: every message carries the names of the
+client steps to run (a ``ConfigRecord``) and their arrays (an
+``ArrayRecord``); a client keeps what its steps keep between messages in the
+Flower ``context.state``. With the same seeds, a Flower run and the in-process
+fit select the same rows with the same weights.
+
+This is the only skfal module that imports ``flwr`` (``pip install
+skfal[flower]``).
+
+Seeds and trust
+---------------
+Every SuperNode's node config holds ``partition-id`` (the client's number:
+``0, ..., n - 1``, its position among the sorted ``groups`` of the in-process
+fit) and ``federation-seed``, one integer every client receives from a
+trusted dealer and the server never sees (FedSVD's trusted key generator).
+From it every client derives the secrets the clients share (the rotation
+``Q``, the mixing matrix ``M``, the order of the secure maximum's bins) and
+its own sampling and key seeds
+(:func:`skfal._federated._transport.client_seeds`). A client that must keep
+its keys and masks from the other clients too sets ``secret-seed`` in its
+node config (its own private integer): the masks cancel exactly, so the
+selection is unchanged, and FedSVD's scores change by rounding only. The
+server draws only from its own ``random_state``.
+:func:`federation_seed` gives the seed an in-process fit with a
+``random_state`` hands its simulated clients, so a deployment can reproduce
+that fit exactly.
+"""
+
+import json
+import time
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.serde import message_to_proto
+from flwr.serverapp import ServerApp
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+
+from skfal._federated import Channel, Transport, client_seeds, run_client_step
+from skfal._federated._transport import LOCAL_KEYS
+from skfal._leverage import LeverageScoreSampler
+from skfal._sampling import draw_seed
+from skfal.federated import transcript
+
+__all__ = [
+    "client_app",
+    "federation_seed",
+    "fit",
+    "server_app",
+]
+
+MESSAGE_TYPE = "query.skfal"
+_STEPS, _ARRAYS, _META, _STATE = "skfal.steps", "skfal.arrays", "skfal.meta", "skfal"
+_HELLO = "hello"
+# A message outlives the server's own deadline, so that a late client shows
+# as a TimeoutError naming it rather than as an expired message.
+_TTL_MARGIN = 30.0
+
+
+def federation_seed(random_state):
+    """The federation's seed an in-process fit with ``random_state`` uses.
+
+    Parameters
+    ----------
+    random_state : int or numpy.random.RandomState
+        The estimator's ``random_state``.
+
+    Returns
+    -------
+    seed : int
+        Put it in every SuperNode's node config as ``federation-seed`` to
+        reproduce ``fit(X, groups=...)`` with that ``random_state``.
+    """
+    return int(draw_seed(check_random_state(random_state)))
+
+
+def _pack(arrays):
+    """Arrays as an ``ArrayRecord`` whose keys keep their order."""
+    return ArrayRecord(
+        array_dict={f"{i:05d}": Array(np.asarray(a)) for i, a in enumerate(arrays)}
+    )
+
+
+def _unpack(record):
+    """The arrays of an ``ArrayRecord`` written by :func:`_pack`, in order."""
+    return tuple(record[key].numpy() for key in sorted(record))
+
+
+def _json(config):
+    """Control values as JSON (numpy scalars as Python numbers)."""
+
+    def plain(value):
+        if isinstance(value, np.integer | np.bool_):
+            return value.item()
+        raise TypeError(f"{value!r} is no JSON control value")
+
+    return json.dumps(config, default=plain)
+
+
+class FlowerTransport(Transport):
+    """The server's messages as Flower messages to the clients' SuperNodes.
+
+    Parameters
+    ----------
+    grid : flwr.serverapp.Grid
+        The ServerApp's grid.
+    node_ids : sequence of int
+        The SuperNode of client ``0, 1, ...``.
+    channel : Channel
+        Counts the arrays, as in-process.
+    timeout : float, default=120.0
+        Seconds to wait for the replies of one message; a client that has not
+        replied by then (dead, disconnected) raises a ``TimeoutError``.
+    poll_interval : float, default=0.05
+        Seconds between pulls of the replies.
+
+    Attributes
+    ----------
+    serialized : dict
+        Bytes actually sent: ``{"messages", "round_trips", "array_bytes",
+        "array_record_bytes", "message_bytes"}``: the arrays' own bytes (as
+        counted in ``communication_``), their serialized form in the
+        ``ArrayRecord``s (``.npy`` headers added), and whole serialized
+        messages (records and Flower's envelope).
+    timings : dict
+        Seconds: ``"round_trips"`` (wall time from pushing the messages to
+        the last reply, summed over round trips), ``"client_steps"`` (the
+        slowest client's steps, summed over round trips), ``"client_io"``
+        (the slowest client's loading of its rows and its state, likewise)
+        and ``"serialization"`` (the server packing and unpacking arrays).
+        Round trips less the clients' work is Flower's messaging latency
+        (polling, a ClientApp process per message).
+    """
+
+    def __init__(self, grid, node_ids, channel, *, timeout=120.0, poll_interval=0.05):
+        super().__init__(len(node_ids), channel)
+        self.grid = grid
+        self.node_ids = list(node_ids)
+        self.timeout = float(timeout)
+        self.poll_interval = float(poll_interval)
+        self.serialized = dict.fromkeys(
+            ("messages", "round_trips", "array_bytes", "array_record_bytes"), 0
+        )
+        self.serialized["message_bytes"] = 0
+        self.timings = dict.fromkeys(
+            ("round_trips", "client_steps", "client_io", "serialization"), 0.0
+        )
+
+    def _count(self, message):
+        arrays = message.content.array_records.get(_ARRAYS)
+        if arrays is not None:
+            self.serialized["array_bytes"] += sum(
+                int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize
+                for a in arrays.values()
+            )
+            self.serialized["array_record_bytes"] += sum(
+                len(a.data) for a in arrays.values()
+            )
+        self.serialized["message_bytes"] += message_to_proto(message).ByteSize()
+        self.serialized["messages"] += 1
+
+    def _deliver(self, batches):
+        started = time.perf_counter()
+        outgoing = {}
+        for c, requests in batches.items():
+            steps = [
+                {"step": r.step, "config": r.config, "n_arrays": len(r.arrays)}
+                for r in requests
+            ]
+            content = RecordDict(
+                {
+                    _STEPS: ConfigRecord({"steps": _json(steps)}),
+                    _ARRAYS: _pack([a for r in requests for a in r.arrays]),
+                }
+            )
+            message = _message(content, self.node_ids[c], self.timeout)
+            self._count(message)
+            outgoing[c] = message
+        pushed = time.perf_counter()
+        replies = exchange(self.grid, outgoing, self.timeout, self.poll_interval)
+        pulled = time.perf_counter()
+        self.serialized["round_trips"] += 1
+        metas = [reply.content.config_records[_META] for reply in replies.values()]
+        self.timings["round_trips"] += pulled - pushed
+        self.timings["client_steps"] += max(m["step-seconds"] for m in metas)
+        self.timings["client_io"] += max(m["io-seconds"] for m in metas)
+        for reply in replies.values():
+            self._count(reply)
+        unpacked = {
+            c: _unpack(reply.content.array_records[_ARRAYS])
+            for c, reply in replies.items()
+        }
+        done = time.perf_counter()
+        self.timings["serialization"] += (pushed - started) + (done - pulled)
+        return unpacked
+
+
+def _message(content, node_id, timeout):
+    """A message to one SuperNode that outlives the server's deadline."""
+    return Message(
+        content,
+        dst_node_id=node_id,
+        message_type=MESSAGE_TYPE,
+        group_id="skfal",
+        ttl=timeout + _TTL_MARGIN,
+    )
+
+
+def exchange(grid, messages, timeout, poll_interval=0.05):
+    """Push ``{client: message}`` and pull every reply, or raise within ``timeout``.
+
+    Raises
+    ------
+    RuntimeError
+        A client's reply is an error (its ClientApp raised, or its node is
+        unavailable).
+    TimeoutError
+        Some client has not replied within ``timeout`` seconds.
+    """
+    clients = list(messages)
+    ids = list(grid.push_messages([messages[c] for c in clients]))
+    waiting = dict(zip(ids, clients, strict=True))
+    replies = {}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for reply in grid.pull_messages(list(waiting)):
+            c = waiting.pop(reply.metadata.reply_to_message_id)
+            if reply.has_error():
+                raise RuntimeError(
+                    f"Client {c} (SuperNode {messages[c].metadata.dst_node_id}) "
+                    f"failed: Flower error code {reply.error.code}: "
+                    f"{reply.error.reason}"
+                )
+            replies[c] = reply
+        if waiting and time.monotonic() > deadline:
+            late = sorted(waiting.values())
+            raise TimeoutError(
+                f"No reply from clients {late} within {timeout} s: their "
+                "SuperNodes died, disconnected or are too slow (raise the "
+                "timeout for slow clients)."
+            )
+        if waiting:
+            time.sleep(poll_interval)
+    return replies
+
+
+def connect(grid, n_clients, *, timeout=120.0, poll_interval=0.05):
+    """Wait for ``n_clients`` SuperNodes; each client's node id and features.
+
+    Every online node is asked its ``partition-id`` (carried in each reply,
+    since a restarted SuperNode has a new node id).
+
+    Returns
+    -------
+    node_ids : list of int
+        The node of client ``0, ..., n_clients - 1``.
+    n_features : int
+        The clients' number of features (they must agree).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= n_clients:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Only {len(nodes)} of the {n_clients} SuperNodes connected "
+                f"within {timeout} s."
+            )
+        time.sleep(max(poll_interval, 0.2))
+    content = {
+        node: _message(
+            RecordDict(
+                {
+                    _STEPS: ConfigRecord({"steps": _json([{"step": _HELLO}])}),
+                    _ARRAYS: _pack([]),
+                }
+            ),
+            node,
+            timeout,
+        )
+        for node in nodes
+    }
+    remaining = max(deadline - time.monotonic(), 1.0)
+    replies = exchange(grid, content, remaining, poll_interval)
+    found, widths = {}, set()
+    for node, reply in replies.items():
+        meta = reply.content.config_records[_META]
+        partition = int(meta["partition-id"])
+        if partition in found:
+            raise ValueError(
+                f"SuperNodes {found[partition]} and {node} both have "
+                f"partition-id={partition}: give every client its own."
+            )
+        found[partition] = node
+        widths.add(int(meta["n-features"]))
+    if sorted(found) != list(range(n_clients)):
+        raise ValueError(
+            f"Expected SuperNodes with partition-id 0..{n_clients - 1}; "
+            f"found {sorted(found)}."
+        )
+    if len(widths) != 1:
+        raise ValueError(f"The clients' rows have different widths {sorted(widths)}.")
+    return [found[c] for c in range(n_clients)], widths.pop()
+
+
+def fit(estimator, grid, *, n_clients, timeout=120.0):
+    """Fit ``estimator`` over the clients of a Flower grid: the server's side.
+
+    Parameters
+    ----------
+    estimator : LeverageScoreSampler
+        Unfitted; cloned. Its ``random_state`` is the server's.
+    grid : flwr.serverapp.Grid
+    n_clients : int
+        SuperNodes to wait for (``partition-id`` ``0, ..., n_clients - 1``).
+    timeout : float, default=120.0
+        Seconds to wait for the nodes to connect, and for each reply.
+
+    Returns
+    -------
+    fitted : LeverageScoreSampler
+        ``scores_``, ``sample_indices_`` (rows numbered client by client:
+        client 0's rows first), ``sample_weight_``, ``n_draws_``,
+        ``communication_``, ``clients_`` (the partition ids),
+        ``client_sample_indices_`` (each client's selected rows, in its own
+        numbering), ``serialized_`` and ``timings_`` (as
+        :class:`FlowerTransport`'s, and ``"connect"``: waiting for the
+        nodes, ``"total"``: the whole fit). The map
+        ``whitener_`` stays with the clients (each ClientApp keeps its own),
+        so ``transform`` is not available at the server.
+    """
+    if not isinstance(estimator, LeverageScoreSampler):
+        raise TypeError(
+            "skfal.flower.fit runs LeverageScoreSampler's protocols; got "
+            f"{type(estimator).__name__}."
+        )
+    estimator = clone(estimator)
+    started = time.perf_counter()
+    node_ids, n_features = connect(grid, n_clients, timeout=timeout)
+    connected = time.perf_counter()
+    transport = FlowerTransport(grid, node_ids, Channel(), timeout=timeout)
+    rng = check_random_state(estimator.random_state)
+    draw_seed(rng)  # in-process, this draw is the dealer's federation seed
+    estimator.n_features_in_ = n_features
+    estimator.clients_ = np.arange(n_clients)
+    counts = estimator._fit_federated(transport, n_features, rng)
+    local, _ = transport.split(estimator.sample_indices_, counts)
+    estimator.client_sample_indices_ = [local[c] for c in transport.clients]
+    estimator.serialized_ = dict(transport.serialized)
+    timings = dict(transport.timings)
+    timings["connect"] = connected - started
+    timings["total"] = time.perf_counter() - started
+    estimator.timings_ = timings
+    return estimator
+
+
+def client_app(load_data):
+    """A Flower ``ClientApp`` running skfal's client steps on a node's rows.
+
+    Parameters
+    ----------
+    load_data : callable
+        ``load_data(node_config) -> X_i``: the node's rows (array of shape
+        ``(n_i, n_features)``), called once per message; the node config
+        holds ``partition-id`` and ``federation-seed`` (and optionally
+        ``secret-seed``), see the module docstring.
+
+    Returns
+    -------
+    app : flwr.clientapp.ClientApp
+    """
+    app = ClientApp()
+
+    @app.query("skfal")
+    def query(message, context):
+        config = context.node_config
+        missing = [k for k in ("partition-id", "federation-seed") if k not in config]
+        if missing:
+            raise ValueError(
+                f"This SuperNode's node config lacks {missing}: start it with "
+                "--node-config 'partition-id=<client number> "
+                "federation-seed=<the federation's seed>' (see skfal.flower)."
+            )
+        client = int(config["partition-id"])
+        loading = time.perf_counter()
+        X = np.asarray(load_data(config), dtype=np.float64)
+        loaded = time.perf_counter() - loading
+        if X.ndim != 2:
+            raise ValueError(
+                f"load_data must return a 2-D array of rows; got shape {X.shape}."
+            )
+        steps = json.loads(message.content.config_records[_STEPS]["steps"])
+        meta = {"partition-id": client, "n-features": int(X.shape[1])}
+        if steps == [{"step": _HELLO}]:
+            return _reply(message, (), meta)
+        state = {"X": X, "client": client}
+        started = time.perf_counter()
+        state.update(client_seeds(int(config["federation-seed"]), client))
+        if "secret-seed" in config:
+            state["secret_seed"] = int(config["secret-seed"])
+        if _STATE in context.state.array_records:
+            state.update(
+                {
+                    key: array.numpy()
+                    for key, array in context.state.array_records[_STATE].items()
+                }
+            )
+        arrays = list(_unpack(message.content.array_records[_ARRAYS]))
+        reply = ()
+        stepping = time.perf_counter()
+        for request in steps:
+            mine = tuple(arrays[: request["n_arrays"]])
+            del arrays[: request["n_arrays"]]
+            reply = run_client_step(state, request["step"], request["config"], mine)
+        stepped = time.perf_counter()
+        context.state.array_records[_STATE] = ArrayRecord(
+            array_dict={
+                key: Array(np.asarray(value))
+                for key, value in state.items()
+                if key not in LOCAL_KEYS
+            }
+        )
+        meta["step-seconds"] = stepped - stepping
+        meta["io-seconds"] = (
+            loaded + (stepping - started) + time.perf_counter() - stepped
+        )
+        return _reply(message, reply, meta)
+
+    return app
+
+
+def _reply(message, arrays, meta):
+    return Message(
+        RecordDict({_ARRAYS: _pack(arrays), _META: ConfigRecord(meta)}),
+        reply_to=message,
+    )
+
+
+def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
+    """A Flower ``ServerApp`` that fits ``estimator`` over the SuperNodes.
+
+    Run-config keys override the arguments: ``num-clients``, ``timeout``,
+    ``random-state``, ``budget``, ``protocol``; ``transcript`` (a path,
+    ``.npz``) saves every array the server received, for an audit.
+
+    Parameters
+    ----------
+    estimator : LeverageScoreSampler
+    n_clients : int, default=None
+        SuperNodes to wait for (required here or in the run config).
+    timeout : float, default=120.0
+    on_fit : callable, default=None
+        ``on_fit(fitted, context)``: what to do with the fitted estimator
+        (save it, e.g. to a path in the run config).
+
+    Returns
+    -------
+    app : flwr.serverapp.ServerApp
+    """
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context):
+        run_config = context.run_config
+        params = {}
+        if "random-state" in run_config:
+            params["random_state"] = int(run_config["random-state"])
+        if "budget" in run_config:
+            params["budget"] = run_config["budget"]
+        if "protocol" in run_config:
+            params["protocol"] = str(run_config["protocol"])
+        clients = int(run_config.get("num-clients", n_clients or 0))
+        if clients < 1:
+            raise ValueError(
+                "Give the number of clients: server_app(n_clients=...) or the "
+                "run-config key num-clients."
+            )
+        audit = str(run_config.get("transcript", ""))
+        with transcript() as messages:
+            fitted = fit(
+                clone(estimator).set_params(**params),
+                grid,
+                n_clients=clients,
+                timeout=float(run_config.get("timeout", timeout)),
+            )
+        if audit:  # every array the server received, for an auditor
+            received = [m for m in messages if m.receiver == "server"]
+            np.savez(
+                audit,
+                **{
+                    f"{i:05d}_{m.phase}_{m.sender.replace(' ', '')}": m.array
+                    for i, m in enumerate(received)
+                },
+            )
+        if on_fit is not None:
+            on_fit(fitted, context)
+
+    return app

@@ -1,0 +1,341 @@
+"""skfal on Flower across real processes: a SuperLink, three SuperNodes and the
+example app (``examples/flower-app``) run with ``flwr run``.
+
+The run must select the same rows with the same weights as the in-process
+``fit(X, groups=...)`` with the same seed, the server must receive no raw row,
+and a client that never connects or dies gives a clear error within the
+configured timeout. Skipped when flwr is not installed (``skfal[flower]``).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from skfal import LeverageScoreSampler  # noqa: E402
+from skfal.flower import federation_seed  # noqa: E402
+from tests.test_federated_leverage import contains_raw_row  # noqa: E402
+
+pytestmark = pytest.mark.flower
+
+APP = Path(__file__).resolve().parents[1] / "examples" / "flower-app"
+BIN = Path(sys.executable).parent
+SIZES = (120, 100, 80)
+SEED = 5
+MARKER = "SKFAL_FLOWER_TEST"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Federation:
+    """A SuperLink and SuperNodes as subprocesses, torn down on exit.
+
+    Teardown: SIGTERM to every process group started, a wait, SIGKILL to
+    those left, then a sweep of any process whose environment carries this
+    federation's marker (the SuperExecs and ClientApps they spawned). No
+    process is ever killed by name.
+    """
+
+    def __init__(self, root, rows, seed):
+        self.root = root
+        self.rows = rows
+        self.seed = seed
+        self.marker = uuid.uuid4().hex
+        self.processes = []
+        home = root / "home"
+        (home / ".flwr").mkdir(parents=True)
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "FLWR_HOME": str(home / ".flwr"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
+            MARKER: self.marker,
+        }
+        self.port = free_port()
+        (home / ".flwr" / "config.toml").write_text(
+            '[superlink]\ndefault = "local"\n[superlink.local]\n'
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+        )
+
+    def _start(self, name, *args):
+        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (closed at exit)
+        process = subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append((process, log))
+        return process
+
+    def __enter__(self):
+        try:
+            self._start(
+                "superlink",
+                "flower-superlink",
+                "--insecure",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--disable-runtime-dependency-installation",
+            )
+            self._wait_healthy()
+            self.nodes = [self.start_node(c) for c in range(len(self.rows))]
+            self._wait_online(len(self.rows))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def start_node(self, c):
+        config = (
+            f'partition-id={c} federation-seed={self.seed} data-path="{self.rows[c]}"'
+        )
+        return self._start(
+            f"supernode{c}",
+            "flower-supernode",
+            "--insecure",
+            "--superlink",
+            f"127.0.0.1:{self.port}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--node-config",
+            config,
+        )
+
+    def _wait_healthy(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/health"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"The SuperLink was not healthy within {timeout} s.")
+
+    def flwr(self, *args):
+        done = subprocess.run(
+            [str(BIN / "flwr"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return done.stdout
+
+    def _wait_online(self, n_nodes, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listing = json.loads(
+                self.flwr("supernode", "ls", "local", "--format", "json")
+            )
+            online = [n for n in listing.get("nodes", []) if n["status"] == "online"]
+            if len(online) >= n_nodes:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{n_nodes} SuperNodes were not online within {timeout} s.")
+
+    def run(self, app, config, timeout=900):
+        """``flwr run`` the app; its final status and status details."""
+        overrides = " ".join(
+            f'{k}="{v}"' if isinstance(v, str) else f"{k}={v}"
+            for k, v in config.items()
+        )
+        out = self.flwr("run", str(app), "local", "--format", "json", "-c", overrides)
+        run_id = str(json.loads(out)["run-id"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listing = json.loads(
+                self.flwr("ls", "local", "--run-id", run_id, "--format", "json")
+            )
+            (run,) = listing["runs"]
+            if run["status"].startswith("finished"):
+                return run["status"], run["status-details"]
+            time.sleep(1.0)
+        self.flwr("stop", run_id, "local")
+        raise TimeoutError(f"Run {run_id} did not finish within {timeout} s.")
+
+    def __exit__(self, *exc):
+        for process, _ in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process, _ in self.processes:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for pid in marked_processes(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for _, log in self.processes:
+            log.close()
+
+
+def marked_processes(marker):
+    """Pids of the processes whose environment carries ``marker``."""
+    found = []
+    needle = f"{MARKER}={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((sum(SIZES), 4))
+    X[3] *= 30.0  # a row of high leverage
+    groups = np.repeat(np.arange(len(SIZES)), SIZES)
+    return X, groups
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, data):
+    X, groups = data
+    root = tmp_path_factory.mktemp("flower")
+    rows = []
+    for c in range(len(SIZES)):
+        rows.append(root / f"rows{c}.npy")
+        np.save(rows[-1], X[groups == c])
+    app = root / "skfalapp"  # letters only: Flower's rule for app directories
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__"))
+    with Federation(root, rows, federation_seed(SEED)) as running:
+        running.app = app
+        yield running
+
+
+def test_flower_run_equals_the_in_process_fit(federation, data):
+    X, groups = data
+    out = federation.root / "fitted.npz"
+    audit = federation.root / "received.npz"
+    for protocol in ("qr", "fedsvd"):
+        status, details = federation.run(
+            federation.app,
+            {
+                "budget": 15,
+                "protocol": protocol,
+                "random-state": SEED,
+                "output": str(out),
+                "transcript": str(audit),
+            },
+        )
+        assert status == "finished:completed", details
+        fitted = np.load(out)
+        ref = LeverageScoreSampler(budget=15, protocol=protocol, random_state=SEED)
+        ref.fit(X, groups=groups)
+        assert np.array_equal(fitted["sample_indices"], ref.sample_indices_)
+        assert np.allclose(
+            fitted["sample_weight"], ref.sample_weight_, rtol=1e-10, atol=0
+        )
+        assert np.allclose(fitted["scores"], ref.scores_, rtol=1e-10, atol=0)
+        assert int(fitted["n_draws"][0]) == ref.n_draws_
+        for phase, sent in ref.communication_.items():
+            assert fitted[f"bytes_{phase}"].tolist() == [sent["up"], sent["down"]]
+        # Round trips after the hello: the key agreement, the secure maximum
+        # of the scales (2), the secure stack (3: "qr") or the masked rows
+        # and their basis ("fedsvd"), the tournament and the selection.
+        trips = {"qr": 10, "fedsvd": 7}[protocol]
+        assert int(fitted["serialized_round_trips"][0]) == trips
+        # What crossed the wire: the arrays' bytes, plus Flower's envelope.
+        payload = int(fitted["serialized_array_bytes"][0])
+        assert payload == sum(sum(b.values()) for b in ref.communication_.values())
+        assert int(fitted["serialized_message_bytes"][0]) > payload
+        # The server received no raw row (the in-process privacy check).
+        received = np.load(audit)
+        assert len(received.files) > 0
+        uploads = sum(s["up"] for s in ref.communication_.values())
+        assert sum(received[k].nbytes for k in received.files) == uploads
+        for key in received.files:
+            assert not contains_raw_row(received[key], X), key
+    assert contains_raw_row(X[5:6], X)  # the check is not vacuous
+
+
+def test_a_client_that_never_connects_is_a_clear_error(federation):
+    start = time.monotonic()
+    status, details = federation.run(
+        federation.app, {"num-clients": len(SIZES) + 1, "timeout": 5.0}
+    )
+    assert status == "finished:failed"
+    assert "Only 3 of the 4 SuperNodes connected within 5.0 s" in details
+    assert time.monotonic() - start < 120
+
+
+def test_a_client_that_dies_mid_protocol_is_a_clear_error(federation):
+    # Kill client 2's SuperNode once it has answered its first messages.
+    log = federation.root / "supernode2.log"
+    before = log.read_text().count("Sent successfully")
+    process = subprocess.Popen(
+        [
+            str(BIN / "flwr"),
+            "run",
+            str(federation.app),
+            "local",
+            "--format",
+            "json",
+            "-c",
+            "timeout=45.0",
+        ],
+        env=federation.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    run_id = str(json.loads(process.communicate(timeout=120)[0])["run-id"])
+    deadline = time.monotonic() + 600
+    while log.read_text().count("Sent successfully") < before + 2:
+        assert time.monotonic() < deadline, "client 2 never answered"
+        time.sleep(0.2)
+    os.killpg(federation.nodes[2].pid, signal.SIGKILL)
+    deadline = time.monotonic() + 600
+    while True:
+        listing = json.loads(
+            federation.flwr("ls", "local", "--run-id", run_id, "--format", "json")
+        )
+        (run,) = listing["runs"]
+        if run["status"].startswith("finished"):
+            break
+        assert time.monotonic() < deadline, "the run hangs"
+        time.sleep(1.0)
+    assert run["status"] == "finished:failed"
+    # Either the server's deadline or the SuperLink's heartbeat names it.
+    assert re.search(
+        r"No reply from clients \[2\] within 45.0 s|Client 2 \(SuperNode \d+\) failed",
+        run["status-details"],
+    ), run["status-details"]
