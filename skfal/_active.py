@@ -223,9 +223,12 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         losses of the fitted estimator at rows ``X`` with labels ``y``.
     weighted : bool, default=True
         Fit the final (and every intermediate) model with the importance
-        weights as ``sample_weight``. ``False`` fits unweighted: the
-        training loss is then no longer an unbiased estimate, as in the
-        paper's experiments.
+        weights as ``sample_weight``, divided by their mean (a constant
+        factor: the weighted training loss stays proportional to the
+        unbiased estimate of the loss over all rows, and a penalized model
+        is regularized as for the labels bought, not for ``n`` rows).
+        ``False`` fits unweighted, as in the paper's experiments: the
+        training loss is then no longer an unbiased estimate.
     random_state : int, RandomState instance or None, default=None
         Controls every draw. An int makes :meth:`query` and :meth:`fit`
         reproducible, which the labeling loop requires (set the wrapped
@@ -825,14 +828,27 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         """
         y_rows = labels.values[rows]
         estimator = clone(self.estimator)
-        if not final and self._is_classifier() and _n_distinct(y_rows) < 2:
-            return DummyClassifier(strategy="prior").fit(X[rows], y_rows)
+        if self._is_classifier() and _n_distinct(y_rows) < 2:
+            if not final:
+                return DummyClassifier(strategy="prior").fit(X[rows], y_rows)
+            raise ValueError(
+                f"The {rows.size} labels bought hold one class only "
+                f"({y_rows[0]!r}): a classifier needs at least two classes. "
+                "Raise the budget (a rare class needs more labels to be found), "
+                "or use more rounds (n_rounds) so that later rounds can look "
+                "for it."
+            )
         fit_params = {
             k: (v[rows] if _per_row(v, X.shape[0]) else v) for k, v in params.items()
         }
         if self.weighted:
+            # Divided by their mean: a constant factor, so the weighted loss
+            # stays proportional to the unbiased estimate, and a penalized
+            # model is regularized as for the labels bought (weights summing
+            # to n would weaken its penalty n / b-fold).
             user = fit_params.pop("sample_weight", None)
-            w = weights if user is None else weights * np.asarray(user)
+            w = weights / weights.mean()
+            w = w if user is None else w * np.asarray(user)
             fit_params.update(self._weight_param(estimator, w))
         return estimator.fit(X[rows], y_rows, **fit_params)
 

@@ -373,3 +373,36 @@ def test_gradient_norm_matches_finite_differences():
     np.testing.assert_allclose(
         values, residual**2 * (np.einsum("ij,ij->i", X, X) + 1.0)
     )
+
+
+def test_model_gets_the_weights_divided_by_their_mean():
+    # sample_weight_ estimates sums over all n rows (it sums to about n); the
+    # estimator gets it divided by its mean, the same minimizer for an
+    # unpenalized loss, and a penalty weighed against b labels, not n rows.
+    X, y = _regression()
+    model = ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y)
+    received = model.estimator_.sample_weight_
+    np.testing.assert_allclose(
+        received, model.sample_weight_ / model.sample_weight_.mean()
+    )
+    assert abs(model.sample_weight_.sum() / X.shape[0] - 1) < 0.5
+
+
+def test_one_class_bought_is_a_clear_error():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((400, 3))
+    y = np.zeros(400, dtype=int)
+    y[0] = 1  # one row of the other class: the selection misses it
+    with pytest.raises(ValueError, match="one class only"):
+        ActiveEstimator(LogisticRegression(), budget=20, random_state=1).fit(X, y)
+
+
+def test_no_varying_loss_means_distance_scores():
+    # A first model that saw one class gives every labeled row loss 0: no
+    # Holder constant can be estimated, and the scores fall back to the
+    # distances (Lambda infinite) instead of a flat floor.
+    from skfal._federated._model_loss import server_holder_constants
+
+    assert server_holder_constants([np.zeros(3), np.full(3, -np.inf)], 100) is None
+    holder = server_holder_constants([np.array([0.0, 2.0, -np.inf])], 100)
+    np.testing.assert_allclose(holder, np.log(100) * np.array([0.0, 2.0, 2.0]))

@@ -107,12 +107,15 @@ def server_holder_constants(ratios, n_rows):
     """Lemma 8: ``log(n)`` times each cluster's largest ratio over clients.
 
     Clusters without a labeled row to estimate from get the largest
-    estimate of the others; ``None`` when no cluster has one (then the
-    scores are distances alone).
+    estimate of the others; ``None`` when no cluster has one, or every
+    estimate is 0 (then the scores are distances alone, Algorithm 1 with
+    ``Lambda`` infinite).
     """
     largest = np.max(np.vstack(ratios), axis=0)
     known = np.isfinite(largest)
-    if not known.any():
+    if not known.any() or not np.any(largest[known] > 0):
+        # No labeled row to estimate from, or no loss varies (e.g. a first
+        # model that saw one class, every loss 0): scores by distance alone.
         return None
     return np.log(max(n_rows, 2)) * np.where(known, largest, largest[known].max())
 
