@@ -21,14 +21,20 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
-    _routing_enabled,
     process_routing,
 )
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from skfal._base import DocLinkMixin, select_rows
-from skfal._compat import HasMethods, Interval, StrOptions, fit_context, validate_data
+from skfal._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    fit_context,
+    routing_enabled,
+    validate_data,
+)
 from skfal._federated import (
     Channel,
     key_session,
@@ -591,7 +597,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         return X, y
 
     def _route(self, fit_params):
-        if _routing_enabled():
+        if routing_enabled():
             return process_routing(self, "fit", **fit_params).estimator.fit
         if fit_params:
             raise ValueError(
@@ -853,7 +859,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         return estimator.fit(X[rows], y_rows, **fit_params)
 
     def _weight_param(self, estimator, w):
-        if _routing_enabled():
+        if routing_enabled():
             return {"sample_weight": w}
         if isinstance(estimator, Pipeline):
             return {f"{estimator.steps[-1][0]}__sample_weight": w}

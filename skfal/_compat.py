@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_params,
 )
+from sklearn.utils.metadata_routing import _routing_enabled as routing_enabled
 from sklearn.utils.validation import _check_feature_names_in as check_feature_names_in
 from sklearn.utils.validation import _num_samples as num_samples
 from sklearn.utils.validation import validate_data
@@ -32,6 +33,7 @@ __all__ = [
     "check_feature_names_in",
     "fit_context",
     "num_samples",
+    "routing_enabled",
     "safe_indexing",
     "validate_data",
     "validate_params",
