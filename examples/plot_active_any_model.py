@@ -7,8 +7,8 @@ logistic regression learns the 10 digits of scikit-learn's bundled
 ``load_digits`` from a few hundred bought labels, chosen by sensitivity
 sampling with the model's own loss (Axiotis et al., Algorithm 1; and
 Algorithm 3 with three rounds), against the same number of labels drawn
-uniformly at random. When scikit-activeml is installed (``pip install
-skfal[bench]``), its uncertainty sampling joins as a peer.
+uniformly at random, and scikit-activeml's uncertainty sampling as a peer
+(``pip install "skfal[bench]"``; without it the peer is left out).
 """
 
 # %%
