@@ -496,17 +496,42 @@ def stable_order(codes, n_bits):
     return (keys & np.uint64((1 << index_bits) - 1)).astype(np.intp)
 
 
-def _tree_code(X, max_depth):
-    """Each row's leaf in the k-d tree, as bits read from the root (uint64)."""
+class _Tree(NamedTuple):
+    """A k-d tree's plan: how a row is projected, and the bits of each level.
+
+    ``directions`` hold the split axes as columns (float32); a row's
+    coordinates are ``float32((x - center) * scale) @ directions``.
+    The first ``n_single`` axes are split once: their bit is
+    ``coordinate >= edge`` at ``positions[a]`` (counted from the code's low
+    end). Each later axis ``a`` has the sorted ``edges[a]`` of its
+    ``2**s`` quantile bins, and ``tables[a][bin]`` is the code's bits that
+    its bin sets.
+    """
+
+    center: np.ndarray
+    scale: float
+    directions: np.ndarray
+    n_single: int
+    single_edges: np.ndarray
+    positions: np.ndarray
+    edges: list
+    tables: list
+    n_bits: int
+
+
+def _tree_plan(X, max_depth):
+    """The :class:`_Tree` of ``X`` (None when no axis can be split)."""
     n = X.shape[0]
     if n <= 2 or X.shape[1] == 0:
-        return np.zeros(n, dtype=np.uint64)
+        return None
     step = max(1, n // 4096)  # a deterministic subsample for axes, spreads, bins
     sample = dense_rows(X, np.arange(0, n, step))
     # Scaled by a power of two (exact) to entries below 1: at 1e+-300 the
     # spreads sv**2 would overflow or vanish and no axis would be split.
     shift = -int(np.frexp(np.abs(sample).max())[1])
-    sample = np.ldexp(sample, shift)
+    if not (sample.flags.owndata and sample.flags.writeable):
+        sample = sample.copy()  # scaled in place: never a view of X
+    np.ldexp(sample, shift, out=sample)  # undone below: exact both ways
     mean = sample.mean(axis=0)
     _, sv, vt = np.linalg.svd(sample - mean, full_matrices=False)
     # An SVD fixes each axis up to its sign, which rounding may flip (X * 10
@@ -528,36 +553,119 @@ def _tree_code(X, max_depth):
         splits[j] += 1
         width[j] = 0.0 if splits[j] >= max_bits else width[j] / 4.0
     if not plan:
-        return np.zeros(n, dtype=np.uint64)
-    axes = np.flatnonzero(splits)
-    directions = vt[axes].T
-    sample_z = (sample - mean) @ directions
-    edges = [
-        np.quantile(sample_z[:, a], np.arange(1, 2 ** splits[j]) / 2 ** splits[j])
-        for a, j in enumerate(axes)
-    ]
-    position = {int(j): a for a, j in enumerate(axes)}
-    code = np.zeros(n, dtype=np.uint64)
-    # (2^shift x - mean) D = 2^shift ((x - 2^-shift mean) D), exactly: one
-    # temporary per chunk instead of two. Centering before projecting keeps
-    # the digits of rows far from the origin (projecting first would not).
-    raw_mean = np.ldexp(mean, -shift)
-    # Sparse rows are densified a block at a time: the same arithmetic as for
-    # the dense table, so rows on a bin edge fall on the same side.
-    for start, chunk in iter_blocks(X, chunk_size(X.shape[1])):
-        chunk = as_dense(chunk)
+        return None
+    n_bits = len(plan)
+    # Level t (from the root) is bit n_bits - 1 - t of the code.
+    levels = {int(j): [] for j in np.flatnonzero(splits)}
+    for depth, j in enumerate(plan):
+        levels[j].append(n_bits - 1 - depth)
+    single = [j for j in levels if splits[j] == 1]
+    multi = [j for j in levels if splits[j] > 1]
+    # Coordinates in float32: the projection is 5x faster than in float64 and
+    # the order needs no more digits (rows centered first, in float64, keep
+    # theirs). Entries of X between 2**-100 and 2**100 are projected as they
+    # are; others are scaled by the power of two first (exact).
+    scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
+    tree = _Tree(
+        center=np.ldexp(mean, -shift),
+        scale=scale,
+        directions=np.ascontiguousarray(vt[single + multi].T, dtype=np.float32),
+        n_single=len(single),
+        single_edges=np.zeros(len(single), dtype=np.float32),
+        positions=np.array([levels[j][0] for j in single], dtype=np.int64),
+        edges=[],
+        tables=[],
+        n_bits=n_bits,
+    )
+    # The bins come from the sample's coordinates, computed as every row's.
+    sample_z = _project(np.ldexp(sample, -shift, out=sample), tree)
+    for a, j in enumerate(single + multi):
+        bins = 2 ** splits[j]
+        edges = np.quantile(sample_z[:, a], np.arange(1, bins) / bins)
+        edges = edges.astype(np.float32)
+        if a < len(single):
+            tree.single_edges[a] = edges[0]
+            continue
+        # Bin b's bits: its s binary digits, the first at the axis' first level.
+        b = np.arange(bins, dtype=np.uint64)
+        table = np.zeros(bins, dtype=np.uint64)
+        for k, position in enumerate(levels[j]):
+            digit = (b >> np.uint64(splits[j] - 1 - k)) & np.uint64(1)
+            table |= digit << np.uint64(position)
+        tree.edges.append(edges)
+        tree.tables.append(table)
+    return tree
+
+
+def _project(block, tree, out=None):
+    """A block's coordinates on the tree's axes (float32).
+
+    ``out``: buffers ``(centered, z)`` of at least the block's rows, reused
+    from block to block (fresh pages cost more than the product here).
+    """
+    m = block.shape[0]
+    if out is None:
+        out = _buffers(m, tree)
+    centered, z = out[0][:m], out[1][:m]
+    if tree.scale == 1.0:
+        np.subtract(block, tree.center, out=centered, casting="same_kind")
+    else:
         with np.errstate(over="ignore", invalid="ignore"):
-            z = np.ldexp((chunk - raw_mean) @ directions, shift)
-        bins = [_bin(edges[a], z[:, a]) for a in range(axes.shape[0])]
-        chunk_code = np.zeros(z.shape[0], dtype=np.uint64)
-        used = np.zeros(sv.shape[0], dtype=np.int64)
-        for depth, j in enumerate(plan):
-            used[j] += 1
-            bit = bins[position[j]]
-            if splits[j] > 1:  # the bit of this level among the axis' splits
-                bit = (bit >> np.uint64(splits[j] - used[j])) & np.uint64(1)
-            chunk_code |= bit << np.uint64(len(plan) - 1 - depth)
-        code[start : start + z.shape[0]] = chunk_code
+            np.multiply(
+                block - tree.center, tree.scale, out=centered, casting="same_kind"
+            )
+    return np.matmul(centered, tree.directions, out=z)
+
+
+def _buffers(n_rows, tree):
+    """Buffers for :func:`_project` of blocks of at most ``n_rows`` rows."""
+    return (
+        np.empty((n_rows, tree.directions.shape[0]), dtype=np.float32),
+        np.empty((n_rows, tree.directions.shape[1]), dtype=np.float32),
+    )
+
+
+# Bits packed by one float32 product: integers below 2**24 are exact.
+_PACK_BITS = 24
+
+
+def _code_block(z, tree):
+    """The leaf codes (uint64) of a block's coordinates ``z``."""
+    code = np.zeros(z.shape[0], dtype=np.uint64)
+    k = tree.n_single
+    if k:
+        bits = (z[:, :k] >= tree.single_edges).astype(np.float32)
+        # Axes whose bit positions span fewer than 24 bits are packed by one
+        # matrix-vector product (weights 0 off the group), shifted into place.
+        done = np.zeros(k, dtype=bool)
+        while not done.all():
+            low = tree.positions[~done].min()
+            group = ~done & (tree.positions - low < _PACK_BITS)
+            weights = np.where(group, np.ldexp(1.0, tree.positions - low), 0.0)
+            packed = bits @ weights.astype(np.float32)
+            code |= packed.astype(np.uint64) << np.uint64(low)
+            done |= group
+    for a, (edges, table) in enumerate(zip(tree.edges, tree.tables, strict=True)):
+        code |= table[_bin(edges, z[:, k + a]).astype(np.intp)]
+    return code
+
+
+def _tree_code(X, max_depth):
+    """Each row's leaf in the k-d tree, as bits read from the root (uint64).
+
+    One chunked pass over ``X``. Sparse rows are densified a block at a
+    time: the same arithmetic as for the dense table, so rows on a bin edge
+    fall on the same side.
+    """
+    tree = _tree_plan(X, max_depth)
+    if tree is None:
+        return np.zeros(X.shape[0], dtype=np.uint64)
+    code = np.zeros(X.shape[0], dtype=np.uint64)
+    size = chunk_size(X.shape[1])
+    buffers = _buffers(min(size, X.shape[0]), tree)
+    for start, chunk in iter_blocks(X, size):
+        z = _project(as_dense(chunk), tree, buffers)
+        code[start : start + z.shape[0]] = _code_block(z, tree)
     return code
 
 
@@ -589,44 +697,115 @@ def pivotal_tournament(pi, random_state, order=None):
     tournament : Tournament
         Sorted selected rows; at most one row is left undecided (its
         probability is the fractional part of ``sum(pi)``).
+
+    Notes
+    -----
+    The open rows first meet in runs of ``2**k`` neighbours whose
+    probabilities sum to about 1/2 at most (:func:`_pool_runs`): in a run
+    whose total is below 1 every duel moves the mass onto one row, which
+    ends up holding the run's total, and it is row ``i`` with probability
+    ``pi_i / total``, so one draw settles the whole run. The rows left open
+    then duel pair by pair, neighbours first. Each step keeps every row's
+    expected value, whichever pairs meet, so every inclusion probability is
+    exact.
     """
-    pi = np.clip(np.asarray(pi, dtype=np.float64), 0.0, 1.0)
-    pi[pi < _SNAP] = 0.0
-    pi[pi > 1.0 - _SNAP] = 1.0
-    seq = np.arange(pi.shape[0]) if order is None else np.asarray(order)
-    # The duels run on the probabilities in tournament order (contiguous,
-    # so each round reads and writes increasing positions), then go back.
-    in_order = pi[seq]
-    alive = np.flatnonzero((in_order > 0.0) & (in_order < 1.0))
-    while alive.shape[0] > 1:
-        half = alive.shape[0] // 2
-        first, second = alive[0 : 2 * half : 2], alive[1 : 2 * half : 2]
-        a, b = in_order[first], in_order[second]
+    pi = np.asarray(pi, dtype=np.float64)
+    n = pi.shape[0]
+    seq = None if order is None else np.asarray(order)
+    # The duels run on the probabilities in tournament order (a copy).
+    in_order = pi.copy() if seq is None else pi[seq]
+    np.clip(in_order, 0.0, 1.0, out=in_order)
+    in_order[in_order < _SNAP] = 0.0
+    in_order[in_order > 1.0 - _SNAP] = 1.0
+    # Positions in tournament order: those decided in, and the open ones.
+    decided = [np.flatnonzero(in_order >= 1.0)]
+    is_open = (in_order > 0.0) & (in_order < 1.0)
+    if decided[0].shape[0] == 0 and is_open.all():
+        rows, values = None, in_order  # rows None: every position, in order
+    else:
+        rows = np.flatnonzero(is_open)
+        values = in_order[rows]
+    rows, values = _pool_runs(rows, values, random_state, decided)
+    while rows.shape[0] > 1:
+        half = rows.shape[0] // 2
+        a, b = values[0 : 2 * half : 2], values[1 : 2 * half : 2]
+        first, second = rows[0 : 2 * half : 2], rows[1 : 2 * half : 2]
         total = a + b
         u = random_state.random_sample(half)
         # total < 1: one row takes all the mass (the first with prob a / total);
-        # else one row is selected (the first with prob (1 - b) / (2 - total)).
-        low = total < 1.0
-        first_wins = np.where(low, u * total < a, u * (2.0 - total) < 1.0 - b)
-        winner_value = np.where(low, total, 1.0)
-        loser_value = np.where(low, 0.0, np.maximum(total - 1.0, 0.0))
-        new_a = np.where(first_wins, winner_value, loser_value)
-        new_b = np.where(first_wins, loser_value, winner_value)
-        for values in (new_a, new_b):
-            values[values < _SNAP] = 0.0
-            values[values > 1.0 - _SNAP] = 1.0
-        in_order[first], in_order[second] = new_a, new_b
-        open_a = (new_a > 0.0) & (new_a < 1.0)
-        open_b = (new_b > 0.0) & (new_b < 1.0)
-        survivors = np.where(open_a, first, np.where(open_b, second, -1))
-        survivors = survivors[survivors >= 0]
-        if alive.shape[0] % 2:
-            survivors = np.append(survivors, alive[-1])
-        alive = survivors
-    pi[seq] = in_order
-    pending = int(seq[alive[0]]) if alive.shape[0] else -1
-    selected = np.flatnonzero(pi >= 1.0)
-    return Tournament(selected, pending, float(pi[pending]) if pending >= 0 else 0.0)
+        # else one row is selected (the first with prob (1 - b) / (2 - total))
+        # and the other keeps total - 1.
+        high = total >= 1.0
+        first_wins = np.where(high, u * (2.0 - total) < 1.0 - b, u * total < a)
+        if high.any():
+            decided.append(np.where(first_wins, first, second)[high])
+        survivor = np.where(first_wins != high, first, second)
+        value = np.where(high, total - 1.0, total)
+        done = value > 1.0 - _SNAP
+        if done.any():
+            decided.append(survivor[done])
+        keep = (value >= _SNAP) & ~done
+        survivor, value = survivor[keep], value[keep]
+        if rows.shape[0] % 2:
+            survivor = np.append(survivor, rows[-1])
+            value = np.append(value, values[-1])
+        rows, values = survivor, value
+    if seq is None:
+        seq = np.arange(n)
+    selected = np.sort(seq[np.concatenate(decided)])
+    if rows.shape[0]:
+        return Tournament(selected, int(seq[rows[0]]), float(values[0]))
+    return Tournament(selected, -1, 0.0)
+
+
+_MAX_RUN = 1024  # longest run of neighbours settled by one draw
+
+
+def _pool_runs(rows, values, random_state, decided):
+    """Settle runs of ``2**k`` neighbouring open rows, one draw per run.
+
+    ``k`` is the largest with ``2**k`` times the mean open probability at
+    most 1/2 (none when that is 1). A run whose total is below 1 leaves one
+    row, drawn with probability proportional to ``pi``, holding the total;
+    the rows of the other runs stay as they are. ``rows`` None stands for
+    every position in order. Returns the open rows and their values, in
+    order; rows decided in are appended to ``decided``.
+    """
+    n_open = values.shape[0]
+    if n_open < 4:
+        return (np.arange(n_open) if rows is None else rows), values
+    mean = values.sum() / n_open
+    size = 1
+    while size * 2 <= _MAX_RUN and size * 2 * mean <= 0.5 and size * 2 <= n_open:
+        size *= 2
+    if size == 1:
+        return (np.arange(n_open) if rows is None else rows), values
+    # Whole runs (a view: ``values`` is the caller's copy and may change);
+    # the last n_open % size rows stay open as they are.
+    n_runs = n_open // size
+    runs = values[: n_runs * size].reshape(n_runs, size)
+    cumulative = np.cumsum(runs, axis=1)
+    totals = cumulative[:, -1].copy()
+    u = random_state.random_sample(n_runs)
+    # The first row whose cumulative sum passes u * total (a row at 0 is
+    # never it).
+    pick = (cumulative <= (u * totals)[:, None]).sum(axis=1)
+    del cumulative
+    pooled = totals < 1.0
+    keep = np.ones(n_open, dtype=bool)
+    keep[: n_runs * size].reshape(n_runs, size)[pooled] = False
+    run_index = np.flatnonzero(pooled)
+    picked = run_index * size + pick[run_index]
+    keep[picked] = True
+    values[picked] = totals[run_index]
+    position = np.flatnonzero(keep)
+    values = values[position]
+    rows = position if rows is None else rows[position]
+    done = values > 1.0 - _SNAP
+    if done.any():
+        decided.append(rows[done])
+        rows, values = rows[~done], values[~done]
+    return rows, values
 
 
 def settle_pending(probabilities, random_state):

@@ -286,6 +286,96 @@ def test_pivotal_tournament_has_exact_inclusion_probabilities(ordered):
     assert_frequencies_match(inclusion_frequencies(pi, n_runs, run), pi, n_runs)
 
 
+def test_pivotal_tournament_settles_runs_of_small_probabilities_exactly():
+    # 300 rows with a budget of 4 pool into runs of 16 neighbours (mean
+    # probability 1/75): in a run whose total is below 1 the duels would
+    # leave one row holding the total, row i with probability pi_i / total,
+    # and one draw replaces them. Runs holding a large probability (total
+    # >= 1) duel pair by pair instead. Either way E[selected_i] = pi_i.
+    rng = np.random.RandomState(3)
+    scores = rng.exponential(size=300) ** 2
+    scores[[5, 6, 150]] = [400.0, 300.0, 900.0]  # runs with totals above 1
+    pi = inclusion_probabilities(mixed_probabilities(scores, 0.1), 4)
+    assert pi.max() > 0.5 and pi.min() < 0.01
+    order = spatial_order(rng.standard_normal((300, 2)), 8)
+
+    def run(seed):
+        r = np.random.RandomState(seed)
+        outcome = pivotal_tournament(pi, r, order)
+        last = settle_pending(np.array([outcome.pending_probability]), r)
+        extra = [outcome.pending] if last[0] else []
+        return np.append(outcome.selected, extra).astype(np.int64)
+
+    n_runs = 8000
+    freq = inclusion_frequencies(pi, n_runs, run)
+    # 300 rows: a wider (Bonferroni) band than the 40-row test's 4.5.
+    se = np.sqrt(pi * (1 - pi) / n_runs)
+    assert np.all(np.abs(freq - pi) <= 5.0 * se + 1e-12)
+    # Grouped, the small rows' frequencies are tight: a bias in the draw
+    # within runs would show here even where each row alone is noisy.
+    small = pi < 0.05
+    total_se = np.sqrt(np.sum(pi[small] * (1 - pi[small])) / n_runs)
+    assert abs(freq[small].sum() - pi[small].sum()) <= 4.5 * total_se
+
+
+def _reference_tree_code(X, max_depth):
+    """The leaf codes bit by bit, from the same plan: for each level in turn
+    the row's bin on that level's axis, read with a binary search."""
+    from skfal._sampling import _project, _tree_plan
+
+    tree = _tree_plan(X, max_depth)
+    z = _project(np.asarray(X, dtype=np.float64), tree).astype(np.float64)
+    code = np.zeros(X.shape[0], dtype=np.uint64)
+    k = tree.n_single
+    for a in range(k):
+        bit = (z[:, a] >= tree.single_edges[a]).astype(np.uint64)
+        code |= bit << np.uint64(tree.positions[a])
+    for a, (edges, table) in enumerate(zip(tree.edges, tree.tables, strict=True)):
+        bins = np.searchsorted(edges.astype(np.float64), z[:, k + a], side="right")
+        n_levels = int(np.log2(edges.shape[0] + 1))
+        # The axis' levels are the bits its bins set, the most significant
+        # digit at the highest.
+        levels = sorted(
+            {p for b in table.tolist() for p in range(tree.n_bits) if (b >> p) & 1},
+            reverse=True,
+        )
+        assert len(levels) == n_levels
+        for digit, position in enumerate(levels):
+            bit = (bins >> (n_levels - 1 - digit)) & 1
+            code |= bit.astype(np.uint64) << np.uint64(position)
+    return code
+
+
+@pytest.mark.parametrize(
+    "shape, depth",
+    [((3000, 20), 20), ((3000, 3), 14), ((5000, 40), 30), ((500, 1), 9)],
+)
+def test_tree_code_packs_each_level_bit(shape, depth):
+    # The codes are packed by float32 matrix-vector products (24 bits at a
+    # time) and per-axis tables: they equal codes set bit by bit. Covered:
+    # every axis split once, axes split several times (3 columns, 14
+    # levels), and more than 24 levels (several packed groups).
+    from skfal._sampling import _tree_code
+
+    rng = np.random.RandomState(shape[1])
+    X = rng.standard_normal(shape) @ rng.standard_normal((shape[1], shape[1]))
+    code = _tree_code(X, depth)
+    assert np.array_equal(code, _reference_tree_code(X, depth))
+    assert int(code.max()) < 2**depth and np.unique(code).size > shape[0] // 8
+
+
+def test_spatial_order_does_not_depend_on_an_offset_or_a_huge_unit():
+    # Rows are centred in float64 before the float32 projection, so an
+    # offset of 1e8 keeps every digit the order needs; entries of 1e200 are
+    # scaled by a power of two (exact) first.
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((2000, 4))
+    order = spatial_order(X, 12)
+    assert np.array_equal(order, spatial_order(X * 2.0**600, 12))
+    agree = np.mean(spatial_order(X + 1e8, 12) == order)
+    assert agree > 0.9
+
+
 def test_pivotal_select_spreads_the_sample():
     # Neighbours in the tree compete, so a pivotal uniform sample of points
     # on a line is balanced: 20 rows fall about 2 to each tenth of the line,
