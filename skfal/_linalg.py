@@ -30,7 +30,7 @@ numbers near the rank cut) goes to TSQR as before.
 import numpy as np
 import scipy.sparse as sp
 
-from skfal._rows import Rows, as_dense, iter_blocks, times
+from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, times
 
 
 def iter_chunks(X, size=None):
@@ -161,9 +161,14 @@ def squared_row_norms(X, W, intercept=False):
     """
     out = np.empty(X.shape[0], dtype=np.float64)
     W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
-    for start, block in iter_blocks(X):
-        y = times(block, W_x) + shift
-        out[start : start + block.shape[0]] = np.einsum("ij,ij->i", y, y)
+    width = max(W.shape)
+    for start, chunk in iter_blocks(X):
+        for offset, block in cache_slices(chunk, width):
+            y = times(block, W_x)
+            if intercept:
+                y += shift
+            begin = start + offset
+            np.einsum("ij,ij->i", y, y, out=out[begin : begin + block.shape[0]])
     return out
 
 

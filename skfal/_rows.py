@@ -24,6 +24,26 @@ def chunk_size(n_features):
     return max(2 * n_features, _CHUNK_BYTES // (8 * max(n_features, 1)))
 
 
+# A product ``block @ W`` runs 2-3x faster on blocks that stay in the cache
+# than on 8 MiB ones (measured at 20 and 100 columns): chunks are read as
+# they are and multiplied a cache-sized slice at a time.
+_CACHE_BYTES = 2**19
+
+
+def cache_slices(block, n_columns):
+    """``(offset, rows)`` over slices of a block of about 512 KiB each.
+
+    ``n_columns`` is the wider of the block's and the product's widths. A
+    sparse block is one slice (its products cost ``O(nnz)`` already).
+    """
+    if sp.issparse(block):
+        yield 0, block
+        return
+    size = max(16, _CACHE_BYTES // (8 * max(n_columns, 1)))
+    for offset in range(0, block.shape[0], size):
+        yield offset, block[offset : offset + size]
+
+
 def is_row_sliceable(X):
     """Whether ``X`` is read a block at a time rather than converted.
 

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks
+from skfal._rows import as_dense, cache_slices, chunk_size, dense_rows, iter_blocks
 
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
 _MAX_SEED = np.iinfo(np.int32).max
@@ -661,11 +661,14 @@ def _tree_code(X, max_depth):
     if tree is None:
         return np.zeros(X.shape[0], dtype=np.uint64)
     code = np.zeros(X.shape[0], dtype=np.uint64)
-    size = chunk_size(X.shape[1])
-    buffers = _buffers(min(size, X.shape[0]), tree)
-    for start, chunk in iter_blocks(X, size):
-        z = _project(as_dense(chunk), tree, buffers)
-        code[start : start + z.shape[0]] = _code_block(z, tree)
+    buffers = None
+    for start, chunk in iter_blocks(X, chunk_size(X.shape[1])):
+        for offset, block in cache_slices(as_dense(chunk), X.shape[1]):
+            if buffers is None or buffers[0].shape[0] < block.shape[0]:
+                buffers = _buffers(block.shape[0], tree)
+            z = _project(block, tree, buffers)
+            begin = start + offset
+            code[begin : begin + z.shape[0]] = _code_block(z, tree)
     return code
 
 
