@@ -101,9 +101,11 @@ def sampling_probabilities(scores, total=None):
     the scores cannot define a distribution.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    if not np.all(np.isfinite(scores)) or np.any(scores < 0):
+    # A NaN or an infinity makes the sum non-finite: two passes, not four.
+    own = float(scores.sum())
+    if scores.size and (not np.isfinite(own) or scores.min() < 0):
         raise ValueError("Sampling scores must be finite and non-negative.")
-    total = scores.sum() if total is None else total
+    total = own if total is None else total
     if total <= 0:
         raise ValueError(
             "All sampling scores are zero, so no row can be drawn. For leverage "
@@ -336,18 +338,32 @@ class Inclusion(NamedTuple):
 
 
 def _mix(scores, eligible, total, n_eligible, uniform_mix):
-    """``(1 - eta) s / total + eta / m`` on the eligible rows, 0 elsewhere."""
-    scores = np.where(eligible, np.asarray(scores, dtype=np.float64), 0.0)
-    uniform = eligible / max(n_eligible, 1)
+    """``(1 - eta) s / total + eta / m`` on the eligible rows, 0 elsewhere.
+
+    ``eligible`` None stands for every row. The arithmetic is the same row
+    by row whatever the mask, so a client gets the server's numbers.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if eligible is not None:
+        scores = np.where(eligible, scores, 0.0)
+    share = 1.0 / max(n_eligible, 1)
     if uniform_mix >= 1 or (uniform_mix > 0 and total <= 0):
-        return uniform  # nothing to mix in: uniform over the eligible rows
-    p = sampling_probabilities(scores, total)
-    return p if uniform_mix <= 0 else (1.0 - uniform_mix) * p + uniform_mix * uniform
+        # Nothing to mix in: uniform over the eligible rows.
+        if eligible is None:
+            return np.full(scores.shape[0], share)
+        return eligible * share
+    p = sampling_probabilities(scores, total)  # a new array
+    if uniform_mix > 0:
+        p *= 1.0 - uniform_mix
+        p += uniform_mix * (share if eligible is None else eligible * share)
+    return p
 
 
 def _totals(scores, eligible):
-    """The eligible rows' total score and number."""
+    """The eligible rows' total score and number (``eligible`` None: all)."""
     scores = np.asarray(scores, dtype=np.float64)
+    if eligible is None:
+        return float(scores.sum()), int(scores.shape[0])
     return float(np.where(eligible, scores, 0.0).sum()), int(np.count_nonzero(eligible))
 
 
@@ -361,7 +377,6 @@ def mixed_probabilities(scores, uniform_mix, eligible=None):
     rows when ``None``) get 0. Raises a ValueError when the scores cannot
     define a distribution and ``eta`` is 0.
     """
-    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
     return _mix(scores, eligible, *_totals(scores, eligible), uniform_mix)
 
 
@@ -407,7 +422,6 @@ def inclusion_probabilities(p, budget):
 
 def inclusion_terms(scores, budget, uniform_mix, eligible=None):
     """The server's :class:`Inclusion` for ``budget`` rows from all the scores."""
-    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
     total, n_eligible = _totals(scores, eligible)
     p = _mix(scores, eligible, total, n_eligible, uniform_mix)
     return Inclusion(inclusion_scale(p, budget), total, n_eligible, uniform_mix)
@@ -419,7 +433,6 @@ def inclusion_from_terms(scores, terms, eligible=None):
     The same arithmetic row by row, so a client computing its own rows'
     probabilities gets exactly the server's numbers for them.
     """
-    eligible = np.ones(len(scores), dtype=bool) if eligible is None else eligible
     p = _mix(scores, eligible, terms.total, int(terms.n_eligible), terms.uniform_mix)
     return np.minimum(1.0, terms.scale * p)
 
