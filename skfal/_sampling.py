@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks
+from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks, map_pieces
 
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
 _MAX_SEED = np.iinfo(np.int32).max
@@ -536,12 +536,20 @@ def _tree_code(X, max_depth):
         np.quantile(sample_z[:, a], np.arange(1, 2 ** splits[j]) / 2 ** splits[j])
         for a, j in enumerate(axes)
     ]
-    position = {int(j): a for a, j in enumerate(axes)}
-    code = np.zeros(n, dtype=np.uint64)
     # (2^shift x - mean) D = 2^shift ((x - 2^-shift mean) D), exactly: one
     # temporary per chunk instead of two. Centering before projecting keeps
     # the digits of rows far from the origin (projecting first would not).
     raw_mean = np.ldexp(mean, -shift)
+    tree = (raw_mean, directions, shift, edges, plan, splits, axes)
+    # Rows on a cluster's workers get their codes there (n uint64 come back).
+    return np.concatenate(map_pieces(X, _leaf_codes, tree))
+
+
+def _leaf_codes(X, tree):
+    """The leaf code of every row of ``X`` in the tree ``_tree_code`` planned."""
+    raw_mean, directions, shift, edges, plan, splits, axes = tree
+    position = {int(j): a for a, j in enumerate(axes)}
+    code = np.zeros(X.shape[0], dtype=np.uint64)
     # Sparse rows are densified a block at a time: the same arithmetic as for
     # the dense table, so rows on a bin edge fall on the same side.
     for start, chunk in iter_blocks(X, chunk_size(X.shape[1])):
@@ -550,7 +558,7 @@ def _tree_code(X, max_depth):
             z = np.ldexp((chunk - raw_mean) @ directions, shift)
         bins = [_bin(edges[a], z[:, a]) for a in range(axes.shape[0])]
         chunk_code = np.zeros(z.shape[0], dtype=np.uint64)
-        used = np.zeros(sv.shape[0], dtype=np.int64)
+        used = np.zeros(splits.shape[0], dtype=np.int64)
         for depth, j in enumerate(plan):
             used[j] += 1
             bit = bins[position[j]]
