@@ -61,8 +61,23 @@ class DaskRows(Rows):
         index = np.asarray(index, dtype=np.intp)
         if index.size == 0:
             return np.empty((0, self.base.shape[1]), dtype=self.base.dtype)
+        # Each chunk sends the rows asked of it, no more: one task per chunk
+        # holding some (dask's own fancy indexing may move whole chunks).
         order = np.argsort(index, kind="stable")
-        block = np.asarray(self.base[index[order]].compute())
+        ordered = index[order]
+        bounds = np.cumsum((0, *self.base.chunks[0]))
+        owner = np.searchsorted(bounds, ordered, side="right") - 1
+        chunks = self.base.to_delayed(optimize_graph=True).ravel()
+        cuts = np.flatnonzero(np.diff(owner)) + 1
+        tasks = [
+            dask.delayed(_take)(chunks[rows[0]], ordered[at] - bounds[rows[0]])
+            for rows, at in zip(
+                np.split(owner, cuts),
+                np.split(np.arange(ordered.size), cuts),
+                strict=True,
+            )
+        ]
+        block = np.concatenate(dask.compute(*tasks))
         out = np.empty_like(block)
         out[order] = block
         return out
@@ -82,7 +97,17 @@ class DaskRows(Rows):
             dask.delayed(_run_on_piece, pure=True)(chunk, func, args, options)
             for chunk in chunks
         ]
-        return list(dask.compute(*tasks))
+        results = list(dask.compute(*tasks))
+        if self.on_block is not None:  # progress: each chunk's rows, once done
+            bounds = np.cumsum((0, *self._view().chunks[0]))
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                self.on_block(int(start), int(stop), self.shape[0])
+        return results
+
+
+def _take(chunk, rows):
+    """On a worker: rows ``rows`` of a chunk."""
+    return np.asarray(chunk)[rows]
 
 
 def _run_on_piece(chunk, func, args, options):
