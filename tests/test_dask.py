@@ -102,6 +102,11 @@ def test_regressor_fits_as_in_memory(client, sampler, sampling):
     Xd = _on_cluster(client, X)
     sampler = (sampler or LeverageScoreSampler()).set_params(sampling=sampling)
     params = dict(budget=200, sampler=sampler, alpha=0.1, random_state=0)
+    # The rows to label, then the model on them.
+    assert np.array_equal(
+        FederatedActiveRegressor(**params).query(Xd),
+        FederatedActiveRegressor(**params).query(X),
+    )
     local = FederatedActiveRegressor(**params).fit(X, y)
     remote = FederatedActiveRegressor(**params).fit(Xd, y)
     assert np.array_equal(remote.sample_indices_, local.sample_indices_)
