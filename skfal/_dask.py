@@ -94,8 +94,7 @@ class DaskRows(Rows):
         chunks = self._view().to_delayed(optimize_graph=True).ravel()
         options = (self.shift, self.ones, self.check_finite)
         tasks = [
-            dask.delayed(_run_on_piece, pure=True)(chunk, func, args, options)
-            for chunk in chunks
+            dask.delayed(_run_on_piece)(chunk, func, args, options) for chunk in chunks
         ]
         results = list(dask.compute(*tasks))
         if self.on_block is not None:  # progress: each chunk's rows, once done
