@@ -21,10 +21,22 @@ one, so the table is rank deficient and the scores take the TSQR fallback,
 on densified blocks) and ``drop="first"`` (196 columns, full rank: the
 CholeskyQR path on sparse Gram products).
 
+Dask (item 3, ``--dask``, needs ``skfal[dask]``): a ``distributed.LocalCluster``
+(2 worker processes, 1 thread each) holds a float64 table of random chunks
+(``da.random``, persisted on the workers); ``LeverageScoreSampler`` (budget
+10,000, pivotal) fits it on the cluster. Printed: one ``X.sum()`` pass and one
+Gram product ``(X.T @ X)`` over the same Dask array in the same run, the fit
+time (with its phases, ``verbose=1``) as a ratio to each, the time of the
+same fit on the table gathered into the process (which must select the same
+rows), and the bytes the workers sent during the fit: to the client (the
+scores, leaf codes and gathered rows) against the table's size, and
+between workers (chunks the scheduler moved to balance the load).
+
 Usage: ``python benchmarks/bench_scale.py [--quick] [--skip-memmap]
-[--skip-sparse] [--shape N D] [--dir DIR]``. Full size: 100,000,000 x 20 and
-10,000,000 x 100 memory-mapped, 1,000,000 x 200 sparse; ``--quick``:
-2,000,000 x 20 and 200,000 x 100 memory-mapped, 100,000 x 200 sparse.
+[--skip-sparse] [--dask] [--shape N D] [--dir DIR]``. Full size:
+100,000,000 x 20 and 10,000,000 x 100 memory-mapped, 1,000,000 x 200 sparse,
+10,000,000 x 20 on Dask; ``--quick``: 2,000,000 x 20 and 200,000 x 100
+memory-mapped, 100,000 x 200 sparse, 1,000,000 x 20 on Dask.
 """
 
 import argparse
@@ -143,11 +155,66 @@ def sparse_table(n, repeat):
         )
 
 
+def on_dask(n, d, repeat):
+    import dask.array as da
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        workers = set(client.scheduler_info()["workers"])
+
+        def clear(dask_worker):
+            dask_worker.transfer_outgoing_log.clear()
+
+        def sent(dask_worker):
+            """Bytes sent to the client (``who`` not a worker), and to workers."""
+            out = [0, 0]
+            for entry in dask_worker.transfer_outgoing_log:
+                out[entry.get("who") in workers] += entry["total"]
+            return out
+
+        chunk = max(2 * d, 500_000 if n >= 5_000_000 else 100_000)
+        X = client.persist(
+            da.random.RandomState(0).standard_normal((n, d), chunks=(chunk, d))
+        )
+        distributed.wait(X)
+        t_sum = best_time(repeat, lambda: X.sum().compute())
+        t_gram = best_time(repeat, lambda: (X.T @ X).compute())
+        sampler = LeverageScoreSampler(budget=10_000, random_state=0, verbose=1)
+        client.run(clear)
+        start = time.perf_counter()
+        sampler.fit(X)
+        t_fit = time.perf_counter() - start
+        to_client, between = np.sum(list(client.run(sent).values()), axis=0)
+        selected = sampler.sample_indices_
+        # The same fit on the table in this process (gathered for the
+        # comparison only): what the cluster adds or saves.
+        local = X.compute()
+        sampler.set_params(verbose=0)
+        t_local = best_time(1, sampler.fit, local)
+        assert np.array_equal(sampler.sample_indices_, selected)
+        print(
+            f"{n:>11,} x {d:<3} {X.nbytes / 1e9:5.2f} GB in {X.numblocks[0]} chunks  "
+            f"X.sum() {t_sum:6.2f} s  X.T @ X {t_gram:6.2f} s  fit {t_fit:6.2f} s "
+            f"= {t_fit / t_sum:5.2f} sums = {t_fit / t_gram:5.2f} Gram products  "
+            f"in memory {t_local:6.2f} s (same rows)  to the client "
+            f"{to_client / 1e6:6.1f} MB = {to_client / X.nbytes:.4f} x table, "
+            f"between workers {between / 1e6:6.1f} MB"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="development sizes")
     parser.add_argument("--skip-memmap", action="store_true")
     parser.add_argument("--skip-sparse", action="store_true")
+    parser.add_argument(
+        "--dask", action="store_true", help="also fit a Dask array on a LocalCluster"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--dir", default=tempfile.gettempdir(), help="where the file is written"
@@ -174,6 +241,9 @@ def main():
     if not args.skip_sparse:
         print("\nSparse one-hot: LeverageScoreSampler(budget=10_000).fit(csr)")
         sparse_table(100_000 if args.quick else 1_000_000, args.repeat)
+    if args.dask:
+        print("\nDask: LeverageScoreSampler(budget=10_000).fit(dask array), 2 workers")
+        on_dask(1_000_000 if args.quick else 10_000_000, 20, args.repeat)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ the same arithmetic, so a sparse table clusters exactly as its dense copy.
 
 import numpy as np
 
-from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks
+from skfal._rows import as_dense, chunk_size, dense_rows, iter_blocks, map_pieces
 
 _TINY = 1e-9
 
@@ -35,6 +35,19 @@ def assign(X, centres):
         cutoff is relative: scaling X and the centres by any factor scales
         the distances and selects the same rows at zero.
     """
+    # Rows on a cluster's workers are assigned there (2 n numbers come back).
+    parts = map_pieces(X, _assign_rows, centres)
+    labels = np.concatenate([part[0] for part in parts])
+    distances = np.concatenate([part[1] for part in parts])
+    # A row on its centre up to rounding (e.g. after the federated rotation)
+    # is on it: distance exactly 0. Rounding is relative to the entries, so
+    # is the cutoff (an absolute one zeroed every row of data at 1e-9 scale).
+    distances[distances <= _TINY * np.abs(centres).max()] = 0.0
+    return labels, distances
+
+
+def _assign_rows(X, centres):
+    """Nearest centre of every row of ``X`` and the distance to it."""
     labels = np.empty(X.shape[0], dtype=np.int64)
     distances = np.empty(X.shape[0])
     centre_norms = np.einsum("ij,ij->i", centres, centres)
@@ -47,10 +60,6 @@ def assign(X, centres):
         labels[rows] = nearest
         exact = block - centres[nearest]  # recompute: no cancellation error
         distances[rows] = np.sqrt(np.einsum("ij,ij->i", exact, exact))
-    # A row on its centre up to rounding (e.g. after the federated rotation)
-    # is on it: distance exactly 0. Rounding is relative to the entries, so
-    # is the cutoff (an absolute one zeroed every row of data at 1e-9 scale).
-    distances[distances <= _TINY * np.abs(centres).max()] = 0.0
     return labels, distances
 
 

@@ -26,7 +26,7 @@ from skfal._shared_params import (
     UNIFORM_MIX_CONSTRAINT,
     fill_doc,
 )
-from skfal._validation import check_groups, validate_rows
+from skfal._validation import check_groups, refuse_distributed_groups, validate_rows
 
 
 @fill_doc
@@ -244,6 +244,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         """
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
+        refuse_distributed_groups(X, groups)
         progress(describe(X))
         X = progress.watch(X)
         n_selected = resolve_budget(self.budget, X.shape[0])

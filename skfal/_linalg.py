@@ -30,7 +30,7 @@ numbers near the rank cut) goes to TSQR as before.
 import numpy as np
 import scipy.sparse as sp
 
-from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, times
+from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, map_pieces, times
 
 
 def iter_chunks(X, size=None):
@@ -157,8 +157,13 @@ def squared_row_norms(X, W, intercept=False):
     """``||x_j W||^2`` (``||[x_j, 1] W||^2`` with ``intercept``) for every row.
 
     One pass over ``X``'s row blocks: ``O(n d k)`` for dense rows,
-    ``O(nnz k)`` for sparse ones.
+    ``O(nnz k)`` for sparse ones. Rows on a cluster's workers are scored
+    there; only the ``n`` scores come back.
     """
+    return np.concatenate(map_pieces(X, _squared_row_norms, W, intercept))
+
+
+def _squared_row_norms(X, W, intercept):
     out = np.empty(X.shape[0], dtype=np.float64)
     W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
     width = max(W.shape)
@@ -213,15 +218,33 @@ def equilibrated_r_factor(X, intercept=False):
     found = cholesky_qr_r(X, intercept)
     if found is not None:
         return found
-    chunks = iter_chunks(X)
-    if intercept:
-        chunks = (with_intercept(chunk) for chunk in chunks)
-    r = r_factor(chunks, X.shape[1] + intercept)
+    # Each piece's R factor (one piece in memory; a cluster's chunks each
+    # factor their own rows), stacked and factored again, as the "qr"
+    # protocol's server combines its clients' factors.
+    r = stack_r_factors(map_pieces(X, _tsqr_r, intercept), X.shape[1] + intercept)
     # Householder QR is backward stable column by column, so dividing R's
     # columns by powers of two (exactly) gives an accurate R of the
     # equilibrated design.
     exponents = column_exponents(r)
     return np.ldexp(r, -exponents), exponents, "tsqr"
+
+
+def _tsqr_r(X, intercept):
+    """TSQR of ``[X(, 1)]`` over its row chunks."""
+    chunks = iter_chunks(X)
+    if intercept:
+        chunks = (with_intercept(chunk) for chunk in chunks)
+    return r_factor(chunks, X.shape[1] + intercept)
+
+
+def stack_r_factors(factors, n_columns):
+    """The R factor of the stacked matrices whose R ``factors`` are given.
+
+    One factor is returned as it is.
+    """
+    if len(factors) == 1:
+        return factors[0]
+    return r_factor(factors, n_columns)
 
 
 # Rows per chunk of the Gram products: the length of each float64 dot
@@ -261,7 +284,14 @@ def _gram(X, intercept, M=None, scale=None):
     """``sum_c (C M)^T (C M)`` over the chunks ``C`` of the (scaled) design.
 
     For a sparse chunk ``C^T C`` costs ``O(nnz d)`` and ``C M`` is dense.
+    On a cluster each chunk's Gram is formed where it lives and the ``d x
+    d`` results are added up here.
     """
+    parts = [G for G in map_pieces(X, _gram_of, intercept, M, scale) if G is not None]
+    return sum(parts[1:], parts[0]) if parts else None
+
+
+def _gram_of(X, intercept, M, scale):
     G = None
     for block in _design_chunks(X, intercept, scale):
         if M is not None:
@@ -436,6 +466,15 @@ def column_norms(X):
     Accumulated relative to the running largest entry (as LAPACK's
     ``dnrm2``), so no square under- or overflows at any scale.
     """
+    parts = map_pieces(X, _scaled_squares)
+    scale = np.max([p[0] for p in parts], axis=0)
+    safe = np.where(scale > 0, scale, 1.0)
+    squares = sum(p[1] * (p[0] / safe) ** 2 for p in parts)
+    return np.sqrt(squares) * scale
+
+
+def _scaled_squares(X):
+    """``(s, q)``: each column's largest ``|entry|`` and squares over ``s^2``."""
     scale = np.zeros(X.shape[1])
     squares = np.zeros(X.shape[1])
     for chunk in iter_chunks(X):
@@ -446,7 +485,7 @@ def column_norms(X):
             "ij,ij->j", block / safe, block / safe
         )
         scale = new_scale
-    return np.sqrt(squares) * scale
+    return scale, squares
 
 
 def solve_least_squares(r, alpha, norms=None):

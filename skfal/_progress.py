@@ -50,6 +50,8 @@ def describe(X):
     n, d = X.shape
     if isinstance(X, Rows) and X.sparse:
         kind = f"sparse, {X.base.nnz:,} stored entries"
+    elif getattr(X, "distributed", False):
+        kind = f"{X.dtype}, Dask array in {len(X.base.chunks[0]):,} row chunks"
     elif isinstance(X, Rows):
         kind = f"{X.dtype}, read in blocks of {type(X.base).__name__}"
     else:

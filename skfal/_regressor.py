@@ -30,6 +30,7 @@ from skfal._validation import (
     check_groups,
     check_labels_at,
     check_partial_target,
+    refuse_distributed_groups,
     validate_rows,
 )
 
@@ -204,6 +205,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         """
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
+        refuse_distributed_groups(X, groups)
         progress(describe(X))
         y = check_partial_target(y, X.shape[0], type(self).__name__)
         rng = check_random_state(self.random_state)

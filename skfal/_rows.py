@@ -44,6 +44,11 @@ def cache_slices(block, n_columns):
         yield offset, block[offset : offset + size]
 
 
+def is_dask_array(X):
+    """Whether ``X`` is a Dask array, by duck typing (dask is not imported)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_delayed")
+
+
 def is_row_sliceable(X):
     """Whether ``X`` is read a block at a time rather than converted.
 
@@ -103,6 +108,8 @@ class Rows:
     """
 
     ndim = 2
+    # Whether the rows live on workers of a cluster (``skfal._dask.DaskRows``).
+    distributed = False
 
     def __init__(
         self,
@@ -131,7 +138,7 @@ class Rows:
             on_block=self.on_block,
         )
         params.update(changes)
-        return Rows(self.base, params.pop("index"), **params)
+        return type(self)(self.base, params.pop("index"), **params)
 
     # ----------------------------------------------------------- array-like
     @property
@@ -195,7 +202,7 @@ class Rows:
                 check_finite=self.check_finite,
                 on_block=self.on_block,
             )
-        return self._finish(_read(self.base, positions))
+        return self._finish(self._read(positions))
 
     def take(self, indices, axis=None, out=None, mode="raise"):
         """``numpy.take(X, rows, axis=0)``: a view of those rows (nothing read)."""
@@ -216,6 +223,10 @@ class Rows:
         return NotImplemented
 
     # --------------------------------------------------------------- blocks
+    def _read(self, index):
+        """Rows ``index`` (a slice or int array) of ``base``, as stored."""
+        return _read(self.base, index)
+
     def _finish(self, block):
         """A block read from ``base``: float64, scaled, finite, with ones."""
         if sp.issparse(block):
@@ -240,7 +251,7 @@ class Rows:
 
     def block(self, start, stop, dense=False):
         """Rows ``start:stop`` of the view, read now (sparse CSR or dense)."""
-        block = self._finish(_read(self.base, self._base_index(slice(start, stop))))
+        block = self._finish(self._read(self._base_index(slice(start, stop))))
         if self.on_block is not None:
             self.on_block(start, start + block.shape[0], self.shape[0])
         return block.toarray() if dense and sp.issparse(block) else block
@@ -288,7 +299,13 @@ def _largest(rows, absolute, initial, axis):
         if initial is None:
             raise ValueError("max of an empty table with no initial value.")
         return best
-    for _, block in rows.chunks():
+    return max([best, *map_pieces(rows, _largest_in, absolute)])
+
+
+def _largest_in(rows, absolute):
+    """Largest entry (of ``|rows|``) of some rows, -inf for none."""
+    best = -np.inf
+    for _, block in iter_blocks(rows):
         values = block.data if sp.issparse(block) else block
         if sp.issparse(block) and block.nnz < block.shape[0] * block.shape[1]:
             best = max(best, 0.0)  # the zeros not stored
@@ -298,6 +315,22 @@ def _largest(rows, absolute, initial, axis):
 
 
 # ---------------------------------------------------------------- kernels' side
+def map_pieces(X, func, *args):
+    """``[func(piece, *args), ...]`` over pieces of ``X``'s rows, in row order.
+
+    One piece, ``X`` itself, for an in-memory or out-of-core table. For rows
+    that live on the workers of a cluster (a Dask array,
+    :class:`skfal._dask.DaskRows`), one piece per chunk, each an ndarray or
+    a ``Rows`` of it, run where the chunk lives: only ``func``'s results
+    come back. So a kernel that reduces (a Gram product) adds the pieces'
+    results, and one that maps rows (scores) concatenates them.
+    """
+    pieces = getattr(X, "map_pieces", None)
+    if pieces is not None:
+        return pieces(func, *args)
+    return [func(X, *args)]
+
+
 def iter_blocks(X, size=None, dense=False):
     """``(start, block)`` over row blocks of an ndarray (views) or a ``Rows``.
 
@@ -334,7 +367,7 @@ def dense_rows(X, indices):
 
 def max_abs(X):
     """Largest ``|entry|`` of ``X``, one block at a time (0 for an empty ``X``)."""
-    if isinstance(X, Rows):
+    if isinstance(X, Rows) or hasattr(X, "map_pieces"):
         return _largest(X, absolute=True, initial=0.0, axis=None)
     return float(np.abs(X).max()) if X.size else 0.0
 
@@ -346,7 +379,13 @@ def check_finite(X):
     :func:`~sklearn.utils.validation.validate_data` makes of an in-memory X.
     """
     if isinstance(X, Rows) and X.check_finite:
-        for _ in X.chunks():
+        map_pieces(X, _read_all)
+
+
+def _read_all(rows):
+    """Read every block of ``rows`` (a ``Rows`` checks each for NaN or inf)."""
+    if isinstance(rows, Rows):
+        for _ in rows.chunks():
             pass
 
 
@@ -361,6 +400,8 @@ def matvec(X, v):
     """``X @ v`` for every row, one block at a time."""
     if not isinstance(X, Rows):
         return np.asarray(X, dtype=np.float64) @ v
+    if X.distributed:
+        return np.concatenate(map_pieces(X, matvec, v))
     out = np.empty(X.shape[0])
     for start, block in X.chunks():
         out[start : start + block.shape[0]] = times(block, v)

@@ -30,7 +30,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skfal._rows import as_dense, cache_slices, chunk_size, dense_rows, iter_blocks
+from skfal._rows import (
+    as_dense,
+    cache_slices,
+    chunk_size,
+    dense_rows,
+    iter_blocks,
+    map_pieces,
+)
 
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
 _MAX_SEED = np.iinfo(np.int32).max
@@ -512,8 +519,8 @@ def stable_order(codes, n_bits):
 class _Tree(NamedTuple):
     """A k-d tree's plan: how a row is projected, and the bits of each level.
 
-    ``directions`` hold the split axes as columns (float32); a row's
-    coordinates are ``float32((x - center) * scale) @ directions``.
+    ``directions`` hold the split axes as columns; a row's coordinates
+    are ``((x - center) * scale) @ directions``.
     The first ``n_single`` axes are split once: their bit is
     ``coordinate >= edge`` at ``positions[a]`` (counted from the code's low
     end). Each later axis ``a`` has the sorted ``edges[a]`` of its
@@ -574,17 +581,17 @@ def _tree_plan(X, max_depth):
         levels[j].append(n_bits - 1 - depth)
     single = [j for j in levels if splits[j] == 1]
     multi = [j for j in levels if splits[j] > 1]
-    # Coordinates in float32: the projection is 5x faster than in float64 and
-    # the order needs no more digits (rows centered first, in float64, keep
-    # theirs). Entries of X between 2**-100 and 2**100 are projected as they
-    # are; others are scaled by the power of two first (exact).
+    # Rows are centered before projecting, which keeps the digits of rows far
+    # from the origin. Entries of X between 2**-100 and 2**100 are projected
+    # as they are; others are scaled by the power of two first (exact), so
+    # no product over- or underflows.
     scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
     tree = _Tree(
         center=np.ldexp(mean, -shift),
         scale=scale,
-        directions=np.ascontiguousarray(vt[single + multi].T, dtype=np.float32),
+        directions=np.ascontiguousarray(vt[single + multi].T),
         n_single=len(single),
-        single_edges=np.zeros(len(single), dtype=np.float32),
+        single_edges=np.zeros(len(single)),
         positions=np.array([levels[j][0] for j in single], dtype=np.int64),
         edges=[],
         tables=[],
@@ -595,7 +602,6 @@ def _tree_plan(X, max_depth):
     for a, j in enumerate(single + multi):
         bins = 2 ** splits[j]
         edges = np.quantile(sample_z[:, a], np.arange(1, bins) / bins)
-        edges = edges.astype(np.float32)
         if a < len(single):
             tree.single_edges[a] = edges[0]
             continue
@@ -611,7 +617,7 @@ def _tree_plan(X, max_depth):
 
 
 def _project(block, tree, out=None):
-    """A block's coordinates on the tree's axes (float32).
+    """A block's coordinates on the tree's axes.
 
     ``out``: buffers ``(centered, z)`` of at least the block's rows, reused
     from block to block (fresh pages cost more than the product here).
@@ -621,20 +627,19 @@ def _project(block, tree, out=None):
         out = _buffers(m, tree)
     centered, z = out[0][:m], out[1][:m]
     if tree.scale == 1.0:
-        np.subtract(block, tree.center, out=centered, casting="same_kind")
+        np.subtract(block, tree.center, out=centered)
     else:
         with np.errstate(over="ignore", invalid="ignore"):
-            np.multiply(
-                block - tree.center, tree.scale, out=centered, casting="same_kind"
-            )
+            np.subtract(block, tree.center, out=centered)
+            centered *= tree.scale
     return np.matmul(centered, tree.directions, out=z)
 
 
 def _buffers(n_rows, tree):
     """Buffers for :func:`_project` of blocks of at most ``n_rows`` rows."""
     return (
-        np.empty((n_rows, tree.directions.shape[0]), dtype=np.float32),
-        np.empty((n_rows, tree.directions.shape[1]), dtype=np.float32),
+        np.empty((n_rows, tree.directions.shape[0])),
+        np.empty((n_rows, tree.directions.shape[1])),
     )
 
 
@@ -673,6 +678,12 @@ def _tree_code(X, max_depth):
     tree = _tree_plan(X, max_depth)
     if tree is None:
         return np.zeros(X.shape[0], dtype=np.uint64)
+    # Rows on a cluster's workers get their codes there (n uint64 come back).
+    return np.concatenate(map_pieces(X, _leaf_codes, tree))
+
+
+def _leaf_codes(X, tree):
+    """The leaf code of every row of ``X`` in the planned ``tree``."""
     code = np.zeros(X.shape[0], dtype=np.uint64)
     buffers = None
     for start, chunk in iter_blocks(X, chunk_size(X.shape[1])):

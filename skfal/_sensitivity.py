@@ -34,7 +34,12 @@ from skfal._shared_params import (
     UNIFORM_MIX_CONSTRAINT,
     fill_doc,
 )
-from skfal._validation import check_groups, check_partial_target, validate_rows
+from skfal._validation import (
+    check_groups,
+    check_partial_target,
+    refuse_distributed_groups,
+    validate_rows,
+)
 
 
 @fill_doc
@@ -279,6 +284,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     def _fit(self, X, y, groups):
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
+        refuse_distributed_groups(X, groups)
         progress(describe(X))
         X = progress.watch(X)
         n_samples = X.shape[0]

@@ -12,7 +12,7 @@ from skfal._progress import Progress, describe
 from skfal._rows import check_finite
 from skfal._sampling import resolve_budget
 from skfal._shared_params import BUDGET_CONSTRAINT, SAMPLING_CONSTRAINT, fill_doc
-from skfal._validation import check_groups, validate_rows
+from skfal._validation import check_groups, refuse_distributed_groups, validate_rows
 
 
 @fill_doc
@@ -116,6 +116,7 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         """
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
+        refuse_distributed_groups(X, groups)
         progress(describe(X))
         X = progress.watch(X)
         check_finite(X)  # read nowhere else by the iid draw

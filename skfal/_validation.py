@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from skfal._compat import validate_data
-from skfal._rows import Rows, is_row_sliceable
+from skfal._rows import Rows, is_dask_array, is_row_sliceable
 
 ACCEPT_SPARSE = ("csr", "csc")
 
@@ -25,11 +25,21 @@ def validate_rows(estimator, X, *, reset=True):
         numpy ``dtype`` (an HDF5 or zarr dataset) comes back as a
         :class:`~skfal._rows.Rows`, read a block at a time by the kernels:
         a memmap or dataset is not loaded (its blocks are checked for
-        non-finite values as they are read), and never written.
+        non-finite values as they are read), and never written. A Dask
+        array chunked by rows comes back as a ``skfal._dask.DaskRows``,
+        whose chunks the kernels process where they live (imported here
+        only for such an array: nothing imports dask otherwise).
     """
     if isinstance(X, Rows):  # a meta-estimator's own validated rows
         validate_data(estimator, np.asarray(X[:1]), reset=reset)
         return X
+    if is_dask_array(X):
+        from skfal._dask import dask_rows
+
+        rows = dask_rows(X)
+        first = np.asarray(X[: min(1, X.shape[0])].compute())
+        validate_data(estimator, first, reset=reset)
+        return rows
     if is_row_sliceable(X):
         if X.dtype.kind not in "biuf":
             raise ValueError(
@@ -51,6 +61,22 @@ def validate_rows(estimator, X, *, reset=True):
     if sp.issparse(X):
         return Rows(sp.csr_matrix(X))
     return X
+
+
+def refuse_distributed_groups(X, groups):
+    """Raise a ValueError for ``groups`` with rows that live on a cluster.
+
+    A Dask array is one owner's table, its chunks the parties of the
+    ``"qr"`` reduction; a federation of clients is simulated on rows in
+    memory or read in blocks.
+    """
+    if groups is not None and getattr(X, "distributed", False):
+        raise ValueError(
+            "groups cannot be combined with a Dask array: skfal treats a Dask "
+            "array as one owner's table, its chunks processed where they live. "
+            "To simulate a federation pass the rows in memory (X.compute()) or "
+            "as a numpy.memmap; to fit on the cluster, leave groups=None."
+        )
 
 
 def check_groups(groups, n_samples):

@@ -1,5 +1,8 @@
 """Input checks: client labels, partial targets, labels read at chosen rows."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -57,3 +60,24 @@ def test_check_labels_at_rejects_infinite_labels():
     check_labels_at(y, np.array([0, 2]), "cluster medoids", "")
     with pytest.raises(ValueError, match=r"2 of the 3 cluster medoids have an inf"):
         check_labels_at(y, np.array([0, 1, 3]), "cluster medoids", "")
+
+
+def test_nothing_imports_dask_unless_x_is_a_dask_array():
+    # validate_rows imports skfal._dask (and dask) only for a Dask array, so
+    # skfal's import and an in-memory or memory-mapped fit load no dask,
+    # installed or not.
+    code = (
+        "import sys, tempfile, numpy as np, skfal\n"
+        "X = np.random.RandomState(0).standard_normal((300, 3))\n"
+        "skfal.FederatedActiveRegressor(budget=20, random_state=0).fit(X, X[:, 0])\n"
+        "skfal.SensitivitySampler(budget=20, random_state=0).fit(X)\n"
+        "with tempfile.TemporaryFile() as f:\n"
+        "    m = np.memmap(f, dtype=np.float64, shape=X.shape)\n"
+        "    m[:] = X\n"
+        "    skfal.LeverageScoreSampler(budget=20, random_state=0).fit(m)\n"
+        "loaded = sorted(\n"
+        "    m for m, v in sys.modules.items() if m.split('.')[0] == 'dask' and v\n"
+        ")\n"
+        "assert not loaded and 'skfal._dask' not in sys.modules, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
