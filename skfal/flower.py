@@ -44,6 +44,7 @@ from sklearn.utils import check_random_state
 from skfal._federated import Channel, Transport, client_seeds, run_client_step
 from skfal._federated._transport import LOCAL_KEYS
 from skfal._leverage import LeverageScoreSampler
+from skfal._regressor import FederatedActiveRegressor
 from skfal._sampling import draw_seed
 from skfal.federated import transcript
 
@@ -314,8 +315,9 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler
-        Unfitted; cloned. Its ``random_state`` is the server's.
+    estimator : LeverageScoreSampler or FederatedActiveRegressor
+        Unfitted; cloned. Its ``random_state`` is the server's. A regressor
+        must use a ``LeverageScoreSampler`` (the default ``sampler``).
     grid : flwr.serverapp.Grid
     n_clients : int
         SuperNodes to wait for (``partition-id`` ``0, ..., n_clients - 1``).
@@ -324,20 +326,27 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
 
     Returns
     -------
-    fitted : LeverageScoreSampler
-        ``scores_``, ``sample_indices_`` (rows numbered client by client:
-        client 0's rows first), ``sample_weight_``, ``n_draws_``,
-        ``communication_``, ``clients_`` (the partition ids),
-        ``client_sample_indices_`` (each client's selected rows, in its own
-        numbering), ``serialized_`` and ``timings_`` (as
-        :class:`FlowerTransport`'s, and ``"connect"``: waiting for the
-        nodes, ``"total"``: the whole fit). The map
+    fitted : LeverageScoreSampler or FederatedActiveRegressor
+        A sampler has ``scores_``, ``sample_indices_`` (rows numbered client
+        by client: client 0's rows first), ``sample_weight_``, ``n_draws_``,
+        ``communication_``, ``clients_`` (the partition ids); the map
         ``whitener_`` stays with the clients (each ClientApp keeps its own),
-        so ``transform`` is not available at the server.
+        so ``transform`` is not available at the server. A regressor has
+        ``sampler_`` (that sampler), ``sample_indices_``, ``sample_weight_``,
+        ``n_queries_``, ``communication_`` (selection and training),
+        ``coef_`` and ``intercept_`` (the model the clients released;
+        ``None`` when their ClientApps keep it, ``release_model=False``, and
+        ``predict`` then raises), and ``masked_model_`` (what the server
+        computed: the R factor it broadcast, or the summed FedAvg shares, in
+        units it does not know). Both also have ``client_sample_indices_``
+        (each client's selected rows, in its own numbering), ``serialized_``
+        and ``timings_`` (as :class:`FlowerTransport`'s, and ``"connect"``:
+        waiting for the nodes, ``"total"``: the whole fit).
     """
-    if not isinstance(estimator, LeverageScoreSampler):
+    if not isinstance(estimator, LeverageScoreSampler | FederatedActiveRegressor):
         raise TypeError(
-            "skfal.flower.fit runs LeverageScoreSampler's protocols; got "
+            "skfal.flower.fit runs LeverageScoreSampler's and "
+            "FederatedActiveRegressor's protocols; got "
             f"{type(estimator).__name__}."
         )
     estimator = clone(estimator)
@@ -346,10 +355,13 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
     connected = time.perf_counter()
     transport = FlowerTransport(grid, node_ids, Channel(), timeout=timeout)
     rng = check_random_state(estimator.random_state)
-    draw_seed(rng)  # in-process, this draw is the dealer's federation seed
     estimator.n_features_in_ = n_features
-    estimator.clients_ = np.arange(n_clients)
-    counts = estimator._fit_federated(transport, n_features, rng)
+    if isinstance(estimator, FederatedActiveRegressor):
+        counts = estimator._fit_federated(transport, n_features, rng)
+    else:
+        draw_seed(rng)  # in-process, this draw is the dealer's federation seed
+        estimator.clients_ = np.arange(n_clients)
+        counts = estimator._fit_federated(transport, n_features, rng)
     local, _ = transport.split(estimator.sample_indices_, counts)
     estimator.client_sample_indices_ = [local[c] for c in transport.clients]
     estimator.serialized_ = dict(transport.serialized)
@@ -360,7 +372,7 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
     return estimator
 
 
-def client_app(load_data):
+def client_app(load_data, label=None, *, release_model=True):
     """A Flower ``ClientApp`` running skfal's client steps on a node's rows.
 
     Parameters
@@ -370,6 +382,22 @@ def client_app(load_data):
         ``(n_i, n_features)``), called once per message; the node config
         holds ``partition-id`` and ``federation-seed`` (and optionally
         ``secret-seed``), see the module docstring.
+    label : callable, default=None
+        ``label(node_config, local_indices) -> y``: the labels of the node's
+        rows ``local_indices`` (positions among the rows ``load_data``
+        returns), one per row. Called only for the rows the server selected,
+        once per fit (the node keeps them), and only by training
+        (``FederatedActiveRegressor``); a sampler never calls it. ``None``:
+        this node cannot label, and training stops with an error saying so.
+    release_model : bool, default=True
+        Whether this node sends the model it learns to the server. ``True``:
+        the ServerApp process ends holding the fitted model (``coef_``,
+        ``intercept_``), as the in-process estimator object does; that is
+        what a deployment is usually for. ``False``: the node keeps the model
+        (in its ``context.state``) and the server ends with the selection and
+        the masked model only (``coef_`` is ``None``; ``predict`` raises). In
+        neither case does the server receive a client's own local model,
+        its rows or its labels (see the threat model in the user guide).
 
     Returns
     -------
@@ -399,7 +427,9 @@ def client_app(load_data):
         meta = {"partition-id": client, "n-features": int(X.shape[1])}
         if steps == [{"step": _HELLO}]:
             return _reply(message, (), meta)
-        state = {"X": X, "client": client}
+        state = {"X": X, "client": client, "release_model": bool(release_model)}
+        if label is not None:
+            state["label_reader"] = lambda rows: label(config, rows)
         started = time.perf_counter()
         state.update(client_seeds(int(config["federation-seed"]), client))
         if "secret-seed" in config:
@@ -446,12 +476,14 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
     """A Flower ``ServerApp`` that fits ``estimator`` over the SuperNodes.
 
     Run-config keys override the arguments: ``num-clients``, ``timeout``,
-    ``random-state``, ``budget``, ``protocol``; ``transcript`` (a path,
-    ``.npz``) saves every array the server received, for an audit.
+    ``random-state``, ``budget``, ``protocol`` (a regressor's sampler's),
+    and for a ``FederatedActiveRegressor`` ``training`` and ``alpha``;
+    ``transcript`` (a path, ``.npz``) saves every array the server
+    received, for an audit.
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler
+    estimator : LeverageScoreSampler or FederatedActiveRegressor
     n_clients : int, default=None
         SuperNodes to wait for (required here or in the run config).
     timeout : float, default=120.0
@@ -473,8 +505,17 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
             params["random_state"] = int(run_config["random-state"])
         if "budget" in run_config:
             params["budget"] = run_config["budget"]
+        regressor = isinstance(estimator, FederatedActiveRegressor)
         if "protocol" in run_config:
-            params["protocol"] = str(run_config["protocol"])
+            protocol = str(run_config["protocol"])
+            if regressor:
+                sampler = estimator.sampler or LeverageScoreSampler()
+                params["sampler"] = clone(sampler).set_params(protocol=protocol)
+            else:
+                params["protocol"] = protocol
+        for key in ("training", "alpha"):
+            if key in run_config and regressor:
+                params[key] = run_config[key]
         clients = int(run_config.get("num-clients", n_clients or 0))
         if clients < 1:
             raise ValueError(
