@@ -36,17 +36,16 @@ import time
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.serde import message_to_proto
-from flwr.serverapp import ServerApp
-from sklearn.base import clone
-from sklearn.utils import check_random_state
 
 from skfal._federated import Channel, Transport, client_seeds, run_client_step
 from skfal._federated._transport import LOCAL_KEYS
-from skfal._leverage import LeverageScoreSampler
-from skfal._regressor import FederatedActiveRegressor
 from skfal._sampling import draw_seed
 from skfal.federated import transcript
+
+# The client side (client_app, run in a fresh process for every message)
+# imports only the protocol steps above: no estimator, no scikit-learn. The
+# server side's functions import the estimators, scikit-learn and Flower's
+# ServerApp when they run.
 
 __all__ = [
     "client_app",
@@ -77,6 +76,8 @@ def federation_seed(random_state):
         Put it in every SuperNode's node config as ``federation-seed`` to
         reproduce ``fit(X, groups=...)`` with that ``random_state``.
     """
+    from sklearn.utils import check_random_state
+
     return int(draw_seed(check_random_state(random_state)))
 
 
@@ -162,6 +163,8 @@ class FlowerTransport(Transport):
             self.serialized["array_record_bytes"] += sum(
                 len(a.data) for a in arrays.values()
             )
+        from flwr.common.serde import message_to_proto
+
         self.serialized["message_bytes"] += message_to_proto(message).ByteSize()
         self.serialized["messages"] += 1
 
@@ -343,6 +346,12 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
         and ``timings_`` (as :class:`FlowerTransport`'s, and ``"connect"``:
         waiting for the nodes, ``"total"``: the whole fit).
     """
+    from sklearn.base import clone
+    from sklearn.utils import check_random_state
+
+    from skfal._leverage import LeverageScoreSampler
+    from skfal._regressor import FederatedActiveRegressor
+
     if not isinstance(estimator, LeverageScoreSampler | FederatedActiveRegressor):
         raise TypeError(
             "skfal.flower.fit runs LeverageScoreSampler's and "
@@ -398,6 +407,8 @@ def client_app(load_data, label=None, *, release_model=True):
         the masked model only (``coef_`` is ``None``; ``predict`` raises). In
         neither case does the server receive a client's own local model,
         its rows or its labels (see the threat model in the user guide).
+        A node config key ``release-model`` (``true``/``false``) overrides it
+        for one node.
 
     Returns
     -------
@@ -427,7 +438,10 @@ def client_app(load_data, label=None, *, release_model=True):
         meta = {"partition-id": client, "n-features": int(X.shape[1])}
         if steps == [{"step": _HELLO}]:
             return _reply(message, (), meta)
-        state = {"X": X, "client": client, "release_model": bool(release_model)}
+        release = config.get("release-model", release_model)
+        if isinstance(release, str):
+            release = release.strip().lower() not in ("false", "0", "no")
+        state = {"X": X, "client": client, "release_model": bool(release)}
         if label is not None:
             state["label_reader"] = lambda rows: label(config, rows)
         started = time.perf_counter()
@@ -483,7 +497,9 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler or FederatedActiveRegressor
+    estimator : LeverageScoreSampler, FederatedActiveRegressor or callable
+        The estimator to fit, or ``estimator(run_config)`` returning it (an
+        app that fits what its run config names).
     n_clients : int, default=None
         SuperNodes to wait for (required here or in the run config).
     timeout : float, default=120.0
@@ -495,23 +511,32 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
     -------
     app : flwr.serverapp.ServerApp
     """
+    from flwr.serverapp import ServerApp
+    from sklearn.base import clone
+
+    from skfal._leverage import LeverageScoreSampler
+    from skfal._regressor import FederatedActiveRegressor
+
     app = ServerApp()
 
     @app.main()
     def main(grid, context):
         run_config = context.run_config
+        chosen = estimator
+        if not hasattr(chosen, "fit") and callable(chosen):
+            chosen = chosen(run_config)
         params = {}
         if "random-state" in run_config:
             params["random_state"] = int(run_config["random-state"])
         if "budget" in run_config:
             params["budget"] = run_config["budget"]
-        regressor = isinstance(estimator, FederatedActiveRegressor)
+        regressor = isinstance(chosen, FederatedActiveRegressor)
         if "protocol" in run_config:
             protocol = str(run_config["protocol"])
             if regressor:
-                sampler = estimator.sampler or LeverageScoreSampler()
+                sampler = chosen.sampler or LeverageScoreSampler()
                 params["sampler"] = clone(sampler).set_params(protocol=protocol)
-            else:
+            elif "protocol" in chosen.get_params():
                 params["protocol"] = protocol
         for key in ("training", "alpha"):
             if key in run_config and regressor:
@@ -525,7 +550,7 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
         audit = str(run_config.get("transcript", ""))
         with transcript() as messages:
             fitted = fit(
-                clone(estimator).set_params(**params),
+                clone(chosen).set_params(**params),
                 grid,
                 n_clients=clients,
                 timeout=float(run_config.get("timeout", timeout)),

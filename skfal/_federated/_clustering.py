@@ -49,9 +49,16 @@ from skfal._federated._secure import (
 )
 from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._sampling import draw_seed
-from skfal._validation import check_labels_at
 
 _NEEDED = "Their labels are needed to compute the sensitivity scores."
+
+
+def check_labels_at(y, rows, what, hint):
+    """:func:`skfal._validation.check_labels_at`, imported when first needed:
+    a process running client steps only never imports scikit-learn."""
+    from skfal._validation import check_labels_at as check
+
+    check(y, rows, what, hint)
 
 
 class Clustering(NamedTuple):
