@@ -249,16 +249,22 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                 getattr(self.sampler_, "communication_", {}),
                 transport.channel.summary(),
             )
+        self._check_finite_model()
+        progress(f"trained ({self.training if groups is not None else 'centralized'})")
+        self.sample_indices_ = indices
+        self.sample_weight_ = weights
+        self.n_queries_ = int(indices.shape[0])
+
+    def _check_finite_model(self):
+        """A clear error when the model overflows (none when it was kept)."""
+        if self.coef_ is None:
+            return
         if not (np.all(np.isfinite(self.coef_)) and np.isfinite(self.intercept_)):
             raise ValueError(
                 "The fitted coefficients overflow float64 (labels much larger "
                 "than the features, e.g. y near 1e300 with X near 1e-300): "
                 "divide y by its scale, or multiply X by one."
             )
-        progress(f"trained ({self.training if groups is not None else 'centralized'})")
-        self.sample_indices_ = indices
-        self.sample_weight_ = weights
-        self.n_queries_ = int(indices.shape[0])
 
     def _federation(self, X, y, client_rows, indices, weights, rng):
         """The in-process federation the training runs over.
@@ -338,6 +344,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         counts = self.sampler_._fit_federated(transport, n_features, sampler_rng)
         indices = self.sampler_.sample_indices_
         self.masked_model_ = self._train(transport, n_features, indices, counts).masked
+        self._check_finite_model()
         self.communication_ = transport.channel.summary()
         self.sample_indices_ = indices
         self.sample_weight_ = self.sampler_.sample_weight_

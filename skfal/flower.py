@@ -6,7 +6,11 @@ SuperNode, over Flower's Message API: every message carries the names of the
 client steps to run (a ``ConfigRecord``) and their arrays (an
 ``ArrayRecord``); a client keeps what its steps keep between messages in the
 Flower ``context.state``. With the same seeds, a Flower run and the in-process
-fit select the same rows with the same weights.
+fit select the same rows with the same weights and, for a
+``FederatedActiveRegressor``, learn the same model: each client reads the
+labels of its selected rows only, through the labeling function of its
+:func:`client_app`, and sends the learned model to the server unless its app
+says ``release_model=False``.
 
 This is the only skfal module that imports ``flwr`` (``pip install
 skfal[flower]``).

@@ -208,3 +208,13 @@ def test_a_client_without_labels_is_a_clear_error():
     server = FederatedActiveRegressor(budget=12, random_state=0)
     with pytest.raises(ValueError, match="has no labeling function"):
         server._fit_federated(transport, 3, np.random.RandomState(0))
+
+
+def test_a_regressor_over_a_transport_needs_a_sampler_that_runs_on_one():
+    from skfal import FederatedActiveRegressor, UniformSampler
+
+    X = np.random.RandomState(4).standard_normal((60, 2))
+    transport = simulated_federation(X, np.array_split(np.arange(60), 3), 1, Channel())
+    server = FederatedActiveRegressor(budget=9, sampler=UniformSampler())
+    with pytest.raises(TypeError, match="UniformSampler does not run over a"):
+        server._fit_federated(transport, 2, np.random.RandomState(0))

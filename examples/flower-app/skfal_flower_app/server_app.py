@@ -3,8 +3,7 @@
 The run config (``[tool.flwr.app.config]`` in pyproject.toml, or
 ``flwr run . <superlink> -c 'budget=50'``) sets the estimator
 (``"leverage"``: a LeverageScoreSampler's selection; ``"regressor"``: a
-FederatedActiveRegressor's selection and training; ``"sensitivity"``: a
-SensitivitySampler's clustering and selection), the number of clients, the
+FederatedActiveRegressor's selection and training), the number of clients, the
 budget, the protocol, the training, the server's random_state and where to
 save the result.
 """
@@ -13,7 +12,7 @@ import pickle
 
 import numpy as np
 
-from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySampler
+from skfal import FederatedActiveRegressor, LeverageScoreSampler
 from skfal.flower import server_app
 
 
@@ -23,7 +22,6 @@ def make_estimator(run_config):
     estimators = {
         "leverage": LeverageScoreSampler,
         "regressor": FederatedActiveRegressor,
-        "sensitivity": SensitivitySampler,
     }
     if kind not in estimators:
         raise ValueError(f"estimator={kind!r}: choose one of {sorted(estimators)}.")
