@@ -335,7 +335,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         if not hasattr(self.sampler_, "_fit_federated"):
             raise TypeError(
                 f"{type(self.sampler_).__name__} does not run over a transport "
-                "yet; use LeverageScoreSampler (the default)."
+                "yet; use LeverageScoreSampler (the default) or "
+                "SensitivitySampler."
             )
         sampler_rng = check_random_state(self.sampler_.random_state)
         draw_seed(sampler_rng)  # in-process, the dealer's federation seed

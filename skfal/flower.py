@@ -322,9 +322,10 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler or FederatedActiveRegressor
+    estimator : LeverageScoreSampler, SensitivitySampler or FederatedActiveRegressor
         Unfitted; cloned. Its ``random_state`` is the server's. A regressor
-        must use a ``LeverageScoreSampler`` (the default ``sampler``).
+        must use a ``LeverageScoreSampler`` (the default ``sampler``) or a
+        ``SensitivitySampler``.
     grid : flwr.serverapp.Grid
     n_clients : int
         SuperNodes to wait for (``partition-id`` ``0, ..., n_clients - 1``).
@@ -338,7 +339,13 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
         by client: client 0's rows first), ``sample_weight_``, ``n_draws_``,
         ``communication_``, ``clients_`` (the partition ids); the map
         ``whitener_`` stays with the clients (each ClientApp keeps its own),
-        so ``transform`` is not available at the server. A regressor has
+        so ``transform`` is not available at the server. A
+        ``SensitivitySampler`` has the selection, ``scores_`` (in the
+        clients' working units ``X / 2**x``, ``x`` known to the clients
+        only), ``medoid_indices_``, ``probe_indices_``, ``n_clusters_``,
+        ``n_iter_``, ``medoid_losses_``, ``n_queries_`` and
+        ``communication_``; the centres and each row's cluster stay with the
+        clients. A regressor has
         ``sampler_`` (that sampler), ``sample_indices_``, ``sample_weight_``,
         ``n_queries_``, ``communication_`` (selection and training),
         ``coef_`` and ``intercept_`` (the model the clients released;
@@ -355,11 +362,13 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
 
     from skfal._leverage import LeverageScoreSampler
     from skfal._regressor import FederatedActiveRegressor
+    from skfal._sensitivity import SensitivitySampler
 
-    if not isinstance(estimator, LeverageScoreSampler | FederatedActiveRegressor):
+    runs = LeverageScoreSampler | FederatedActiveRegressor | SensitivitySampler
+    if not isinstance(estimator, runs):
         raise TypeError(
-            "skfal.flower.fit runs LeverageScoreSampler's and "
-            "FederatedActiveRegressor's protocols; got "
+            "skfal.flower.fit runs the protocols of LeverageScoreSampler, "
+            "SensitivitySampler and FederatedActiveRegressor; got "
             f"{type(estimator).__name__}."
         )
     estimator = clone(estimator)
@@ -494,16 +503,18 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
     """A Flower ``ServerApp`` that fits ``estimator`` over the SuperNodes.
 
     Run-config keys override the arguments: ``num-clients``, ``timeout``,
-    ``random-state``, ``budget``, ``protocol`` (a regressor's sampler's),
-    and for a ``FederatedActiveRegressor`` ``training`` and ``alpha``;
-    ``transcript`` (a path, ``.npz``) saves every array the server
-    received, for an audit.
+    ``random-state``, ``protocol`` (a regressor's sampler's) and any other
+    parameter of the estimator, hyphenated (``budget``, ``training``,
+    ``n-clusters``, ``max-iter``, ...); ``transcript`` (a path, ``.npz``)
+    saves every array the server received, for an audit.
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler, FederatedActiveRegressor or callable
-        The estimator to fit, or ``estimator(run_config)`` returning it (an
-        app that fits what its run config names).
+    estimator : estimator or callable
+        The estimator to fit (a ``LeverageScoreSampler``,
+        ``SensitivitySampler`` or ``FederatedActiveRegressor``, as
+        :func:`fit` takes), or ``estimator(run_config)`` returning it (an app
+        that fits what its run config names).
     n_clients : int, default=None
         SuperNodes to wait for (required here or in the run config).
     timeout : float, default=120.0
@@ -542,9 +553,11 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
                 params["sampler"] = clone(sampler).set_params(protocol=protocol)
             elif "protocol" in chosen.get_params():
                 params["protocol"] = protocol
-        for key in ("training", "alpha"):
-            if key in run_config and regressor:
-                params[key] = run_config[key]
+        own = chosen.get_params(deep=False)
+        for key, value in run_config.items():  # e.g. training, n-clusters
+            name = key.replace("-", "_")
+            if name in own and name not in params and name != "sampler":
+                params[name] = value
         clients = int(run_config.get("num-clients", n_clients or 0))
         if clients < 1:
             raise ValueError(

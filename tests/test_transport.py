@@ -218,3 +218,68 @@ def test_a_regressor_over_a_transport_needs_a_sampler_that_runs_on_one():
     server = FederatedActiveRegressor(budget=9, sampler=UniformSampler())
     with pytest.raises(TypeError, match="UniformSampler does not run over a"):
         server._fit_federated(transport, 2, np.random.RandomState(0))
+
+
+@pytest.mark.parametrize(
+    "holder_constant, sampling",
+    [(np.inf, "pivotal"), ("auto", "pivotal"), (2.0, "iid")],
+)
+def test_sensitivity_server_side_on_a_transport_equals_the_estimators_fit(
+    holder_constant, sampling
+):
+    # SensitivitySampler's server side (row counts, the common scale, the
+    # clustering, the scores, the selection) over a transport whose clients
+    # hold their rows client by client and read labels through a labeling
+    # function: exactly the estimator's fit, and the server receives no row
+    # and no label.
+    from skfal import SensitivitySampler
+    from skfal.flower import federation_seed
+    from tests.test_federated_leverage import contains_raw_row
+
+    rng = np.random.RandomState(4)
+    X = np.vstack([rng.normal(c, 0.3, (60, 3)) for c in (0.0, 3.0, 6.0)])
+    y = X @ [1.0, -1.0, 2.0] + 0.1 * rng.standard_normal(180)
+    groups = np.repeat([0, 1, 2], [70, 60, 50])
+    params = dict(
+        budget=24,
+        n_clusters=4,
+        holder_constant=holder_constant,
+        sampling=sampling,
+        max_iter=4,
+        random_state=2,
+    )
+    fitted = SensitivitySampler(**params).fit(X, y, groups=groups)
+    client_rows = [np.flatnonzero(groups == c) for c in range(3)]
+    transport = simulated_federation(X, client_rows, federation_seed(2), Channel())
+    transport.client_rows = None  # the server's own (client by client) order
+    asked = []
+    for state, rows in zip(transport.states, client_rows, strict=True):
+
+        def reader(local, rows=rows):
+            asked.append(rows[local])
+            return y[rows][local]
+
+        state["label_reader"] = reader
+    server = SensitivitySampler(**params)
+    server_rng = np.random.RandomState(2)
+    from skfal._sampling import draw_seed
+
+    draw_seed(server_rng)  # the dealer's federation seed, in-process
+    with transcript() as messages:
+        server._fit_federated(transport, 3, server_rng)
+    assert np.array_equal(server.sample_indices_, fitted.sample_indices_)
+    assert np.allclose(server.sample_weight_, fitted.sample_weight_, rtol=1e-12)
+    assert np.array_equal(server.medoid_indices_, fitted.medoid_indices_)
+    assert np.array_equal(server.probe_indices_, fitted.probe_indices_)
+    assert server.n_iter_ == fitted.n_iter_
+    assert server.communication_ == fitted.communication_
+    bought = np.union1d(fitted.medoid_indices_, fitted.probe_indices_)
+    if holder_constant == np.inf:
+        assert not asked  # distance-only scores read no label
+    else:
+        assert np.array_equal(np.unique(np.concatenate(asked)), bought)
+    for m in messages:
+        if m.receiver == "server":
+            assert not contains_raw_row(m.array, X), m.phase
+            if m.array.dtype.kind == "f":
+                assert not np.isin(m.array, y).any(), m.phase

@@ -20,8 +20,14 @@ This package never imports an estimator; estimators import from here only.
 from skfal._federated._channel import Channel, merge_summaries
 from skfal._federated._clustering import (
     SensitivityResult,
+    cluster_rotation,
+    federated_clustering,
+    federated_scores,
+    federated_stand_in_counts,
     run_sensitivity_protocol,
     run_stand_in_counts,
+    send_eligible,
+    sensitivity_counts,
 )
 from skfal._federated._leverage import (
     LeverageResult,
@@ -85,6 +91,10 @@ __all__ = [
     "client_labeled_rows",
     "client_seeds",
     "client_view",
+    "cluster_rotation",
+    "federated_clustering",
+    "federated_scores",
+    "federated_stand_in_counts",
     "fedsvd_leverage",
     "global_training",
     "key_session",
@@ -105,7 +115,9 @@ __all__ = [
     "run_row_counts",
     "run_sensitivity_protocol",
     "run_stand_in_counts",
+    "send_eligible",
     "send_selection",
+    "sensitivity_counts",
     "server_send_selection",
     "session_keys",
     "session_transport",

@@ -166,20 +166,26 @@ def server_factor(units):
 
 
 # ------------------------------------------------------- client steps by name
-def _labeled_rows(state):
-    """The client's selected rows and weights, as the selection message gave
-    them (``"selection_indices"``, ``"selection_weights"``)."""
-    indices = np.asarray(state["selection_indices"], dtype=np.int64)
-    return dense_rows(state["X"], indices), np.asarray(
-        state["selection_weights"], dtype=np.float64
-    )
+def _labeled_rows(state, config):
+    """The client's rows to train on and their weights, as a message gave
+    them: ``config["rows"]`` (default ``"selection"``) names the kept
+    ``<rows>_indices`` and ``<rows>_weights`` (the selection; the medoids of
+    sensitivity sampling). With ``config["scaled"]`` the rows are read in
+    the units of the kept ``"row_exponent"`` ``x`` (``X / 2**x``)."""
+    rows = config.get("rows", "selection")
+    indices = np.asarray(state[rows + "_indices"], dtype=np.int64)
+    X_l = dense_rows(state["X"], indices)
+    if config.get("scaled"):
+        X_l = np.ldexp(X_l, -int(state["row_exponent"][0]))
+    return X_l, np.asarray(state[rows + "_weights"], dtype=np.float64)
 
 
-def _labels(state):
-    """The labels of the client's selected rows, read once (and kept)."""
-    if "train_labels" not in state:
-        state["train_labels"] = read_labels(state, state["selection_indices"])
-    return state["train_labels"]
+def _labels(state, config):
+    """The labels of the client's rows to train on, read once (and kept)."""
+    rows = config.get("rows", "selection")
+    if rows + "_labels" not in state:
+        state[rows + "_labels"] = read_labels(state, state[rows + "_indices"])
+    return state[rows + "_labels"]
 
 
 def _training_rotation(state, n_columns):
@@ -207,7 +213,7 @@ def _magnitudes(values):
 @client_step("train_sums")
 def step_train_sums(state, config):
     """Global training, 1: keep ``[sum w x, sum w]`` over the labeled rows."""
-    X_l, weights = _labeled_rows(state)
+    X_l, weights = _labeled_rows(state, config)
     sums = client_weighted_sums(X_l, weights)
     state["train_sums"], state["train_sums_magnitudes"] = sums, _magnitudes(sums)
 
@@ -220,7 +226,7 @@ def step_train_residual(state, config, units):
         client_decode(units, state["train_sums_bounds"])
     )
     state["x_mean"], state["total_weight"] = x_mean, np.array([total])
-    X_l, weights = _labeled_rows(state)
+    X_l, weights = _labeled_rows(state, config)
     residual = client_residual_sums(X_l, weights, x_mean)
     state["train_residual"] = residual
     state["train_residual_magnitudes"] = _magnitudes(residual)
@@ -236,8 +242,8 @@ def step_train_system(state, config, *units):
         residual = client_decode(units[0], state["train_residual_bounds"])
         x_mean = state["x_mean"] + residual / state["total_weight"][0]
         state["x_mean"] = x_mean
-    X_l, weights = _labeled_rows(state)
-    system = client_system(X_l, _labels(state), weights, x_mean)
+    X_l, weights = _labeled_rows(state, config)
+    system = client_system(X_l, _labels(state, config), weights, x_mean)
     state["train_system"] = system
     state["train_system_magnitudes"] = client_column_magnitudes(system)
 
@@ -277,9 +283,9 @@ def step_train_solve(state, config, r_units):
 def step_local_share(state, config):
     """FALE-local, 1: keep ``n_i [coef_i, intercept_i, 1]`` of the client's own
     weighted fit (labels read here)."""
-    X_l, weights = _labeled_rows(state)
+    X_l, weights = _labeled_rows(state, config)
     share = client_local_share(
-        X_l, _labels(state), weights, config["alpha"], config["intercept"]
+        X_l, _labels(state, config), weights, config["alpha"], config["intercept"]
     )
     state["local_share"], state["local_share_magnitudes"] = share, _magnitudes(share)
 
@@ -324,7 +330,16 @@ def _server_model(replies, masked):
     return TrainingResult(model, masked, tuple(sorted(released)))
 
 
-def global_training(transport, labeled, *, n_features, alpha=0.0, fit_intercept=True):
+def global_training(
+    transport,
+    labeled,
+    *,
+    n_features,
+    alpha=0.0,
+    fit_intercept=True,
+    rows="selection",
+    scaled=False,
+):
     """The server's side of ``"global"`` training (module docstring).
 
     Parameters
@@ -337,6 +352,12 @@ def global_training(transport, labeled, *, n_features, alpha=0.0, fit_intercept=
     n_features : int
     alpha : float, default=0.0
     fit_intercept : bool, default=True
+    rows : str, default="selection"
+        The rows the clients train on (kept ``<rows>_indices`` and
+        ``<rows>_weights``).
+    scaled : bool, default=False
+        Train on the rows divided by ``2**x``, ``x`` the kept
+        ``"row_exponent"`` (sensitivity sampling's working units).
 
     Returns
     -------
@@ -347,12 +368,12 @@ def global_training(transport, labeled, *, n_features, alpha=0.0, fit_intercept=
     everyone = list(transport.clients)
     active = [c for c in everyone if labeled[c] >= 1]
     n_columns = n_features + int(fit_intercept) + 1
-    config = {"intercept": bool(fit_intercept)}
+    config = {"intercept": bool(fit_intercept), "rows": rows, "scaled": scaled}
     key_agreement(transport)
     headroom = int(np.ceil(np.log2(max(len(active), 1))))
     units = ()
     if fit_intercept:
-        transport.tell("train_sums", "weighted_sums", clients=active)
+        transport.tell("train_sums", "weighted_sums", config=config, clients=active)
         total = secure_sum(
             transport,
             active,
@@ -362,7 +383,9 @@ def global_training(transport, labeled, *, n_features, alpha=0.0, fit_intercept=
             headroom,
             everyone,
         )
-        transport.tell("train_residual", "weighted_sums", broadcast=(total,))
+        transport.tell(
+            "train_residual", "weighted_sums", broadcast=(total,), config=config
+        )
         residual = secure_sum(
             transport,
             active,

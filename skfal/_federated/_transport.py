@@ -59,7 +59,7 @@ DATA_KEYS = frozenset(
     }
 )
 # State entries a step may cache for later steps of the same message only.
-LOCAL_KEYS = DATA_KEYS | {"design"}
+LOCAL_KEYS = DATA_KEYS | {"design", "scaled_X"}
 
 # Purposes of a client's private streams (the spawn key of its seeds).
 _SHARED, _SAMPLING, _SECRET = 0, 1, 2
@@ -328,6 +328,14 @@ class Transport:
             start = stop
         return local, positions
 
+    def check_labels(self, rows, what, hint):
+        """Before clients read the labels of ``rows`` (federation order).
+
+        Nothing here: a client without a label says so itself. The
+        in-process transport names the missing rows of the simulation's
+        labels up front (so ``query`` can list them).
+        """
+
     def _deliver(self, batches):
         """Run each client's requests in order; the reply to each one's last.
 
@@ -364,6 +372,14 @@ class InProcessTransport(Transport):
         self.states = states
         self.client_rows = client_rows
         self.n_jobs = n_jobs
+        self.labels = None  # the simulation's y, for check_labels only
+
+    def check_labels(self, rows, what, hint):
+        if self.labels is None:
+            return
+        from skfal._validation import check_labels_at  # imports scikit-learn
+
+        check_labels_at(self.labels, np.asarray(rows, dtype=np.int64), what, hint)
 
     def _run(self, c, requests):
         reply = ()

@@ -2,7 +2,8 @@
 
 The run config (``[tool.flwr.app.config]`` in pyproject.toml, or
 ``flwr run . <superlink> -c 'budget=50'``) sets the estimator
-(``"leverage"``: a LeverageScoreSampler's selection; ``"regressor"``: a
+(``"leverage"``: a LeverageScoreSampler's selection; ``"sensitivity"``: a
+SensitivitySampler's clustering and selection; ``"regressor"``: a
 FederatedActiveRegressor's selection and training), the number of clients, the
 budget, the protocol, the training, the server's random_state and where to
 save the result.
@@ -12,7 +13,7 @@ import pickle
 
 import numpy as np
 
-from skfal import FederatedActiveRegressor, LeverageScoreSampler
+from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySampler
 from skfal.flower import server_app
 
 
@@ -22,6 +23,7 @@ def make_estimator(run_config):
     estimators = {
         "leverage": LeverageScoreSampler,
         "regressor": FederatedActiveRegressor,
+        "sensitivity": SensitivitySampler,
     }
     if kind not in estimators:
         raise ValueError(f"estimator={kind!r}: choose one of {sorted(estimators)}.")
@@ -36,7 +38,16 @@ def save(fitted, context):
         "sample_indices": fitted.sample_indices_,
         "sample_weight": fitted.sample_weight_,
     }
-    for name in ("scores", "n_draws", "coef", "intercept", "masked_model"):
+    for name in (
+        "scores",
+        "n_draws",
+        "coef",
+        "intercept",
+        "masked_model",
+        "medoid_indices",
+        "probe_indices",
+        "n_iter",
+    ):
         value = getattr(fitted, name + "_", None)
         if value is not None:
             summary[name] = np.atleast_1d(value)
