@@ -26,7 +26,11 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from skfal import FederatedActiveRegressor, LeverageScoreSampler  # noqa: E402
+from skfal import (  # noqa: E402
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    SensitivitySampler,
+)
 from skfal.flower import federation_seed  # noqa: E402
 from tests.test_federated_leverage import contains_raw_row  # noqa: E402
 
@@ -369,6 +373,43 @@ def test_flower_regressor_equals_the_in_process_fit(federation, data, target):
         # the secure stack, the solve), "local" 4 (a secure sum, the solve).
         trips = {"qr": 10, "fedsvd": 7}[protocol] + {"global": 12, "local": 4}[training]
         assert int(fitted["serialized_round_trips"][0]) == trips
+
+
+def test_flower_sensitivity_sampler_equals_the_in_process_fit(federation, data):
+    # SensitivitySampler's clustering (Lloyd rounds on secure sums), scores
+    # and pivotal selection on Flower: the same medoids, rows and weights as
+    # fit(X, groups=...), the same bytes per phase, no raw row received.
+    X, groups = data
+    out = federation.root / "sensitivity.npz"
+    audit = federation.root / "sensitivity-received.npz"
+    status, details = federation.run(
+        federation.app,
+        {
+            "estimator": "sensitivity",
+            "budget": 20,
+            "n-clusters": 3,
+            "max-iter": 2,
+            "random-state": SEED,
+            "output": str(out),
+            "transcript": str(audit),
+        },
+    )
+    assert status == "finished:completed", details
+    fitted = np.load(out)
+    ref = SensitivitySampler(budget=20, n_clusters=3, max_iter=2, random_state=SEED)
+    ref.fit(X, groups=groups)
+    assert np.array_equal(fitted["sample_indices"], ref.sample_indices_)
+    assert np.allclose(fitted["sample_weight"], ref.sample_weight_, rtol=1e-10)
+    assert np.array_equal(fitted["medoid_indices"], ref.medoid_indices_)
+    assert int(fitted["n_iter"][0]) == ref.n_iter_
+    # The server's scores are in the clients' working units X / 2**x: the
+    # in-process scores times a power of two the server does not know.
+    scored = ref.scores_ > 0  # the bought rows score 0 at both
+    assert np.array_equal(fitted["scores"] > 0, scored)
+    ratio = fitted["scores"][scored] / ref.scores_[scored]
+    assert np.allclose(ratio, ratio[0], rtol=1e-10)
+    assert np.log2(ratio[0]) == np.round(np.log2(ratio[0]))
+    check_bytes_and_audit(fitted, audit, ref, X)
 
 
 def test_a_client_that_never_connects_is_a_clear_error(federation):
