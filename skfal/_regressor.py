@@ -4,6 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -11,13 +12,14 @@ from skfal._base import DocLinkMixin
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, num_samples
 from skfal._federated import (
     Channel,
-    client_labeled_rows,
-    client_view,
+    adopt_session_keys,
+    global_training,
     key_session,
+    local_training,
     merge_summaries,
-    run_global_training,
-    run_local_training,
-    server_send_selection,
+    send_selection,
+    session_transport,
+    simulated_federation,
 )
 from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
@@ -242,39 +244,116 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             self.communication_ = {}
         else:
             _, client_rows = check_groups(groups, X.shape[0])
-            channel = Channel()
-            # Each client learns which of its rows to label, and their
-            # weights, from the server's message alone (the sampler's, or
-            # sent here for a sampler that does not keep it); labels are
-            # read there.
-            received = getattr(self.sampler_, "_received_selection", None)
-            if received is None:
-                received = server_send_selection(channel, client_rows, indices, weights)
-            clients = [
-                client_labeled_rows(client_view(X, rows), y[rows], *message)
-                for rows, message in zip(client_rows, received, strict=True)
-            ]
-            common = dict(
-                alpha=self.alpha, fit_intercept=self.fit_intercept, n_jobs=self.n_jobs
-            )
-            if self.training == "local":
-                model = run_local_training(clients, rng, channel, **common)
-            else:
-                model = run_global_training(clients, rng, channel, **common)
-            self.coef_, self.intercept_ = model
+            transport = self._federation(X, y, client_rows, indices, weights, rng)
+            counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+            self._train(transport, X.shape[1], indices, counts)
             self.communication_ = merge_summaries(
-                getattr(self.sampler_, "communication_", {}), channel.summary()
+                getattr(self.sampler_, "communication_", {}),
+                transport.channel.summary(),
             )
+        self._check_finite_model()
+        progress(f"trained ({self.training if groups is not None else 'centralized'})")
+        self.sample_indices_ = indices
+        self.sample_weight_ = weights
+        self.n_queries_ = int(indices.shape[0])
+
+    def _check_finite_model(self):
+        """A clear error when the model overflows (none when it was kept)."""
+        if self.coef_ is None:
+            return
         if not (np.all(np.isfinite(self.coef_)) and np.isfinite(self.intercept_)):
             raise ValueError(
                 "The fitted coefficients overflow float64 (labels much larger "
                 "than the features, e.g. y near 1e300 with X near 1e-300): "
                 "divide y by its scale, or multiply X by one."
             )
-        progress(f"trained ({self.training if groups is not None else 'centralized'})")
+
+    def _federation(self, X, y, client_rows, indices, weights, rng):
+        """The in-process federation the training runs over.
+
+        The sampler's, when it ran over one (its clients kept their rows to
+        label, their weights and their keys); otherwise a new one whose
+        clients keep the selection as the sampler's message gave it (or as
+        sent here) and the fit's keys. Each client holds its own labels
+        (its oracle); the training steps read them at its selected rows only.
+        """
+        transport = session_transport()
+        if transport is not None:
+            transport.channel = Channel()  # the sampler counted its own phases
+        else:
+            transport = simulated_federation(
+                X, client_rows, draw_seed(rng), Channel(), self.n_jobs
+            )
+            adopt_session_keys(transport)
+            received = getattr(self.sampler_, "_received_selection", None)
+            if received is None:
+                counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+                send_selection(transport, indices, weights, counts)
+                transport.flush()
+            else:  # the sampler sent it (and counted it)
+                for state, (local, local_weights) in zip(
+                    transport.states, received, strict=True
+                ):
+                    state["selection_indices"] = local
+                    state["selection_weights"] = local_weights
+        for state, rows in zip(transport.states, client_rows, strict=True):
+            state["labels"] = y[rows]
+        return transport
+
+    def _train(self, transport, n_features, indices, counts):
+        """The server's side of the training over ``transport``.
+
+        Every client kept its selection; the server knows how many rows
+        each one labels (it chose ``indices``; ``counts`` are the clients'
+        numbers of rows). Sets ``coef_`` and ``intercept_`` from the model the
+        clients release (``None`` when they keep it, see
+        :func:`skfal.flower.client_app`).
+        """
+        local, _ = transport.split(indices, counts)
+        labeled = {c: int(local[c].shape[0]) for c in transport.clients}
+        common = dict(alpha=self.alpha, fit_intercept=self.fit_intercept)
+        if self.training == "local":
+            result = local_training(transport, labeled, **common)
+        else:
+            result = global_training(
+                transport, labeled, n_features=n_features, **common
+            )
+        transport.flush()
+        if result.model is None:
+            self.coef_ = self.intercept_ = None
+        else:
+            self.coef_, self.intercept_ = result.model
+        return result
+
+    def _fit_federated(self, transport, n_features, rng):
+        """The server's side of a federated fit, over any transport.
+
+        The sampler's protocol and selection (its ``_fit_federated``), then
+        the training over the same clients, who read their labels at the
+        selected rows only. Sets the attributes the server knows. Returns
+        each client's number of rows.
+        """
+        self.sampler_ = self._make_sampler(rng)
+        if not hasattr(self.sampler_, "_fit_federated"):
+            raise TypeError(
+                f"{type(self.sampler_).__name__} does not run over a transport "
+                "yet; use LeverageScoreSampler (the default) or "
+                "SensitivitySampler."
+            )
+        sampler_rng = check_random_state(self.sampler_.random_state)
+        draw_seed(sampler_rng)  # in-process, the dealer's federation seed
+        self.sampler_.n_features_in_ = n_features
+        self.sampler_.clients_ = np.asarray(transport.clients)
+        counts = self.sampler_._fit_federated(transport, n_features, sampler_rng)
+        indices = self.sampler_.sample_indices_
+        self.masked_model_ = self._train(transport, n_features, indices, counts).masked
+        self._check_finite_model()
+        self.communication_ = transport.channel.summary()
         self.sample_indices_ = indices
-        self.sample_weight_ = weights
+        self.sample_weight_ = self.sampler_.sample_weight_
         self.n_queries_ = int(indices.shape[0])
+        self.n_features_in_ = n_features
+        return counts
 
     def query(self, X, y=None, groups=None):
         """The next rows to label, given the labels already in ``y``.
@@ -381,6 +460,14 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             ``X @ coef_ + intercept_``.
         """
         check_is_fitted(self)
+        if self.coef_ is None:
+            raise NotFittedError(
+                "The clients kept the model: this FederatedActiveRegressor was "
+                "fitted on Flower with client_app(..., release_model=False), so "
+                "the server holds the selection and the masked model only "
+                "(coef_ is None). Predict at a client (each keeps the model), or "
+                "start the ClientApps with release_model=True."
+            )
         X = validate_rows(self, X, reset=False)
         return matvec(X, self.coef_) + self.intercept_
 

@@ -13,11 +13,18 @@ from skfal._clustering import assign
 from skfal._compat import Interval, Options, StrOptions, fit_context
 from skfal._federated import (
     Channel,
+    cluster_rotation,
+    federated_clustering,
+    federated_scores,
+    federated_stand_in_counts,
     key_session,
-    run_largest_exponent,
     run_sensitivity_protocol,
     run_stand_in_counts,
-    server_send_selection,
+    send_eligible,
+    send_selection,
+    sensitivity_counts,
+    session_keys,
+    simulated_federation,
 )
 from skfal._progress import Progress, describe
 from skfal._rows import max_abs, scale_rows
@@ -25,6 +32,7 @@ from skfal._sampling import (
     WEIGHTINGS,
     Selection,
     census,
+    draw_seed,
     mixed_probabilities,
     resolve_budget,
 )
@@ -288,18 +296,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         progress(describe(X))
         X = progress.watch(X)
         n_samples = X.shape[0]
-        n_selected = resolve_budget(self.budget, n_samples)
-        k = self._n_clusters(n_selected)
-        if k > n_samples:
-            raise ValueError(
-                f"n_clusters={k} exceeds the number of rows n_samples={n_samples}."
-            )
-        if k > n_selected:
-            raise ValueError(
-                f"budget={self.budget!r} gives {n_selected} rows, fewer than "
-                f"n_clusters={k}: every cluster's medoid is selected. Lower "
-                "n_clusters or raise the budget."
-            )
+        n_selected, k = self._sizes(n_samples)
         # Labels matter only to Algorithm 2's scores; they are read at the
         # medoids and probes alone.
         y = (
@@ -311,17 +308,13 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             else None
         )
         rng = check_random_state(self.random_state)
-        if groups is None:
-            self.clients_, client_rows = None, [np.arange(n_samples)]
-        else:
-            self.clients_, client_rows = check_groups(groups, n_samples)
+        if groups is not None:
+            return self._fit_simulated(X, y, groups, rng, progress)
+        self.clients_, client_rows = None, [np.arange(n_samples)]
         # Work in a scaled space (see _Units): the same rows at any scale of
         # X or y, and no distance, loss or score under- or overflows.
         channel = Channel()
-        if groups is None:
-            exponent = int(np.frexp(max_abs(X))[1])
-        else:  # the clients' secure maximum
-            exponent = run_largest_exponent(X, client_rows, rng, channel)
+        exponent = int(np.frexp(max_abs(X))[1])
         units = _Units(exponent, int(self.z))
         X = units.scale_X(X)
         n_sub = self.subsample_size or max(10_000, 40 * k)
@@ -344,6 +337,61 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             f"clustered into {result.medoids.size} clusters "
             f"({result.clustering.n_iter} Lloyd rounds), scored"
         )
+        labels_bought, forced, scores = self._bought(result, n_selected)
+        if n_selected == n_samples:
+            selection = census(n_samples)
+        else:
+            assignments = result.clustering.assignments
+            selection = self._draw_beyond_forced(
+                scores,
+                result.medoids,
+                forced,
+                n_selected,
+                rng,
+                lambda rows: run_stand_in_counts(
+                    client_rows, assignments, rows, result.medoids.size, channel
+                ),
+                X=X,
+            )
+        self._received_selection = None
+        progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
+        with_labels = result.holder is not None
+        self._units = units
+        self._holder_scaled, self._loss_scaled = result.holder, result.medoid_loss
+        self._set_selection(selection, result)
+        self.scores_ = units.unscale_scores(scores, with_labels)
+        self.labels_ = result.labels
+        self.cluster_centers_ = units.unscale(result.clustering.centres, units.x)
+        self.holder_constants_ = (
+            units.unscale(result.holder, -units.z * units.x) if with_labels else None
+        )
+        proxy = result.proxy
+        self.proxy_coef_ = (
+            None if proxy is None else units.unscale(proxy.coef, -units.x)
+        )
+        self.proxy_intercept_ = 0.0 if proxy is None else float(proxy.intercept)
+        self.communication_ = {}
+        return self
+
+    def _sizes(self, n_samples):
+        """The budget in rows and the number of clusters, checked."""
+        n_selected = resolve_budget(self.budget, n_samples)
+        k = self._n_clusters(n_selected)
+        if k > n_samples:
+            raise ValueError(
+                f"n_clusters={k} exceeds the number of rows n_samples={n_samples}."
+            )
+        if k > n_selected:
+            raise ValueError(
+                f"budget={self.budget!r} gives {n_selected} rows, fewer than "
+                f"n_clusters={k}: every cluster's medoid is selected. Lower "
+                "n_clusters or raise the budget."
+            )
+        return n_selected, k
+
+    def _bought(self, result, n_selected):
+        """The labels bought, the rows forced into the selection, and the
+        scores with the bought rows at 0."""
         labels_bought = np.union1d(result.medoids, result.probes)
         if labels_bought.size > n_selected:
             raise ValueError(
@@ -368,54 +416,137 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 "(holder_constant=np.inf)."
             )
         scores[labels_bought] = 0.0
+        return labels_bought, forced, scores
+
+    def _set_selection(self, selection, result):
+        self.sample_indices_ = selection.indices
+        self.sample_weight_ = selection.weights
+        self.n_draws_ = selection.n_draws
+        self.medoid_indices_ = result.medoids
+        self.probe_indices_ = result.probes
+        self.n_clusters_ = result.medoids.size
+        self.n_iter_ = result.clustering.n_iter
+        with_labels = result.holder is not None
+        self.medoid_losses_ = result.medoid_loss if with_labels else None
+        self.n_queries_ = result.n_labels_read
+
+    def _fit_simulated(self, X, y, groups, rng, progress):
+        """The federated fit in one process: the server's side
+        (:meth:`_fit_federated`) over an in-process transport, then what the
+        holder of the fitted estimator keeps from the clients (the centres,
+        each row's cluster, the working units)."""
+        self.clients_, client_rows = check_groups(groups, X.shape[0])
+        transport = simulated_federation(
+            X, client_rows, draw_seed(rng), Channel(), self.n_jobs
+        )
+        if y is not None:
+            transport.labels = y
+            for state, rows in zip(transport.states, client_rows, strict=True):
+                state["labels"] = y[rows]
+        result, _ = self._run_federated(transport, X.shape[1], rng, y is not None)
+        progress(
+            f"clustered into {result.medoids.size} clusters "
+            f"({result.clustering.n_iter} Lloyd rounds), scored, selected "
+            f"{self.sample_indices_.shape[0]:,} rows ({self.sampling})"
+        )
+        states = transport.states
+        units = _Units(int(states[0]["row_exponent"][0]), int(self.z))
+        with_labels = result.holder is not None
+        holder = result.holder
+        if with_labels and self.holder_constant != "auto":  # the user's units
+            holder = np.full(holder.shape[0], units.scale_holder(self.holder_constant))
+        self._units = units
+        self._holder_scaled, self._loss_scaled = holder, result.medoid_loss
+        self.scores_ = units.unscale_scores(self.scores_, with_labels)
+        rotation = cluster_rotation(states[0], X.shape[1])
+        self.cluster_centers_ = units.unscale(
+            states[0]["centres_rot"] @ rotation.T, units.x
+        )
+        self.labels_ = transport.gather(
+            {c: state["assign_labels"] for c, state in enumerate(states)}
+        ).astype(np.int64)
+        self.holder_constants_ = (
+            units.unscale(holder, -units.z * units.x) if with_labels else None
+        )
+        proxy_coef = states[0].get("model_coef") if with_labels else None
+        self.proxy_coef_ = (
+            None if proxy_coef is None else units.unscale(proxy_coef, -units.x)
+        )
+        self.proxy_intercept_ = (
+            0.0 if proxy_coef is None else float(states[0]["model_intercept"][0])
+        )
+        session_keys(transport)  # a regressor trains over the same clients
+        self._received_selection = [
+            (state["selection_indices"], state["selection_weights"]) for state in states
+        ]
+        return self
+
+    def _fit_federated(self, transport, n_features, rng):
+        """The server's side of a federated fit, over any transport: the
+        clients read labels (their labeling functions) when the scores need
+        them. Returns each client's number of rows."""
+        return self._run_federated(transport, n_features, rng, self._reads_labels())[1]
+
+    def _run_federated(self, transport, n_features, rng, reads_labels):
+        """The server's side of a federated fit, over any transport.
+
+        Row counts and the common scale, the clustering, the scores and the
+        selection, sent to the clients. Sets the attributes the server
+        knows: the selection, the medoids and probes (bought rows), the
+        scores in the clients' working units (``X / 2**x``, ``x`` known to
+        the clients only), ``communication_``. Returns the protocol's result
+        and each client's number of rows.
+        """
+        counts = sensitivity_counts(transport)
+        n_samples = int(sum(counts.values()))
+        n_selected, k = self._sizes(n_samples)
+        n_sub = self.subsample_size or max(10_000, 40 * k)
+        clustering = federated_clustering(
+            transport,
+            counts,
+            n_features=n_features,
+            n_clusters=k,
+            z=int(self.z),
+            n_sub=min(n_sub, n_samples),
+            max_iter=self.max_iter,
+            random_state=rng,
+        )
+        result = federated_scores(
+            transport,
+            counts,
+            clustering,
+            n_features=n_features,
+            z=int(self.z),
+            holder_constant=self.holder_constant,
+            with_labels=bool(reads_labels) and self._reads_labels(),
+            fit_intercept=self.fit_intercept,
+            max_probes=n_selected - k,
+            random_state=rng,
+        )
+        labels_bought, forced, scores = self._bought(result, n_selected)
         if n_selected == n_samples:
             selection = census(n_samples)
         else:
             selection = self._draw_beyond_forced(
-                X,
                 scores,
                 result.medoids,
                 forced,
                 n_selected,
                 rng,
-                (client_rows, result.clustering.assignments, channel),
-                groups is not None,
+                lambda rows: federated_stand_in_counts(
+                    transport, counts, rows, result.medoids.size
+                ),
+                federation=(transport, counts),
+                before_draw=lambda eligible: send_eligible(
+                    transport, counts, labels_bought, np.flatnonzero(~eligible)
+                ),
             )
-        # What each client received: its rows to label and their weights.
-        self._received_selection = (
-            None
-            if groups is None
-            else server_send_selection(
-                channel, client_rows, selection.indices, selection.weights
-            )
-        )
-
-        progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
-        with_labels = result.holder is not None
-        self._units = units
-        self._holder_scaled, self._loss_scaled = result.holder, result.medoid_loss
-        self.sample_indices_ = selection.indices
-        self.sample_weight_ = selection.weights
-        self.n_draws_ = selection.n_draws
-        self.scores_ = units.unscale_scores(scores, with_labels)
-        self.labels_ = result.labels
-        self.medoid_indices_ = result.medoids
-        self.probe_indices_ = result.probes
-        self.cluster_centers_ = units.unscale(result.clustering.centres, units.x)
-        self.n_clusters_ = result.medoids.size
-        self.n_iter_ = result.clustering.n_iter
-        self.holder_constants_ = (
-            units.unscale(result.holder, -units.z * units.x) if with_labels else None
-        )
-        self.medoid_losses_ = result.medoid_loss if with_labels else None
-        proxy = result.proxy
-        self.proxy_coef_ = (
-            None if proxy is None else units.unscale(proxy.coef, -units.x)
-        )
-        self.proxy_intercept_ = 0.0 if proxy is None else float(proxy.intercept)
-        self.n_queries_ = result.n_labels_read
-        self.communication_ = {} if groups is None else channel.summary()
-        return self
+        send_selection(transport, selection.indices, selection.weights, counts)
+        transport.flush()
+        self._set_selection(selection, result)
+        self.scores_ = scores
+        self.communication_ = transport.channel.summary()
+        return result, counts
 
     def _reads_labels(self):
         return self.holder_constant != np.inf
@@ -426,36 +557,42 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         return max(1, int(round(self.n_clusters * n_selected)))
 
     def _draw_beyond_forced(
-        self, X, scores, medoids, forced, n_selected, rng, clients, federated
+        self,
+        scores,
+        medoids,
+        forced,
+        n_selected,
+        rng,
+        stand_in_counts,
+        *,
+        X=None,
+        federation=None,
+        before_draw=None,
     ):
         """Forced rows (weight 1), then the rest of the budget by score.
 
         A row that no draw can reach (probability 0: on its centre, with no
         uniform share) is represented by its cluster's medoid, which is then
         bought and weighs 1 plus the rows it stands for; the clients count
-        those rows per cluster (:func:`run_stand_in_counts`), since only they
-        know their rows' clusters. Raises a ValueError when too few rows can
-        be drawn to fill the budget.
+        those rows per cluster (``stand_in_counts(rows)``), since only they
+        know their rows' clusters. ``federation`` (a transport and the
+        clients' row counts) runs the pivotal draw over the clients, after
+        ``before_draw(eligible)`` tells them which rows may be drawn. Raises
+        a ValueError when too few rows can be drawn to fill the budget.
         """
-        client_rows, assignments, channel = clients
-        eligible = np.ones(X.shape[0], dtype=bool)
+        n_samples = scores.shape[0]
+        eligible = np.ones(n_samples, dtype=bool)
         eligible[forced] = False
         reachable_mass = self.uniform_mix > 0 or scores[eligible].sum() > 0
         p = (
             mixed_probabilities(scores, self.uniform_mix, eligible)
             if reachable_mass
-            else np.zeros(X.shape[0])
+            else np.zeros(n_samples)
         )
         unreachable = eligible & (p == 0)
         stand_in = np.zeros(medoids.size, dtype=np.int64)
         if unreachable.any():  # their medoids stand in for them
-            counts = run_stand_in_counts(
-                client_rows,
-                assignments,
-                np.flatnonzero(unreachable),
-                medoids.size,
-                channel,
-            )
+            counts = stand_in_counts(np.flatnonzero(unreachable))
             # A medoid that is unreachable itself is bought, not stood in for.
             stand_in = counts - unreachable[medoids]
             forced = np.union1d(forced, medoids[counts > 0])
@@ -478,6 +615,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     f"{forced.size + reachable.sum()}, set uniform_mix > 0, or "
                     "select every row (budget=1.0)."
                 )
+            if federation is not None and self.sampling == "pivotal":
+                before_draw(reachable)
             drawn = select_rows(
                 X,
                 scores,
@@ -487,7 +626,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 uniform_mix=self.uniform_mix,
                 weighting=self.weighting,
                 eligible=reachable,
-                federation=(client_rows, channel) if federated else None,
+                federation=federation,
             )
             weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
             n_draws = drawn.n_draws

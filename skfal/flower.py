@@ -6,7 +6,11 @@ SuperNode, over Flower's Message API: every message carries the names of the
 client steps to run (a ``ConfigRecord``) and their arrays (an
 ``ArrayRecord``); a client keeps what its steps keep between messages in the
 Flower ``context.state``. With the same seeds, a Flower run and the in-process
-fit select the same rows with the same weights.
+fit select the same rows with the same weights and, for a
+``FederatedActiveRegressor``, learn the same model: each client reads the
+labels of its selected rows only, through the labeling function of its
+:func:`client_app`, and sends the learned model to the server unless its app
+says ``release_model=False``.
 
 This is the only skfal module that imports ``flwr`` (``pip install
 skfal[flower]``).
@@ -36,16 +40,16 @@ import time
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.serde import message_to_proto
-from flwr.serverapp import ServerApp
-from sklearn.base import clone
-from sklearn.utils import check_random_state
 
 from skfal._federated import Channel, Transport, client_seeds, run_client_step
 from skfal._federated._transport import LOCAL_KEYS
-from skfal._leverage import LeverageScoreSampler
 from skfal._sampling import draw_seed
 from skfal.federated import transcript
+
+# The client side (client_app, run in a fresh process for every message)
+# imports only the protocol steps above: no estimator, no scikit-learn. The
+# server side's functions import the estimators, scikit-learn and Flower's
+# ServerApp when they run.
 
 __all__ = [
     "client_app",
@@ -76,6 +80,8 @@ def federation_seed(random_state):
         Put it in every SuperNode's node config as ``federation-seed`` to
         reproduce ``fit(X, groups=...)`` with that ``random_state``.
     """
+    from sklearn.utils import check_random_state
+
     return int(draw_seed(check_random_state(random_state)))
 
 
@@ -161,6 +167,8 @@ class FlowerTransport(Transport):
             self.serialized["array_record_bytes"] += sum(
                 len(a.data) for a in arrays.values()
             )
+        from flwr.common.serde import message_to_proto
+
         self.serialized["message_bytes"] += message_to_proto(message).ByteSize()
         self.serialized["messages"] += 1
 
@@ -314,8 +322,10 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler
-        Unfitted; cloned. Its ``random_state`` is the server's.
+    estimator : LeverageScoreSampler, SensitivitySampler or FederatedActiveRegressor
+        Unfitted; cloned. Its ``random_state`` is the server's. A regressor
+        must use a ``LeverageScoreSampler`` (the default ``sampler``) or a
+        ``SensitivitySampler``.
     grid : flwr.serverapp.Grid
     n_clients : int
         SuperNodes to wait for (``partition-id`` ``0, ..., n_clients - 1``).
@@ -324,20 +334,41 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
 
     Returns
     -------
-    fitted : LeverageScoreSampler
-        ``scores_``, ``sample_indices_`` (rows numbered client by client:
-        client 0's rows first), ``sample_weight_``, ``n_draws_``,
-        ``communication_``, ``clients_`` (the partition ids),
-        ``client_sample_indices_`` (each client's selected rows, in its own
-        numbering), ``serialized_`` and ``timings_`` (as
-        :class:`FlowerTransport`'s, and ``"connect"``: waiting for the
-        nodes, ``"total"``: the whole fit). The map
+    fitted : LeverageScoreSampler or FederatedActiveRegressor
+        A sampler has ``scores_``, ``sample_indices_`` (rows numbered client
+        by client: client 0's rows first), ``sample_weight_``, ``n_draws_``,
+        ``communication_``, ``clients_`` (the partition ids); the map
         ``whitener_`` stays with the clients (each ClientApp keeps its own),
-        so ``transform`` is not available at the server.
+        so ``transform`` is not available at the server. A
+        ``SensitivitySampler`` has the selection, ``scores_`` (in the
+        clients' working units ``X / 2**x``, ``x`` known to the clients
+        only), ``medoid_indices_``, ``probe_indices_``, ``n_clusters_``,
+        ``n_iter_``, ``medoid_losses_``, ``n_queries_`` and
+        ``communication_``; the centres and each row's cluster stay with the
+        clients. A regressor has
+        ``sampler_`` (that sampler), ``sample_indices_``, ``sample_weight_``,
+        ``n_queries_``, ``communication_`` (selection and training),
+        ``coef_`` and ``intercept_`` (the model the clients released;
+        ``None`` when their ClientApps keep it, ``release_model=False``, and
+        ``predict`` then raises), and ``masked_model_`` (what the server
+        computed: the R factor it broadcast, or the summed FedAvg shares, in
+        units it does not know). Both also have ``client_sample_indices_``
+        (each client's selected rows, in its own numbering), ``serialized_``
+        and ``timings_`` (as :class:`FlowerTransport`'s, and ``"connect"``:
+        waiting for the nodes, ``"total"``: the whole fit).
     """
-    if not isinstance(estimator, LeverageScoreSampler):
+    from sklearn.base import clone
+    from sklearn.utils import check_random_state
+
+    from skfal._leverage import LeverageScoreSampler
+    from skfal._regressor import FederatedActiveRegressor
+    from skfal._sensitivity import SensitivitySampler
+
+    runs = LeverageScoreSampler | FederatedActiveRegressor | SensitivitySampler
+    if not isinstance(estimator, runs):
         raise TypeError(
-            "skfal.flower.fit runs LeverageScoreSampler's protocols; got "
+            "skfal.flower.fit runs the protocols of LeverageScoreSampler, "
+            "SensitivitySampler and FederatedActiveRegressor; got "
             f"{type(estimator).__name__}."
         )
     estimator = clone(estimator)
@@ -346,10 +377,13 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
     connected = time.perf_counter()
     transport = FlowerTransport(grid, node_ids, Channel(), timeout=timeout)
     rng = check_random_state(estimator.random_state)
-    draw_seed(rng)  # in-process, this draw is the dealer's federation seed
     estimator.n_features_in_ = n_features
-    estimator.clients_ = np.arange(n_clients)
-    counts = estimator._fit_federated(transport, n_features, rng)
+    if isinstance(estimator, FederatedActiveRegressor):
+        counts = estimator._fit_federated(transport, n_features, rng)
+    else:
+        draw_seed(rng)  # in-process, this draw is the dealer's federation seed
+        estimator.clients_ = np.arange(n_clients)
+        counts = estimator._fit_federated(transport, n_features, rng)
     local, _ = transport.split(estimator.sample_indices_, counts)
     estimator.client_sample_indices_ = [local[c] for c in transport.clients]
     estimator.serialized_ = dict(transport.serialized)
@@ -360,7 +394,7 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
     return estimator
 
 
-def client_app(load_data):
+def client_app(load_data, label=None, *, release_model=True):
     """A Flower ``ClientApp`` running skfal's client steps on a node's rows.
 
     Parameters
@@ -370,6 +404,24 @@ def client_app(load_data):
         ``(n_i, n_features)``), called once per message; the node config
         holds ``partition-id`` and ``federation-seed`` (and optionally
         ``secret-seed``), see the module docstring.
+    label : callable, default=None
+        ``label(node_config, local_indices) -> y``: the labels of the node's
+        rows ``local_indices`` (positions among the rows ``load_data``
+        returns), one per row. Called only for the rows the server selected,
+        once per fit (the node keeps them), and only by training
+        (``FederatedActiveRegressor``); a sampler never calls it. ``None``:
+        this node cannot label, and training stops with an error saying so.
+    release_model : bool, default=True
+        Whether this node sends the model it learns to the server. ``True``:
+        the ServerApp process ends holding the fitted model (``coef_``,
+        ``intercept_``), as the in-process estimator object does; that is
+        what a deployment is usually for. ``False``: the node keeps the model
+        (in its ``context.state``) and the server ends with the selection and
+        the masked model only (``coef_`` is ``None``; ``predict`` raises). In
+        neither case does the server receive a client's own local model,
+        its rows or its labels (see the threat model in the user guide).
+        A node config key ``release-model`` (``true``/``false``) overrides it
+        for one node.
 
     Returns
     -------
@@ -399,7 +451,12 @@ def client_app(load_data):
         meta = {"partition-id": client, "n-features": int(X.shape[1])}
         if steps == [{"step": _HELLO}]:
             return _reply(message, (), meta)
-        state = {"X": X, "client": client}
+        release = config.get("release-model", release_model)
+        if isinstance(release, str):
+            release = release.strip().lower() not in ("false", "0", "no")
+        state = {"X": X, "client": client, "release_model": bool(release)}
+        if label is not None:
+            state["label_reader"] = lambda rows: label(config, rows)
         started = time.perf_counter()
         state.update(client_seeds(int(config["federation-seed"]), client))
         if "secret-seed" in config:
@@ -446,12 +503,18 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
     """A Flower ``ServerApp`` that fits ``estimator`` over the SuperNodes.
 
     Run-config keys override the arguments: ``num-clients``, ``timeout``,
-    ``random-state``, ``budget``, ``protocol``; ``transcript`` (a path,
-    ``.npz``) saves every array the server received, for an audit.
+    ``random-state``, ``protocol`` (a regressor's sampler's) and any other
+    parameter of the estimator, hyphenated (``budget``, ``training``,
+    ``n-clusters``, ``max-iter``, ...); ``transcript`` (a path, ``.npz``)
+    saves every array the server received, for an audit.
 
     Parameters
     ----------
-    estimator : LeverageScoreSampler
+    estimator : estimator or callable
+        The estimator to fit (a ``LeverageScoreSampler``,
+        ``SensitivitySampler`` or ``FederatedActiveRegressor``, as
+        :func:`fit` takes), or ``estimator(run_config)`` returning it (an app
+        that fits what its run config names).
     n_clients : int, default=None
         SuperNodes to wait for (required here or in the run config).
     timeout : float, default=120.0
@@ -463,18 +526,38 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
     -------
     app : flwr.serverapp.ServerApp
     """
+    from flwr.serverapp import ServerApp
+    from sklearn.base import clone
+
+    from skfal._leverage import LeverageScoreSampler
+    from skfal._regressor import FederatedActiveRegressor
+
     app = ServerApp()
 
     @app.main()
     def main(grid, context):
         run_config = context.run_config
+        chosen = estimator
+        if not hasattr(chosen, "fit") and callable(chosen):
+            chosen = chosen(run_config)
         params = {}
         if "random-state" in run_config:
             params["random_state"] = int(run_config["random-state"])
         if "budget" in run_config:
             params["budget"] = run_config["budget"]
+        regressor = isinstance(chosen, FederatedActiveRegressor)
         if "protocol" in run_config:
-            params["protocol"] = str(run_config["protocol"])
+            protocol = str(run_config["protocol"])
+            if regressor:
+                sampler = chosen.sampler or LeverageScoreSampler()
+                params["sampler"] = clone(sampler).set_params(protocol=protocol)
+            elif "protocol" in chosen.get_params():
+                params["protocol"] = protocol
+        own = chosen.get_params(deep=False)
+        for key, value in run_config.items():  # e.g. training, n-clusters
+            name = key.replace("-", "_")
+            if name in own and name not in params and name != "sampler":
+                params[name] = value
         clients = int(run_config.get("num-clients", n_clients or 0))
         if clients < 1:
             raise ValueError(
@@ -484,7 +567,7 @@ def server_app(estimator, *, n_clients=None, timeout=120.0, on_fit=None):
         audit = str(run_config.get("transcript", ""))
         with transcript() as messages:
             fitted = fit(
-                clone(estimator).set_params(**params),
+                clone(chosen).set_params(**params),
                 grid,
                 n_clients=clients,
                 timeout=float(run_config.get("timeout", timeout)),

@@ -44,11 +44,17 @@ def test_global_training_is_the_stacked_weighted_least_squares(alpha, fit_interc
     assert np.allclose(model.coef, coef, rtol=1e-9)
     assert model.intercept == pytest.approx(intercept, rel=1e-9, abs=1e-12)
     # The client with no labeled row uploads nothing past the key agreement
-    # but still gets the model.
+    # but still gets the model (and the bounds to decode it, by messages),
+    # which it releases as every client does.
     assert {m[0] for m in channel.messages if m[1] == "up" and m[2] == 1} == {
-        "key_agreement"
+        "key_agreement",
+        "model_release",
     }
     assert 1 in {m[2] for m in channel.messages if m[0] == "masked_model"}
+    released = [m[3] for m in channel.messages if m[0] == "model_release"]
+    assert len(released) == 4
+    assert all(np.array_equal(r, released[0]) for r in released)
+    assert np.array_equal(released[0], np.append(model.coef, model.intercept))
 
 
 @pytest.mark.parametrize("scale", [1e-150, 1e-12, 1e-6, 1e6, 1e15, 1e150])
@@ -102,6 +108,8 @@ def test_local_training_is_fedavg_without_single_row_clients():
     assert np.allclose(model.coef, counts @ np.array([f[0] for f in fits]))
     assert model.intercept == pytest.approx(counts @ np.array([f[1] for f in fits]))
     uploaders = {
-        m[2] for m in channel.messages if m[1] == "up" and m[0] != "key_agreement"
+        m[2]
+        for m in channel.messages
+        if m[1] == "up" and m[0] not in ("key_agreement", "model_release")
     }
     assert uploaders == {0, 2, 4}

@@ -9,6 +9,7 @@ configured timeout. Skipped when flwr is not installed (``skfal[flower]``).
 
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -25,7 +26,11 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from skfal import LeverageScoreSampler  # noqa: E402
+from skfal import (  # noqa: E402
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    SensitivitySampler,
+)
 from skfal.flower import federation_seed  # noqa: E402
 from tests.test_federated_leverage import contains_raw_row  # noqa: E402
 
@@ -53,9 +58,10 @@ class Federation:
     process is ever killed by name.
     """
 
-    def __init__(self, root, rows, seed):
+    def __init__(self, root, rows, seed, labels):
         self.root = root
         self.rows = rows
+        self.labels = labels
         self.seed = seed
         self.marker = uuid.uuid4().hex
         self.processes = []
@@ -112,7 +118,8 @@ class Federation:
 
     def start_node(self, c):
         config = (
-            f'partition-id={c} federation-seed={self.seed} data-path="{self.rows[c]}"'
+            f'partition-id={c} federation-seed={self.seed} data-path="{self.rows[c]}" '
+            f'label-path="{self.labels[c]}"'
         )
         return self._start(
             f"supernode{c}",
@@ -228,16 +235,25 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory, data):
+def target(data):
+    X, _ = data
+    rng = np.random.RandomState(1)
+    return X @ [1.0, -2.0, 0.5, 3.0] + 1.5 + 0.1 * rng.standard_normal(X.shape[0])
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, data, target):
     X, groups = data
     root = tmp_path_factory.mktemp("flower")
-    rows = []
+    rows, labels = [], []
     for c in range(len(SIZES)):
         rows.append(root / f"rows{c}.npy")
         np.save(rows[-1], X[groups == c])
+        labels.append(root / f"labels{c}.npy")
+        np.save(labels[-1], target[groups == c])
     app = root / "skfalapp"  # letters only: Flower's rule for app directories
     shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__"))
-    with Federation(root, rows, federation_seed(SEED)) as running:
+    with Federation(root, rows, federation_seed(SEED), labels) as running:
         running.app = app
         yield running
 
@@ -286,6 +302,114 @@ def test_flower_run_equals_the_in_process_fit(federation, data):
         for key in received.files:
             assert not contains_raw_row(received[key], X), key
     assert contains_raw_row(X[5:6], X)  # the check is not vacuous
+
+
+def check_bytes_and_audit(fitted, audit, ref, X, forbidden=()):
+    """Bytes per phase as ``communication_``; the server received no raw row
+    and none of the values in ``forbidden`` (the labels)."""
+    for phase, sent in ref.communication_.items():
+        assert fitted[f"bytes_{phase}"].tolist() == [sent["up"], sent["down"]], phase
+    phases = {k[len("bytes_") :] for k in fitted.files if k.startswith("bytes_")}
+    assert phases == set(ref.communication_)
+    payload = int(fitted["serialized_array_bytes"][0])
+    assert payload == sum(sum(b.values()) for b in ref.communication_.values())
+    assert int(fitted["serialized_message_bytes"][0]) > payload
+    received = np.load(audit)
+    uploads = sum(s["up"] for s in ref.communication_.values())
+    assert sum(received[k].nbytes for k in received.files) == uploads
+    for key in received.files:
+        assert not contains_raw_row(received[key], X), key
+        if received[key].dtype.kind == "f":
+            assert not np.isin(received[key], forbidden).any(), key
+
+
+def test_flower_regressor_equals_the_in_process_fit(federation, data, target):
+    # FALE on Flower: the leverage selection, the labels read by each
+    # ClientApp's labeling function at its selected rows only, then the
+    # training ("global": masked data; "local": FedAvg of masked shares).
+    # The same client steps and seeds as fit(X, y, groups=...): the same
+    # rows, weights and model, and the same bytes per phase.
+    X, groups = data
+    out = federation.root / "regressor.npz"
+    audit = federation.root / "regressor-received.npz"
+    pickled = federation.root / "regressor.pkl"
+    # Selected by "qr" for global training, by "fedsvd" for local training.
+    for training, protocol in (("global", "qr"), ("local", "fedsvd")):
+        status, details = federation.run(
+            federation.app,
+            {
+                "estimator": "regressor",
+                "training": training,
+                "protocol": protocol,
+                "budget": 20,
+                "random-state": SEED,
+                "output": str(out),
+                "transcript": str(audit),
+                "model": str(pickled),
+            },
+        )
+        assert status == "finished:completed", details
+        fitted = np.load(out)
+        with open(pickled, "rb") as file:
+            server = pickle.load(file)  # an ordinary fitted regressor
+        ref = FederatedActiveRegressor(
+            budget=20,
+            training=training,
+            sampler=LeverageScoreSampler(protocol=protocol),
+            random_state=SEED,
+        )
+        ref.fit(X, target, groups=groups)
+        assert np.array_equal(fitted["sample_indices"], ref.sample_indices_)
+        assert np.allclose(fitted["sample_weight"], ref.sample_weight_, rtol=1e-10)
+        assert np.allclose(fitted["coef"], ref.coef_, rtol=1e-10, atol=1e-12)
+        assert fitted["intercept"][0] == pytest.approx(ref.intercept_, rel=1e-10)
+        assert np.allclose(server.predict(X), ref.predict(X), rtol=1e-10, atol=1e-12)
+        assert server.communication_ == ref.communication_
+        check_bytes_and_audit(
+            fitted, audit, ref, X, forbidden=target[ref.sample_indices_]
+        )
+        # Round trips after the hello: the selection's (10 or 7), then
+        # training's: "global" 12 (two secure sums for the mean, the scales,
+        # the secure stack, the solve), "local" 4 (a secure sum, the solve).
+        trips = {"qr": 10, "fedsvd": 7}[protocol] + {"global": 12, "local": 4}[training]
+        assert int(fitted["serialized_round_trips"][0]) == trips
+
+
+def test_flower_sensitivity_sampler_equals_the_in_process_fit(federation, data):
+    # SensitivitySampler's clustering (Lloyd rounds on secure sums), scores
+    # and pivotal selection on Flower: the same medoids, rows and weights as
+    # fit(X, groups=...), the same bytes per phase, no raw row received.
+    X, groups = data
+    out = federation.root / "sensitivity.npz"
+    audit = federation.root / "sensitivity-received.npz"
+    status, details = federation.run(
+        federation.app,
+        {
+            "estimator": "sensitivity",
+            "budget": 20,
+            "n-clusters": 3,
+            "max-iter": 2,
+            "random-state": SEED,
+            "output": str(out),
+            "transcript": str(audit),
+        },
+    )
+    assert status == "finished:completed", details
+    fitted = np.load(out)
+    ref = SensitivitySampler(budget=20, n_clusters=3, max_iter=2, random_state=SEED)
+    ref.fit(X, groups=groups)
+    assert np.array_equal(fitted["sample_indices"], ref.sample_indices_)
+    assert np.allclose(fitted["sample_weight"], ref.sample_weight_, rtol=1e-10)
+    assert np.array_equal(fitted["medoid_indices"], ref.medoid_indices_)
+    assert int(fitted["n_iter"][0]) == ref.n_iter_
+    # The server's scores are in the clients' working units X / 2**x: the
+    # in-process scores times a power of two the server does not know.
+    scored = ref.scores_ > 0  # the bought rows score 0 at both
+    assert np.array_equal(fitted["scores"] > 0, scored)
+    ratio = fitted["scores"][scored] / ref.scores_[scored]
+    assert np.allclose(ratio, ratio[0], rtol=1e-10)
+    assert np.log2(ratio[0]) == np.round(np.log2(ratio[0]))
+    check_bytes_and_audit(fitted, audit, ref, X)
 
 
 def test_a_client_that_never_connects_is_a_clear_error(federation):

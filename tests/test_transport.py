@@ -104,3 +104,182 @@ def test_server_side_on_a_transport_equals_the_estimators_fit(protocol):
     )
     with pytest.raises(AttributeError, match="stays with the clients"):
         server.transform(X)  # the server never received W
+
+
+def _server_side_regressor(X, y, groups, **params):
+    """The regressor's server side over a transport whose clients hold their
+    rows client by client and read their labels through a labeling function."""
+    from skfal import FederatedActiveRegressor
+    from skfal.flower import federation_seed
+
+    client_rows = [np.flatnonzero(groups == c) for c in np.unique(groups)]
+    transport = simulated_federation(
+        X, client_rows, federation_seed(params["random_state"]), Channel()
+    )
+    transport.client_rows = None  # the server's own (client by client) order
+    asked = []
+    for state, rows in zip(transport.states, client_rows, strict=True):
+
+        def reader(local, rows=rows):
+            asked.append(rows[local])
+            return y[rows][local]
+
+        state["label_reader"] = reader
+    server = FederatedActiveRegressor(**params)
+    rng = np.random.RandomState(params["random_state"])
+    with transcript() as messages:
+        server._fit_federated(transport, X.shape[1], rng)
+    return server, transport, messages, np.sort(np.concatenate(asked))
+
+
+@pytest.mark.parametrize("training", ["global", "local"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_regressor_server_side_on_a_transport_equals_the_estimators_fit(
+    training, fit_intercept
+):
+    # The regressor's server side (selection, then training) over a transport
+    # gives exactly the in-process fit: the same client steps, seeds and
+    # messages. Labels are read only at the selected rows, once; the server
+    # receives the released model and no label.
+    from skfal import FederatedActiveRegressor
+
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((240, 4))
+    y = X @ [1.0, -2.0, 0.5, 3.0] + 1.5 + 0.1 * rng.standard_normal(240)
+    groups = np.repeat([0, 1, 2], [100, 80, 60])
+    params = dict(
+        budget=24, training=training, fit_intercept=fit_intercept, random_state=3
+    )
+    fitted = FederatedActiveRegressor(**params).fit(X, y, groups=groups)
+    server, transport, messages, asked = _server_side_regressor(X, y, groups, **params)
+    assert np.array_equal(server.sample_indices_, fitted.sample_indices_)
+    assert np.array_equal(asked, fitted.sample_indices_)
+    assert np.allclose(server.sample_weight_, fitted.sample_weight_, rtol=1e-12)
+    assert np.allclose(server.coef_, fitted.coef_, rtol=1e-10, atol=1e-12)
+    assert server.intercept_ == pytest.approx(fitted.intercept_, rel=1e-10, abs=1e-12)
+    assert server.communication_ == fitted.communication_
+    assert "model_release" in server.communication_
+    # Every client keeps the model it released.
+    for state in transport.states:
+        assert np.array_equal(state["model_coef"], server.coef_)
+    received = [m.array for m in messages if m.receiver == "server"]
+    labels = y[fitted.sample_indices_]
+    for array in received:
+        if array.dtype.kind == "f":
+            assert not np.isin(array, labels).any()
+
+
+def test_clients_that_keep_the_model_leave_the_server_the_masked_one():
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.RandomState(2)
+    X = rng.standard_normal((150, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.standard_normal(150)
+    groups = np.repeat([0, 1, 2], 50)
+    client_rows = [np.flatnonzero(groups == c) for c in range(3)]
+    from skfal import FederatedActiveRegressor
+
+    transport = simulated_federation(X, client_rows, 11, Channel())
+    for state, rows in zip(transport.states, client_rows, strict=True):
+        state["labels"] = y[rows]
+        state["release_model"] = False
+    server = FederatedActiveRegressor(budget=20, random_state=0)
+    server._fit_federated(transport, 3, np.random.RandomState(0))
+    assert server.coef_ is None and server.intercept_ is None
+    assert "model_release" not in server.communication_  # nothing sent
+    assert server.masked_model_.shape == (5, 5)  # R of [1, X, y]: units unknown
+    with pytest.raises(NotFittedError, match="release_model=False"):
+        server.predict(X)
+    # The clients hold the model: the weighted least squares of the selection.
+    from skfal._linalg import weighted_least_squares
+
+    idx, w = server.sample_indices_, server.sample_weight_
+    coef, _ = weighted_least_squares(X[idx], y[idx], w)
+    assert np.allclose(transport.states[0]["model_coef"], coef, rtol=1e-9)
+
+
+def test_a_client_without_labels_is_a_clear_error():
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((90, 3))
+    client_rows = [np.arange(30 * c, 30 * c + 30) for c in range(3)]
+    from skfal import FederatedActiveRegressor
+
+    transport = simulated_federation(X, client_rows, 5, Channel())
+    server = FederatedActiveRegressor(budget=12, random_state=0)
+    with pytest.raises(ValueError, match="has no labeling function"):
+        server._fit_federated(transport, 3, np.random.RandomState(0))
+
+
+def test_a_regressor_over_a_transport_needs_a_sampler_that_runs_on_one():
+    from skfal import FederatedActiveRegressor, UniformSampler
+
+    X = np.random.RandomState(4).standard_normal((60, 2))
+    transport = simulated_federation(X, np.array_split(np.arange(60), 3), 1, Channel())
+    server = FederatedActiveRegressor(budget=9, sampler=UniformSampler())
+    with pytest.raises(TypeError, match="UniformSampler does not run over a"):
+        server._fit_federated(transport, 2, np.random.RandomState(0))
+
+
+@pytest.mark.parametrize(
+    "holder_constant, sampling",
+    [(np.inf, "pivotal"), ("auto", "pivotal"), (2.0, "iid")],
+)
+def test_sensitivity_server_side_on_a_transport_equals_the_estimators_fit(
+    holder_constant, sampling
+):
+    # SensitivitySampler's server side (row counts, the common scale, the
+    # clustering, the scores, the selection) over a transport whose clients
+    # hold their rows client by client and read labels through a labeling
+    # function: exactly the estimator's fit, and the server receives no row
+    # and no label.
+    from skfal import SensitivitySampler
+    from skfal.flower import federation_seed
+    from tests.test_federated_leverage import contains_raw_row
+
+    rng = np.random.RandomState(4)
+    X = np.vstack([rng.normal(c, 0.3, (60, 3)) for c in (0.0, 3.0, 6.0)])
+    y = X @ [1.0, -1.0, 2.0] + 0.1 * rng.standard_normal(180)
+    groups = np.repeat([0, 1, 2], [70, 60, 50])
+    params = dict(
+        budget=24,
+        n_clusters=4,
+        holder_constant=holder_constant,
+        sampling=sampling,
+        max_iter=4,
+        random_state=2,
+    )
+    fitted = SensitivitySampler(**params).fit(X, y, groups=groups)
+    client_rows = [np.flatnonzero(groups == c) for c in range(3)]
+    transport = simulated_federation(X, client_rows, federation_seed(2), Channel())
+    transport.client_rows = None  # the server's own (client by client) order
+    asked = []
+    for state, rows in zip(transport.states, client_rows, strict=True):
+
+        def reader(local, rows=rows):
+            asked.append(rows[local])
+            return y[rows][local]
+
+        state["label_reader"] = reader
+    server = SensitivitySampler(**params)
+    server_rng = np.random.RandomState(2)
+    from skfal._sampling import draw_seed
+
+    draw_seed(server_rng)  # the dealer's federation seed, in-process
+    with transcript() as messages:
+        server._fit_federated(transport, 3, server_rng)
+    assert np.array_equal(server.sample_indices_, fitted.sample_indices_)
+    assert np.allclose(server.sample_weight_, fitted.sample_weight_, rtol=1e-12)
+    assert np.array_equal(server.medoid_indices_, fitted.medoid_indices_)
+    assert np.array_equal(server.probe_indices_, fitted.probe_indices_)
+    assert server.n_iter_ == fitted.n_iter_
+    assert server.communication_ == fitted.communication_
+    bought = np.union1d(fitted.medoid_indices_, fitted.probe_indices_)
+    if holder_constant == np.inf:
+        assert not asked  # distance-only scores read no label
+    else:
+        assert np.array_equal(np.unique(np.concatenate(asked)), bought)
+    for m in messages:
+        if m.receiver == "server":
+            assert not contains_raw_row(m.array, X), m.phase
+            if m.array.dtype.kind == "f":
+                assert not np.isin(m.array, y).any(), m.phase

@@ -10,9 +10,9 @@ registered by name, on each client's own state, and every array either way is
 counted on a :class:`Channel` (bytes and the auditor's transcript). The same
 drivers and steps run in one process (:class:`InProcessTransport`) and on
 Flower (:mod:`skfal.flower`). The ``run_*`` functions simulate one protocol, or
-one phase of it, in one process: the leverage and pivotal ones build an
-in-process transport over the rows of ``X``; the others (training,
-clustering) still call the steps in order themselves.
+one phase of it, in one process: the leverage, pivotal and training ones
+build an in-process transport over the clients' rows; the clustering ones
+still call the steps in order themselves.
 
 This package never imports an estimator; estimators import from here only.
 """
@@ -20,8 +20,14 @@ This package never imports an estimator; estimators import from here only.
 from skfal._federated._channel import Channel, merge_summaries
 from skfal._federated._clustering import (
     SensitivityResult,
+    cluster_rotation,
+    federated_clustering,
+    federated_scores,
+    federated_stand_in_counts,
     run_sensitivity_protocol,
     run_stand_in_counts,
+    send_eligible,
+    sensitivity_counts,
 )
 from skfal._federated._leverage import (
     LeverageResult,
@@ -38,10 +44,19 @@ from skfal._federated._model_loss import (
 )
 from skfal._federated._regression import (
     LinearModel,
+    TrainingResult,
+    global_training,
+    local_training,
     run_global_training,
     run_local_training,
 )
-from skfal._federated._secure import key_session, run_largest_exponent, session_keys
+from skfal._federated._secure import (
+    adopt_session_keys,
+    key_session,
+    run_largest_exponent,
+    session_keys,
+    session_transport,
+)
 from skfal._federated._selection import (
     client_labeled_rows,
     pivotal_selection,
@@ -56,6 +71,7 @@ from skfal._federated._transport import (
     InProcessTransport,
     Transport,
     client_seeds,
+    read_labels,
     run_client_step,
     simulated_federation,
 )
@@ -68,16 +84,25 @@ __all__ = [
     "LinearModel",
     "ModelScores",
     "SensitivityResult",
+    "TrainingResult",
     "Transport",
+    "adopt_session_keys",
     "check_fedsvd_clients",
     "client_labeled_rows",
     "client_seeds",
     "client_view",
+    "cluster_rotation",
+    "federated_clustering",
+    "federated_scores",
+    "federated_stand_in_counts",
     "fedsvd_leverage",
+    "global_training",
     "key_session",
+    "local_training",
     "merge_summaries",
     "pivotal_selection",
     "qr_leverage",
+    "read_labels",
     "run_client_step",
     "run_fedsvd_leverage",
     "run_global_training",
@@ -90,8 +115,11 @@ __all__ = [
     "run_row_counts",
     "run_sensitivity_protocol",
     "run_stand_in_counts",
+    "send_eligible",
     "send_selection",
+    "sensitivity_counts",
     "server_send_selection",
     "session_keys",
+    "session_transport",
     "simulated_federation",
 ]

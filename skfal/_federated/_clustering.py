@@ -41,17 +41,31 @@ from joblib import Parallel, delayed
 
 from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, seed_dz
 from skfal._federated._masks import client_shared_rotation
-from skfal._federated._regression import run_global_training
+from skfal._federated._regression import global_training, run_global_training
 from skfal._federated._secure import (
+    _check_participants,
+    client_decode,
     client_shared_seeds,
+    decode_units,
+    key_agreement,
     run_key_agreement,
     run_secure_total,
+    secure_bounds,
+    server_sum_words,
 )
 from skfal._federated._simulation import client_view, gather_rows, split_selection
+from skfal._federated._transport import CLIENT_STEPS, client_step, read_labels, stream
 from skfal._sampling import draw_seed
-from skfal._validation import check_labels_at
 
 _NEEDED = "Their labels are needed to compute the sensitivity scores."
+
+
+def check_labels_at(y, rows, what, hint):
+    """:func:`skfal._validation.check_labels_at`, imported when first needed:
+    a process running client steps only never imports scikit-learn."""
+    from skfal._validation import check_labels_at as check
+
+    check(y, rows, what, hint)
 
 
 class Clustering(NamedTuple):
@@ -637,4 +651,488 @@ def run_sensitivity_protocol(
         medoid_loss=medoid_loss,
         proxy=proxy,
         n_labels_read=int(bought.size) if with_labels else 0,
+    )
+
+
+# ------------------------------------------------------- client steps by name
+# The protocol over a transport (steps 1-6 as client steps): every value a
+# client uses arrived in a message or derives from its own rows and seeds.
+def _rows(state):
+    """The client's rows in the working units ``X / 2**x`` (cached for the
+    message; ``x`` from the secure maximum)."""
+    if "scaled_X" not in state:
+        x = int(state["row_exponent"][0])
+        own = np.asarray(state["X"], dtype=np.float64)
+        state["scaled_X"] = own if x == 0 else np.ldexp(own, -x)
+    return state["scaled_X"]
+
+
+def cluster_rotation(state, n_features):
+    """The clients' shared Haar rotation for clustering (its own stream of
+    the shared seed)."""
+    seed = int(stream(state["shared_seed"], "cluster_rotation").randint(2**31 - 1))
+    return client_shared_rotation(n_features, seed)
+
+
+def _own_seed(state, purpose):
+    return int(stream(state["sampling_seed"], purpose).randint(2**31 - 1))
+
+
+@client_step("sens_begin")
+def step_sens_begin(state, config):
+    """Upload the row count; keep ``max |X_i|`` for the common scale."""
+    own = np.asarray(state["X"])
+    state["abs_max"] = np.array([np.abs(own).max(initial=0.0)])
+    return (np.array([own.shape[0]]),)
+
+
+@client_step("sens_scale")
+def step_sens_scale(state, config):
+    """Keep the common exponent ``x`` (``max |X| < 2**x``) from the bounds."""
+    state["row_exponent"] = np.asarray(state["abs_max_bounds"], dtype=np.int64)
+
+
+@client_step("sens_local_centres")
+def step_sens_local_centres(state, config, n_sub):
+    """Step 1-2: pick the subsample (own seed); upload rotated local centres
+    and their sizes (nothing when no row of the client was drawn)."""
+    own = _rows(state)
+    sub = client_subsample(own.shape[0], int(n_sub[0]), _own_seed(state, "subsample"))
+    state["sub_indices"] = sub
+    rotation = cluster_rotation(state, own.shape[1])
+    if sub.size == 0:
+        return np.empty((0, own.shape[1])), np.empty(0)
+    return client_local_centres(
+        own[sub],
+        config["n_clusters"],
+        config["z"],
+        _own_seed(state, "local_centres"),
+        rotation,
+        config["max_iter"],
+    )
+
+
+@client_step("lloyd_marks")
+def step_lloyd_marks(state, config, *totals):
+    """Step 3, one Lloyd round: move the centres by the summed shares (when
+    sent), reply whether they moved less than the tolerance; unless done,
+    keep the next share and upload the first round of its secure maximum."""
+    own = _rows(state)
+    rotation = cluster_rotation(state, own.shape[1])
+    centres = state["centres_rot"]
+    done = False
+    if totals:
+        summed = client_decode(totals[0], state["lloyd_share_bounds"])
+        new = client_lloyd_update(centres, summed)
+        done = bool(np.allclose(new, centres, rtol=0, atol=1e-10))
+        state["centres_rot"] = centres = new
+    flag = np.array([int(done)])
+    if done or config["final"]:
+        return (flag,)
+    share = client_lloyd_statistics(
+        own[state["sub_indices"]], centres, config["z"], rotation
+    )
+    state["lloyd_share"] = share
+    state["lloyd_share_magnitudes"] = np.abs(share).max(axis=0, initial=0.0)
+    (marks,) = CLIENT_STEPS["exponent_marks"](state, config)
+    return flag, marks
+
+
+@client_step("sens_assign")
+def step_sens_assign(state, config):
+    """Step 4: assign every row; keep labels and distances, upload per-cluster
+    counts and smallest distances."""
+    own = _rows(state)
+    rotation = cluster_rotation(state, own.shape[1])
+    (labels, distances), counts, nearest = client_assign(
+        own, state["centres_rot"], rotation
+    )
+    state["assign_labels"], state["assign_distances"] = labels, distances
+    return counts, nearest
+
+
+@client_step("sens_medoids")
+def step_sens_medoids(state, config, keep, owners, sizes):
+    """Step 4 (end): drop empty clusters, keep the medoids of the clusters
+    this client owns (weighted by cluster size); upload their local rows."""
+    labels, distances = client_keep_clusters(
+        (state["assign_labels"], state["assign_distances"]), keep.astype(bool)
+    )
+    state["assign_labels"] = labels
+    state["centres_rot"] = state["centres_rot"][keep.astype(bool)]
+    owned = np.flatnonzero(owners == state["client"])
+    medoids = client_medoids((labels, distances), owned)
+    state["medoid_indices"] = medoids
+    state["medoid_weights"] = np.asarray(sizes, dtype=np.float64)[owned]
+    return (medoids,)
+
+
+@client_step("sens_medoid_loss")
+def step_sens_medoid_loss(state, config):
+    """Step 5: the losses of the client's medoids under the proxy model."""
+    medoids = state["medoid_indices"]
+    if medoids.size == 0:
+        return (np.empty(0),)
+    return (
+        client_losses(
+            _rows(state)[medoids],
+            state["medoid_labels"],
+            state["model_coef"],
+            float(state["model_intercept"][0]),
+        ),
+    )
+
+
+@client_step("sens_probe_rows")
+def step_sens_probe_rows(state, config, plan):
+    """Step 5 (``"auto"``): pick one random row (own seed) in every cluster
+    the plan gives this client, not a medoid; upload their local rows."""
+    mine = np.flatnonzero(plan == state["client"])
+    picks = client_probe(
+        (state["assign_labels"], state["assign_distances"]),
+        mine,
+        np.sort(state["medoid_indices"]),
+        _own_seed(state, "probe"),
+    )
+    state["probe_clusters"], state["probe_indices"] = mine, picks
+    return (picks,)
+
+
+@client_step("sens_probe_losses")
+def step_sens_probe_losses(state, config):
+    """Step 5 (``"auto"``): read the probes' labels; upload their losses and
+    distances ``d^z``."""
+    picks = state["probe_indices"]
+    if picks.size == 0:
+        return np.empty(0), np.empty(0)
+    losses = client_losses(
+        _rows(state)[picks],
+        read_labels(state, picks),
+        state["model_coef"],
+        float(state["model_intercept"][0]),
+    )
+    return losses, state["assign_distances"][picks] ** config["z"]
+
+
+@client_step("sens_scores")
+def step_sens_scores(state, config, *holder_and_loss):
+    """Step 6: score the client's rows; keep and upload the scores. A float
+    Holder constant comes in the user's units; the client converts it."""
+    holder = medoid_loss = None
+    if holder_and_loss:
+        holder, medoid_loss = holder_and_loss
+        if config["user_holder"]:
+            x = int(state["row_exponent"][0])
+            with np.errstate(over="ignore", under="ignore"):
+                holder = np.minimum(np.ldexp(holder, config["z"] * x), 2.0**900)
+    scores = client_scores(
+        (state["assign_labels"], state["assign_distances"]),
+        config["z"],
+        holder,
+        medoid_loss,
+    )
+    state["scores"] = scores
+    return (scores,)
+
+
+@client_step("sens_eligible")
+def step_sens_eligible(state, config, zeroed, excluded):
+    """The selection's starting point: the client's bought rows score 0;
+    forced and unreachable rows may not be drawn."""
+    scores = state["scores"].copy()
+    scores[zeroed] = 0.0
+    state["scores"] = scores
+    eligible = np.ones(scores.shape[0], dtype=bool)
+    eligible[excluded] = False
+    state["eligible"] = eligible
+
+
+@client_step("sens_stand_in")
+def step_sens_stand_in(state, config, local_rows):
+    """How many of the given rows of the client fall in each cluster."""
+    return (
+        client_cluster_counts(
+            (state["assign_labels"],), local_rows, config["n_clusters"]
+        ),
+    )
+
+
+# ---------------------------------------------------------- server's drivers
+def _agreed(replies, what):
+    """The value every client replied (they compute the same one)."""
+    values = [int(reply[0][0]) for reply in replies.values()]
+    if len(set(values)) != 1:
+        raise ValueError(f"The clients disagree on {what}: {values}.")
+    return values[0]
+
+
+def _global_rows(transport, c, local, counts):
+    """Client ``c``'s local rows as rows of the federation, in their order."""
+    local = np.asarray(local, dtype=np.int64)
+    order = np.argsort(local, kind="stable")
+    found = {d: np.empty(0, dtype=np.int64) for d in transport.clients}
+    found[c] = local[order]
+    rows = np.empty(local.shape[0], dtype=np.int64)
+    rows[order] = transport.rows(found, counts)
+    return rows
+
+
+def sensitivity_counts(transport):
+    """Key agreement, then the clients' row counts and the common scale.
+
+    Returns each client's number of rows; every client keeps ``x`` with
+    ``max |X| < 2**x`` (a secure maximum) and works in ``X / 2**x``.
+    """
+    key_agreement(transport)
+    replies = transport.ask("sens_begin", "row_counts")
+    counts = {c: int(replies[c][0][0]) for c in transport.clients}
+    secure_bounds(transport, transport.clients, "scale", "abs_max", 0, "abs_max_bounds")
+    transport.tell("sens_scale", "scale")
+    return counts
+
+
+def federated_clustering(
+    transport, counts, *, n_features, n_clusters, z, n_sub, max_iter, random_state
+):
+    """Steps 1-4 over ``transport``; what the server holds of the clustering.
+
+    Returns
+    -------
+    sizes, owners : ndarray
+        Each kept cluster's size and the client holding its medoid.
+    medoids : ndarray
+        Each cluster's medoid as a row of the federation (uploaded by its
+        owner: bought rows).
+    cluster_counts : ndarray of shape (n_clients, n_kept)
+        Each client's rows per kept cluster.
+    n_iter : int
+        Lloyd rounds.
+    """
+    everyone = list(transport.clients)
+    sizes_i = np.array([counts[c] for c in everyone])
+    counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
+    config = {"n_clusters": int(n_clusters), "z": int(z), "max_iter": int(max_iter)}
+    local = transport.ask(
+        "sens_local_centres",
+        "subsample",
+        {c: (np.array([counts_sub[i]]),) for i, c in enumerate(everyone)},
+        config=config,
+        reply_phase="seeding",
+    )
+    active = [c for c in everyone if local[c][0].shape[0] > 0]
+    centres_rot = server_seed_centres(
+        [local[c][0] for c in active],
+        [local[c][1] for c in active],
+        n_clusters,
+        z,
+        random_state,
+    )
+    transport.tell(
+        "keep", "lloyd", broadcast=(centres_rot,), config={"keys": ["centres_rot"]}
+    )
+    n_iter = lloyd_rounds(transport, z=z, max_iter=max_iter)
+    assigned = transport.ask("sens_assign", "assignment")
+    keep, sizes, owners = server_medoid_owners(
+        [assigned[c][0] for c in everyone], [assigned[c][1] for c in everyone]
+    )
+    replies = transport.ask(
+        "sens_medoids",
+        "assignment",
+        broadcast=(keep.astype(np.int64), owners, sizes),
+        reply_phase="medoids",
+    )
+    medoids = np.empty(owners.shape[0], dtype=np.int64)
+    for c in everyone:
+        owned = np.flatnonzero(owners == c)
+        medoids[owned] = _global_rows(transport, c, replies[c][0], counts)
+    cluster_counts = np.vstack([assigned[c][0][keep] for c in everyone])
+    return sizes, owners, medoids, cluster_counts, n_iter
+
+
+def lloyd_rounds(transport, *, z, max_iter):
+    """Step 3: Lloyd rounds on secure sums, from the centres every client kept.
+
+    Each round is one secure sum of the clients' rotated per-cluster sums and
+    weights (its secure maximum's first round rides on the message that
+    moves the centres by the previous sum); every client moves the centres
+    itself and replies whether they moved, so the server stops when they
+    agree they did not (or after ``max_iter`` rounds). Returns the rounds.
+    """
+    everyone = list(transport.clients)
+    _check_participants(everyone, transport.n_clients, "lloyd")
+    headroom = int(np.ceil(np.log2(len(everyone))))
+    config = {
+        "participants": everyone,
+        "magnitudes": "lloyd_share_magnitudes",
+        "z": int(z),
+    }
+    n_iter, totals = 0, ()
+    if max_iter == 0:
+        return 0
+    while True:
+        round_id = transport.next_round()
+        replies = transport.ask(
+            "lloyd_marks",
+            "lloyd",
+            broadcast=totals,
+            config={**config, "round": round_id, "final": n_iter == max_iter},
+        )
+        done = _agreed(replies, "whether Lloyd's centres moved")
+        if totals and (done or n_iter == max_iter):
+            return n_iter
+        summed = server_sum_words([replies[c][1] for c in everyone])
+        round_id = transport.next_round()
+        marks = transport.ask(
+            "exponent_marks",
+            "lloyd",
+            broadcast=(summed,),
+            config={**config, "round": round_id},
+        )
+        summed = server_sum_words([marks[c][0] for c in everyone])
+        transport.tell(
+            "exponent_bounds",
+            "lloyd",
+            broadcast=(summed,),
+            config={"headroom": headroom, "store": "lloyd_share_bounds"},
+        )
+        round_id = transport.next_round()
+        words = transport.ask(
+            "masked_words",
+            "lloyd",
+            config={
+                "participants": everyone,
+                "round": round_id,
+                "phase": "lloyd",
+                "values": "lloyd_share",
+                "bounds": "lloyd_share_bounds",
+            },
+        )
+        totals = (decode_units(server_sum_words([words[c][0] for c in everyone])),)
+        n_iter += 1
+
+
+def federated_scores(
+    transport,
+    counts,
+    clustering,
+    *,
+    n_features,
+    z,
+    holder_constant,
+    with_labels,
+    fit_intercept,
+    max_probes,
+    random_state,
+):
+    """Steps 5-6 over ``transport``: the server's side of the scores.
+
+    ``clustering`` is :func:`federated_clustering`'s result. With labels,
+    the medoids' owners read their labels and learn the proxy model (global
+    training on the medoids, weighted by cluster size), upload the medoids'
+    losses, and (``"auto"``) the probes' losses and distances. In-process,
+    ``transport.check_labels`` names rows whose label is missing before any
+    client reads it.
+
+    Returns
+    -------
+    result : SensitivityResult
+        Without the centres and per-row labels (they stay with the clients);
+        ``scores`` in the clients' working units; ``holder`` in those units
+        for ``"auto"``, the user's float otherwise; ``proxy`` the released
+        proxy model (or ``None``).
+    """
+    sizes, owners, medoids, cluster_counts, n_iter = clustering
+    everyone = list(transport.clients)
+    k = owners.shape[0]
+    holder = medoid_loss = proxy = None
+    probes = np.empty(0, dtype=np.int64)
+    user_holder = False
+    if with_labels:
+        transport.check_labels(medoids, "cluster medoids", _NEEDED)
+        labeled = {c: int(np.sum(owners == c)) for c in everyone}
+        trained = global_training(
+            transport,
+            labeled,
+            n_features=n_features,
+            fit_intercept=fit_intercept,
+            rows="medoid",
+            scaled=True,
+        )
+        replies = transport.ask("sens_medoid_loss", "medoid_loss")
+        medoid_loss = np.empty(k)
+        for c in everyone:
+            medoid_loss[owners == c] = replies[c][0]
+        model = trained.model
+        proxy = None if model is None else ProxyModel(*model, medoid_loss)
+        if holder_constant == "auto":
+            plan = server_probe_plan(
+                list(cluster_counts), owners, max_probes, random_state
+            )
+            picked = transport.ask("sens_probe_rows", "probe", broadcast=(plan,))
+            found = [_global_rows(transport, c, picked[c][0], counts) for c in everyone]
+            probes = np.sort(np.concatenate(found)) if found else probes
+            transport.check_labels(probes, "Holder probes", _NEEDED)
+            replies = transport.ask("sens_probe_losses", "probe", config={"z": int(z)})
+            probe_loss, probe_dz = np.full(k, np.nan), np.full(k, np.nan)
+            for c in everyone:
+                mine = np.flatnonzero(plan == c)
+                probe_loss[mine], probe_dz[mine] = replies[c]
+            n_samples = int(sum(counts.values()))
+            holder = server_holder_constants(
+                medoid_loss, probe_loss, probe_dz, n_samples
+            )
+        else:
+            holder, user_holder = np.full(k, float(holder_constant)), True
+    scores = _scores(transport, z, holder, medoid_loss, user_holder)
+    bought = np.union1d(medoids, probes)
+    if holder is not None and scores.sum() - scores[bought].sum() <= 0:
+        holder = medoid_loss = None
+        scores = _scores(transport, z, None, None, False)
+    return SensitivityResult(
+        clustering=Clustering(None, sizes, owners, None, n_iter),
+        labels=None,
+        scores=scores,
+        medoids=medoids,
+        probes=probes,
+        holder=holder,
+        medoid_loss=medoid_loss,
+        proxy=proxy,
+        n_labels_read=int(bought.size) if with_labels else 0,
+    )
+
+
+def _scores(transport, z, holder, medoid_loss, user_holder):
+    """Step 6: every client scores its rows; the scores in federation order."""
+    broadcast = () if holder is None else (holder, medoid_loss)
+    replies = transport.ask(
+        "sens_scores",
+        "holder" if broadcast else "scores",
+        broadcast=broadcast,
+        config={"z": int(z), "user_holder": bool(user_holder)},
+        reply_phase="scores",
+    )
+    return transport.gather({c: replies[c][0] for c in transport.clients})
+
+
+def federated_stand_in_counts(transport, counts, rows, n_clusters):
+    """Per cluster, how many of ``rows`` (sorted, federation order) it holds."""
+    local, _ = transport.split(rows, counts)
+    replies = transport.ask(
+        "sens_stand_in",
+        "stand_in",
+        {c: (local[c],) for c in transport.clients},
+        config={"n_clusters": int(n_clusters)},
+    )
+    return np.sum([replies[c][0] for c in transport.clients], axis=0)
+
+
+def send_eligible(transport, counts, zeroed, excluded):
+    """Each client learns its rows that score 0 (bought) and those that may
+    not be drawn (forced, unreachable), before the federated selection."""
+    zero_local, _ = transport.split(np.sort(zeroed), counts)
+    out_local, _ = transport.split(np.sort(excluded), counts)
+    transport.tell(
+        "sens_eligible",
+        "eligible",
+        {c: (zero_local[c], out_local[c]) for c in transport.clients},
     )

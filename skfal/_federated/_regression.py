@@ -43,16 +43,23 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._secure import (
+    adopt_session_keys,
     client_decode,
-    client_shared_seeds,
-    run_key_agreement,
-    run_secure_bounds,
-    run_secure_stack,
-    run_secure_total,
+    key_agreement,
+    secure_bounds,
+    secure_stack,
+    secure_sum,
+    session_keys,
+)
+from skfal._federated._transport import (
+    InProcessTransport,
+    client_seeds,
+    client_step,
+    read_labels,
+    stream,
 )
 from skfal._linalg import (
     r_factor,
@@ -60,6 +67,7 @@ from skfal._linalg import (
     solve_least_squares,
     weighted_least_squares,
 )
+from skfal._rows import dense_rows
 from skfal._sampling import draw_seed
 
 MIN_LOCAL_ROWS = 2
@@ -157,51 +165,283 @@ def server_factor(units):
     return r_factor([units], units.shape[1])
 
 
-# ------------------------------------------------------------- orchestration
-def _active(clients, min_rows=1):
-    """Clients with at least ``min_rows`` labeled rows; the others sit out."""
-    return [c for c, (X_l, _, _) in enumerate(clients) if X_l.shape[0] >= min_rows]
+# ------------------------------------------------------- client steps by name
+def _labeled_rows(state, config):
+    """The client's rows to train on and their weights, as a message gave
+    them: ``config["rows"]`` (default ``"selection"``) names the kept
+    ``<rows>_indices`` and ``<rows>_weights`` (the selection; the medoids of
+    sensitivity sampling). With ``config["scaled"]`` the rows are read in
+    the units of the kept ``"row_exponent"`` ``x`` (``X / 2**x``)."""
+    rows = config.get("rows", "selection")
+    indices = np.asarray(state[rows + "_indices"], dtype=np.int64)
+    X_l = dense_rows(state["X"], indices)
+    if config.get("scaled"):
+        X_l = np.ldexp(X_l, -int(state["row_exponent"][0]))
+    return X_l, np.asarray(state[rows + "_weights"], dtype=np.float64)
 
 
-def _secure_setup(n_clients, random_state, channel):
-    """The clients' shared secrets, and the pairwise keys for secure sums."""
-    rotation_seed, mixing_seed, group_seed = client_shared_seeds(
-        draw_seed(random_state)
+def _labels(state, config):
+    """The labels of the client's rows to train on, read once (and kept)."""
+    rows = config.get("rows", "selection")
+    if rows + "_labels" not in state:
+        state[rows + "_labels"] = read_labels(state, state[rows + "_indices"])
+    return state[rows + "_labels"]
+
+
+def _training_rotation(state, n_columns):
+    """The clients' shared Haar rotation of the training system (its own
+    stream of the shared seed, not the leverage protocol's ``Q``)."""
+    seed = int(stream(state["shared_seed"], "training_rotation").randint(2**31 - 1))
+    return client_shared_rotation(n_columns, seed)
+
+
+def _released(state, coef, intercept):
+    """Keep the model; reply it when the client releases it (the default)."""
+    state["model_coef"] = np.asarray(coef, dtype=np.float64)
+    state["model_intercept"] = np.array([float(intercept)])
+    if not bool(np.asarray(state.get("release_model", True))):
+        return ()
+    return (np.append(coef, intercept),)
+
+
+def _magnitudes(values):
+    """Per column, the largest absolute entry (a secure sum's bound)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.abs(values.reshape(-1, values.shape[-1])).max(axis=0, initial=0.0)
+
+
+@client_step("train_sums")
+def step_train_sums(state, config):
+    """Global training, 1: keep ``[sum w x, sum w]`` over the labeled rows."""
+    X_l, weights = _labeled_rows(state, config)
+    sums = client_weighted_sums(X_l, weights)
+    state["train_sums"], state["train_sums_magnitudes"] = sums, _magnitudes(sums)
+
+
+@client_step("train_residual")
+def step_train_residual(state, config, units):
+    """Global training, 1 (second round): decode the mean, keep the residual
+    sums ``sum w (x - x_bar)``."""
+    x_mean, total = client_weighted_mean(
+        client_decode(units, state["train_sums_bounds"])
     )
-    secure = run_key_agreement(n_clients, group_seed, random_state, channel)
-    return rotation_seed, mixing_seed, secure
+    state["x_mean"], state["total_weight"] = x_mean, np.array([total])
+    X_l, weights = _labeled_rows(state, config)
+    residual = client_residual_sums(X_l, weights, x_mean)
+    state["train_residual"] = residual
+    state["train_residual_magnitudes"] = _magnitudes(residual)
 
 
-def run_local_training(
-    clients, random_state, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None
+@client_step("train_system")
+def step_train_system(state, config, *units):
+    """Global training, 2: the corrected mean (with an intercept), then keep
+    the system ``S [1, X - x_bar, y]`` (labels read here) and its column
+    magnitudes for the common scales."""
+    x_mean = None
+    if config["intercept"]:
+        residual = client_decode(units[0], state["train_residual_bounds"])
+        x_mean = state["x_mean"] + residual / state["total_weight"][0]
+        state["x_mean"] = x_mean
+    X_l, weights = _labeled_rows(state, config)
+    system = client_system(X_l, _labels(state, config), weights, x_mean)
+    state["train_system"] = system
+    state["train_system_magnitudes"] = client_column_magnitudes(system)
+
+
+@client_step("train_factor")
+def step_train_factor(state, config):
+    """Global training, 2 (end): keep the R factor of the equilibrated,
+    rotated system."""
+    system = state["train_system"]
+    rotation = _training_rotation(state, system.shape[1])
+    state["train_factor"] = client_rotated_factor(
+        system, state["train_scales"], rotation
+    )
+
+
+@client_step("train_solve")
+def step_train_solve(state, config, r_units):
+    """Global training, 4: the model from the broadcast ``R``; kept, and
+    replied when the client releases it."""
+    scales = state["train_scales"]
+    rotation = _training_rotation(state, scales.shape[0])
+    x_mean = state["x_mean"] if config["intercept"] else None
+    coef, intercept = client_solve(
+        r_units,
+        state["share_bounds"],
+        rotation,
+        scales,
+        state["train_scales_zero"],
+        config["alpha"],
+        config["intercept"],
+        x_mean,
+    )
+    return _released(state, coef, intercept)
+
+
+@client_step("local_share")
+def step_local_share(state, config):
+    """FALE-local, 1: keep ``n_i [coef_i, intercept_i, 1]`` of the client's own
+    weighted fit (labels read here)."""
+    X_l, weights = _labeled_rows(state, config)
+    share = client_local_share(
+        X_l, _labels(state, config), weights, config["alpha"], config["intercept"]
+    )
+    state["local_share"], state["local_share_magnitudes"] = share, _magnitudes(share)
+
+
+@client_step("local_solve")
+def step_local_solve(state, config, units):
+    """FALE-local, 2: the FedAvg model from the summed shares; kept, and
+    replied when the client releases it."""
+    model = client_fedavg(client_decode(units, state["local_share_bounds"]))
+    return _released(state, model.coef, model.intercept)
+
+
+# ---------------------------------------------------------- server's drivers
+class TrainingResult(NamedTuple):
+    """What the server holds after training.
+
+    ``model`` is the released model (``None`` when no client releases it);
+    ``masked`` the server's own view: the R factor it broadcast
+    (``"global"``) or the sum of the shares (``"local"``), in units it does
+    not know; ``released_by`` the clients that sent the model.
+    """
+
+    model: LinearModel | None
+    masked: np.ndarray
+    released_by: tuple
+
+
+def _server_model(replies, masked):
+    """The clients' released models: one model, which they all agree on."""
+    released = {c: reply[0] for c, reply in replies.items() if reply}
+    if not released:
+        return TrainingResult(None, masked, ())
+    first = next(iter(released.values()))
+    if any(
+        not np.array_equal(model, first, equal_nan=True) for model in released.values()
+    ):
+        raise ValueError(
+            "The clients released different models: they did not all receive "
+            "the same messages or seeds (check every node's federation-seed)."
+        )
+    model = LinearModel(first[:-1].copy(), float(first[-1]))
+    return TrainingResult(model, masked, tuple(sorted(released)))
+
+
+def global_training(
+    transport,
+    labeled,
+    *,
+    n_features,
+    alpha=0.0,
+    fit_intercept=True,
+    rows="selection",
+    scaled=False,
 ):
-    """Simulate FALE-local: local weighted fits, averaged by secure aggregation.
-
-    Clients with fewer than :data:`MIN_LOCAL_ROWS` labeled rows sit out with a
-    warning: a model fitted on one row is a function of that row and its
-    label alone (``(0, ..., 0, y_j)`` with an intercept), which the average
-    of two clients would give away to the other one.
+    """The server's side of ``"global"`` training (module docstring).
 
     Parameters
     ----------
-    clients : list of tuple (X_l, y_l, weights)
-        Each client's labeled rows, their labels and importance weights.
-    random_state : numpy.random.RandomState
-        Draws the key material.
-    channel : Channel
-        Where every message is counted (and recorded).
+    transport : Transport
+        Every client kept its selection (``"selection_indices"``,
+        ``"selection_weights"``) and can read its labels there.
+    labeled : dict of int to int
+        Each client's number of selected rows (the server chose them).
+    n_features : int
     alpha : float, default=0.0
-        Ridge penalty (the intercept is not penalised).
     fit_intercept : bool, default=True
-    n_jobs : int or None
-        Clients' steps run in parallel threads (joblib).
+    rows : str, default="selection"
+        The rows the clients train on (kept ``<rows>_indices`` and
+        ``<rows>_weights``).
+    scaled : bool, default=False
+        Train on the rows divided by ``2**x``, ``x`` the kept
+        ``"row_exponent"`` (sensitivity sampling's working units).
 
     Returns
     -------
-    model : LinearModel
+    result : TrainingResult
+        Every client holds the model (``"model_coef"``,
+        ``"model_intercept"``).
     """
-    active = _active(clients, MIN_LOCAL_ROWS)
-    few = [c for c in _active(clients) if c not in active]
+    everyone = list(transport.clients)
+    active = [c for c in everyone if labeled[c] >= 1]
+    n_columns = n_features + int(fit_intercept) + 1
+    config = {"intercept": bool(fit_intercept), "rows": rows, "scaled": scaled}
+    key_agreement(transport)
+    headroom = int(np.ceil(np.log2(max(len(active), 1))))
+    units = ()
+    if fit_intercept:
+        transport.tell("train_sums", "weighted_sums", config=config, clients=active)
+        total = secure_sum(
+            transport,
+            active,
+            "weighted_sums",
+            "train_sums",
+            "train_sums_magnitudes",
+            headroom,
+            everyone,
+        )
+        transport.tell(
+            "train_residual", "weighted_sums", broadcast=(total,), config=config
+        )
+        residual = secure_sum(
+            transport,
+            active,
+            "weighted_sums",
+            "train_residual",
+            "train_residual_magnitudes",
+            headroom,
+            everyone,
+        )
+        units = (residual,)
+    transport.tell("train_system", "weighted_sums", broadcast=units, config=config)
+    secure_bounds(
+        transport,
+        active,
+        "scales",
+        "train_system_magnitudes",
+        0,
+        "train_scales",
+        everyone,
+    )
+    transport.tell("train_factor", "scales", clients=active)
+    heights = {c: np.array([min(labeled[c], n_columns)]) for c in everyone}
+    units = secure_stack(transport, heights, "masked_system", "train_factor", everyone)
+    masked = server_factor(units)
+    replies = transport.ask(
+        "train_solve",
+        "masked_model",
+        broadcast=(masked,),
+        config={**config, "alpha": float(alpha)},
+        reply_phase="model_release",
+    )
+    return _server_model(replies, masked)
+
+
+def local_training(transport, labeled, *, alpha=0.0, fit_intercept=True):
+    """The server's side of FALE-local (module docstring).
+
+    Clients with fewer than :data:`MIN_LOCAL_ROWS` labeled rows sit out with
+    a warning, but still receive the summed shares and the bounds to decode
+    them (by messages), so every client holds the FedAvg model.
+
+    Parameters
+    ----------
+    transport : Transport
+    labeled : dict of int to int
+        Each client's number of selected rows (the server chose them).
+    alpha : float, default=0.0
+    fit_intercept : bool, default=True
+
+    Returns
+    -------
+    result : TrainingResult
+    """
+    everyone = list(transport.clients)
+    active = [c for c in everyone if labeled[c] >= MIN_LOCAL_ROWS]
+    few = [c for c in everyone if 1 <= labeled[c] < MIN_LOCAL_ROWS]
     if few:
         warnings.warn(
             f"{len(few)} client(s) hold fewer than {MIN_LOCAL_ROWS} labeled rows "
@@ -209,61 +449,78 @@ def run_local_training(
             "one row gives that row's label away. Raise the budget, or use "
             "training='global'.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    _, _, secure = _secure_setup(len(clients), random_state, channel)
-    shares = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(client_local_share)(*clients[c], alpha, fit_intercept) for c in active
-    )
-    total = run_secure_total(
-        dict(zip(active, shares, strict=True)),
-        secure,
-        channel,
+    config = {"intercept": bool(fit_intercept), "alpha": float(alpha)}
+    key_agreement(transport)
+    transport.tell("local_share", "local_model", config=config, clients=active)
+    headroom = int(np.ceil(np.log2(max(len(active), 1))))
+    units = secure_sum(
+        transport,
+        active,
         "local_model",
-        random_state,
-        range(len(clients)),
-        down="global_model",
+        "local_share",
+        "local_share_magnitudes",
+        headroom,
+        everyone,
     )
-    return client_fedavg(total)
+    replies = transport.ask(
+        "local_solve",
+        "global_model",
+        broadcast=(units,),
+        config=config,
+        reply_phase="model_release",
+    )
+    return _server_model(replies, units)
 
 
-def run_weighted_mean(clients, active, secure, channel, random_state):
-    """Step 1: every client learns the global weighted mean of the labeled rows.
+# ------------------------------------------------------------ the simulation
+def _simulate(driver, clients, random_state, channel, n_jobs, **kwargs):
+    """Run a training driver on clients holding ``(X_l, y_l, weights)``.
 
-    Two secure sums: ``[sum w x, sum w]``, then the residual sums
-    ``sum w (x - x_bar)`` that correct the mean (as
-    :func:`skfal._linalg.weighted_mean`: a constant column's mean comes out
-    exact, so centering leaves exactly zero). Returns ``(x_mean,
-    total_weight)`` as the clients compute them.
+    Each client's state holds its labeled rows as its rows (all selected),
+    their labels and weights; its seeds derive from a federation seed drawn
+    from ``random_state``; within a key session it keeps the session's keys
+    (and the session the round ids it used).
     """
-    everyone = range(len(clients))
-    shares = {c: client_weighted_sums(clients[c][0], clients[c][2]) for c in active}
-    x_mean, total = client_weighted_mean(
-        run_secure_total(
-            shares, secure, channel, "weighted_sums", random_state, everyone
-        )
-    )
-    shares = {
-        c: client_residual_sums(clients[c][0], clients[c][2], x_mean) for c in active
-    }
-    residual = run_secure_total(
-        shares, secure, channel, "weighted_sums", random_state, everyone
-    )
-    return x_mean + residual / total, total
+    seed = draw_seed(random_state)
+    states = [
+        {
+            "X": np.asarray(X_l, dtype=np.float64),
+            "labels": np.asarray(y_l, dtype=np.float64),
+            "selection_indices": np.arange(X_l.shape[0]),
+            "selection_weights": np.asarray(w, dtype=np.float64),
+            "client": c,
+            **client_seeds(seed, c),
+        }
+        for c, (X_l, y_l, w) in enumerate(clients)
+    ]
+    transport = InProcessTransport(states, channel, n_jobs=n_jobs)
+    adopt_session_keys(transport)
+    labeled = {c: int(X_l.shape[0]) for c, (X_l, _, _) in enumerate(clients)}
+    result = driver(transport, labeled, **kwargs)
+    session_keys(transport)
+    return result.model
 
 
-def run_global_training(
+def run_local_training(
     clients, random_state, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None
 ):
-    """Simulate FALE's global training under secure aggregation (module docstring).
+    """Simulate FALE-local: local weighted fits, averaged by secure aggregation.
+
+    Runs :func:`local_training` over an in-process transport. Clients with
+    fewer than :data:`MIN_LOCAL_ROWS` labeled rows sit out with a warning: a
+    model fitted on one row is a function of that row and its label alone
+    (``(0, ..., 0, y_j)`` with an intercept), which the average of two
+    clients would give away to the other one.
 
     Parameters
     ----------
     clients : list of tuple (X_l, y_l, weights)
-        Each client's labeled rows, their labels and importance weights
-        (clients with no labeled row may be included; they sit out).
+        Each client's labeled rows, their labels and importance weights.
     random_state : numpy.random.RandomState
-        Draws the clients' shared secrets and key material.
+        Draws the federation's seed (the clients' keys and masks derive
+        from it).
     channel : Channel
         Where every message is counted (and recorded).
     alpha : float, default=0.0
@@ -276,40 +533,51 @@ def run_global_training(
     -------
     model : LinearModel
     """
-    active = _active(clients)
-    rotation_seed, mixing_seed, secure = _secure_setup(
-        len(clients), random_state, channel
-    )
-    n_columns = clients[0][0].shape[1] + int(fit_intercept) + 1
-    rotation = client_shared_rotation(n_columns, rotation_seed)
-    x_mean = None
-    if fit_intercept:
-        x_mean, _ = run_weighted_mean(clients, active, secure, channel, random_state)
-    systems = {c: client_system(*clients[c], x_mean) for c in active}
-    scales, zero = run_secure_bounds(
-        {c: client_column_magnitudes(systems[c]) for c in active},
-        secure,
-        channel,
-        "scales",
-        0,
+    return _simulate(
+        local_training,
+        clients,
         random_state,
-    )
-    factors = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(client_rotated_factor)(systems[c], scales, rotation) for c in active
-    )
-    units, bounds = run_secure_stack(
-        dict(zip(active, factors, strict=True)),
-        secure,
         channel,
-        "masked_system",
-        mixing_seed,
+        n_jobs,
+        alpha=alpha,
+        fit_intercept=fit_intercept,
+    )
+
+
+def run_global_training(
+    clients, random_state, channel, *, alpha=0.0, fit_intercept=True, n_jobs=None
+):
+    """Simulate FALE's global training under secure aggregation (module docstring).
+
+    Runs :func:`global_training` over an in-process transport.
+
+    Parameters
+    ----------
+    clients : list of tuple (X_l, y_l, weights)
+        Each client's labeled rows, their labels and importance weights
+        (clients with no labeled row may be included; they sit out).
+    random_state : numpy.random.RandomState
+        Draws the federation's seed (the clients' shared secrets and key
+        material derive from it).
+    channel : Channel
+        Where every message is counted (and recorded).
+    alpha : float, default=0.0
+        Ridge penalty (the intercept is not penalised).
+    fit_intercept : bool, default=True
+    n_jobs : int or None
+        Clients' steps run in parallel threads (joblib).
+
+    Returns
+    -------
+    model : LinearModel
+    """
+    return _simulate(
+        global_training,
+        clients,
         random_state,
-    )
-    r_units = channel.broadcast(
-        "masked_model", range(len(clients)), server_factor(units)
-    )
-    return LinearModel(
-        *client_solve(
-            r_units, bounds, rotation, scales, zero, alpha, fit_intercept, x_mean
-        )
+        channel,
+        n_jobs,
+        n_features=clients[0][0].shape[1],
+        alpha=alpha,
+        fit_intercept=fit_intercept,
     )

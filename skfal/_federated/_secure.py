@@ -625,11 +625,22 @@ def step_exponent_marks(state, config, *summed):
 
 
 @client_step("exponent_bounds")
-def step_exponent_bounds(state, config, summed):
-    """Secure maximum, end: keep the columns' bounds ``E_m``."""
-    fine = client_highest_bins(summed, _group_seed(state))
-    coarse = state.pop("coarse_bins")
+def step_exponent_bounds(state, config, *summed):
+    """Secure maximum, end: keep the columns' bounds ``E_m`` (and, under
+    ``store + "_zero"``, the columns no participant has a non-zero entry in).
+
+    A participant receives the last round's sum; a client that sits out the
+    sum but needs its bounds (to decode the total it is sent) receives both
+    rounds' sums and reads the bounds off them the same way.
+    """
+    seed = _group_seed(state)
+    if len(summed) == 2:
+        coarse = client_highest_bins(summed[0], seed)
+    else:
+        coarse = state.pop("coarse_bins")
+    fine = client_highest_bins(summed[-1], seed)
     state[config["store"]] = bounds_from_bins(coarse, fine, config["headroom"])
+    state[config["store"] + "_zero"] = coarse < 0
 
 
 @client_step("masked_words")
@@ -676,16 +687,22 @@ def key_agreement(transport):
     transport.session["keys_agreed"] = True
 
 
-def secure_bounds(transport, participants, phase, magnitudes, headroom, store):
+def secure_bounds(
+    transport, participants, phase, magnitudes, headroom, store, receivers=None
+):
     """The secure maximum: each participant keeps the columns' bounds.
 
     Two masked rounds of marks (coarse, then fine bins); the server adds
     each and passes the sum back. Participants keep ``E_m`` under
     ``store``; the last sum travels with the next message (no round trip).
+    ``receivers`` (default: the participants) who do not take part are sent
+    both rounds' sums and keep the same bounds: a client that sits out a
+    secure sum but must decode its total learns the bounds from messages.
     """
     participants = list(participants)
+    others = [c for c in (receivers or ()) if c not in participants]
     config = {"participants": participants, "magnitudes": magnitudes}
-    summed = ()
+    summed, sums = (), []
     for _ in range(2):
         round_id = transport.next_round()
         marks = transport.ask(
@@ -696,25 +713,36 @@ def secure_bounds(transport, participants, phase, magnitudes, headroom, store):
             clients=participants,
         )
         summed = (server_sum_words([marks[c][0] for c in participants]),)
+        sums.append(summed[0])
+    ending = {"headroom": headroom, "store": store}
     transport.tell(
-        "exponent_bounds",
-        phase,
-        broadcast=summed,
-        config={"headroom": headroom, "store": store},
-        clients=participants,
+        "exponent_bounds", phase, broadcast=summed, config=ending, clients=participants
     )
+    if others:
+        transport.tell(
+            "exponent_bounds",
+            phase,
+            broadcast=tuple(sums),
+            config=ending,
+            clients=others,
+        )
 
 
-def secure_sum(transport, participants, phase, values, magnitudes, headroom):
+def secure_sum(
+    transport, participants, phase, values, magnitudes, headroom, receivers=None
+):
     """Secure aggregation of the arrays the participants kept under ``values``.
 
     Returns the sum as the server holds it, in units of ``2^E_m`` per column;
-    the participants keep the bounds under ``values + "_bounds"``.
+    the participants (and ``receivers``, see :func:`secure_bounds`) keep the
+    bounds under ``values + "_bounds"``.
     """
     participants = list(participants)
     _check_participants(participants, transport.n_clients, phase)
     bounds = values + "_bounds"
-    secure_bounds(transport, participants, phase, magnitudes, headroom, bounds)
+    secure_bounds(
+        transport, participants, phase, magnitudes, headroom, bounds, receivers
+    )
     round_id = transport.next_round()
     config = {"participants": participants, "round": round_id, "phase": phase}
     words = transport.ask(
@@ -726,13 +754,13 @@ def secure_sum(transport, participants, phase, values, magnitudes, headroom):
     return decode_units(server_sum_words([words[c][0] for c in participants]))
 
 
-def secure_stack(transport, heights, phase, factor):
+def secure_stack(transport, heights, phase, factor, receivers=None):
     """Secure aggregation of stacked factors (:func:`run_secure_stack`).
 
-    ``heights`` are the participants' uploaded numbers of factor rows;
-    each kept its factor under ``factor``. Returns ``M [R_1; ...; R_k]`` in
-    units of ``2^E_m``; the participants keep the bounds under
-    ``"share_bounds"``.
+    ``heights`` are the clients' numbers of factor rows (uploaded, or known
+    to the server); those with a factor kept it under ``factor``. Returns
+    ``M [R_1; ...; R_k]`` in units of ``2^E_m``; the participants (and
+    ``receivers``) keep the bounds under ``"share_bounds"``.
     """
     participants = [c for c in transport.clients if int(heights[c][0]) > 0]
     offsets, n_rows = server_stack_layout([heights[c] for c in participants])
@@ -745,7 +773,13 @@ def secure_stack(transport, heights, phase, factor):
     )
     headroom = int(np.ceil(np.log2(len(participants)) / 2))
     return secure_sum(
-        transport, participants, phase, "share", "share_magnitudes", headroom
+        transport,
+        participants,
+        phase,
+        "share",
+        "share_magnitudes",
+        headroom,
+        receivers,
     )
 
 
@@ -766,3 +800,36 @@ def session_keys(transport):
     )
     secure._rounds = itertools.count(transport.next_round())
     session[transport.n_clients] = secure
+    session["transport"] = transport
+
+
+def session_transport():
+    """The in-process transport a sampler left in the fit's key session.
+
+    Its clients keep what the selection left them (their rows to label,
+    their weights, their keys), so training in the same fit goes on over it.
+    ``None`` outside a session or when no sampler left one; taken once.
+    """
+    session = _KEY_SESSION.get()
+    return None if session is None else session.pop("transport", None)
+
+
+def adopt_session_keys(transport):
+    """The in-process bridge the other way: clients keep the session's keys.
+
+    When the fit's key session holds keys for these clients (agreed by a
+    protocol that ran on :func:`run_key_agreement`), each client of the
+    in-process ``transport`` keeps its own pairwise secrets and round ids go
+    on from the session's, so no key is agreed twice and no mask reused.
+    """
+    session = _KEY_SESSION.get()
+    if session is None or transport.n_clients not in session:
+        return
+    secure = session[transport.n_clients]
+    for c, state in enumerate(transport.states):
+        kept = np.zeros((transport.n_clients, _KEY_BYTES), dtype=np.uint8)
+        for j, secret in secure.secrets[c].items():
+            kept[j] = np.frombuffer(secret.to_bytes(_KEY_BYTES, "big"), dtype=np.uint8)
+        state["pair_secrets"] = kept
+    transport.session["keys_agreed"] = True
+    transport._rounds = secure.next_round()

@@ -43,13 +43,23 @@ from skfal._federated._simulation import client_view
 
 CLIENT_STEPS = {}
 
-# State entries a client holds from outside the protocol (its data and
-# seeds); everything else in a state was kept by a step.
+# State entries a client holds from outside the protocol (its data, its
+# labeling function, its seeds, whether it releases the model it learns);
+# everything else in a state was kept by a step.
 DATA_KEYS = frozenset(
-    {"X", "labels", "client", "shared_seed", "sampling_seed", "secret_seed"}
+    {
+        "X",
+        "labels",
+        "label_reader",
+        "release_model",
+        "client",
+        "shared_seed",
+        "sampling_seed",
+        "secret_seed",
+    }
 )
 # State entries a step may cache for later steps of the same message only.
-LOCAL_KEYS = DATA_KEYS | {"design"}
+LOCAL_KEYS = DATA_KEYS | {"design", "scaled_X"}
 
 # Purposes of a client's private streams (the spawn key of its seeds).
 _SHARED, _SAMPLING, _SECRET = 0, 1, 2
@@ -78,6 +88,43 @@ def run_client_step(state, name, config, arrays):
         ) from None
     reply = step(state, config, *arrays)
     return tuple(np.asarray(array) for array in (reply or ()))
+
+
+def read_labels(state, local_indices):
+    """A client's labels at its own rows ``local_indices``, read only there.
+
+    From the client's labeling function (``state["label_reader"]``, called
+    with the local indices; a deployment's oracle) or, in a simulation, its
+    column of labels (``state["labels"]``). Raises a ValueError naming the
+    rows whose label is missing or not finite.
+    """
+    local_indices = np.asarray(local_indices, dtype=np.int64)
+    if local_indices.size == 0:
+        return np.empty(0)
+    reader = state.get("label_reader")
+    if reader is not None:
+        labels = np.asarray(reader(local_indices), dtype=np.float64).reshape(-1)
+    elif "labels" in state:
+        labels = np.asarray(state["labels"], dtype=np.float64)[local_indices]
+    else:
+        raise ValueError(
+            f"Client {state['client']} was asked for labels but has no labeling "
+            "function: give the ClientApp one (skfal.flower.client_app(load_data, "
+            "label=...))."
+        )
+    if labels.shape != local_indices.shape:
+        raise ValueError(
+            f"The labeling function returned {labels.shape[0]} labels for "
+            f"{local_indices.size} rows: it must return one label per row asked."
+        )
+    bad = local_indices[~np.isfinite(labels)]
+    if bad.size:
+        raise ValueError(
+            f"Client {state['client']} has no finite label at {bad.size} of its "
+            f"{local_indices.size} selected rows (its rows {bad[:10].tolist()}): "
+            "label every selected row, with a finite value."
+        )
+    return labels
 
 
 def client_seeds(federation_seed, client):
@@ -281,6 +328,14 @@ class Transport:
             start = stop
         return local, positions
 
+    def check_labels(self, rows, what, hint):
+        """Before clients read the labels of ``rows`` (federation order).
+
+        Nothing here: a client without a label says so itself. The
+        in-process transport names the missing rows of the simulation's
+        labels up front (so ``query`` can list them).
+        """
+
     def _deliver(self, batches):
         """Run each client's requests in order; the reply to each one's last.
 
@@ -317,6 +372,14 @@ class InProcessTransport(Transport):
         self.states = states
         self.client_rows = client_rows
         self.n_jobs = n_jobs
+        self.labels = None  # the simulation's y, for check_labels only
+
+    def check_labels(self, rows, what, hint):
+        if self.labels is None:
+            return
+        from skfal._validation import check_labels_at  # imports scikit-learn
+
+        check_labels_at(self.labels, np.asarray(rows, dtype=np.int64), what, hint)
 
     def _run(self, c, requests):
         reply = ()

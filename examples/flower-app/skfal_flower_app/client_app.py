@@ -1,11 +1,17 @@
 """The ClientApp: skfal's client steps on this SuperNode's rows.
 
-Each SuperNode's node config names its rows and seeds, e.g.::
+Each SuperNode's node config names its rows, its labels and its seeds, e.g.::
 
     flower-supernode ... --node-config \
-        'partition-id=0 federation-seed=1234 data-path="/data/rows.npy"'
+        'partition-id=0 federation-seed=1234 data-path="/data/rows.npy" \
+         label-path="/data/labels.npy"'
 
-``data-path`` is a ``.npy`` file of the node's rows (n_i x n_features).
+``data-path`` is a ``.npy`` file of the node's rows (n_i x n_features);
+``label-path`` (needed only to train a FederatedActiveRegressor) a ``.npy``
+file of their labels, read only at the rows the server selects (in a real
+deployment, ``label_rows`` asks an annotator instead). ``release-model=false``
+keeps the learned model on this node (the server then holds the selection
+and the masked model only).
 """
 
 import numpy as np
@@ -18,4 +24,10 @@ def load_rows(node_config):
     return np.load(str(node_config["data-path"]))
 
 
-app = client_app(load_rows)
+def label_rows(node_config, rows):
+    """The labels of this node's rows ``rows`` (the selected ones only)."""
+    labels = np.load(str(node_config["label-path"]), mmap_mode="r")
+    return np.asarray(labels[rows])
+
+
+app = client_app(load_rows, label=label_rows)
