@@ -520,7 +520,8 @@ class _Tree(NamedTuple):
     """A k-d tree's plan: how a row is projected, and the bits of each level.
 
     ``directions`` hold the split axes as columns; a row's coordinates
-    are ``((x - center) * scale) @ directions``.
+    are ``((x - center) * scale) @ directions``, or ``x @ directions`` when
+    ``center`` is None.
     The first ``n_single`` axes are split once: their bit is
     ``coordinate >= edge`` at ``positions[a]`` (counted from the code's low
     end). Each later axis ``a`` has the sorted ``edges[a]`` of its
@@ -581,13 +582,16 @@ def _tree_plan(X, max_depth):
         levels[j].append(n_bits - 1 - depth)
     single = [j for j in levels if splits[j] == 1]
     multi = [j for j in levels if splits[j] > 1]
-    # Rows are centered before projecting, which keeps the digits of rows far
-    # from the origin. Entries of X between 2**-100 and 2**100 are projected
-    # as they are; others are scaled by the power of two first (exact), so
-    # no product over- or underflows.
+    # Entries of X between 2**-100 and 2**100 are projected as they are;
+    # others are scaled by the power of two first (exact), so no product
+    # over- or underflows. Rows far from the origin (a mean above 2**20
+    # spreads) are centered first, which keeps the digits that tell them
+    # apart; closer ones lose at most 2**20 eps of a spread uncentered,
+    # and the projection alone costs a quarter less.
     scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
+    near = np.abs(mean).max() <= 2.0**20 * np.sqrt(spread.max())
     tree = _Tree(
-        center=np.ldexp(mean, -shift),
+        center=None if scale == 1.0 and near else np.ldexp(mean, -shift),
         scale=scale,
         directions=np.ascontiguousarray(vt[single + multi].T),
         n_single=len(single),
@@ -626,6 +630,8 @@ def _project(block, tree, out=None):
     if out is None:
         out = _buffers(m, tree)
     centered, z = out[0][:m], out[1][:m]
+    if tree.center is None:
+        return np.matmul(block, tree.directions, out=z)
     if tree.scale == 1.0:
         np.subtract(block, tree.center, out=centered)
     else:
