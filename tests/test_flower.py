@@ -262,7 +262,9 @@ def test_flower_run_equals_the_in_process_fit(federation, data):
     X, groups = data
     out = federation.root / "fitted.npz"
     audit = federation.root / "received.npz"
-    for protocol in ("qr", "fedsvd"):
+    # "fedsvd" runs in the regressor's test (its selection, bytes, round
+    # trips and audit); here "qr", with the scores and draws too.
+    for protocol in ("qr",):
         status, details = federation.run(
             federation.app,
             {
