@@ -53,7 +53,6 @@ from skfal._federated._regression import (
 from skfal._federated._secure import (
     adopt_session_keys,
     key_session,
-    run_largest_exponent,
     session_keys,
     session_transport,
 )
@@ -106,7 +105,6 @@ __all__ = [
     "run_client_step",
     "run_fedsvd_leverage",
     "run_global_training",
-    "run_largest_exponent",
     "run_local_training",
     "run_model_scores",
     "run_pivotal_selection",

@@ -464,22 +464,6 @@ def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None
     )
 
 
-def run_largest_exponent(X, client_rows, random_state, channel):
-    """Every client learns ``e`` with ``max |X| < 2^e`` (a secure maximum).
-
-    Clients dividing their rows by ``2^e`` work in units where the largest
-    entry is in ``[0.5, 1)``, exactly (0 when ``X`` is all zeros).
-    """
-    group_seed = client_shared_seeds(draw_seed(random_state))[2]
-    secure = run_key_agreement(len(client_rows), group_seed, random_state, channel)
-    magnitudes = {
-        c: np.array([np.abs(X[rows]).max(initial=0.0)])
-        for c, rows in enumerate(client_rows)
-    }
-    bounds, _ = run_secure_bounds(magnitudes, secure, channel, "scale", 0, random_state)
-    return int(bounds[0])
-
-
 def run_secure_total(
     values, secure, channel, phase, random_state, receivers, down=None
 ):
