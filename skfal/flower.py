@@ -43,6 +43,7 @@ from flwr.clientapp import ClientApp
 
 from skfal._federated import Channel, Transport, client_seeds, run_client_step
 from skfal._federated._transport import LOCAL_KEYS
+from skfal._federated._transport import federation_seed as _federation_seed
 from skfal._sampling import draw_seed
 from skfal.federated import transcript
 
@@ -80,9 +81,7 @@ def federation_seed(random_state):
         Put it in every SuperNode's node config as ``federation-seed`` to
         reproduce ``fit(X, groups=...)`` with that ``random_state``.
     """
-    from sklearn.utils import check_random_state
-
-    return int(draw_seed(check_random_state(random_state)))
+    return _federation_seed(random_state)
 
 
 def _pack(arrays):

@@ -110,7 +110,7 @@ def _server_side_regressor(X, y, groups, **params):
     """The regressor's server side over a transport whose clients hold their
     rows client by client and read their labels through a labeling function."""
     from skfal import FederatedActiveRegressor
-    from skfal.flower import federation_seed
+    from skfal._federated._transport import federation_seed
 
     client_rows = [np.flatnonzero(groups == c) for c in np.unique(groups)]
     transport = simulated_federation(
@@ -233,7 +233,7 @@ def test_sensitivity_server_side_on_a_transport_equals_the_estimators_fit(
     # function: exactly the estimator's fit, and the server receives no row
     # and no label.
     from skfal import SensitivitySampler
-    from skfal.flower import federation_seed
+    from skfal._federated._transport import federation_seed
     from tests.test_federated_leverage import contains_raw_row
 
     rng = np.random.RandomState(4)

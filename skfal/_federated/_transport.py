@@ -127,6 +127,28 @@ def read_labels(state, local_indices):
     return labels
 
 
+def federation_seed(random_state):
+    """The federation's seed an in-process fit with ``random_state`` uses.
+
+    Its first draw: the estimators draw it so, and a deployment hands it to
+    every client (``skfal.flower.federation_seed`` is this function).
+
+    Parameters
+    ----------
+    random_state : int or numpy.random.RandomState
+        The estimator's ``random_state``.
+
+    Returns
+    -------
+    seed : int
+    """
+    from sklearn.utils import check_random_state  # not on a client's path
+
+    from skfal._sampling import draw_seed
+
+    return int(draw_seed(check_random_state(random_state)))
+
+
 def client_seeds(federation_seed, client):
     """A client's seeds, derived from the federation's seed and its number.
 
