@@ -55,15 +55,18 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = []
+        rows, labels = [], []
         for c in range(args.clients):
             rows.append(root / f"rows{c}.npy")
             np.save(rows[-1], X[groups == c])
+            # Each node's labeling reads its file (the selection reads none).
+            labels.append(root / f"labels{c}.npy")
+            np.save(labels[-1], np.zeros(int(np.sum(groups == c))))
         app = root / "skfalapp"
         shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__"))
         out = root / "fitted.npz"
         started = time.perf_counter()
-        with Federation(root, rows, federation_seed(seed)) as federation:
+        with Federation(root, rows, federation_seed(seed), labels) as federation:
             up = time.perf_counter() - started
             config = {
                 "num-clients": args.clients,
