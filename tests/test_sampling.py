@@ -265,6 +265,20 @@ def test_mixed_probabilities_bound_every_weight():
     assert np.isclose(p.sum(), 1) and np.all(p[~eligible] == 0)
 
 
+def _tournament_run(pi, order):
+    """``run(seed)``: a tournament on ``pi`` in ``order``, then the server's
+    settling of the open row; the rows selected."""
+
+    def run(seed):
+        r = np.random.RandomState(seed)
+        outcome = pivotal_tournament(pi, r, order)
+        last = settle_pending(np.array([outcome.pending_probability]), r)
+        extra = [outcome.pending] if last[0] else []
+        return np.append(outcome.selected, extra).astype(np.int64)
+
+    return run
+
+
 @pytest.mark.parametrize("ordered", [False, True])
 def test_pivotal_tournament_has_exact_inclusion_probabilities(ordered):
     # Each duel keeps each row's expected value, so E[selected_i] = pi_i for
@@ -275,12 +289,7 @@ def test_pivotal_tournament_has_exact_inclusion_probabilities(ordered):
     )
     order = spatial_order(rng.standard_normal((40, 2)), 6) if ordered else None
 
-    def run(seed):
-        r = np.random.RandomState(seed)
-        outcome = pivotal_tournament(pi, r, order)
-        last = settle_pending(np.array([outcome.pending_probability]), r)
-        extra = [outcome.pending] if last[0] else []
-        return np.append(outcome.selected, extra).astype(np.int64)
+    run = _tournament_run(pi, order)
 
     n_runs = 6000
     assert_frequencies_match(inclusion_frequencies(pi, n_runs, run), pi, n_runs)
@@ -299,12 +308,7 @@ def test_pivotal_tournament_settles_runs_of_small_probabilities_exactly():
     assert pi.max() > 0.5 and pi.min() < 0.01
     order = spatial_order(rng.standard_normal((300, 2)), 8)
 
-    def run(seed):
-        r = np.random.RandomState(seed)
-        outcome = pivotal_tournament(pi, r, order)
-        last = settle_pending(np.array([outcome.pending_probability]), r)
-        extra = [outcome.pending] if last[0] else []
-        return np.append(outcome.selected, extra).astype(np.int64)
+    run = _tournament_run(pi, order)
 
     n_runs = 8000
     freq = inclusion_frequencies(pi, n_runs, run)
