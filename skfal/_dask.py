@@ -89,6 +89,11 @@ class DaskRows(Rows):
             return self.base
         return self.base[index]
 
+    @property
+    def n_pieces(self):
+        """How many row chunks :meth:`map_pieces` runs on."""
+        return len(self._view().chunks[0])
+
     def map_pieces(self, func, *args):
         """``[func(piece, *args)]`` for each row chunk, computed where it lives."""
         chunks = self._view().to_delayed(optimize_graph=True).ravel()

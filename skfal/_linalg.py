@@ -370,7 +370,10 @@ def cholesky_qr_r(X, intercept=False):
     eps = np.finfo(np.float64).eps
     u = eps / 2
     rows = min(n_rows, max(_GRAM_ROWS, 2 * X.shape[1] + 2))
-    length = rows + -(-n_rows // rows)  # one chunk's sum, then over chunks
+    # One chunk's sum, then the sum over chunks: pieces (a cluster's chunks)
+    # each end in a partial chunk of their own.
+    chunks = -(-n_rows // rows) + getattr(X, "n_pieces", 1) - 1
+    length = rows + chunks
     gamma = (length + n + 1) * u
 
     with np.errstate(over="ignore", invalid="ignore"):

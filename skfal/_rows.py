@@ -314,6 +314,36 @@ def _largest_in(rows, absolute):
     return best
 
 
+class Stacked:
+    """Arrays of the same width, as the rows of one table, never copied.
+
+    A kernel run through :func:`map_pieces` runs on each array (a piece)
+    and its results are combined as for a cluster's chunks; a FedSVD
+    server factors its clients' uploads this way.
+
+    Parameters
+    ----------
+    arrays : list of ndarray of shape (n_rows_i, n_columns)
+    """
+
+    ndim = 2
+    distributed = False
+
+    def __init__(self, arrays):
+        self.arrays = [np.asarray(a) for a in arrays]
+        self.shape = (sum(a.shape[0] for a in self.arrays), self.arrays[0].shape[1])
+        self.dtype = np.result_type(*self.arrays)
+
+    @property
+    def n_pieces(self):
+        """How many pieces :meth:`map_pieces` runs on."""
+        return len(self.arrays)
+
+    def map_pieces(self, func, *args):
+        """``[func(array, *args)]`` for each array, in order."""
+        return [func(a, *args) for a in self.arrays]
+
+
 # ---------------------------------------------------------------- kernels' side
 def map_pieces(X, func, *args):
     """``[func(piece, *args), ...]`` over pieces of ``X``'s rows, in row order.

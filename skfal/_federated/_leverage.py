@@ -9,10 +9,14 @@ authority hands it out).
 ``"fedsvd"`` (FALE, Algorithm 1, after Chai et al., 2022)
     1. client: upload ``P_i X_i Q`` (``P_i`` the client's block-diagonal
        orthogonal mask);
-    2. server: thin SVD of the stacked masked matrix ``X' = P X Q = U' S V'^T``;
-       send client ``i`` its rows ``U'_i = X'_i V' S^{-1}`` and ``V' S^{-1}``;
-    3. client: unmask ``U_i = P_i^T U'_i`` (rows of an orthonormal basis of
-       ``X``), upload the squared row norms.
+    2. server: thin SVD of the stacked masked matrix ``X' = P X Q = U' S V'^T``
+       (by the centralized kernel: CholeskyQR, TSQR where it would not be
+       accurate); send every client ``V' S^{-1}`` (``d x d``);
+    3. client: its rows of the orthonormal basis ``U = P^T U'``,
+       ``U_i = P_i^T X'_i V' S^{-1} = X_i Q V' S^{-1}``, upload their squared
+       norms. FALE sends each client ``U'_i`` to unmask; since ``P_i`` is
+       orthogonal, ``X_i Q V' S^{-1}`` is the same basis without the
+       ``n_i x d`` download or a second pass of the mask.
 
 ``"qr"`` (communication-efficient, with secure aggregation)
     1. client: the R factor ``R_i`` of ``X_i Q`` (non-negative diagonal):
@@ -38,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from skfal._federated._masks import apply_block_mask, client_shared_rotation
+from skfal._federated._masks import client_shared_rotation, mask_rows
 from skfal._federated._secure import (
     client_decode,
     client_shared_seeds,
@@ -50,7 +54,6 @@ from skfal._federated._transport import client_step, simulated_federation, strea
 from skfal._linalg import (
     column_norms,
     equilibrated_r_factor,
-    iter_chunks,
     r_factor,
     r_from_whitener,
     ridge_r_factor,
@@ -58,6 +61,7 @@ from skfal._linalg import (
     whitener,
     with_intercept,
 )
+from skfal._rows import Stacked
 from skfal._sampling import draw_seed
 
 
@@ -76,19 +80,7 @@ class LeverageResult(NamedTuple):
 # --------------------------------------------------------------------- clients
 def client_mask_rows(X_i, rotation, seed, block_size):
     """FedSVD upload: the masked rows ``P_i X_i Q``."""
-    return apply_block_mask(
-        np.asarray(X_i, dtype=np.float64) @ rotation, seed, block_size
-    )
-
-
-def client_unmask_scores(masked_basis, W_masked, rotation, seed, block_size):
-    """FedSVD: unmask ``U_i = P_i^T U'_i``; return its squared row norms and ``W``.
-
-    The scores are uploaded; ``W = Q V' S^{-1}`` (the map with ``X W``
-    orthonormal) stays with the client.
-    """
-    basis = apply_block_mask(masked_basis, seed, block_size, transpose=True)
-    return np.einsum("ij,ij->i", basis, basis), client_whitener(rotation, W_masked)
+    return mask_rows(np.asarray(X_i, dtype=np.float64) @ rotation, seed, block_size)
 
 
 def client_own_r(X_i):
@@ -147,18 +139,15 @@ def client_scores(X_i, rotation, r, n_rows, alpha=0.0, n_penalised=0):
 def server_masked_svd(masked_uploads):
     """FedSVD: right factor ``V' S^{-1}`` of the thin SVD of the stacked uploads.
 
-    The SVD is taken through TSQR: ``X' = Q_x R`` and ``R = U_r S V'^T``, so
-    ``U' = X' V' S^{-1}`` without ever holding ``U'`` for all clients at once.
+    The SVD is taken through an R factor: ``X' = Q_x R`` and ``R = U_r S
+    V'^T``, so ``U' = X' V' S^{-1}``. The R factor comes from the centralized
+    kernel (:func:`~skfal._linalg.equilibrated_r_factor`: CholeskyQR at the
+    speed of Gram products, TSQR where it would not be accurate) on the
+    uploads as they arrived, never stacked into one array.
     """
-    n_features = masked_uploads[0].shape[1]
-    blocks = (block for upload in masked_uploads for block in iter_chunks(upload))
-    n_rows = sum(upload.shape[0] for upload in masked_uploads)
-    return whitener(r_factor(blocks, n_features), n_rows)
-
-
-def server_masked_basis(masked_upload, W_masked):
-    """FedSVD: a client's rows ``U'_i = X'_i V' S^{-1}`` of the masked basis."""
-    return masked_upload @ W_masked
+    stacked = Stacked(masked_uploads)
+    r, exponents, _ = equilibrated_r_factor(stacked)
+    return whitener(np.ldexp(r, exponents), stacked.shape[0])
 
 
 def server_combine_r(units, row_counts):
@@ -271,23 +260,14 @@ def step_fedsvd_mask(state, config):
     )
 
 
-@client_step("fedsvd_unmask")
-def step_fedsvd_unmask(state, config, masked_basis, W_masked):
-    """FedSVD, 2: unmask the client's rows of the basis; upload their norms."""
-    scores, W = client_unmask_scores(
-        masked_basis,
-        W_masked,
-        state["rotation"],
-        _mask_seed(state),
-        config["block_size"],
-    )
-    state["scores"], state["whitener"] = scores, W
-    return (scores,)
+@client_step("fedsvd_scores")
+def step_fedsvd_scores(state, config, W_masked, total):
+    """FedSVD, 2: (ridge) scores ``||x_j Q W||^2`` from the server's ``V' S^{-1}``.
 
-
-@client_step("fedsvd_ridge_scores")
-def step_fedsvd_ridge_scores(state, config, W_masked, total):
-    """FedSVD with ``alpha > 0``, 2: ridge scores from ``V' S^{-1}``."""
+    ``X_i Q V' S^{-1}`` is the client's block of ``U = P^T U'``; with
+    ``alpha > 0`` the client adds the ridge penalty to the factor
+    ``S V'^T`` itself (it knows ``Q``).
+    """
     scores, W = client_scores(
         _design(state, config),
         state["rotation"],
@@ -356,25 +336,13 @@ def fedsvd_leverage(
     uploads = [masked[c][0] for c in clients]
     del masked
     W_masked = server_masked_svd(uploads)
-    if alpha > 0:
-        total = np.array([sum(upload.shape[0] for upload in uploads)])
-        replies = transport.ask(
-            "fedsvd_ridge_scores",
-            "svd",
-            broadcast=(W_masked, total),
-            config={**config, "alpha": float(alpha), "n_penalised": int(n_features)},
-            reply_phase="scores",
-        )
-        return {c: replies[c][0] for c in clients}
+    total = np.array([sum(upload.shape[0] for upload in uploads)])
+    del uploads
     replies = transport.ask(
-        "fedsvd_unmask",
+        "fedsvd_scores",
         "svd",
-        {
-            c: (server_masked_basis(uploads[i], W_masked),)
-            for i, c in enumerate(clients)
-        },
-        broadcast=(W_masked,),
-        config=config,
+        broadcast=(W_masked, total),
+        config={**config, "alpha": float(alpha), "n_penalised": int(n_features)},
         reply_phase="scores",
     )
     return {c: replies[c][0] for c in clients}
@@ -447,9 +415,9 @@ def run_fedsvd_leverage(
     """Simulate FALE's ``"fedsvd"`` leverage protocol (module docstring).
 
     Parameters as :func:`run_qr_leverage`, and ``block_size``, the rows per
-    Haar block of the clients' row masks. With ``alpha > 0`` the server
-    sends only ``V' S^{-1}`` (and the number of rows): each client turns it
-    into a factor of the rotated Gram matrix, adds the ridge penalty and
+    Haar block of the clients' row masks. The server sends only ``V'
+    S^{-1}`` (and the number of rows): each client turns it into a factor of
+    the rotated Gram matrix (with ``alpha > 0`` adds the ridge penalty) and
     scores its own rows.
 
     Returns
