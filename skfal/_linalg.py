@@ -29,6 +29,8 @@ numbers near the rank cut) goes to TSQR as before.
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import solve_triangular
+from scipy.linalg.blas import dtrmm
 
 from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, map_pieces, times
 
@@ -153,26 +155,40 @@ def with_intercept(X):
     return np.hstack([np.asarray(X, dtype=np.float64), np.ones((X.shape[0], 1))])
 
 
-def squared_row_norms(X, W, intercept=False):
+def squared_row_norms(X, W, intercept=False, triangular=False):
     """``||x_j W||^2`` (``||[x_j, 1] W||^2`` with ``intercept``) for every row.
 
     One pass over ``X``'s row blocks: ``O(n d k)`` for dense rows,
     ``O(nnz k)`` for sparse ones. Rows on a cluster's workers are scored
-    there; only the ``n`` scores come back.
+    there; only the ``n`` scores come back. With ``triangular`` (``W``
+    square and upper triangular) dense rows take a triangular product (BLAS
+    ``trmm``, half the flops of a general one) on a cache-resident copy.
     """
-    return np.concatenate(map_pieces(X, _squared_row_norms, W, intercept))
+    return np.concatenate(map_pieces(X, _squared_row_norms, W, intercept, triangular))
 
 
-def _squared_row_norms(X, W, intercept):
+def _squared_row_norms(X, W, intercept, triangular=False):
     out = np.empty(X.shape[0], dtype=np.float64)
     W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
     width = max(W.shape)
+    buffer = None
     for start, chunk in iter_blocks(X):
         for offset, block in cache_slices(chunk, width):
-            y = times(block, W_x)
-            if intercept:
-                y += shift
             begin = start + offset
+            if triangular and not sp.issparse(block):
+                if buffer is None or buffer.shape[0] < block.shape[0]:
+                    buffer = np.empty((block.shape[0], W.shape[0]))
+                y = buffer[: block.shape[0]]
+                y[:, : block.shape[1]] = block
+                if intercept:
+                    y[:, -1] = 1.0
+                # The C-ordered copy is its transpose in Fortran order:
+                # (y W)^T = W^T y^T, in place.
+                y = dtrmm(1.0, W, y.T, side=0, lower=0, trans_a=1, overwrite_b=1).T
+            else:
+                y = times(block, W_x)
+                if intercept:
+                    y += shift
             np.einsum("ij,ij->i", y, y, out=out[begin : begin + block.shape[0]])
     return out
 
@@ -183,13 +199,18 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     With ``alpha > 0`` the ridge leverage ``x^T (X^T X + alpha D)^{-1} x``,
     ``D`` penalising the features and not the intercept.
     """
-    r, exponents, _ = equilibrated_r_factor(X, intercept)
+    r, exponents, path = equilibrated_r_factor(X, intercept)
     # The rank decision and the scores work on the equilibrated design (its
     # columns divided by powers of two near their norms, exactly), so they
     # do not depend on the columns' scales (leverage scores do not).
-    scaling = np.diag(np.ldexp(1.0, -exponents))
-    ridge = ridge_r_factor(r, alpha, X.shape[1], scaling)
-    W = scaling @ whitener(ridge, X.shape[0])
+    scale = np.ldexp(1.0, -exponents)
+    ridge = ridge_r_factor(r, alpha, X.shape[1], np.diag(scale))
+    W = scale[:, None] * whitener(ridge, X.shape[0])
+    if path != "tsqr" and W.shape[1] == ridge.shape[0] == ridge.shape[1]:
+        # A certified CholeskyQR factor (or its ridge), full rank: score with
+        # ``D R^{-1}`` (upper triangular), the map CholeskyQR itself uses.
+        T = scale[:, None] * solve_triangular(ridge, np.eye(ridge.shape[0]))
+        return squared_row_norms(X, T, intercept, triangular=True), W
     return squared_row_norms(X, W, intercept), W
 
 
