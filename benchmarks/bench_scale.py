@@ -17,9 +17,10 @@ levels: 200 columns at 2% density) as CSR; the fit time as a ratio to the
 Gram product ``X.T @ X`` on the sparse matrix, and the fit's peak memory
 against the size of the dense table. Two encodings: all 200 indicator
 columns (what ``OneHotEncoder()`` gives; each categorical's columns sum to
-one, so the table is rank deficient and the scores take the TSQR fallback,
-on densified blocks) and ``drop="first"`` (196 columns, full rank: the
-CholeskyQR path on sparse Gram products).
+one, so the table is rank deficient: its exact integer Gram decides the rank
+by pivoted Cholesky, with one more sparse pass to check the dependencies)
+and ``drop="first"`` (196 columns, full rank: CholeskyQR on sparse Gram
+products). The scores alone (``leverage_scores``) are timed too.
 
 Dask (item 3, ``--dask``, needs ``skfal[dask]``): a ``distributed.LocalCluster``
 (2 worker processes, 1 thread each) holds a float64 table of random chunks
@@ -51,6 +52,8 @@ from _util import best_time, peak_memory
 
 import skfal._rows
 from skfal import LeverageScoreSampler
+from skfal._linalg import equilibrated_r_factor, leverage_scores
+from skfal._rows import Rows
 
 _WRITE_ROWS = 1_000_000
 
@@ -138,19 +141,23 @@ def one_hot(n, drop_first, seed=0):
 
 def sparse_table(n, repeat):
     print(
-        f"{'table':>26} {'X.T@X s':>8} {'fit s':>7} {'/ gram':>7} "
-        f"{'peak MB':>8} {'dense MB':>9} {'peak/dense':>10}"
+        f"{'table':>26} {'X.T@X s':>8} {'fit s':>7} {'/ gram':>7} {'scores':>7} "
+        f"{'path':>17} {'peak MB':>8} {'dense MB':>9} {'peak/dense':>10}"
     )
     for drop_first in (False, True):
         X = one_hot(n, drop_first)
         t_gram = best_time(repeat, lambda X=X: X.T @ X)
         sampler = LeverageScoreSampler(budget=10_000, random_state=0)
         t_fit = best_time(repeat, sampler.fit, X)
+        rows = Rows(X)
+        t_scores = best_time(repeat, leverage_scores, rows)
+        path = equilibrated_r_factor(rows)[2]
         peak = peak_memory(sampler.fit, X)
         dense = X.shape[0] * X.shape[1] * 8
         name = f"{n:,} x {X.shape[1]}" + (" drop=first" if drop_first else "")
         print(
             f"{name:>26} {t_gram:8.3f} {t_fit:7.2f} {t_fit / t_gram:7.1f} "
+            f"{t_scores / t_gram:7.1f} {path:>17} "
             f"{peak / 1e6:8.1f} {dense / 1e6:9.1f} {peak / dense:10.3f}"
         )
 

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 from scipy.linalg.blas import dtrmm
+from scipy.linalg.lapack import dpstrf
 
 from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, map_pieces, times
 
@@ -345,9 +346,11 @@ def cholesky_qr_r(X, intercept=False):
     ``Y = Z R_k^{-1}``, ``Y^T Y - I = -R_k^{-T} (dG + dC) R_k^{-1}``, where
     ``dG`` is the rounding of the Gram product (``|dG_ij| <= gamma
     ||z_i|| ||z_j||``, ``gamma = (rows per chunk + chunks) u``) and ``dC``
-    that of the Cholesky factorisation (``gamma_{n+1} ||R_k||_F^2``), so
+    that of the Cholesky factorisation (``gamma_{n+1} || |R_k| ||_2^2``,
+    :func:`_cholesky_error`), so
 
-        ``||Y^T Y - I|| <= b = (gamma + gamma_{n+1}) tr(G) / s_min(R_k)^2``.
+        ``||Y^T Y - I|| <= b = (gamma tr(G) + gamma_{n+1} || |R_k| ||_2^2)
+        / s_min(R_k)^2``.
 
     The scores from ``R`` are then off by a relative ``b / (1 - b)`` at most
     (first order), on top of the ``u cond`` of any backward-stable QR.
@@ -420,14 +423,17 @@ def cholesky_qr_r(X, intercept=False):
             return None
 
     exact = gram_is_exact(X)
+    if exact:
+        r = _exact_rank_deficient(X, intercept, G, scale, n_rows)
+        if r is not None:
+            return r, exponents, "pivoted cholesky"
 
     def round_(G, shift=0.0, gamma=gamma):
         r = _upper_cholesky(G + shift * np.eye(n) if shift else G)
         if r is None:
             return None, np.inf
         s_min = np.linalg.svd(r, compute_uv=False)[-1]
-        trace = np.trace(G)
-        bound = (gamma * trace + shift + (n + 1) * u * (trace + n * shift)) / (
+        bound = (gamma * np.trace(G) + shift + _cholesky_error(r)) / (
             s_min**2 if s_min > 0 else 0.0
         )
         return r, bound
@@ -457,6 +463,79 @@ def cholesky_qr_r(X, intercept=False):
     if not s[-1] > 4 * max(n_rows, n) * eps * s[0]:
         return None
     return r, exponents, path
+
+
+def _cholesky_error(r):
+    """Bound on ``||dG||_2`` for the computed Cholesky factor ``r`` of ``G``.
+
+    ``|dG| <= gamma_{n+1} |r|^T |r|`` entrywise (Higham, Accuracy and
+    Stability of Numerical Algorithms, Thm 10.3), so ``||dG||_2 <=
+    gamma_{n+1} || |r| ||_2^2``, at most ``gamma_{n+1} tr(G)`` and often
+    ``n`` times less.
+    """
+    n = r.shape[0]
+    u = np.finfo(np.float64).eps / 2
+    return (n + 1) * u * np.linalg.norm(np.abs(r), 2) ** 2
+
+
+def _exact_rank_deficient(X, intercept, G, scale, n_rows):
+    """R factor of a rank-deficient design whose Gram ``G`` is exact, if certified.
+
+    One-hot tables (``OneHotEncoder()`` without ``drop``) are rank
+    deficient by construction: each categorical's indicators sum to the
+    constant column. Pivoted Cholesky of the exact ``G`` (LAPACK ``dpstrf``)
+    picks ``r`` independent columns ``X_1``; the others are ``X_2 = X_1 C +
+    E`` with ``C = G_11^{-1} G_12``. One pass of ``O(nnz k)`` computes
+    ``E`` (``k`` dependent columns); when ``||E||_F`` plus its rounding stays
+    below the rank cut of TSQR (``max(n, d) eps s_max``, as
+    :func:`numpy.linalg.matrix_rank`), the table has rank ``r`` as TSQR
+    would decide and ``R = [R_11, R_11 C]`` (columns in place) is its R
+    factor, ``R^T R = X^T X`` to rounding. ``R_11`` must be certified by one
+    CholeskyQR round on the exact ``G_11`` (:func:`cholesky_qr_r`).
+
+    Returns None when ``G`` has full numerical rank, or any check fails
+    (TSQR decides then).
+    """
+    n = G.shape[0]
+    eps = np.finfo(np.float64).eps
+    u = eps / 2
+    _, piv, rank, info = dpstrf(G, tol=-1.0)
+    if info == 0 or rank == 0:  # full rank (or a zero table): not this case
+        return None
+    order = piv - 1
+    keep, drop = np.sort(order[:rank]), np.sort(order[rank:])
+    G11 = G[np.ix_(keep, keep)]
+    r11 = _upper_cholesky(G11)
+    if r11 is None:
+        return None
+    s11 = np.linalg.svd(r11, compute_uv=False)
+    if not _cholesky_error(r11) <= _SCORE_TOL * s11[-1] ** 2:
+        return None
+    C = solve_triangular(r11, solve_triangular(r11, G[np.ix_(keep, drop)], trans="T"))
+    residual = 0.0
+    for block in _design_chunks(X, intercept, scale):
+        E = as_dense(block[:, drop]) - times(block[:, keep], C)
+        residual += float(np.einsum("ij,ij->", E, E))
+    s_max = np.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0))
+    # Rounding of E entry by entry: gamma_{r+1} (|X_1| |C| + |X_2|).
+    noise = (
+        (rank + 2)
+        * u
+        * (
+            np.sqrt(np.trace(G11)) * np.linalg.norm(C)
+            + np.sqrt(np.trace(G) - np.trace(G11))
+        )
+    )
+    cut = max(n_rows, n) * eps * s_max
+    if not np.sqrt(residual) + noise <= cut:
+        return None
+    r = np.zeros((rank, n))
+    r[:, keep] = r11
+    r[:, drop] = r11 @ C
+    s = np.linalg.svd(r, compute_uv=False)
+    if not s[-1] > 4 * cut:
+        return None
+    return r
 
 
 def gram_is_exact(X):

@@ -21,7 +21,12 @@ from skfal import (
     SensitivitySampler,
     UniformSampler,
 )
-from skfal._linalg import equilibrated_r_factor, gram_is_exact, leverage_scores
+from skfal._linalg import (
+    _exact_rank_deficient,
+    equilibrated_r_factor,
+    gram_is_exact,
+    leverage_scores,
+)
 from skfal._rows import Rows, is_row_sliceable, max_abs
 from tests._helpers import matrix_with_known_basis
 
@@ -406,6 +411,60 @@ def test_integer_sparse_gram_is_exact_and_certified_in_one_pass():
     assert not gram_is_exact(Rows(sp.csr_matrix(dense * 0.1)))
     assert not gram_is_exact(Rows(sp.csr_matrix(dense * 2.0**26)))
     assert not gram_is_exact(dense.astype(np.float64))
+
+
+@pytest.mark.parametrize("intercept", [False, True])
+def test_one_hot_rank_deficiency_is_decided_on_the_exact_gram(intercept):
+    # OneHotEncoder() without drop: each categorical's indicators sum to the
+    # constant column, so the table has rank d - (categoricals - 1) (one less
+    # with an intercept). Its Gram is exact: pivoted Cholesky picks
+    # independent columns, one O(nnz k) pass shows the others are exact
+    # combinations of them, and the R factor [R11, R11 C] gives the scores
+    # of the dense table's Householder TSQR (which decides the rank as
+    # numpy.linalg.matrix_rank does), never densifying the rows.
+    rng = np.random.RandomState(4)
+    categories = np.c_[rng.randint(0, 4, 3000), rng.randint(0, 7, 3000)]
+    onehot = OneHotEncoder().fit_transform(categories).tocsr()
+    rows = Rows(onehot)
+    assert equilibrated_r_factor(rows, intercept)[2] == "pivoted cholesky"
+    dense = onehot.toarray()
+    assert equilibrated_r_factor(dense, intercept)[2] == "tsqr"
+    scores, W = leverage_scores(rows, intercept)
+    reference, W_dense = leverage_scores(dense, intercept)
+    assert np.max(np.abs(scores - reference)) <= 1e-12
+    assert (
+        W.shape[1]
+        == W_dense.shape[1]
+        == np.linalg.matrix_rank(np.c_[dense, np.ones(3000)] if intercept else dense)
+    )
+    # The same generalized inverse of the Gram as the dense path's.
+    assert np.allclose(W @ W.T, W_dense @ W_dense.T, atol=1e-12)
+    # One more indicator in one row breaks the relation between the two
+    # categoricals (their indicators no longer sum alike): without an
+    # intercept the table has full rank and no pivoting is certified; with
+    # one, the second categorical still sums to the constant column. The
+    # rank and scores are TSQR's either way.
+    almost = onehot.toarray()
+    almost[7, 0] += 1.0
+    near = Rows(sp.csr_matrix(almost))
+    # The dependency is checked on the rows, not taken from the Gram: handed
+    # the one-hot table's Gram, the pass over these rows finds the residual.
+    gram = (onehot.T @ onehot).toarray()
+    if intercept:
+        column_sums = np.asarray(onehot.sum(axis=0)).ravel()
+        gram = np.block([[gram, column_sums[:, None]], [column_sums[None], 3000.0]])
+    scale = np.ldexp(1.0, -np.frexp(np.sqrt(np.diag(gram)))[1])
+    gram = gram * scale[:, None] * scale
+    assert _exact_rank_deficient(rows, intercept, gram, scale, 3000) is not None
+    assert _exact_rank_deficient(near, intercept, gram, scale, 3000) is None
+    if not intercept:
+        assert equilibrated_r_factor(near)[2] != "pivoted cholesky"
+    scores, W = leverage_scores(near, intercept)
+    design = np.c_[almost, np.ones(3000)] if intercept else almost
+    assert W.shape[1] == np.linalg.matrix_rank(design)
+    assert np.allclose(
+        scores, leverage_scores(almost, intercept)[0], rtol=1e-10, atol=1e-12
+    )
 
 
 def test_dask_array_without_a_cluster_selects_as_in_memory():
