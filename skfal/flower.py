@@ -174,7 +174,7 @@ class FlowerTransport(Transport):
         self.serialized["array_record_bytes"] += sum(
             len(a.data) for a in arrays.values()
         )
-        self.serialized["message_bytes"] += message_bytes(message)
+        self.serialized["message_bytes"] += _message_bytes(message)
         self.serialized["messages"] += 1
 
     def _deliver(self, batches):
@@ -223,7 +223,7 @@ def _clock():
 
 
 # Arrays of at least this many serialized bytes are sized, not serialized,
-# by message_bytes.
+# by _message_bytes.
 _SIZED = 4096
 
 
@@ -237,7 +237,7 @@ def _field_size(number, length):
     return _varint_size(number << 3 | 2) + _varint_size(length) + length
 
 
-def message_bytes(message):
+def _message_bytes(message):
     """The bytes of ``message`` serialized as Flower's protobuf ``Message``.
 
     ``flwr.common.serde.message_to_proto(message).ByteSize()``, computed

@@ -318,14 +318,14 @@ def test_flower_run_equals_the_in_process_fit(federation, data):
     [(), (3,), (100_000,), (500, 16, 0, 3_000_000), (500, 511, 2040, 16_383, 20_000)],
 )
 def test_message_bytes_is_the_serialized_size(sizes, monkeypatch):
-    # message_bytes sizes large arrays without serializing them: it must be
+    # _message_bytes sizes large arrays without serializing them: it must be
     # exactly what Flower's protobuf serialization makes of the message
     # (a request, and a reply with the clients' control values).
     from flwr.app import ConfigRecord, RecordDict
     from flwr.common.serde import message_to_proto
     from flwr.supercore.task_identity import TaskIdentity
 
-    from skfal.flower import _message, _pack, _reply, message_bytes
+    from skfal.flower import _message, _message_bytes, _pack, _reply
 
     for name, value in (("_run_id", 1), ("_node_id", 7), ("_task_id", 1)):
         monkeypatch.setattr(TaskIdentity, name, value)  # as in a Flower app process
@@ -337,7 +337,7 @@ def test_message_bytes_is_the_serialized_size(sizes, monkeypatch):
     request.metadata.__dict__["_message_id"] = "f" * 64
     reply = _reply(request, _pack(arrays[::-1]), {"step-seconds": 0.5, "n": 3})
     for message in (request, reply):
-        assert message_bytes(message) == message_to_proto(message).ByteSize()
+        assert _message_bytes(message) == message_to_proto(message).ByteSize()
 
 
 def check_bytes_and_audit(fitted, audit, ref, X, forbidden=()):
