@@ -35,6 +35,7 @@ that fit exactly.
 """
 
 import json
+import math
 import time
 
 import numpy as np
@@ -122,7 +123,9 @@ class FlowerTransport(Transport):
         Seconds to wait for the replies of one message; a client that has not
         replied by then (dead, disconnected) raises a ``TimeoutError``.
     poll_interval : float, default=0.05
-        Seconds between pulls of the replies.
+        Seconds between the first pulls of the replies; the wait doubles
+        after every pull that brings no reply, up to
+        ``max(poll_interval, 0.5)`` (see :func:`exchange`).
 
     Attributes
     ----------
@@ -137,9 +140,17 @@ class FlowerTransport(Transport):
         the last reply, summed over round trips), ``"client_steps"`` (the
         slowest client's steps, summed over round trips), ``"client_io"``
         (the slowest client's loading of its rows and its state, likewise)
-        and ``"serialization"`` (the server packing and unpacking arrays).
-        Round trips less the clients' work is Flower's messaging latency
-        (polling, a ClientApp process per message).
+        and ``"serialization"`` (the server packing and unpacking arrays,
+        and counting their bytes). Round trips less the clients' work is
+        Flower's messaging latency (polling, a ClientApp process per
+        message). Each key has a ``"..._cpu"`` twin: the CPU seconds
+        (``time.process_time``, all threads of the process) spent in the
+        same spans, by the ServerApp's process (``"round_trips_cpu"``,
+        ``"serialization_cpu"``) or by the client's ClientApp process (the
+        slowest client's, by CPU time, per round trip:
+        ``"client_steps_cpu"``, ``"client_io_cpu"``). Where processes share
+        cores, wall time counts the waiting for the other processes too;
+        CPU time counts the work alone.
     """
 
     def __init__(self, grid, node_ids, channel, *, timeout=120.0, poll_interval=0.05):
@@ -152,59 +163,160 @@ class FlowerTransport(Transport):
             ("messages", "round_trips", "array_bytes", "array_record_bytes"), 0
         )
         self.serialized["message_bytes"] = 0
-        self.timings = dict.fromkeys(
-            ("round_trips", "client_steps", "client_io", "serialization"), 0.0
+        spans = ("round_trips", "client_steps", "client_io", "serialization")
+        self.timings = dict.fromkeys((*spans, *(f"{span}_cpu" for span in spans)), 0.0)
+
+    def _count(self, message, arrays):
+        """Count ``message`` (whose ``ArrayRecord`` of arrays is ``arrays``)."""
+        self.serialized["array_bytes"] += sum(
+            math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays.values()
         )
-
-    def _count(self, message):
-        arrays = message.content.array_records.get(_ARRAYS)
-        if arrays is not None:
-            self.serialized["array_bytes"] += sum(
-                int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize
-                for a in arrays.values()
-            )
-            self.serialized["array_record_bytes"] += sum(
-                len(a.data) for a in arrays.values()
-            )
-        from flwr.common.serde import message_to_proto
-
-        self.serialized["message_bytes"] += message_to_proto(message).ByteSize()
+        self.serialized["array_record_bytes"] += sum(
+            len(a.data) for a in arrays.values()
+        )
+        self.serialized["message_bytes"] += _message_bytes(message)
         self.serialized["messages"] += 1
 
     def _deliver(self, batches):
-        started = time.perf_counter()
+        started = _clock()
         outgoing = {}
         for c, requests in batches.items():
             steps = [
                 {"step": r.step, "config": r.config, "n_arrays": len(r.arrays)}
                 for r in requests
             ]
+            arrays = _pack([a for r in requests for a in r.arrays])
             content = RecordDict(
-                {
-                    _STEPS: ConfigRecord({"steps": _json(steps)}),
-                    _ARRAYS: _pack([a for r in requests for a in r.arrays]),
-                }
+                {_STEPS: ConfigRecord({"steps": _json(steps)}), _ARRAYS: arrays}
             )
             message = _message(content, self.node_ids[c], self.timeout)
-            self._count(message)
+            self._count(message, arrays)
             outgoing[c] = message
-        pushed = time.perf_counter()
+        pushed = _clock()
         replies = exchange(self.grid, outgoing, self.timeout, self.poll_interval)
-        pulled = time.perf_counter()
+        pulled = _clock()
         self.serialized["round_trips"] += 1
         metas = [reply.content.config_records[_META] for reply in replies.values()]
-        self.timings["round_trips"] += pulled - pushed
-        self.timings["client_steps"] += max(m["step-seconds"] for m in metas)
-        self.timings["client_io"] += max(m["io-seconds"] for m in metas)
-        for reply in replies.values():
-            self._count(reply)
-        unpacked = {
-            c: _unpack(reply.content.array_records[_ARRAYS])
-            for c, reply in replies.items()
-        }
-        done = time.perf_counter()
-        self.timings["serialization"] += (pushed - started) + (done - pulled)
+        for span, key in (("client_steps", "step"), ("client_io", "io")):
+            self.timings[span] += max(m[f"{key}-seconds"] for m in metas)
+            self.timings[f"{span}_cpu"] += max(m[f"{key}-cpu-seconds"] for m in metas)
+        unpacked = {}
+        for c, reply in replies.items():
+            arrays = reply.content.array_records[_ARRAYS]
+            self._count(reply, arrays)
+            unpacked[c] = _unpack(arrays)
+        done = _clock()
+        self._add("round_trips", pushed, pulled)
+        self._add("serialization", started, pushed)
+        self._add("serialization", pulled, done)
         return unpacked
+
+    def _add(self, span, start, stop):
+        """Add the wall and CPU seconds from ``start`` to ``stop`` to ``span``."""
+        self.timings[span] += stop[0] - start[0]
+        self.timings[f"{span}_cpu"] += stop[1] - start[1]
+
+
+def _clock():
+    """Wall and CPU seconds now (``perf_counter``, ``process_time``)."""
+    return time.perf_counter(), time.process_time()
+
+
+# Arrays of at least this many serialized bytes are sized, not serialized,
+# by _message_bytes.
+_SIZED = 4096
+
+
+def _varint_size(value):
+    """Bytes of the protobuf varint ``value``."""
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _field_size(number, length):
+    """Bytes of a length-delimited protobuf field ``number`` of ``length`` bytes."""
+    return _varint_size(number << 3 | 2) + _varint_size(length) + length
+
+
+def _message_bytes(message):
+    """The bytes of ``message`` serialized as Flower's protobuf ``Message``.
+
+    ``flwr.common.serde.message_to_proto(message).ByteSize()``, computed
+    without copying the arrays: converting and sizing a message copies each
+    array's bytes once per level of nesting, milliseconds for a megabyte.
+    Large arrays are converted with empty data and their fields' sizes
+    added (protobuf's framing: a tag, a varint length, the bytes).
+
+    Parameters
+    ----------
+    message : flwr.app.Message
+
+    Returns
+    -------
+    n_bytes : int
+    """
+    from flwr.common.serde import (
+        message_to_proto,
+        metadata_to_proto,
+        recorddict_to_proto,
+    )
+    from flwr.proto.message_pb2 import Message as ProtoMessage
+    from flwr.proto.recorddict_pb2 import Array as ProtoArray
+    from flwr.proto.recorddict_pb2 import ArrayRecord as ProtoArrayRecord
+    from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict
+
+    if message.has_error() or not message.has_content():
+        return message_to_proto(message).ByteSize()
+    sized, content = {}, RecordDict()
+    for key, record in message.content.items():
+        if isinstance(record, ArrayRecord) and any(
+            len(a.data) >= _SIZED for a in record.values()
+        ):
+            sized[key] = {k: len(a.data) for k, a in record.items()}
+            record = ArrayRecord(
+                array_dict={
+                    k: a
+                    if len(a.data) < _SIZED
+                    else Array(a.dtype, tuple(a.shape), a.stype, b"")
+                    for k, a in record.items()
+                }
+            )
+        content[key] = record
+    if not sized:
+        return message_to_proto(message).ByteSize()
+    number = {
+        "data": ProtoArray.DESCRIPTOR.fields_by_name["data"].number,
+        "value": ProtoArrayRecord.Item.DESCRIPTOR.fields_by_name["value"].number,
+        "arrays": ProtoArrayRecord.DESCRIPTOR.fields_by_name["items"].number,
+        "record": ProtoRecordDict.Item.DESCRIPTOR.fields_by_name["array_record"].number,
+        "records": ProtoRecordDict.DESCRIPTOR.fields_by_name["items"].number,
+        "content": ProtoMessage.DESCRIPTOR.fields_by_name["content"].number,
+    }
+    stripped = ProtoMessage(
+        metadata=metadata_to_proto(message.metadata),
+        content=recorddict_to_proto(content),
+    )
+
+    def grown(field, size, added):
+        """How much field ``field`` of ``size`` bytes grows by ``added`` bytes."""
+        return _field_size(number[field], size + added) - _field_size(
+            number[field], size
+        )
+
+    full = 0  # the content's serialized bytes
+    for item in stripped.content.items:
+        item_size = item.ByteSize()
+        if item.key in sized:
+            added = 0
+            for entry in item.array_record.items:
+                length = sized[item.key][entry.key]
+                if length >= _SIZED:
+                    data = _field_size(number["data"], length)
+                    entry_added = grown("value", entry.value.ByteSize(), data)
+                    added += grown("arrays", entry.ByteSize(), entry_added)
+            item_size += grown("record", item.array_record.ByteSize(), added)
+        full += _field_size(number["records"], item_size)
+    content = stripped.content.ByteSize()
+    return stripped.ByteSize() + grown("content", content, full - content)
 
 
 def _message(content, node_id, timeout):
@@ -221,6 +333,15 @@ def _message(content, node_id, timeout):
 def exchange(grid, messages, timeout, poll_interval=0.05):
     """Push ``{client: message}`` and pull every reply, or raise within ``timeout``.
 
+    The replies are pulled ``poll_interval`` seconds apart at first; the wait
+    doubles after every pull that brings none, up to ``max(poll_interval,
+    0.5)`` seconds, and starts again from ``poll_interval`` after one that
+    brings some. A round trip takes seconds on Flower (a SuperNode pulls
+    every 3 s and starts a process per message), and every pull is a
+    request the ServerApp and the SuperLink serve: pulling every 50 ms
+    would spend seconds of CPU per fit on both, taken from the clients when
+    they share the machine.
+
     Raises
     ------
     RuntimeError
@@ -234,8 +355,11 @@ def exchange(grid, messages, timeout, poll_interval=0.05):
     waiting = dict(zip(ids, clients, strict=True))
     replies = {}
     deadline = time.monotonic() + timeout
+    wait, longest = poll_interval / 2, max(poll_interval, 0.5)
     while waiting:
-        for reply in grid.pull_messages(list(waiting)):
+        pulled = list(grid.pull_messages(list(waiting)))
+        wait = poll_interval if pulled else min(2 * wait, longest)
+        for reply in pulled:
             c = waiting.pop(reply.metadata.reply_to_message_id)
             if reply.has_error():
                 raise RuntimeError(
@@ -252,7 +376,7 @@ def exchange(grid, messages, timeout, poll_interval=0.05):
                 "timeout for slow clients)."
             )
         if waiting:
-            time.sleep(poll_interval)
+            time.sleep(wait)
     return replies
 
 
@@ -354,7 +478,10 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
         units it does not know). Both also have ``client_sample_indices_``
         (each client's selected rows, in its own numbering), ``serialized_``
         and ``timings_`` (as :class:`FlowerTransport`'s, and ``"connect"``:
-        waiting for the nodes, ``"total"``: the whole fit).
+        waiting for the nodes, ``"total"``: the whole fit, each with its
+        ``"..._cpu"`` twin, the ServerApp process's CPU seconds). The
+        server's own compute is ``total - connect - round_trips -
+        serialization``, in wall or in CPU seconds.
     """
     from sklearn.base import clone
     from sklearn.utils import check_random_state
@@ -371,9 +498,9 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
             f"{type(estimator).__name__}."
         )
     estimator = clone(estimator)
-    started = time.perf_counter()
+    started = _clock()
     node_ids, n_features = connect(grid, n_clients, timeout=timeout)
-    connected = time.perf_counter()
+    connected = _clock()
     transport = FlowerTransport(grid, node_ids, Channel(), timeout=timeout)
     rng = check_random_state(estimator.random_state)
     estimator.n_features_in_ = n_features
@@ -387,8 +514,13 @@ def fit(estimator, grid, *, n_clients, timeout=120.0):
     estimator.client_sample_indices_ = [local[c] for c in transport.clients]
     estimator.serialized_ = dict(transport.serialized)
     timings = dict(transport.timings)
-    timings["connect"] = connected - started
-    timings["total"] = time.perf_counter() - started
+    finished = _clock()
+    for span, (start, stop) in (
+        ("connect", (started, connected)),
+        ("total", (started, finished)),
+    ):
+        timings[span] = stop[0] - start[0]
+        timings[f"{span}_cpu"] = stop[1] - start[1]
     estimator.timings_ = timings
     return estimator
 
@@ -439,9 +571,9 @@ def client_app(load_data, label=None, *, release_model=True):
                 "federation-seed=<the federation's seed>' (see skfal.flower)."
             )
         client = int(config["partition-id"])
-        loading = time.perf_counter()
+        loading = _clock()
         X = np.asarray(load_data(config), dtype=np.float64)
-        loaded = time.perf_counter() - loading
+        loaded = _clock()
         if X.ndim != 2:
             raise ValueError(
                 f"load_data must return a 2-D array of rows; got shape {X.shape}."
@@ -449,51 +581,74 @@ def client_app(load_data, label=None, *, release_model=True):
         steps = json.loads(message.content.config_records[_STEPS]["steps"])
         meta = {"partition-id": client, "n-features": int(X.shape[1])}
         if steps == [{"step": _HELLO}]:
-            return _reply(message, (), meta)
+            return _reply(message, _pack(()), meta)
         release = config.get("release-model", release_model)
         if isinstance(release, str):
             release = release.strip().lower() not in ("false", "0", "no")
         state = {"X": X, "client": client, "release_model": bool(release)}
         if label is not None:
             state["label_reader"] = lambda rows: label(config, rows)
-        started = time.perf_counter()
+        started = _clock()
         state.update(client_seeds(int(config["federation-seed"]), client))
         if "secret-seed" in config:
             state["secret_seed"] = int(config["secret-seed"])
+        saved = {}
         if _STATE in context.state.array_records:
-            state.update(
-                {
-                    key: array.numpy()
-                    for key, array in context.state.array_records[_STATE].items()
-                }
-            )
+            saved = dict(context.state.array_records[_STATE].items())
+        restored = {key: array.numpy() for key, array in saved.items()}
+        state.update(restored)
         arrays = list(_unpack(message.content.array_records[_ARRAYS]))
         reply = ()
-        stepping = time.perf_counter()
+        stepping = _clock()
         for request in steps:
             mine = tuple(arrays[: request["n_arrays"]])
             del arrays[: request["n_arrays"]]
             reply = run_client_step(state, request["step"], request["config"], mine)
-        stepped = time.perf_counter()
+        stepped = _clock()
         context.state.array_records[_STATE] = ArrayRecord(
             array_dict={
-                key: Array(np.asarray(value))
+                key: _kept(value, saved.get(key), restored.get(key))
                 for key, value in state.items()
                 if key not in LOCAL_KEYS
             }
         )
-        meta["step-seconds"] = stepped - stepping
-        meta["io-seconds"] = (
-            loaded + (stepping - started) + time.perf_counter() - stepped
-        )
-        return _reply(message, reply, meta)
+        packed = _pack(reply)
+        done = _clock()
+        for unit, i in (("seconds", 0), ("cpu-seconds", 1)):
+            meta[f"step-{unit}"] = stepped[i] - stepping[i]
+            meta[f"io-{unit}"] = (
+                (loaded[i] - loading[i])
+                + (stepping[i] - started[i])
+                + (done[i] - stepped[i])
+            )
+        return _reply(message, packed, meta)
 
     return app
 
 
+def _kept(value, saved, restored):
+    """The state entry ``value`` as an ``Array``: ``saved`` when unchanged.
+
+    ``restored`` is what ``saved`` was loaded as at the start of this
+    message; when a step left that very array in place with the same bytes,
+    the ``Array`` it came from is kept rather than serialized again.
+    """
+    value = np.asarray(value)
+    if (
+        saved is not None
+        and value is restored
+        and tuple(value.shape) == tuple(saved.shape)
+        and str(value.dtype) == saved.dtype
+        and saved.data.endswith(value.tobytes(order="A"))
+    ):
+        return saved
+    return Array(value)
+
+
 def _reply(message, arrays, meta):
+    """The reply to ``message``: the ``ArrayRecord`` ``arrays`` and ``meta``."""
     return Message(
-        RecordDict({_ARRAYS: _pack(arrays), _META: ConfigRecord(meta)}),
+        RecordDict({_ARRAYS: arrays, _META: ConfigRecord(meta)}),
         reply_to=message,
     )
 

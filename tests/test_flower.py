@@ -296,6 +296,13 @@ def test_flower_run_equals_the_in_process_fit(federation, data):
         payload = int(fitted["serialized_array_bytes"][0])
         assert payload == sum(sum(b.values()) for b in ref.communication_.values())
         assert int(fitted["serialized_message_bytes"][0]) > payload
+        # Wall and CPU seconds of every span, each at least 0 (how long they
+        # take depends on the machine: not asserted).
+        spans = ("round_trips", "client_steps", "client_io", "serialization")
+        for span in (*spans, "connect", "total"):
+            for key in (span, f"{span}_cpu"):
+                seconds = float(fitted[f"seconds_{key}"][0])
+                assert np.isfinite(seconds) and seconds >= 0, key
         # The server received no raw row (the in-process privacy check).
         received = np.load(audit)
         assert len(received.files) > 0
@@ -304,6 +311,33 @@ def test_flower_run_equals_the_in_process_fit(federation, data):
         for key in received.files:
             assert not contains_raw_row(received[key], X), key
     assert contains_raw_row(X[5:6], X)  # the check is not vacuous
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [(), (3,), (100_000,), (500, 16, 0, 3_000_000), (500, 511, 2040, 16_383, 20_000)],
+)
+def test_message_bytes_is_the_serialized_size(sizes, monkeypatch):
+    # _message_bytes sizes large arrays without serializing them: it must be
+    # exactly what Flower's protobuf serialization makes of the message
+    # (a request, and a reply with the clients' control values).
+    from flwr.app import ConfigRecord, RecordDict
+    from flwr.common.serde import message_to_proto
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from skfal.flower import _message, _message_bytes, _pack, _reply
+
+    for name, value in (("_run_id", 1), ("_node_id", 7), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)  # as in a Flower app process
+    arrays = [np.arange(n, dtype=np.float64) for n in sizes]
+    content = RecordDict(
+        {"skfal.steps": ConfigRecord({"steps": "[]"}), "skfal.arrays": _pack(arrays)}
+    )
+    request = _message(content, 7, 30.0)
+    request.metadata.__dict__["_message_id"] = "f" * 64
+    reply = _reply(request, _pack(arrays[::-1]), {"step-seconds": 0.5, "n": 3})
+    for message in (request, reply):
+        assert _message_bytes(message) == message_to_proto(message).ByteSize()
 
 
 def check_bytes_and_audit(fitted, audit, ref, X, forbidden=()):

@@ -20,8 +20,14 @@ from skfal.flower import client_app
 
 
 def load_rows(node_config):
-    """This node's rows, from the ``.npy`` file at ``data-path``."""
-    return np.load(str(node_config["data-path"]))
+    """This node's rows, from the ``.npy`` file at ``data-path``.
+
+    Memory-mapped, read-only: every message starts a new ClientApp process,
+    and the client steps read the rows chunk by chunk, so a message reads
+    only the pages it uses (from the page cache after the first) instead of
+    copying the whole file, and no step can write to the file.
+    """
+    return np.load(str(node_config["data-path"]), mmap_mode="r")
 
 
 def label_rows(node_config, rows):
