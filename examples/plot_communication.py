@@ -4,7 +4,9 @@ What the federated protocols send
 
 Every skfal estimator fitted with ``groups`` reports the bytes each protocol
 phase moved in ``communication_``. FALE's FedSVD protocol uploads every
-client's masked rows (``O(n d)``) and sends back as much; the ``"qr"``
+client's masked rows (``O(n d)``; skfal sends back only a ``d x d`` matrix,
+from which each client scores its rows, where FALE sends back as much as
+was uploaded); the ``"qr"``
 protocol uploads a ``d x d`` R factor per client, so only the leverage
 scores themselves (``O(n)``) grow with the number of rows. Model learning
 moves ``O(d^2)`` per client either way.
