@@ -43,8 +43,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from skfal._federated import Channel, Transport, client_seeds, run_client_step
-from skfal._federated._transport import LOCAL_KEYS
-from skfal._federated._transport import federation_seed as _federation_seed
+from skfal._federated._transport import LOCAL_KEYS, federation_seed
 from skfal._sampling import draw_seed
 from skfal.federated import transcript
 
@@ -66,23 +65,6 @@ _HELLO = "hello"
 # A message outlives the server's own deadline, so that a late client shows
 # as a TimeoutError naming it rather than as an expired message.
 _TTL_MARGIN = 30.0
-
-
-def federation_seed(random_state):
-    """The federation's seed an in-process fit with ``random_state`` uses.
-
-    Parameters
-    ----------
-    random_state : int or numpy.random.RandomState
-        The estimator's ``random_state``.
-
-    Returns
-    -------
-    seed : int
-        Put it in every SuperNode's node config as ``federation-seed`` to
-        reproduce ``fit(X, groups=...)`` with that ``random_state``.
-    """
-    return _federation_seed(random_state)
 
 
 def _pack(arrays):

@@ -141,6 +141,8 @@ def federation_seed(random_state):
     Returns
     -------
     seed : int
+        Put it in every SuperNode's node config as ``federation-seed`` to
+        reproduce ``fit(X, groups=...)`` with that ``random_state``.
     """
     from sklearn.utils import check_random_state  # not on a client's path
 
