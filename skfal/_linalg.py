@@ -566,14 +566,33 @@ def column_exponents(r):
 def column_norms(X):
     """The norm of every column of ``X``, in one pass over its row chunks.
 
-    Accumulated relative to the running largest entry (as LAPACK's
+    Plain sums of squares when they neither overflow nor fall below
+    ``_SAFE_MIN`` (squares under the normal range then lose at most ``n
+    2^-1074``, far below ``2^-900 eps``); otherwise a second pass
+    accumulates them relative to the running largest entry (as LAPACK's
     ``dnrm2``), so no square under- or overflows at any scale.
     """
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = sum(map_pieces(X, _plain_squares))
+    if np.all(np.isfinite(squares)) and np.all(squares >= _SAFE_MIN):
+        return np.sqrt(squares)
     parts = map_pieces(X, _scaled_squares)
     scale = np.max([p[0] for p in parts], axis=0)
     safe = np.where(scale > 0, scale, 1.0)
     squares = sum(p[1] * (p[0] / safe) ** 2 for p in parts)
     return np.sqrt(squares) * scale
+
+
+def _plain_squares(X):
+    """Each column's sum of squares, in float64 (a chunk at a time)."""
+    squares = np.zeros(X.shape[1])
+    for chunk in iter_chunks(X):
+        if sp.issparse(chunk):
+            squares += np.asarray(chunk.multiply(chunk).sum(axis=0)).ravel()
+        else:
+            block = np.asarray(chunk, dtype=np.float64)
+            squares += np.einsum("ij,ij->j", block, block)
+    return squares
 
 
 def _scaled_squares(X):

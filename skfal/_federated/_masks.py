@@ -9,19 +9,17 @@ A client's row mask ``P_i`` is block diagonal: blocks of ``block_size`` rows
 own seed. It is never formed: :func:`mask_rows` draws the masked rows
 ``P_i A`` directly, with the same law (a uniformly random orthonormal frame
 times the R factor of each block), from Householder reflectors drawn as
-Stewart (1980) does and applied by LAPACK (``dormqr``).
+Stewart (1980) does and applied to a batch of blocks at once by matrix
+products (the UT transform).
 
 The clients' shared rotation ``Q`` (``d x d``, Haar) comes from a seed the
 clients agree on and the server never sees.
 """
 
 import numpy as np
-from scipy.linalg import lapack
 
 # Blocks masked at once (their reflectors: 1 MB at 100 rows and 20 columns).
 _BLOCKS_PER_BATCH = 64
-# Work per column of the masked block for LAPACK's blocked dormqr.
-_LWORK = 64
 
 
 def haar_orthogonal(size, random_state, n_matrices=None):
@@ -132,16 +130,23 @@ def _buffers(size, k, n_matrices):
 def mask_rows(A, seed, block_size):
     """A draw of ``P A`` for the block-diagonal Haar mask ``P`` of ``seed``.
 
-    For a block ``A_b`` (``b`` rows) with Householder QR ``A_b = F R`` (``F``
-    an orthonormal ``b x k`` frame, ``k = min(b, d)``), ``P_b A_b = (P_b F)
-    R``, and ``P_b F`` is a uniformly random orthonormal frame whatever
-    ``F`` is (Haar invariance). So the masked block is drawn as ``U R``,
-    ``U`` a uniform frame (:func:`haar_reflectors`, ``k`` reflectors): the
-    same law as ``P_b A_b`` for every table, hence the same privacy, at
-    ``O(b d k)`` work and ``b k`` Gaussians per block instead of the ``O(b^2
-    d)`` and ``b^2`` of forming and applying ``P_b``. Its Gram matrix is
-    ``A_b^T A_b`` (to rounding), as ``P_b`` orthogonal requires. ``P`` itself
-    is never formed: a FedSVD client scores its rows without unmasking.
+    For a block ``A_b`` (``b`` rows) with more rows than columns and
+    Householder QR ``A_b = F R`` (``F`` an orthonormal ``b x d`` frame),
+    ``P_b A_b = (P_b F) R``, and ``P_b F`` is a uniformly random orthonormal
+    frame whatever ``F`` is (Haar invariance). So the masked block is drawn
+    as ``U R``, ``U`` a uniform frame (:func:`haar_reflectors`, ``d``
+    reflectors): the same law as ``P_b A_b`` for every table, hence the same
+    privacy, at ``O(b d^2)`` work and about ``b d`` Gaussians per block
+    instead of the ``O(b^2 d)`` and ``b^2 / 2`` of a Haar ``P_b``. A block
+    with no more rows than columns is multiplied by a Haar ``P_b`` itself
+    (``b`` reflectors; no QR). Its Gram matrix is ``A_b^T A_b`` (to
+    rounding), as ``P_b`` orthogonal requires. ``P`` is never formed: a
+    FedSVD client scores its rows without unmasking.
+
+    The reflectors ``H_0 ... H_{k-1} = I - V T V^T`` of a batch of blocks
+    are applied together by matrix products, with ``T^{-1} = striu(V^T V) +
+    diag(1 / tau)`` (the UT transform; Joffrain, Low, Quintana-Orti and van
+    de Geijn, ACM TOMS 2006): no loop over blocks.
 
     Parameters
     ----------
@@ -178,21 +183,36 @@ def mask_rows(A, seed, block_size):
             buffers[size, k] = _buffers(size, k, count)
         vectors, tau, signs = haar_reflectors(size, count, rng, k, buffers[size, k])
         stop = start + size * count
-        r = np.linalg.qr(A[start:stop].reshape(count, size, n_columns), mode="r")
-        for j in range(count):
-            block = out[start + j * size : start + (j + 1) * size]
-            # U R = H_0 ... H_{k-1} [diag(signs) R; 0]; LAPACK works on the
-            # C-ordered block as its transpose in Fortran order.
-            block[:k] = signs[j, :, None] * r[j]
-            _, _, info = lapack.dormqr(
-                "R",
-                "T",
-                vectors[j].T,
-                tau[j],
-                block.T,
-                lwork=_LWORK * n_columns,
-                overwrite_c=1,
-            )
-            if info != 0:  # pragma: no cover - LAPACK argument errors only
-                raise RuntimeError(f"LAPACK dormqr failed with info={info}.")
+        blocks = A[start:stop].reshape(count, size, n_columns)
+        masked = out[start:stop].reshape(count, size, n_columns)
+        if k == size:
+            # P_b A_b = H_0 ... H_{b-1} diag(signs) A_b.
+            masked[:] = signs[:, :, None] * blocks
+            top = masked
+        else:
+            # U R = H_0 ... H_{k-1} [diag(signs) R; 0].
+            top = masked[:, :k]
+            top[:] = signs[:, :, None] * np.linalg.qr(blocks, mode="r")
+        _apply_reflectors(vectors, tau, top, masked)
     return out
+
+
+def _apply_reflectors(vectors, tau, top, C):
+    """``C <- H_0 ... H_{k-1} C`` for a batch, when ``C`` is zero below ``top``.
+
+    ``vectors[m]`` holds block ``m``'s reflectors as rows (LAPACK's layout
+    transposed, the leading 1 implied, set here); ``top`` is a view of the
+    first rows of ``C`` (all of them, or the first ``k`` when the rest is
+    zero). ``H = I - V T V^T`` with ``T^{-1} = striu(V^T V) + diag(1 /
+    tau)``: ``C - V T (V^T C)``, and ``V^T C`` needs only ``top``.
+    """
+    k = vectors.shape[1]
+    diagonal = np.arange(k)
+    vectors[:, diagonal, diagonal] = 1.0
+    inverse = np.triu(vectors @ vectors.transpose(0, 2, 1), 1)
+    inverse[:, diagonal, diagonal] = 1.0 / tau
+    # T^{-1} is upper triangular with a nonzero diagonal: LU needs no pivot.
+    # (NumPy's LAPACK: SciPy's trsm, from another OpenBLAS build between
+    # NumPy's products, would make the two thread pools fight for the cores.)
+    z = np.linalg.solve(inverse, vectors[:, :, : top.shape[1]] @ top)
+    C -= vectors.transpose(0, 2, 1) @ z
