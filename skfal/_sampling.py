@@ -554,7 +554,10 @@ def _tree_plan(X, max_depth):
         sample = sample.copy()  # scaled in place: never a view of X
     np.ldexp(sample, shift, out=sample)  # undone below: exact both ways
     mean = sample.mean(axis=0)
-    _, sv, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    # The SVD of the sample's R factor (Householder, backward stable): the
+    # same axes and spreads as the sample's own, at half the cost.
+    r = np.linalg.qr(sample - mean, mode="r")
+    _, sv, vt = np.linalg.svd(r, full_matrices=False)
     # An SVD fixes each axis up to its sign, which rounding may flip (X * 10
     # against X): the largest entry of each axis is made positive, so the
     # order, and the pivotal sample, do not depend on the unit of X.
