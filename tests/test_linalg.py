@@ -146,3 +146,35 @@ def test_cholesky_qr_extreme_column_scales():
     assert equilibrated_r_factor(scaled)[2] != "tsqr"
     scores = leverage_scores(scaled)[0]
     assert np.max(np.abs(scores - exact) / exact) <= 1e-10
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 1e-170, 1e170, 1e-310])
+@pytest.mark.parametrize("kind", ["dense", "float32", "csr"])
+@pytest.mark.parametrize("zero_column", [False, True])
+def test_column_norms_at_every_scale(magnitude, kind, zero_column):
+    # Plain sums of squares serve while they neither overflow nor fall near
+    # the float64 underflow range; at 1e+-170 the squares of entries of
+    # 1e+-170 leave it (1e+-340) and the scaled pass (as LAPACK's dnrm2)
+    # must answer, as it must for a zero column (a square sum of 0 is not
+    # told from an underflow). Reference: each column's norm as math.hypot
+    # folds it (correctly scaled whatever the magnitude).
+    import math
+
+    import scipy.sparse as sp
+
+    from skfal._linalg import column_norms
+    from skfal._rows import Rows
+
+    if kind == "float32" and magnitude != 1.0:
+        pytest.skip("float32 holds no entries of 1e+-170")
+    rng = np.random.RandomState(4)
+    A = rng.standard_normal((3000, 4)) * magnitude
+    if zero_column:
+        A[:, 2] = 0.0
+    if kind == "float32":
+        A = A.astype(np.float32)
+    X = Rows(sp.csr_matrix(A)) if kind == "csr" else A
+    expected = [math.hypot(*A[:, j].astype(np.float64)) for j in range(4)]
+    got = column_norms(X)
+    assert np.allclose(got, expected, rtol=1e-12, atol=0.0)
+    assert (got[2] == 0.0) == zero_column
