@@ -19,19 +19,17 @@ Seeds and trust
 ---------------
 Every SuperNode's node config holds ``partition-id`` (the client's number:
 ``0, ..., n - 1``, its position among the sorted ``groups`` of the in-process
-fit) and ``federation-seed``, one integer every client receives from a
-trusted dealer and the server never sees (FedSVD's trusted key generator).
-From it every client derives the secrets the clients share (the rotation
-``Q``, the mixing matrix ``M``, the order of the secure maximum's bins) and
-its own sampling and key seeds
-(:func:`skfal._federated._transport.client_seeds`). A client that must keep
-its keys and masks from the other clients too sets ``secret-seed`` in its
-node config (its own private integer): the masks cancel exactly, so the
-selection is unchanged, and FedSVD's scores change by rounding only. The
-server draws only from its own ``random_state``.
-:func:`federation_seed` gives the seed an in-process fit with a
-``random_state`` hands its simulated clients, so a deployment can reproduce
-that fit exactly.
+fit) and ``federation-seed``, one integer every client is handed. It fixes
+only the client's draws that decide which rows are selected (its
+:func:`~skfal._federated._transport.client_seeds`), which the server learns
+anyway. Keys, masks and the secrets the clients share (the rotation ``Q``,
+the mixing matrix ``M``, the order of the secure maximum's bins) are drawn
+from each node's operating-system randomness in every run and agreed by
+X25519 key agreement (``skfal._federated._secure``), so neither the server
+nor the seed's holder can compute them. :func:`federation_seed` gives the
+seed an in-process fit with a ``random_state`` hands its simulated clients,
+so a deployment selects the same rows with the same weights (to rounding)
+and learns the same model (to rounding) as that fit.
 """
 
 import json
@@ -515,8 +513,8 @@ def client_app(load_data, label=None, *, release_model=True):
     load_data : callable
         ``load_data(node_config) -> X_i``: the node's rows (array of shape
         ``(n_i, n_features)``), called once per message; the node config
-        holds ``partition-id`` and ``federation-seed`` (and optionally
-        ``secret-seed``), see the module docstring.
+        holds ``partition-id`` and ``federation-seed``, see the module
+        docstring.
     label : callable, default=None
         ``label(node_config, local_indices) -> y``: the labels of the node's
         rows ``local_indices`` (positions among the rows ``load_data``
@@ -571,9 +569,13 @@ def client_app(load_data, label=None, *, release_model=True):
         if label is not None:
             state["label_reader"] = lambda rows: label(config, rows)
         started = _clock()
-        state.update(client_seeds(int(config["federation-seed"]), client))
         if "secret-seed" in config:
-            state["secret_seed"] = int(config["secret-seed"])
+            raise ValueError(
+                "The node config key 'secret-seed' is no longer used: keys and "
+                "masks are drawn from the node's OS randomness in every run. "
+                "Remove it from --node-config."
+            )
+        state.update(client_seeds(int(config["federation-seed"]), client))
         saved = {}
         if _STATE in context.state.array_records:
             saved = dict(context.state.array_records[_STATE].items())

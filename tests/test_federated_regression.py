@@ -113,3 +113,15 @@ def test_local_training_is_fedavg_without_single_row_clients():
         if m[1] == "up" and m[0] not in ("key_agreement", "model_release")
     }
     assert uploaders == {0, 2, 4}
+
+
+def test_fale_local_with_no_client_of_two_labeled_rows_is_a_clear_error():
+    # Found by a fuzzer: one client holding a single labeled row made the
+    # secure sum over no participant raise an IndexError.
+    X = np.random.RandomState(0).rand(20, 3)
+    reg = FederatedActiveRegressor(budget=1, training="local", random_state=0)
+    with (
+        pytest.warns(UserWarning, match="sit out"),
+        pytest.raises(ValueError, match="none has that many"),
+    ):
+        reg.fit(X, X.sum(axis=1), groups=np.zeros(20, dtype=int))

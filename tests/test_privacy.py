@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from skfal import FederatedActiveRegressor, LeverageScoreSampler, UniformSampler
-from skfal._federated import Channel
-from skfal._federated._masks import client_shared_rotation
+from sklearn.base import clone
+
+from skfal import (
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    SensitivitySampler,
+    UniformSampler,
+)
+from skfal._federated import Channel, InProcessTransport, _regression, _secure
 from skfal._linalg import weighted_least_squares
 from skfal.federated import transcript
 
@@ -34,80 +40,119 @@ def units(words):
     return words.view(np.int64).astype(np.float64) / 2.0**62
 
 
-def test_label_column_norm_attack_recovers_no_label():
-    # Before: the label column of a single-row client's upload had norm
-    # sqrt(w) |y_j|, with w known to the server. Now every upload is masked
-    # words: whatever the attacker computes from it is unrelated to the label
-    # (rank correlation near 0; exact recovery was rank correlation 1).
+@pytest.fixture
+def client_states(monkeypatch):
+    """Every in-process client's state of the fits run in the test: what a
+    client colluding with the server holds."""
+    kept = []
+    real = InProcessTransport.__init__
+
+    def keep(self, states, *args, **kwargs):
+        kept.append(states)
+        real(self, states, *args, **kwargs)
+
+    monkeypatch.setattr(InProcessTransport, "__init__", keep)
+    return kept
+
+
+def unmask_nothing(monkeypatch):
+    """The mutation the attacks must catch: clients upload unmasked words."""
+    monkeypatch.setattr(
+        _secure, "client_mask", lambda words, *a: np.array(words, dtype=np.uint64)
+    )
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_label_attack_by_the_server_and_a_colluding_client(
+    masked, client_states, monkeypatch
+):
+    # The server colludes with client 40 (a big client), which holds the
+    # group secret, hence the mixing matrix M and the training rotation Q,
+    # and the fixed-point bounds and equilibration scales. From a
+    # single-row client's upload of the secure stack, M^T, Q^T and the
+    # scales give back sqrt(w) [1, x - x_bar, y]: its label is the ratio of
+    # the last entry to the first. Only the pairwise masks stand in the way
+    # (the colluder is not the victim's partner in every sum, and the masks
+    # need both ends). Catches: client_mask replaced by the identity (the
+    # masked=False run shows the attack then reads 40 of 40 labels).
+    if not masked:
+        unmask_nothing(monkeypatch)
     X, y, groups = single_row_federation()
     census = FederatedActiveRegressor(
         budget=1.0, sampler=UniformSampler(), random_state=0
     )
     with transcript() as messages:
         census.fit(X, y, groups=groups)
-    estimates = []
+    colluder = client_states[-1][40]
+    n_columns = X.shape[1] + 2
+    secret = colluder["group_secret"]
+    rotation = _regression._training_rotation(colluder, n_columns)
+    scales, bounds = colluder["train_scales"], colluder["share_bounds"]
+    found = 0
     for c in range(40):
-        shares = [
+        (upload,) = [
             m.array
             for m in messages
             if m.phase == "masked_system"
             and m.sender == f"client {c}"
-            and m.array.dtype == np.uint64
             and m.array.ndim == 2
-            and m.array.shape[1] == X.shape[1] + 2
+            and m.array.shape[1] == n_columns
         ]
-        assert shares, "every client uploads its share"
-        estimates.append(np.linalg.norm(units(shares[-1])[:, -1]))
-    truth = np.abs(y[:40])  # census: weight 1
-    assert abs(spearmanr(estimates, truth)[0]) < 0.5
-    # The old protocol matched 40 of 40 labels to 0.1%; unrelated numbers
-    # on the labels' scale match about 1 in 40 by chance (measured over 40
-    # mask seeds: one seed gave one match), so at most 2 of 40 may match.
-    assert np.sum(np.isclose(estimates, truth, rtol=1e-3)) <= 2
+        mixed = np.ldexp(units(upload), bounds)
+        eye = np.eye(mixed.shape[0])
+        M = _secure.client_mixed_block(eye, 0, eye.shape[0], secret)
+        rows = M.T @ mixed
+        factor = rows[np.argmax(np.linalg.norm(rows, axis=1))]
+        system = np.ldexp(factor @ rotation.T, scales)
+        found += bool(np.isclose(system[-1] / system[0], y[c], rtol=1e-6))
+    if masked:
+        assert found <= 1  # chance: unrelated numbers, 1e-6 relative
+    else:
+        assert found == 40
 
 
-def test_single_row_client_row_is_not_in_its_upload_even_knowing_q():
+@pytest.mark.parametrize("masked", [True, False])
+def test_single_row_client_row_is_not_in_its_upload_even_knowing_q(
+    masked, client_states, monkeypatch
+):
     # Before: a single-row client's R factor was x_j Q, so anyone holding Q
     # (a colluding client, or the holder of whitener_ and the transcript)
-    # read the row off it. Give the attacker Q itself: the masked share,
-    # unrotated, is parallel to no row of X.
+    # read the row off it. Give the attacker what a colluding client holds
+    # (the group secret: Q and M; the scales and bounds): the masked share,
+    # unmixed and unrotated, is parallel to no row of X. Catches client_mask
+    # replaced by the identity (the masked=False run reads every row).
+    if not masked:
+        unmask_nothing(monkeypatch)
     X, _, groups = single_row_federation(n_single=5, d=4)
     with transcript() as messages:
         LeverageScoreSampler(budget=10, random_state=0).fit(X, groups=groups)
-    # The attacker knows Q: re-derive it as the clients do.
-    from skfal._federated import client_seeds
-    from skfal._federated._secure import client_shared_seeds
-    from skfal._sampling import draw_seed
-
-    # The fit's first draw is the federation's seed (the clients' dealer).
-    shared = client_seeds(draw_seed(np.random.RandomState(0)), 0)["shared_seed"]
-    rotation = client_shared_rotation(4, client_shared_seeds(shared)[0])
-    # ... and the common column scales (the largest client column norms).
-    norms = [np.linalg.norm(X[groups == c], axis=0) for c in np.unique(groups)]
-    scales = np.frexp(np.max(norms, axis=0))[1]
-    unrotate = np.linalg.inv(np.ldexp(rotation, -scales[:, None]))
+    colluder = client_states[-1][5]
+    rotation = colluder["rotation"]  # D Q: the common scales, then Q
+    bounds = colluder["share_bounds"]
+    secret = colluder["group_secret"]
+    cosines = []
     for c in range(5):
-        for m in messages:
-            if m.sender != f"client {c}" or m.array.dtype != np.uint64:
-                continue
-            if m.array.ndim != 2 or m.array.shape[1] != 4:
-                continue
-            for row in units(m.array) @ unrotate:
-                cosine = abs(row @ X[c]) / np.linalg.norm(row) / np.linalg.norm(X[c])
-                assert cosine < 0.99
+        (upload,) = [
+            m.array
+            for m in messages
+            if m.sender == f"client {c}"
+            and m.phase == "r_factor"
+            and m.array.ndim == 2
+            and m.array.shape[1] == 4
+        ]
+        mixed = np.ldexp(units(upload), bounds)
+        eye = np.eye(mixed.shape[0])
+        M = _secure.client_mixed_block(eye, 0, eye.shape[0], secret)
+        rows = M.T @ mixed
+        row = rows[np.argmax(np.linalg.norm(rows, axis=1))] @ np.linalg.inv(rotation)
+        cosines.append(abs(row @ X[c]) / np.linalg.norm(row) / np.linalg.norm(X[c]))
+    if masked:
+        assert max(cosines) < 0.99
+    else:
+        assert min(cosines) > 0.999999
 
 
-def test_attacker_would_succeed_on_an_unmasked_upload():
-    # The attacks are not vacuous: on the old upload (R_i = x_j Q for a
-    # single row) the same reading recovers the row exactly.
-    X, _, _ = single_row_federation(n_single=1, d=4)
-    rotation = client_shared_rotation(4, 7)
-    old_upload = X[:1] @ rotation
-    row = (old_upload @ rotation.T)[0]
-    assert abs(row @ X[0]) / np.linalg.norm(row) / np.linalg.norm(X[0]) > 0.999999
-
-
-def test_fale_local_single_row_clients_sit_out_and_models_stay_masked():
+def test_fale_local_single_row_clients_sit_out_and_models_stay_masked(client_states):
     X, y, groups = single_row_federation(n_single=3)
     reg = FederatedActiveRegressor(
         budget=1.0, training="local", sampler=UniformSampler()
@@ -118,18 +163,29 @@ def test_fale_local_single_row_clients_sit_out_and_models_stay_masked():
         m.sender for m in messages if m.phase == "local_model" and m.sender != "server"
     }
     assert senders <= {"client 3", "client 4"}  # only the two big clients
-    # The server holds masked words; the local models are not among them.
+    # The server holds masked words; the local models are not among them,
+    # even read with the fixed-point bounds a colluding client (client 0,
+    # sitting out) holds. Catches client_mask replaced by the identity (the
+    # unmasked upload, decoded, is the share: cosine 1).
+    bounds = client_states[-1][0]["local_share_bounds"]
+    compared = 0
     for c in (3, 4):
         mine = groups == c
         coef, intercept = weighted_least_squares(X[mine], y[mine], np.ones(mine.sum()))
         share = np.append(np.append(coef, intercept), 1.0) * mine.sum()
         for m in messages:
-            if m.sender == f"client {c}" and m.array.shape == share.shape:
-                seen = units(m.array)
+            if (
+                m.sender == f"client {c}"
+                and m.phase == "local_model"
+                and m.array.size == share.size
+            ):
+                seen = np.ldexp(units(m.array), bounds).reshape(-1)
                 cosine = (
                     abs(seen @ share) / np.linalg.norm(seen) / np.linalg.norm(share)
                 )
                 assert cosine < 0.99
+                compared += 1
+    assert compared == 2  # each big client's one upload of its share
 
 
 def test_clients_learn_the_global_gram_matrix_as_documented():
@@ -230,3 +286,42 @@ def test_transcript_bytes_match_communication():
     n_recorded = len(messages)
     reg.fit(X, y, groups=groups)
     assert len(messages) == n_recorded
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        FederatedActiveRegressor(budget=60, random_state=3),
+        FederatedActiveRegressor(budget=60, training="local", random_state=3),
+        SensitivitySampler(budget=60, random_state=3),
+    ],
+    ids=["fale-global", "fale-local", "sensitivity"],
+)
+def test_two_fits_with_one_random_state_share_no_key_and_no_masked_word(estimator):
+    # Keys and masks are fresh in every fit (OS randomness), yet the result
+    # is a function of the data and random_state: the same rows, and the
+    # weights and the model to rounding. Before, 85 of 85 masked messages of
+    # a regressor fit repeated in the next fit. Catches keys, masks or the
+    # clients' shared secrets derived from random_state or any fixed seed,
+    # and masks that do not cancel exactly.
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((300, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(300)
+    groups = np.arange(300) % 6
+    fits, uploads = [], []
+    for _ in range(2):
+        with transcript() as messages:
+            fits.append(clone(estimator).fit(X, y, groups=groups))
+        sent = [m for m in messages if m.sender != "server"]
+        words = [m.array.reshape(-1) for m in sent if m.array.dtype == np.uint64]
+        keys = [m.array.tobytes() for m in sent if m.phase == "key_agreement"]
+        assert words and keys
+        uploads.append((np.concatenate(words), set(keys)))
+    first, second = fits
+    assert np.array_equal(first.sample_indices_, second.sample_indices_)
+    assert np.allclose(first.sample_weight_, second.sample_weight_, rtol=1e-12)
+    if hasattr(first, "coef_"):
+        assert np.allclose(first.coef_, second.coef_, rtol=1e-9, atol=1e-12)
+        assert np.isclose(first.intercept_, second.intercept_, rtol=1e-9)
+    assert np.intersect1d(uploads[0][0], uploads[1][0]).size == 0
+    assert not uploads[0][1] & uploads[1][1]

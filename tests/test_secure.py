@@ -1,76 +1,146 @@
-"""Secure aggregation: keys agree, masks cancel, uploads look uniform, bounds hold."""
+"""Secure aggregation over a transport: real keys, fresh secrets, masks that
+cancel, uploads that look uniform, bounds that hold, a sparse graph.
+
+Each test that guards a protection says which mutation of ``_secure.py`` it
+catches; each was checked once by making that mutation by hand.
+"""
 
 import math
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
 
-from skfal._federated import Channel
+from skfal._federated import Channel, InProcessTransport
+from skfal._federated import _secure
 from skfal._federated._secure import (
     client_key_pair,
     client_mask,
-    client_pair_secrets,
-    run_key_agreement,
-    run_secure_bounds,
-    run_secure_stack,
-    run_secure_sum,
-    x25519,
+    key_agreement,
+    mask_degree,
+    mask_partners,
+    pair_key,
+    secure_bounds,
+    secure_stack,
+    secure_sum,
 )
 from skfal._linalg import r_factor
 
 
-def setup(n_clients, seed=0):
-    channel = Channel(record=True)
-    secure = run_key_agreement(n_clients, 1234, np.random.RandomState(seed), channel)
-    return secure, channel
+def federation(n_clients, **kept):
+    """An in-process transport whose client ``c`` keeps ``kept[name][c]``."""
+    states = [
+        {"client": c, **{name: values[c] for name, values in kept.items()}}
+        for c in range(n_clients)
+    ]
+    return InProcessTransport(states, Channel(record=True))
 
 
-def test_x25519_matches_rfc7748():
-    # RFC 7748, section 5.2 (first vector) and section 6.1 (Alice and Bob).
-    scalar = bytes.fromhex(
-        "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"
-    )
-    point = bytes.fromhex(
-        "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c"
-    )
-    assert x25519(scalar, point).hex() == (
-        "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
-    )
-    alice = bytes.fromhex(
-        "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
-    )
-    bob = bytes.fromhex(
-        "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"
-    )
-    base = (9).to_bytes(32, "little")
-    alice_public, bob_public = x25519(alice, base), x25519(bob, base)
-    assert alice_public.hex() == (
-        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
-    )
-    assert bob_public.hex() == (
-        "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
-    )
-    shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
-    assert x25519(alice, bob_public).hex() == shared
-    assert x25519(bob, alice_public).hex() == shared
+def summed(values, participants=None, magnitudes=None, headroom=None):
+    """The decoded secure sum of ``values`` (one array per client), as the
+    participants decode it, and the transport it ran on."""
+    n = len(values)
+    participants = list(range(n)) if participants is None else participants
+    mags = magnitudes or [
+        np.abs(np.reshape(v, (-1, np.shape(v)[-1]))).max(axis=0, initial=0.0)
+        for v in values
+    ]
+    transport = federation(n, v=values, m=mags)
+    k = len(participants)
+    if headroom is None:
+        headroom = math.ceil(math.log2(k)) if k > 1 else 0
+    units = secure_sum(transport, participants, "test", "v", "m", headroom)
+    transport.flush()
+    bounds = transport.states[participants[0]]["v_bounds"]
+    return np.ldexp(units, bounds), transport
 
 
-def test_pairwise_secrets_agree_and_differ():
-    pairs = [client_key_pair(seed) for seed in (11, 12, 13)]
-    publics = [p[1] for p in pairs]
-    secrets = [client_pair_secrets(pairs[c][0], publics, c) for c in range(3)]
-    for i in range(3):
-        assert set(secrets[i]) == {0, 1, 2} - {i}
-        for j in secrets[i]:
-            assert secrets[i][j] == secrets[j][i]  # Diffie-Hellman agrees
-    assert len({secrets[0][1], secrets[0][2], secrets[1][2]}) == 3
+def test_pair_keys_agree_and_are_bound_to_both_keys_and_the_session():
+    # X25519 from `cryptography` and HKDF: both ends derive the same key; a
+    # different session or a different peer gives another key. Catches a
+    # pair key without the session salt, or one that is not symmetric in
+    # the two public keys.
+    (a, A), (b, B), (c, C) = (client_key_pair() for _ in range(3))
+    session, other = bytes(16), bytes([1]) + bytes(15)
+    assert pair_key(a, A, B, session, b"mask") == pair_key(b, B, A, session, b"mask")
+    assert pair_key(a, A, B, session, b"mask") != pair_key(a, A, B, other, b"mask")
+    assert pair_key(a, A, B, session, b"mask") != pair_key(a, A, C, session, b"mask")
+    assert pair_key(a, A, B, session, b"mask") != pair_key(a, A, B, session, b"group")
+    # The library's own X25519 agrees with the key pair we drew.
+    shared = X25519PrivateKey.from_private_bytes(bytes(a)).exchange(
+        X25519PublicKey.from_public_bytes(bytes(B))
+    )
+    assert shared == X25519PrivateKey.from_private_bytes(bytes(b)).exchange(
+        X25519PublicKey.from_public_bytes(bytes(A))
+    )
+
+
+def test_a_low_order_public_key_is_a_clear_error():
+    a, A = client_key_pair()
+    with pytest.raises(ValueError, match="not a valid X25519 key"):
+        pair_key(a, A, np.zeros(32, dtype=np.uint8), bytes(16), b"mask")
+
+
+def test_key_agreement_is_fresh_and_the_group_secret_never_reaches_the_server():
+    # Two key agreements of the same clients share no key and no secret
+    # (OS randomness, never a seed); every client opens the same group
+    # secret, and no message carries it or a private key. Catches keys or
+    # the group secret drawn from a fixed seed, and a leader that sends the
+    # group secret unsealed.
+    runs = []
+    for _ in range(2):
+        transport = federation(5)
+        key_agreement(transport)
+        transport.flush()
+        runs.append(transport)
+    for transport in runs:
+        secrets = {bytes(s["group_secret"]) for s in transport.states}
+        assert len(secrets) == 1
+        secret = secrets.pop()
+        privates = [bytes(s["private_key"]) for s in transport.states]
+        for _, _, _, array in transport.channel.messages:
+            sent = np.ascontiguousarray(array).tobytes()
+            assert secret not in sent
+            assert not any(private in sent for private in privates)
+    first, second = (
+        {bytes(s["public_key"]) for s in transport.states} for transport in runs
+    )
+    assert not first & second
+    assert bytes(runs[0].states[0]["group_secret"]) != bytes(
+        runs[1].states[0]["group_secret"]
+    )
+
+
+def test_a_tampered_group_secret_is_refused():
+    # ChaCha20-Poly1305 authenticates the leader's sealed secret: a server
+    # that flips a bit is caught, not handed a wrong secret.
+    transport = federation(3)
+    real_tell = transport.tell
+
+    def tamper(step, phase, arrays=None, **kwargs):
+        if step == "group_secret":
+            arrays = {c: (a[0] ^ np.uint8(1),) for c, a in arrays.items()}
+        return real_tell(step, phase, arrays, **kwargs)
+
+    transport.tell = tamper
+    key_agreement(transport)
+    with pytest.raises(ValueError, match="does not authenticate"):
+        transport.flush()
 
 
 def test_masks_cancel_exactly_in_the_sum():
-    secure, _ = setup(3)
+    rng = np.random.default_rng(0)
+    keys = [rng.bytes(32) for _ in range(3)]
+    shared = {(i, j): keys[i + j - 1] for i in range(3) for j in range(3) if i != j}
     words = [np.arange(5, dtype=np.uint64) * (c + 1) for c in range(3)]
     masked = [
-        client_mask(words[c], c, [0, 1, 2], secure.secrets[c], 7) for c in range(3)
+        client_mask(
+            words[c], c, [0, 1, 2], {j: shared[c, j] for j in range(3) if j != c}, 7
+        )
+        for c in range(3)
     ]
     total = masked[0] + masked[1] + masked[2]  # modulo 2^64
     assert np.array_equal(total, words[0] + words[1] + words[2])
@@ -84,44 +154,47 @@ def test_secure_sum_is_the_sum_at_every_scale(n_clients):
     # entry's exponent + log2(k), plus one float64 rounding of the result.
     rng = np.random.RandomState(n_clients)
     scales = 10.0 ** np.array([-300, -150, -8, 0, 8, 150, 300])
-    values = {c: rng.standard_normal((4, 7)) * scales for c in range(n_clients)}
+    values = [rng.standard_normal((4, 7)) * scales for _ in range(n_clients)]
     values[0][:, 3] = 0.0  # a client with a zero column
-    secure, channel = setup(n_clients)
-    units, bounds = run_secure_sum(
-        values, secure, channel, "test", np.random.RandomState(1)
-    )
-    stack = np.stack(list(values.values()))
-    total = np.apply_along_axis(math.fsum, 0, stack)  # correctly rounded sums
-    largest = np.max([np.abs(v).max(axis=0) for v in values.values()], axis=0)
-    error = np.abs(np.ldexp(units, bounds) - total) / largest
+    total_seen, _ = summed(values)
+    total = np.apply_along_axis(math.fsum, 0, np.stack(values))  # correctly rounded
+    largest = np.max([np.abs(v).max(axis=0) for v in values], axis=0)
+    error = np.abs(total_seen - total) / largest
     assert np.all(error < (n_clients + 1) * 2.0**-52)
 
 
 def test_bounds_are_the_largest_exponent_plus_headroom():
-    secure, channel = setup(3)
-    magnitudes = {
-        0: np.array([1.0, 0.0, 3e-200]),
-        1: np.array([5.0, 0.0, 1e100]),
-        2: np.array([0.7, 0.0, 2.0]),
-    }
-    bounds, zero = run_secure_bounds(
-        magnitudes, secure, channel, "scales", 2, np.random.RandomState(0)
-    )
+    magnitudes = [
+        np.array([1.0, 0.0, 3e-200]),
+        np.array([5.0, 0.0, 1e100]),
+        np.array([0.7, 0.0, 2.0]),
+    ]
+    transport = federation(3, m=magnitudes)
+    secure_bounds(transport, [0, 1, 2], "scales", "m", 2, "b")
+    transport.flush()
     # 5 < 2^3, 1e100 < 2^333; the all-zero column gets any bound (0).
-    assert bounds.tolist() == [3 + 2, 0, 333 + 2]
-    assert zero.tolist() == [False, True, False]
+    for state in transport.states:
+        assert state["b"].tolist() == [3 + 2, 0, 333 + 2]
+        assert state["b_zero"].tolist() == [False, True, False]
+
+
+def uploads_of(transport, phase, shape):
+    return [
+        array
+        for p, direction, _, array in transport.channel.messages
+        if p == phase and direction == "up" and array.shape == shape
+    ]
 
 
 def test_server_sees_uniform_words_whatever_the_clients_hold():
     # Each masked upload is the client's words plus uniform masks modulo
     # 2^64, so it is uniform itself: the bits of a client uploading zeros and
     # of one uploading huge values are balanced alike (binomial tolerance of
-    # 6 standard deviations over 64 x 400 bits).
-    secure, channel = setup(3)
-    values = {0: np.zeros(400), 1: np.full(400, 1e300), 2: np.arange(400.0)}
-    run_secure_sum(values, secure, channel, "test", np.random.RandomState(2))
-    uploads = [m for m in channel.messages if m[0] == "test" and m[1] == "up"]
-    shares = [m[3] for m in uploads if m[3].shape == (400,)]
+    # 6 standard deviations over 64 x 400 bits). Catches a client step that
+    # uploads its words unmasked (client_mask returning its input).
+    values = [np.zeros(400), np.full(400, 1e300), np.arange(400.0)]
+    _, transport = summed([v[None, :] for v in values])
+    shares = uploads_of(transport, "test", (1, 400))
     assert len(shares) == 3
     for share in shares:
         bits = np.unpackbits(share.view(np.uint8))
@@ -129,62 +202,104 @@ def test_server_sees_uniform_words_whatever_the_clients_hold():
         assert abs(bits.sum() - n / 2) < 6 * np.sqrt(n / 4)
 
 
+def test_two_runs_of_the_same_sum_share_no_masked_word():
+    # Fresh keys every fit: the same values summed twice give the same sum
+    # but no upload word in common. Catches pair keys or masks derived from
+    # anything fixed (a seed, the round id alone).
+    values = [np.arange(50.0)[None, :] * (c + 1) for c in range(3)]
+    first, t1 = summed(values)
+    second, t2 = summed(values)
+    assert np.array_equal(first, second)
+    words = [
+        np.concatenate([u.reshape(-1) for u in uploads_of(t, "test", (1, 50))])
+        for t in (t1, t2)
+    ]
+    assert np.intersect1d(words[0], words[1]).size == 0
+
+
+def test_the_mask_graph_is_sparse_symmetric_and_cancels():
+    # Bell et al.'s sparse graph: with 64 clients each masks with 12
+    # neighbours, not 63, and the sum is still exact. Catches a graph that
+    # is not symmetric (masks would not cancel) and a return to all pairs.
+    n = 64
+    order = np.random.default_rng(1).permutation(n)
+    clients = list(range(n))
+    partners = {c: mask_partners(c, clients, order) for c in clients}
+    assert mask_degree(n) == 12
+    for c in clients:
+        assert len(partners[c]) == 12
+        assert all(c in partners[j] for j in partners[c])
+    values = [np.array([[float(c), 1.0]]) for c in clients]
+    total, transport = summed(values)
+    assert np.allclose(total, [[sum(clients), n]], rtol=0, atol=1e-9)
+    for state in transport.states:
+        assert int(state["paired"].sum()) == 12  # pair keys with neighbours only
+
+
+def test_a_sum_over_some_clients_pairs_them_among_themselves():
+    # Participants 0, 5, 9 of 40 are unlikely neighbours on the ring: the
+    # server relays the keys of their new partners first, every upload is
+    # masked and the sum exact. Catches a participant left with no partner
+    # (its upload would be its plaintext).
+    n = 40
+    values = [np.array([[float(c + 1)] * 64]) for c in range(n)]
+    total, transport = summed(values, participants=[0, 5, 9])
+    assert np.allclose(total, 1 + 6 + 10, rtol=0, atol=1e-12)
+    for share in uploads_of(transport, "test", (1, 64)):
+        bits = np.unpackbits(share.view(np.uint8))
+        assert abs(bits.sum() - bits.size / 2) < 6 * np.sqrt(bits.size / 4)
+
+
 def test_secure_stack_reveals_the_gram_matrix_and_the_r_factor():
     # The server's M [R_1; R_2; R_3] has the Gram matrix of the stack, so its
     # R factor is the stack's; yet no block of it is any client's R_i.
+    # Catches a stack uploaded without the mixing matrix.
     rng = np.random.RandomState(5)
-    factors = {
-        c: r_factor([rng.standard_normal((n, 4))], 4) for c, n in enumerate([10, 2, 30])
-    }
-    secure, channel = setup(3)
-    units, bounds = run_secure_stack(
-        factors, secure, channel, "stack", 99, np.random.RandomState(6)
-    )
-    mixed = np.ldexp(units, bounds)
-    stack = np.vstack(list(factors.values()))
+    factors = [r_factor([rng.standard_normal((n, 4))], 4) for n in (10, 2, 30)]
+    transport = federation(3, f=factors)
+    heights = {c: np.array([f.shape[0]]) for c, f in enumerate(factors)}
+    units = secure_stack(transport, heights, "stack", "f")
+    transport.flush()
+    mixed = np.ldexp(units, transport.states[0]["share_bounds"])
+    stack = np.vstack(factors)
     assert mixed.shape == stack.shape
     assert np.allclose(mixed.T @ mixed, stack.T @ stack, rtol=1e-13, atol=1e-13)
     assert np.allclose(r_factor([mixed], 4), r_factor([stack], 4), rtol=1e-12)
-    for r in factors.values():
+    for r in factors:
         for start in range(mixed.shape[0] - r.shape[0] + 1):
             assert not np.allclose(mixed[start : start + r.shape[0]], r, atol=1e-3)
-
-
-def test_one_participant_among_several_is_refused():
-    secure, channel = setup(3)
-    with pytest.raises(ValueError, match="needs at least 2 clients in the sum"):
-        run_secure_sum({1: np.ones(3)}, secure, channel, "t", np.random.RandomState(0))
-    # A federation of one client has nobody to hide from but the server.
-    secure, channel = setup(1)
-    units, bounds = run_secure_sum(
-        {0: np.ones(3)}, secure, channel, "t", np.random.RandomState(0)
-    )
-    assert np.array_equal(np.ldexp(units, bounds), np.ones(3))
 
 
 def test_a_colluding_client_unmixes_the_stack_as_documented():
     # The threat model says: the server colluding with one client (who knows
     # the mixing matrix M) recovers every client's R_i from M [R_1; ...].
     # This test shows that claim is true, so the docs do not understate it.
-    from skfal._federated._secure import _mixing
-
     rng = np.random.RandomState(7)
-    factors = {
-        c: r_factor([rng.standard_normal((n, 3))], 3) for c, n in enumerate([8, 5])
-    }
-    secure, channel = setup(2)
-    units, bounds = run_secure_stack(
-        factors, secure, channel, "stack", 41, np.random.RandomState(8)
-    )
-    mixed = np.ldexp(units, bounds)
-    unmixed = _mixing(mixed.shape[0], 41).T @ mixed
+    factors = [r_factor([rng.standard_normal((n, 3))], 3) for n in (8, 5)]
+    transport = federation(2, f=factors)
+    heights = {c: np.array([f.shape[0]]) for c, f in enumerate(factors)}
+    units = secure_stack(transport, heights, "stack", "f")
+    transport.flush()
+    colluder = transport.states[1]
+    mixed = np.ldexp(units, colluder["share_bounds"])
+    eye = np.eye(mixed.shape[0])
+    M = _secure.client_mixed_block(eye, 0, eye.shape[0], colluder["group_secret"])
+    unmixed = M.T @ mixed
     assert np.allclose(unmixed[:3], factors[0], atol=1e-12)
     assert np.allclose(unmixed[3:], factors[1], atol=1e-12)
 
 
+def test_one_participant_among_several_is_refused():
+    with pytest.raises(ValueError, match=r"only client \[1\] of 3 takes part"):
+        summed([np.ones((1, 3))] * 3, participants=[1])
+    # A federation of one client has nobody to hide from but the server: no
+    # key agreement, no message but its upload.
+    total, transport = summed([np.ones((1, 3))])
+    assert np.array_equal(total, np.ones((1, 3)))
+    assert not [m for m in transport.channel.messages if m[0] == "key_agreement"]
+
+
 def test_a_non_finite_upload_is_a_clear_error():
     # Fixed point cannot encode inf or NaN: a silent wrong sum otherwise.
-    secure, channel = setup(2)
-    values = {0: np.array([1.0, np.inf]), 1: np.ones(2)}
-    with pytest.raises(ValueError, match="'t' upload is not finite"):
-        run_secure_sum(values, secure, channel, "t", np.random.RandomState(0))
+    with pytest.raises(ValueError, match="'test' upload is not finite"):
+        summed([np.array([[1.0, np.inf]]), np.ones((1, 2))])

@@ -45,13 +45,14 @@ from skfal._federated._regression import global_training, run_global_training
 from skfal._federated._secure import (
     _check_participants,
     client_decode,
-    client_shared_seeds,
     decode_units,
+    fresh_generator,
     key_agreement,
     run_key_agreement,
     run_secure_total,
     secure_bounds,
     server_sum_words,
+    shared_generator,
 )
 from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._federated._transport import CLIENT_STEPS, client_step, read_labels, stream
@@ -312,7 +313,6 @@ def run_lloyd(
             secure,
             channel,
             "lloyd",
-            random_state,
             ids,
         )
         new = client_lloyd_update(centres_rot, totals)
@@ -344,8 +344,8 @@ def run_clustering(
     parallel = Parallel(n_jobs=n_jobs, prefer="threads")
     clients = range(len(client_rows))
     sizes_i = np.array([rows.shape[0] for rows in client_rows])
-    rotation_seed, _, group_seed = client_shared_seeds(draw_seed(random_state))
-    rotation = client_shared_rotation(X.shape[1], rotation_seed)
+    draw_seed(random_state)  # the stream's first draw (the clients' shared seed once)
+    rotation = client_shared_rotation(X.shape[1], fresh_generator())
     seeds = draw_seed(random_state, size=(len(client_rows), 2))
 
     counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
@@ -390,7 +390,7 @@ def run_clustering(
         parallel,
         channel,
         clients,
-        run_key_agreement(len(client_rows), group_seed, random_state, channel),
+        run_key_agreement(len(client_rows), channel),
         random_state,
     )
     results = parallel(
@@ -668,10 +668,10 @@ def _rows(state):
 
 
 def cluster_rotation(state, n_features):
-    """The clients' shared Haar rotation for clustering (its own stream of
-    the shared seed)."""
-    seed = int(stream(state["shared_seed"], "cluster_rotation").randint(2**31 - 1))
-    return client_shared_rotation(n_features, seed)
+    """The clients' shared Haar rotation for clustering (its own draw of
+    the group secret)."""
+    rng = shared_generator(state["group_secret"], f"cluster rotation {n_features}")
+    return client_shared_rotation(n_features, rng)
 
 
 def _own_seed(state, purpose):

@@ -38,6 +38,7 @@ fitted estimator's ``whitener_`` and the transcript) a client with at most
 sign. So ``"fedsvd"`` refuses such clients (:func:`check_fedsvd_clients`).
 """
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -45,12 +46,12 @@ import numpy as np
 from skfal._federated._masks import client_shared_rotation, mask_rows
 from skfal._federated._secure import (
     client_decode,
-    client_shared_seeds,
     key_agreement,
     secure_bounds,
     secure_stack,
+    shared_generator,
 )
-from skfal._federated._transport import client_step, simulated_federation, stream
+from skfal._federated._transport import client_step, simulated_federation
 from skfal._linalg import (
     column_norms,
     equilibrated_r_factor,
@@ -186,9 +187,8 @@ def _design(state, config):
 
 def _rotation(state, n_columns):
     """The clients' shared Haar rotation ``Q`` (from their shared seed)."""
-    return client_shared_rotation(
-        n_columns, client_shared_seeds(state["shared_seed"])[0]
-    )
+    rng = shared_generator(state["group_secret"], f"leverage rotation {n_columns}")
+    return client_shared_rotation(n_columns, rng)
 
 
 @client_step("qr_own_r")
@@ -242,8 +242,8 @@ def step_fedsvd_norms(state, config):
 
 
 def _mask_seed(state):
-    """The client's private row-mask seed."""
-    return int(stream(state["secret_seed"], "row_mask").randint(2**31 - 1))
+    """A fresh private row-mask seed (128 bits of OS randomness, every fit)."""
+    return int.from_bytes(os.urandom(16), "little")
 
 
 @client_step("fedsvd_mask")

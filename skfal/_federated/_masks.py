@@ -44,9 +44,15 @@ def haar_orthogonal(size, random_state, n_matrices=None):
     return q * signs[..., None, :]
 
 
-def client_shared_rotation(n_features, seed):
-    """The Haar rotation ``Q`` all clients derive from their shared seed."""
-    return haar_orthogonal(n_features, np.random.RandomState(seed))
+def client_shared_rotation(n_features, random_state):
+    """The Haar rotation ``Q`` all clients draw alike.
+
+    ``random_state``: the generator the clients seed from their group
+    secret (``_secure.shared_generator``), or an int seed (tests).
+    """
+    if not hasattr(random_state, "standard_normal"):
+        random_state = np.random.RandomState(random_state)
+    return haar_orthogonal(n_features, random_state)
 
 
 def haar_reflectors(size, n_matrices, rng, n_reflectors=None, buffers=None):

@@ -53,13 +53,13 @@ from skfal._federated._secure import (
     secure_stack,
     secure_sum,
     session_keys,
+    shared_generator,
 )
 from skfal._federated._transport import (
     InProcessTransport,
     client_seeds,
     client_step,
     read_labels,
-    stream,
 )
 from skfal._linalg import (
     r_factor,
@@ -190,9 +190,9 @@ def _labels(state, config):
 
 def _training_rotation(state, n_columns):
     """The clients' shared Haar rotation of the training system (its own
-    stream of the shared seed, not the leverage protocol's ``Q``)."""
-    seed = int(stream(state["shared_seed"], "training_rotation").randint(2**31 - 1))
-    return client_shared_rotation(n_columns, seed)
+    draw of the group secret, not the leverage protocol's ``Q``)."""
+    rng = shared_generator(state["group_secret"], f"training rotation {n_columns}")
+    return client_shared_rotation(n_columns, rng)
 
 
 def _released(state, coef, intercept):
@@ -450,6 +450,13 @@ def local_training(transport, labeled, *, alpha=0.0, fit_intercept=True):
             "training='global'.",
             UserWarning,
             stacklevel=4,
+        )
+    if not active:
+        raise ValueError(
+            f"FALE-local averages the local models of clients with at least "
+            f"{MIN_LOCAL_ROWS} labeled rows, and none has that many (labeled "
+            f"rows per client: {[labeled[c] for c in everyone]}). Raise the "
+            "budget, or use training='global'."
         )
     config = {"intercept": bool(fit_intercept), "alpha": float(alpha)}
     key_agreement(transport)

@@ -1,22 +1,51 @@
 """Secure aggregation: the server learns the sum of the clients' arrays, not one.
 
 Pairwise additive masks (Bonawitz et al., "Practical secure aggregation for
-privacy-preserving machine learning", CCS 2017; Flower's SecAgg+ is the same
-idea):
+privacy-preserving machine learning", CCS 2017) on a sparse graph of
+neighbours (Bell et al., "Secure single-server aggregation with
+(poly)logarithmic overhead", CCS 2020; Flower's SecAgg+ is the same design).
+All cryptography comes from the ``cryptography`` package (OpenSSL): X25519,
+HKDF-SHA256, ChaCha20 and ChaCha20-Poly1305. Nothing here is derived from a
+seed: every key, every mask and every secret the clients share is drawn from
+the operating system's randomness (``os.urandom``) in every fit.
 
-1. Key agreement (once per fit, :func:`key_session`): every client draws a
-   private X25519 key (RFC 7748, elliptic-curve Diffie-Hellman on
-   Curve25519) and uploads its public key; the server broadcasts all of
-   them; client ``i`` derives the secret ``s_ij = SHA-256(X25519(a_i, A_j))``
-   of each pair, which the server, holding only public keys, cannot compute
-   (the computational Diffie-Hellman assumption on Curve25519; the server
-   is honest-but-curious and relays keys faithfully).
-2. Every secure sum (a fresh round id each time): client ``i`` encodes its
-   array in fixed point as 64-bit words and adds ``PRG(s_ij, round)`` for
-   every other participant ``j > i`` and subtracts it for ``j < i``, modulo
-   ``2^64``. Each upload alone is uniformly distributed whatever it encodes;
-   in the server's sum every mask appears once with each sign and cancels,
-   leaving exactly the sum of the encoded arrays.
+1. Key agreement (once per fit and transport, :func:`key_agreement`): every
+   client draws an X25519 key pair and uploads its public key. The server
+   draws a public session id and a ring seed (16 and 32 random bytes; the
+   seed orders the clients on a ring, :func:`ring_order`), and sends each
+   client the public keys of its *neighbours*:
+   the ``d`` clients nearest to it on the ring (``d = 2 ceil(log2 k)``, all
+   others when that is at least ``k - 1``; :func:`mask_partners`). Client
+   ``i`` derives with each neighbour ``j`` the pair key
+   ``HKDF-SHA256(X25519(a_i, A_j), salt=session, info=purpose || A_lo ||
+   A_hi)``: bound to both public keys and to this fit's session, unknown to
+   the server (which holds public keys only; the computational
+   Diffie-Hellman assumption on Curve25519).
+2. The clients' group secret (256 bits): the *leader* (the first client)
+   draws it and seals it for every other client with ChaCha20-Poly1305
+   under a key derived like a pair key (purpose ``group``); the server
+   relays the sealed secrets. From it each client derives, by HKDF with a
+   purpose string, every secret all clients share: the Haar rotations of
+   the protocols, the stacking matrix ``M`` and the secret order of the
+   secure maximum's bins (:func:`shared_generator`). The server never
+   receives it, nor anything it is derived from.
+3. Every secure sum (a fresh public round id each time): client ``i``
+   encodes its array in fixed point as 64-bit words and adds the ChaCha20
+   keystream of the pair key (nonce: the round id) for every neighbour
+   ``j > i`` among the sum's participants and subtracts it for ``j < i``,
+   modulo ``2^64``. In the server's sum every mask appears once with each
+   sign and cancels, leaving exactly the sum of the encoded arrays. A sum
+   over some of the clients pairs each participant with its ``d``
+   neighbours on the ring restricted to the participants; a participant
+   receives the public keys of the partners it does not know yet with the
+   request (no extra round trip).
+
+Each upload alone is uniformly distributed whatever it encodes, unless the
+server colludes with all of the client's partners in that sum. A sum over
+the participants reveals their total and, when the server colludes with
+some clients, the totals of the pieces the others' graph falls into; the
+ring of ``d = 2 ceil(log2 k)`` neighbours stays in one piece unless ``d / 2``
+consecutive clients on the server's ring collude.
 
 Masks cancel exactly only in integer arithmetic, hence the fixed point: a
 float ``v`` in column ``m`` travels as ``round(v 2^(62 - E_m))``, with ``2^E_m``
@@ -34,43 +63,51 @@ by powers of two, exactly).
 
 Rounding: each client's value is rounded once to ``2^(E_m - 62)``, so a sum of
 ``k`` arrays is exact to ``k 2^(E_m - 63)``, about ``k 1e-19`` relative to the
-column's largest entry (a float64 sum is good to ``1e-16``).
+column's largest entry (a float64 sum is good to ``1e-16``). Fresh secrets
+change a fit's numbers by rounding only: the masks cancel exactly, and a
+fresh rotation only reorders the rounding; the rows selected and their
+weights are a function of the data and ``random_state``.
 
-Dropouts: a client that drops after uploading its public key leaves masks that
-do not cancel. This simulation has no dropouts; a deployment restarts the round
-among the survivors (a fresh round id, so no mask is reused), or uses the
-secret-shared masks of Bonawitz et al. to recover without a restart.
+Dropouts: a client that does not reply stops the fit with an error naming it
+(the transport's timeout). Restarting the fit among the survivors is *not*
+safe when the late client's upload reached the server (the sum over all minus
+the sum over the survivors is its input): start a new fit, whose keys and
+masks are fresh, over a federation without that client.
 
-Collusion: pairwise masks hide client ``i``'s upload unless the server
-colludes with all other participants (then the sum minus theirs is ``i``'s).
-A sum with one participant would be that participant's upload: in a
-federation of several clients every secure sum needs at least
-:data:`MIN_PARTICIPANTS` of them (a federation of one client has nobody to
-hide from but the server, which then learns that client's totals, as the
-threat model in the user guide says). With two participants, each learns the
-other's value from the sum and its own.
+A secure sum needs at least :data:`MIN_PARTICIPANTS` participants in a
+federation of several clients (a sum of one is that client's upload). With
+two participants, each learns the other's value from the sum and its own.
+A federation of one client has nobody to hide from but the server, which
+then learns that client's totals (the threat model in the user guide).
 """
 
 import contextlib
 import contextvars
 import functools
-import hashlib
 import itertools
+import math
+import os
 
 import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from skfal._federated._masks import haar_orthogonal
-from skfal._federated._transport import client_step, stream
+from skfal._federated._transport import client_step
 from skfal._linalg import column_norms
-from skfal._sampling import draw_seed
 
 MIN_PARTICIPANTS = 2
 
-# X25519 (RFC 7748): Curve25519's Montgomery ladder over GF(2^255 - 19).
-_P25519 = 2**255 - 19
-_A24 = 121665
-_BASE_POINT = (9).to_bytes(32, "little")
 _KEY_BYTES = 32
+_SESSION_BYTES = 16
+_SEALED_BYTES = _KEY_BYTES + 16  # ChaCha20-Poly1305 appends a 16-byte tag
 
 _FRACTION_BITS = 62
 # Exponents (numpy.frexp) of finite non-zero doubles lie in [-1073, 1024].
@@ -79,80 +116,98 @@ _BIN_WIDTH = 32
 _N_COARSE = 69  # ceil(2200 / 32) bins cover [-1100, 1108)
 _ABSENT = np.iinfo(np.int64).min  # the exponent of an all-zero column
 
+# The state a client keeps from the key agreement (all numpy arrays):
+KEY_STATE = (
+    "private_key",  # uint8 (32,): its X25519 private key (never sent)
+    "public_key",  # uint8 (32,): its public key
+    "key_session",  # uint8 (16,): the fit's public session id
+    "ring_order",  # int64 (k,): each client's place on the server's ring
+    "pair_keys",  # uint8 (k, 32): HKDF pair keys, row j for client j
+    "paired",  # bool (k,): which rows of pair_keys are set
+    "group_secret",  # uint8 (32,): the secret all clients share
+)
 
-# --------------------------------------------------------------------- clients
-@functools.lru_cache(maxsize=4096)
-def x25519(scalar, point):
-    """RFC 7748's X25519 function: ``scalar * point`` on Curve25519 (bytes).
 
-    A pure function of its arguments; cached, since a simulation re-derives
-    the same keys whenever a fit is repeated with the same ``random_state``.
+# ------------------------------------------------------------------ primitives
+def fresh_bytes(n_bytes):
+    """``n_bytes`` bytes of the operating system's randomness, as ``uint8``."""
+    return np.frombuffer(os.urandom(n_bytes), dtype=np.uint8).copy()
+
+
+def fresh_generator():
+    """A generator seeded with 128 bits of the operating system's randomness.
+
+    For draws that must differ in every fit and never change a result (the
+    marks of the secure maximum, the server's ring order).
     """
-    k = bytearray(scalar)
-    k[0] &= 248
-    k[31] &= 127
-    k[31] |= 64
-    n = int.from_bytes(k, "little")
-    p = _P25519
-    x1 = int.from_bytes(point, "little") & ((1 << 255) - 1)
-    x2, z2, x3, z3, swap = 1, 0, x1, 1, 0
-    for t in reversed(range(255)):
-        bit = (n >> t) & 1
-        if swap ^ bit:
-            x2, x3, z2, z3 = x3, x2, z3, z2
-        swap = bit
-        a, b = (x2 + z2) % p, (x2 - z2) % p
-        aa, bb = a * a % p, b * b % p
-        e = (aa - bb) % p
-        da, cb = (x3 - z3) * a % p, (x3 + z3) * b % p
-        x3 = (da + cb) ** 2 % p
-        z3 = x1 * (da - cb) ** 2 % p
-        x2 = aa * bb % p
-        z2 = e * (aa + _A24 * e) % p
-    if swap:
-        x2, z2 = x3, z3
-    return (x2 * pow(z2, p - 2, p) % p).to_bytes(32, "little")
+    return np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
 
 
-def client_key_pair(seed):
-    """A client's X25519 key pair: ``(private bytes, public key as uint8 array)``."""
-    private = np.random.RandomState(seed).bytes(_KEY_BYTES)
-    public = x25519(private, _BASE_POINT)
-    return private, np.frombuffer(public, dtype=np.uint8)
+def _hkdf(secret, info, salt=None):
+    """HKDF-SHA256 (RFC 5869) of ``secret``: 32 bytes."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=_KEY_BYTES, salt=salt, info=info
+    ).derive(bytes(secret))
 
 
-def client_pair_secrets(private, public_keys, me):
-    """The secret a client shares with every other client: ``{j: int}``."""
-    secrets = {}
-    for j, key in enumerate(public_keys):
-        if j == me:
-            continue
-        shared = x25519(private, bytes(key))
-        if shared == bytes(_KEY_BYTES):
-            raise ValueError(f"Client {j}'s public key is a low-order point.")
-        secrets[j] = int.from_bytes(hashlib.sha256(shared).digest(), "big")
-    return secrets
+def client_key_pair():
+    """A fresh X25519 key pair: ``(private, public)``, each ``uint8`` of 32."""
+    private = X25519PrivateKey.generate()
+    public = private.public_key().public_bytes_raw()
+    return (
+        np.frombuffer(private.private_bytes_raw(), dtype=np.uint8).copy(),
+        np.frombuffer(public, dtype=np.uint8).copy(),
+    )
 
 
-def _pair_mask(secret, round_id, size):
-    """The pseudorandom 64-bit words a pair of clients adds and subtracts.
+def pair_key(private, own_public, other_public, session, purpose):
+    """The key two clients share for ``purpose`` (``bytes``), 32 bytes.
 
-    Philox keyed by 128 bits of the pair's secret, one counter block per
-    round id: a fresh, independent stream every round.
+    ``HKDF-SHA256(X25519(private, other_public), salt=session, info=b"skfal
+    " + purpose + lo + hi)`` with ``lo, hi`` the two public keys in order:
+    both clients derive the same key, bound to both keys and the session.
+    ``private``: the raw 32 bytes, or an ``X25519PrivateKey`` (loading raw
+    bytes costs a scalar multiplication: load once for many pairs).
     """
-    key = secret & ((1 << 128) - 1)
-    generator = np.random.Philox(key=key, counter=[0, 0, round_id, 0])
-    return generator.random_raw(size).astype(np.uint64)
+    own_public, other_public = bytes(own_public), bytes(other_public)
+    if not isinstance(private, X25519PrivateKey):
+        private = X25519PrivateKey.from_private_bytes(bytes(private))
+    try:
+        shared = private.exchange(X25519PublicKey.from_public_bytes(other_public))
+    except ValueError as error:  # e.g. a low-order point: an all-zero secret
+        raise ValueError(
+            f"A public key the server relayed is not a valid X25519 key "
+            f"({error}): the key agreement must be run again."
+        ) from None
+    lo, hi = sorted((own_public, other_public))
+    return _hkdf(shared, b"skfal " + purpose + b"\x00" + lo + hi, salt=bytes(session))
 
 
-def client_mask(words, me, participants, secrets, round_id):
-    """Add the pairwise masks to a client's encoded array (modulo ``2^64``)."""
+def _keystream(key, nonce, n_words):
+    """``8 n_words`` bytes of ChaCha20's keystream (``nonce``: an int)."""
+    nonce = bytes(4) + int(nonce).to_bytes(12, "little")
+    stream = Cipher(algorithms.ChaCha20(bytes(key), nonce), mode=None).encryptor()
+    return stream.update(bytes(8 * n_words))
+
+
+def _pair_mask(key, round_id, size):
+    """The 64-bit words a pair of clients adds and subtracts in one round:
+    ChaCha20's keystream under the pair key, the round id as its nonce."""
+    return np.frombuffer(_keystream(key, round_id, size), dtype="<u8")
+
+
+def client_mask(words, me, partners, keys, round_id):
+    """Add the pairwise masks to a client's encoded array (modulo ``2^64``).
+
+    ``keys[j]`` is the pair key shared with partner ``j``: ``+`` the mask
+    for ``j > me``, ``-`` for ``j < me``.
+    """
     out = np.array(words, dtype=np.uint64)
     flat = out.reshape(-1)
-    for j in participants:
+    for j in partners:
         if j == me:
             continue
-        mask = _pair_mask(secrets[j], round_id, flat.size)
+        mask = _pair_mask(keys[j], round_id, flat.size)
         if me < j:
             flat += mask
         else:
@@ -160,6 +215,60 @@ def client_mask(words, me, participants, secrets, round_id):
     return out
 
 
+def mask_degree(n_participants):
+    """How many partners each participant of a sum masks with."""
+    if n_participants <= 1:
+        return 0
+    degree = 2 * math.ceil(math.log2(n_participants))
+    return min(degree, n_participants - 1)
+
+
+def mask_partners(me, participants, order):
+    """The partners of ``me`` in a sum over ``participants``.
+
+    The participants sit on a ring in the server's ``order`` (each client's
+    place, :func:`ring_order`); each pairs with the ``mask_degree / 2``
+    nearest on each side, or with all others when the sum is small. The
+    relation is symmetric, so every mask cancels.
+    """
+    participants = np.asarray(participants, dtype=np.int64)
+    n = participants.shape[0]
+    degree = mask_degree(n)
+    if degree >= n - 1:
+        return sorted(int(c) for c in participants if c != me)
+    ring = participants[np.argsort(np.asarray(order)[participants], kind="stable")]
+    at, half = int(np.flatnonzero(ring == me)[0]), degree // 2
+    steps = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])
+    return sorted(int(c) for c in ring[(at + steps) % n])
+
+
+def shared_generator(group_secret, purpose):
+    """A generator every client seeds alike from the group secret.
+
+    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"mixing 40"``,
+    ...): each gets its own 256-bit HKDF key, so no two secrets share a
+    stream.
+    """
+    key = _hkdf(group_secret, b"skfal shared " + purpose.encode())
+    return np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
+
+
+def _seal(key, secret, session):
+    """ChaCha20-Poly1305 of ``secret`` under a one-use ``key``."""
+    return ChaCha20Poly1305(key).encrypt(bytes(12), bytes(secret), bytes(session))
+
+
+def _open(key, sealed, session):
+    try:
+        return ChaCha20Poly1305(key).decrypt(bytes(12), bytes(sealed), bytes(session))
+    except InvalidTag:
+        raise ValueError(
+            "The group secret the server relayed does not authenticate under "
+            "the key shared with the leader: it was altered in transit."
+        ) from None
+
+
+# --------------------------------------------------------------------- clients
 def column_exponents(magnitudes):
     """``e`` with ``magnitude < 2^e`` per column (``_ABSENT`` for zeros)."""
     magnitudes = np.asarray(magnitudes, dtype=np.float64)
@@ -168,16 +277,14 @@ def column_exponents(magnitudes):
     return exponents
 
 
-@functools.lru_cache(maxsize=64)
-def _bin_permutations(n_columns, n_bins, seed):
+def _bin_permutations(n_columns, n_bins, group_secret):
     """The clients' secret order of each column's bins (the server never sees
     it): row ``m`` maps bin ``b`` of column ``m`` to its position."""
-    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(n_columns, n_bins))
-    keys = np.random.default_rng(sequence).random((n_columns, n_bins))
-    return np.argsort(keys, axis=1)
+    rng = shared_generator(group_secret, f"bins {n_columns} {n_bins}")
+    return np.argsort(rng.random((n_columns, n_bins)), axis=1)
 
 
-def client_exponent_marks(exponents, coarse, seed, random_state):
+def client_exponent_marks(exponents, coarse, group_secret, random_state):
     """One round of the secure maximum: a random word at the bin of each exponent.
 
     Parameters
@@ -187,10 +294,10 @@ def client_exponent_marks(exponents, coarse, seed, random_state):
     coarse : ndarray of shape (n_columns,) of int or None
         ``None`` in the first round (coarse bins); in the second, the winning
         coarse bin of each column (``-1``: every column was zero).
-    seed : int
+    group_secret : ndarray of shape (32,) of uint8
         The clients' shared secret that permutes the bins.
-    random_state : numpy.random.RandomState
-        The client's own randomness for the marks.
+    random_state : numpy.random.Generator
+        The client's own fresh randomness for the marks (:func:`fresh_generator`).
 
     Returns
     -------
@@ -207,16 +314,16 @@ def client_exponent_marks(exponents, coarse, seed, random_state):
         present &= offsets // _BIN_WIDTH == coarse
         bins = offsets % _BIN_WIDTH
     columns = np.flatnonzero(present)
-    order = _bin_permutations(n_columns, n_bins, seed)
-    words = random_state.randint(1, 2**63, size=columns.size, dtype=np.int64)
+    order = _bin_permutations(n_columns, n_bins, group_secret)
+    words = random_state.integers(1, 2**63, size=columns.size, dtype=np.int64)
     marks[columns, order[columns, bins[columns]]] = words.astype(np.uint64)
     return marks
 
 
-def client_highest_bins(summed_marks, seed):
+def client_highest_bins(summed_marks, group_secret):
     """Unpermute the summed marks: the highest occupied bin per column (or -1)."""
     n_columns, n_bins = summed_marks.shape
-    order = _bin_permutations(n_columns, n_bins, seed)
+    order = _bin_permutations(n_columns, n_bins, group_secret)
     occupied = np.take_along_axis(summed_marks, order, axis=1) != 0
     highest = n_bins - 1 - np.argmax(occupied[:, ::-1], axis=1)
     return np.where(occupied.any(axis=1), highest, -1).astype(np.int64)
@@ -255,29 +362,22 @@ def server_sum_words(uploads):
 
 # ------------------------------------------------------------- orchestration
 class SecureAggregation:
-    """The key material of one protocol run, as each client holds its part.
+    """The key material of one Channel-simulated protocol run.
 
-    ``secrets[c]`` are client ``c``'s pairwise secrets (the simulation keeps
-    every client's in one object; each step reads only its own client's), and
-    ``group_seed`` the secret all clients share (it permutes the bins of the
-    secure maximum). Round ids are public and never repeat.
+    ``keys[c]`` are client ``c``'s pair keys (``{j: bytes}``; the simulation
+    keeps every client's in one object, each step reads only its own
+    client's), ``group_secret`` the secret all clients share. Round ids are
+    public and never repeat.
     """
 
-    def __init__(self, secrets, group_seed):
-        self.secrets = secrets
-        self.group_seed = group_seed
+    def __init__(self, keys, group_secret):
+        self.keys = keys
+        self.group_secret = group_secret
         self._rounds = itertools.count()
 
     def next_round(self):
         """A fresh public round id (masks are never reused)."""
         return next(self._rounds)
-
-
-def client_shared_seeds(shared_seed):
-    """The secrets every client derives from the seed they share: the seeds of
-    the rotation ``Q``, of the mixing matrix ``M``, and of the bin order."""
-    sequence = np.random.SeedSequence(int(shared_seed))
-    return tuple(int(s) for s in sequence.generate_state(3, dtype=np.uint32))
 
 
 _KEY_SESSION = contextvars.ContextVar("skfal_key_session", default=None)
@@ -291,7 +391,8 @@ def key_session():
     deployment), so a fit that runs several protocols (selection, then
     training) agrees on keys once; round ids keep counting, so no mask is
     reused. Nested blocks join the outer session. Nothing is stored on an
-    estimator: the keys end with the block.
+    estimator: the keys end with the block, and the next fit agrees on
+    fresh ones.
     """
     if _KEY_SESSION.get() is not None:
         yield
@@ -303,37 +404,32 @@ def key_session():
         _KEY_SESSION.reset(token)
 
 
-def run_key_agreement(n_clients, group_seed, random_state, channel):
-    """Every pair of clients agrees on a secret through the server (step 1).
+def run_key_agreement(n_clients, channel):
+    """Every pair of clients agrees on a key through the server (Channel path).
 
-    Parameters
-    ----------
-    n_clients : int
-    group_seed : int
-        A secret every client holds (drawn with the clients' shared rotation).
-    random_state : numpy.random.RandomState
-        Draws each client's private key seed.
-    channel : Channel
-
-    Returns
-    -------
-    secure : SecureAggregation
-        Within a :func:`key_session`, the session's keys for these clients
-        when they already agreed on some (no message is sent then).
+    The clients of a Channel simulation pair with all others; keys and the
+    group secret are fresh (OS randomness). Within a :func:`key_session`,
+    the session's keys for these clients when they already agreed on some.
     """
     session = _KEY_SESSION.get()
     if session is not None and n_clients in session:
         return session[n_clients]
-    seeds = draw_seed(random_state, size=n_clients)
-    pairs = [client_key_pair(seed) for seed in seeds]
-    keys = np.stack(
+    pairs = [client_key_pair() for _ in range(n_clients)]
+    public = np.stack(
         [channel.up("key_agreement", c, pairs[c][1]) for c in range(n_clients)]
     )
-    received = [channel.down("key_agreement", c, keys) for c in range(n_clients)]
-    secrets = [
-        client_pair_secrets(pairs[c][0], received[c], c) for c in range(n_clients)
-    ]
-    secure = SecureAggregation(secrets, group_seed)
+    sid = fresh_bytes(_SESSION_BYTES)
+    keys = []
+    for c in range(n_clients):
+        received = channel.down("key_agreement", c, public)
+        keys.append(
+            {
+                j: pair_key(pairs[c][0], pairs[c][1], received[j], sid, b"mask")
+                for j in range(n_clients)
+                if j != c
+            }
+        )
+    secure = SecureAggregation(keys, fresh_bytes(_KEY_BYTES))
     if session is not None:
         session[n_clients] = secure
     return secure
@@ -346,9 +442,9 @@ def _check_participants(participants, n_clients, phase):
             f"The {phase!r} step adds up the clients' uploads by secure "
             f"aggregation, which needs at least {MIN_PARTICIPANTS} clients in "
             f"the sum; only client {list(participants)} of {n_clients} takes "
-            "part, so the sum would be that client's own upload. Raise the "
-            "budget so that several clients hold selected rows, or fit "
-            "without groups."
+            "part (the others hold nothing to add), so the sum would be that "
+            "client's own upload. Raise the budget so that several clients "
+            "hold selected rows, or fit without groups."
         )
 
 
@@ -359,51 +455,33 @@ def _masked_round(words, participants, secure, channel, phase):
         channel.up(
             phase,
             c,
-            client_mask(words[c], c, participants, secure.secrets[c], round_id),
+            client_mask(words[c], c, participants, secure.keys[c], round_id),
         )
         for c in participants
     ]
     return server_sum_words(uploads)
 
 
-def run_secure_bounds(magnitudes, secure, channel, phase, headroom, random_state):
-    """The secure maximum: every participant learns the columns' bounds ``E_m``.
+def run_secure_bounds(magnitudes, secure, channel, phase, headroom):
+    """The secure maximum (Channel path): the participants' bounds ``E_m``.
 
-    Parameters
-    ----------
-    magnitudes : dict of int to ndarray of shape (n_columns,)
-        Each participant's bound on the absolute value of its entries, per
-        column.
-    secure : SecureAggregation
-    channel : Channel
-    phase : str
-    headroom : int
-        Bits added to the largest exponent so that the sum fits as well.
-    random_state : numpy.random.RandomState
-        Draws the clients' mark seeds.
-
-    Returns
-    -------
-    bounds : ndarray of shape (n_columns,) of int
-        As every participant computes them (the server never does).
-    zero : ndarray of shape (n_columns,) of bool
-        The columns no participant has a non-zero entry in (bound 0).
+    Returns ``(bounds, zero)``: the bounds as every participant computes
+    them (the server never does), and the columns no participant has a
+    non-zero entry in.
     """
     participants = list(magnitudes)
-    seeds = draw_seed(random_state, size=len(participants))
     exponents = {c: column_exponents(magnitudes[c]) for c in participants}
-    rngs = {
-        c: np.random.RandomState(s) for c, s in zip(participants, seeds, strict=True)
-    }
     coarse = None
     for _ in range(2):
         marks = {
-            c: client_exponent_marks(exponents[c], coarse, secure.group_seed, rngs[c])
+            c: client_exponent_marks(
+                exponents[c], coarse, secure.group_secret, fresh_generator()
+            )
             for c in participants
         }
         total = _masked_round(marks, participants, secure, channel, phase)
         received = channel.broadcast(phase, participants, total)
-        highest = client_highest_bins(received, secure.group_seed)
+        highest = client_highest_bins(received, secure.group_secret)
         if coarse is None:
             coarse = highest
         else:
@@ -411,41 +489,26 @@ def run_secure_bounds(magnitudes, secure, channel, phase, headroom, random_state
     return bounds_from_bins(coarse, fine, headroom), coarse < 0
 
 
-def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None):
-    """Secure aggregation of one array per participant.
-
-    Parameters
-    ----------
-    values : dict of int to ndarray
-        Each participant's array (all of the same shape); the last axis
-        indexes the columns, each with its own fixed-point bound.
-    secure : SecureAggregation
-    channel : Channel
-        Counts the marks of the secure maximum and the masked uploads,
-        all under ``phase``.
-    phase : str
-    random_state : numpy.random.RandomState
-    magnitudes : dict of int to ndarray of shape (n_columns,), default=None
-        Each participant's bound on its entries' absolute values per column,
-        and on the sum's divided by ``sqrt(k)`` (orthogonally mixed blocks,
-        whose columns add in squares); ``None``: the largest absolute value
-        per column, and a bound ``k`` times that for the sum.
-
-    Returns
-    -------
-    units : ndarray
-        The sum, as the server holds it: in units of ``2^E_m`` per column.
-    bounds : ndarray of shape (n_columns,) of int
-        The ``E_m``, known to the participants only (``client_decode``).
-    """
-    participants = list(values)
-    _check_participants(participants, len(secure.secrets), phase)
-    if not all(np.all(np.isfinite(v)) for v in values.values()):
+def _finite(values, phase):
+    if not all(np.all(np.isfinite(v)) for v in values):
         raise ValueError(
             f"A client's {phase!r} upload is not finite: its values overflow "
             "float64 (e.g. labels near 1e300 with features near 1e-300). "
             "Divide y by its scale, or multiply X by one."
         )
+
+
+def run_secure_sum(values, secure, channel, phase, magnitudes=None):
+    """Secure aggregation of one array per participant (Channel path).
+
+    ``values`` maps each participant to its array (the last axis indexes
+    the columns, each with its own bound); ``magnitudes`` as
+    :func:`secure_sum`'s. Returns the sum as the server holds it (units of
+    ``2^E_m``) and the bounds ``E_m`` (the participants' only).
+    """
+    participants = list(values)
+    _check_participants(participants, len(secure.keys), phase)
+    _finite(values.values(), phase)
     k = len(participants)
     if magnitudes is None:
         magnitudes = {
@@ -455,39 +518,35 @@ def run_secure_sum(values, secure, channel, phase, random_state, magnitudes=None
         headroom = int(np.ceil(np.log2(k)))
     else:
         headroom = int(np.ceil(np.log2(k) / 2))
-    bounds, _ = run_secure_bounds(
-        magnitudes, secure, channel, phase, headroom, random_state
-    )
+    bounds, _ = run_secure_bounds(magnitudes, secure, channel, phase, headroom)
     words = {c: client_encode(values[c], bounds) for c in participants}
-    return decode_units(_masked_round(words, participants, secure, channel, phase)), (
-        bounds
-    )
+    units = decode_units(_masked_round(words, participants, secure, channel, phase))
+    return units, bounds
 
 
-def run_secure_total(
-    values, secure, channel, phase, random_state, receivers, down=None
-):
-    """A secure sum the server passes back: every receiver's decoded total.
-
-    :func:`run_secure_sum`, then the server broadcasts the sum (in its
-    unknown units) to ``receivers`` under phase ``down`` (``phase`` if
-    ``None``), and each of them decodes it with the bounds it holds.
-    """
-    units, bounds = run_secure_sum(values, secure, channel, phase, random_state)
+def run_secure_total(values, secure, channel, phase, receivers, down=None):
+    """A secure sum the server passes back: every receiver's decoded total."""
+    units, bounds = run_secure_sum(values, secure, channel, phase)
     received = channel.broadcast(phase if down is None else down, receivers, units)
     return client_decode(received, bounds)
 
 
 # ------------------------------------------------------ secure stacked factors
 @functools.lru_cache(maxsize=2)
-def _mixing(n_rows, seed):
-    """The clients' shared Haar matrix ``M`` (``n_rows x n_rows``)."""
-    return haar_orthogonal(n_rows, np.random.RandomState(seed))
+def _mixing(n_rows, key):
+    """The clients' shared Haar matrix ``M`` (``n_rows x n_rows``) of ``key``.
+
+    Cached by the derived key (bytes), so the clients of one simulated fit
+    draw it once; a fresh fit has a fresh key.
+    """
+    rng = np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
+    return haar_orthogonal(n_rows, rng)
 
 
-def client_mixed_block(factor, offset, n_rows, seed):
+def client_mixed_block(factor, offset, n_rows, group_secret):
     """A client's share ``M[:, rows] R_i`` of the mixed stack ``M [R_1; ...; R_k]``."""
-    block = _mixing(n_rows, seed)[:, offset : offset + factor.shape[0]]
+    key = _hkdf(group_secret, b"skfal shared mixing " + str(n_rows).encode())
+    block = _mixing(n_rows, key)[:, offset : offset + factor.shape[0]]
     return block @ factor
 
 
@@ -498,88 +557,112 @@ def server_stack_layout(row_counts):
     return offsets, int(sum(counts))
 
 
-def run_secure_stack(factors, secure, channel, phase, mixing_seed, random_state):
-    """Secure aggregation of stacked factors: the server gets ``M [R_1; ...; R_k]``.
-
-    The server needs an ``R`` of the stacked factors, a function of
-    ``sum_i R_i^T R_i`` alone; ``M`` is a Haar orthogonal matrix the clients
-    derive from a shared secret. The server receives only the secure sum of
-    the clients' shares ``M[:, rows_i] R_i``, and for a Haar ``M`` that sum
-    is distributed as ``U R`` with ``U`` uniform on the orthonormal frames:
-    it reveals ``sum_i R_i^T R_i`` and nothing else, not even which client
-    contributed what. A QR factorization of it gives an ``R`` as accurate as
-    stacking the ``R_i`` in the clear.
-
-    Parameters
-    ----------
-    factors : dict of int to ndarray of shape (r_i, n_columns)
-    secure : SecureAggregation
-    channel : Channel
-        Counts the row counts, the layout, the marks and the masked shares,
-        all under ``phase``.
-    phase : str
-    mixing_seed : int
-        The clients' shared secret for ``M``.
-    random_state : numpy.random.RandomState
-
-    Returns
-    -------
-    units : ndarray of shape (sum r_i, n_columns)
-        ``M [R_1; ...; R_k]`` as the server holds it, in units of ``2^E_m``.
-    bounds : ndarray of shape (n_columns,) of int
-        The ``E_m``, known to the clients only.
-    """
-    participants = list(factors)
-    offsets, n_rows = server_stack_layout(
-        [channel.up(phase, c, np.array([factors[c].shape[0]])) for c in participants]
-    )
-    layout = {
-        c: channel.down(phase, c, np.array([offsets[i], n_rows]))
-        for i, c in enumerate(participants)
-    }
-    shares = {
-        c: client_mixed_block(
-            factors[c], int(layout[c][0]), int(layout[c][1]), mixing_seed
-        )
-        for c in participants
-    }
-    magnitudes = {c: column_norms(factors[c]) for c in participants}
-    return run_secure_sum(shares, secure, channel, phase, random_state, magnitudes)
-
-
 # ------------------------------------------------- over a transport (steps)
-def _group_seed(state):
-    """The bin-order secret every client derives from the shared seed."""
-    return client_shared_seeds(state["shared_seed"])[2]
+def _partners(state, participants):
+    """The client's partners in a sum and its pair keys with them."""
+    me = state["client"]
+    partners = mask_partners(me, participants, state["ring_order"])
+    missing = [j for j in partners if not state["paired"][j]]
+    if missing:
+        raise ValueError(
+            f"Client {me} holds no pair key with clients {missing}: the server "
+            "did not relay their public keys before this secure sum."
+        )
+    return partners, state["pair_keys"]
 
 
-def _kept_secrets(state):
-    """The pairwise secrets a client kept: ``{j: int}``."""
-    return {
-        j: int.from_bytes(bytes(row), "big")
-        for j, row in enumerate(state["pair_secrets"])
-        if j != state["client"]
-    }
+def _masked(state, words, config):
+    partners, keys = _partners(state, config["participants"])
+    return client_mask(words, state["client"], partners, keys, config["round"])
 
 
 @client_step("key_pair")
 def step_key_pair(state, config):
-    """Key agreement, 1: draw a private key (kept), upload the public key."""
-    seed = int(stream(state["secret_seed"], "key").randint(2**31 - 1))
-    private, public = client_key_pair(seed)
-    state["private_key"] = np.frombuffer(private, dtype=np.uint8).copy()
-    return (public,)
+    """Key agreement, 1: draw a fresh X25519 key pair (kept), upload the public key."""
+    state["private_key"], state["public_key"] = client_key_pair()
+    return (state["public_key"],)
 
 
-@client_step("pair_secrets")
-def step_pair_secrets(state, config, public_keys):
-    """Key agreement, 2: the secret shared with every other client (kept)."""
-    me = state["client"]
-    secrets = client_pair_secrets(bytes(state["private_key"]), public_keys, me)
-    kept = np.zeros((public_keys.shape[0], _KEY_BYTES), dtype=np.uint8)
-    for j, secret in secrets.items():
-        kept[j] = np.frombuffer(secret.to_bytes(_KEY_BYTES, "big"), dtype=np.uint8)
-    state["pair_secrets"] = kept
+def _derive_pair_keys(state, ids, keys, private=None):
+    if private is None:
+        private = X25519PrivateKey.from_private_bytes(bytes(state["private_key"]))
+    for j, key in zip(np.asarray(ids, dtype=np.int64), keys, strict=True):
+        state["pair_keys"][j] = np.frombuffer(
+            pair_key(
+                private,
+                state["public_key"],
+                key,
+                state["key_session"],
+                b"mask",
+            ),
+            dtype=np.uint8,
+        )
+        state["paired"][j] = True
+
+
+def ring_order(ring_seed, n_clients):
+    """Each client's place on the server's ring (a public permutation).
+
+    The clients sorted by the ChaCha20 keystream of the server's fresh
+    public ``ring_seed`` (8 bytes per client): every party computes the same
+    order from 32 bytes, on any platform and numpy version.
+    """
+    keys = np.frombuffer(_keystream(ring_seed, 0, n_clients), dtype=">u8")
+    return np.argsort(np.argsort(keys, kind="stable"), kind="stable").astype(np.int64)
+
+
+@client_step("pair_keys")
+def step_pair_keys(state, config, session, ring_seed, ids, keys, leader_key, *everyone):
+    """Key agreement, 2: the pair keys with the neighbours (kept).
+
+    The leader (it is sent every public key) also draws the group secret
+    and replies it sealed for each other client; the others keep the key
+    they share with the leader to open it.
+    """
+    n_clients = int(config["n_clients"])
+    state["key_session"] = np.asarray(session, dtype=np.uint8)
+    state["ring_order"] = ring_order(ring_seed, n_clients)
+    state["pair_keys"] = np.zeros((n_clients, _KEY_BYTES), dtype=np.uint8)
+    state["paired"] = np.zeros(n_clients, dtype=bool)
+    private = X25519PrivateKey.from_private_bytes(bytes(state["private_key"]))
+    public = state["public_key"]
+    _derive_pair_keys(state, ids, keys, private)
+    if not everyone:
+        group_key = pair_key(private, public, leader_key, session, b"group")
+        state["group_key"] = np.frombuffer(group_key, dtype=np.uint8).copy()
+        return ()
+    state["group_secret"] = fresh_bytes(_KEY_BYTES)
+    sealed = np.zeros((n_clients, _SEALED_BYTES), dtype=np.uint8)
+    for j, key in enumerate(everyone[0]):
+        if j != state["client"]:
+            shared = pair_key(private, public, key, session, b"group")
+            sealed[j] = np.frombuffer(
+                _seal(shared, state["group_secret"], session), dtype=np.uint8
+            )
+    return (sealed,)
+
+
+@client_step("group_secret")
+def step_group_secret(state, config, sealed):
+    """Key agreement, 3: open the group secret the leader sealed for this client."""
+    key = bytes(state.pop("group_key"))
+    secret = _open(key, sealed, state["key_session"])
+    state["group_secret"] = np.frombuffer(secret, dtype=np.uint8).copy()
+
+
+@client_step("solo_secret")
+def step_solo_secret(state, config):
+    """A federation of one client: it draws the group secret itself."""
+    state["ring_order"] = np.zeros(1, dtype=np.int64)
+    state["pair_keys"] = np.zeros((1, _KEY_BYTES), dtype=np.uint8)
+    state["paired"] = np.zeros(1, dtype=bool)
+    state["group_secret"] = fresh_bytes(_KEY_BYTES)
+
+
+@client_step("partner_keys")
+def step_partner_keys(state, config, ids, keys):
+    """Before a sum over some of the clients: pair keys with new partners."""
+    _derive_pair_keys(state, ids, keys)
 
 
 @client_step("exponent_marks")
@@ -591,21 +674,13 @@ def step_exponent_marks(state, config, *summed):
     winning coarse bin.
     """
     exponents = column_exponents(state[config["magnitudes"]])
+    secret = state["group_secret"]
     coarse = None
     if summed:
-        coarse = client_highest_bins(summed[0], _group_seed(state))
+        coarse = client_highest_bins(summed[0], secret)
         state["coarse_bins"] = coarse
-    rng = stream(state["secret_seed"], "marks", config["round"])
-    marks = client_exponent_marks(exponents, coarse, _group_seed(state), rng)
-    return (
-        client_mask(
-            marks,
-            state["client"],
-            config["participants"],
-            _kept_secrets(state),
-            config["round"],
-        ),
-    )
+    marks = client_exponent_marks(exponents, coarse, secret, fresh_generator())
+    return (_masked(state, marks, config),)
 
 
 @client_step("exponent_bounds")
@@ -617,12 +692,12 @@ def step_exponent_bounds(state, config, *summed):
     sum but needs its bounds (to decode the total it is sent) receives both
     rounds' sums and reads the bounds off them the same way.
     """
-    seed = _group_seed(state)
+    secret = state["group_secret"]
     if len(summed) == 2:
-        coarse = client_highest_bins(summed[0], seed)
+        coarse = client_highest_bins(summed[0], secret)
     else:
         coarse = state.pop("coarse_bins")
-    fine = client_highest_bins(summed[-1], seed)
+    fine = client_highest_bins(summed[-1], secret)
     state[config["store"]] = bounds_from_bins(coarse, fine, config["headroom"])
     state[config["store"] + "_zero"] = coarse < 0
 
@@ -631,44 +706,76 @@ def step_exponent_bounds(state, config, *summed):
 def step_masked_words(state, config):
     """Secure sum: the kept values, in fixed point, masked."""
     values = state[config["values"]]
-    if not np.all(np.isfinite(values)):
-        raise ValueError(
-            f"A client's {config['phase']!r} upload is not finite: its values "
-            "overflow float64 (e.g. labels near 1e300 with features near "
-            "1e-300). Divide y by its scale, or multiply X by one."
-        )
-    words = client_encode(values, state[config["bounds"]])
-    return (
-        client_mask(
-            words,
-            state["client"],
-            config["participants"],
-            _kept_secrets(state),
-            config["round"],
-        ),
-    )
+    _finite([values], config["phase"])
+    return (_masked(state, client_encode(values, state[config["bounds"]]), config),)
 
 
 @client_step("mixed_block")
 def step_mixed_block(state, config, layout):
     """Secure stack: keep the share ``M[:, rows] R_i`` of the kept factor."""
     factor = state[config["factor"]]
-    mixing_seed = client_shared_seeds(state["shared_seed"])[1]
     state["share"] = client_mixed_block(
-        factor, int(layout[0]), int(layout[1]), mixing_seed
+        factor, int(layout[0]), int(layout[1]), state["group_secret"]
     )
     state["share_magnitudes"] = column_norms(factor)
 
 
 # ------------------------------------------------ over a transport (server)
 def key_agreement(transport):
-    """Every pair of clients agrees on a secret through the server (once a fit)."""
-    if transport.session.get("keys_agreed"):
+    """Fresh keys and a fresh group secret for this transport's clients.
+
+    Once per transport (the clients keep their keys for every protocol the
+    fit runs over it): two round trips (public keys up; neighbours' keys
+    down with the leader's sealed group secrets up), and the sealed secrets
+    travel with the next message. A federation of one client draws its
+    group secret alone and sends nothing.
+    """
+    if "keys" in transport.session:
         return
-    keys = transport.ask("key_pair", "key_agreement")
-    stacked = np.stack([keys[c][0] for c in transport.clients])
-    transport.tell("pair_secrets", "key_agreement", broadcast=(stacked,))
-    transport.session["keys_agreed"] = True
+    clients = list(transport.clients)
+    if len(clients) == 1:
+        transport.tell("solo_secret", "key_agreement")
+        transport.session["keys"] = {"order": np.zeros(1, dtype=np.int64)}
+        return
+    replies = transport.ask("key_pair", "key_agreement")
+    public = np.stack([replies[c][0] for c in clients])
+    session, ring_seed = fresh_bytes(_SESSION_BYTES), fresh_bytes(_KEY_BYTES)
+    order = ring_order(ring_seed, len(clients))
+    leader = clients[0]
+    arrays, known = {}, {}
+    for c in clients:
+        ids = np.array(mask_partners(c, clients, order), dtype=np.int64)
+        arrays[c] = (session, ring_seed, ids, public[ids], public[leader])
+        known[c] = set(ids.tolist())
+    arrays[leader] += (public,)
+    replies = transport.ask(
+        "pair_keys", "key_agreement", arrays, config={"n_clients": len(clients)}
+    )
+    sealed = replies[leader][0]
+    others = clients[1:]
+    transport.tell(
+        "group_secret",
+        "key_agreement",
+        {c: (sealed[c],) for c in others},
+        clients=others,
+    )
+    transport.session["keys"] = {"public": public, "order": order, "known": known}
+
+
+def _relay_partner_keys(transport, participants, phase):
+    """Send each participant the public keys of its partners in this sum that
+    it has no pair key with yet (one-way, with the sum's first message)."""
+    keys = transport.session["keys"]
+    for c in participants:
+        partners = mask_partners(c, participants, keys["order"])
+        new = np.array(
+            [j for j in partners if j not in keys["known"][c]], dtype=np.int64
+        )
+        if new.size:
+            transport.tell(
+                "partner_keys", phase, {c: (new, keys["public"][new])}, clients=[c]
+            )
+            keys["known"][c].update(new.tolist())
 
 
 def secure_bounds(
@@ -684,6 +791,8 @@ def secure_bounds(
     secure sum but must decode its total learns the bounds from messages.
     """
     participants = list(participants)
+    key_agreement(transport)
+    _relay_partner_keys(transport, participants, phase)
     others = [c for c in (receivers or ()) if c not in participants]
     config = {"participants": participants, "magnitudes": magnitudes}
     summed, sums = (), []
@@ -739,13 +848,23 @@ def secure_sum(
 
 
 def secure_stack(transport, heights, phase, factor, receivers=None):
-    """Secure aggregation of stacked factors (:func:`run_secure_stack`).
+    """Secure aggregation of stacked factors: the server gets ``M [R_1; ...; R_k]``.
+
+    The server needs an ``R`` of the stacked factors, a function of
+    ``sum_i R_i^T R_i`` alone; ``M`` is a Haar orthogonal matrix the clients
+    derive from their group secret. The server receives only the secure sum
+    of the clients' shares ``M[:, rows_i] R_i``, and for a Haar ``M`` that
+    sum is distributed as ``U R`` with ``U`` uniform on the orthonormal
+    frames: it reveals ``sum_i R_i^T R_i`` and nothing else, not even which
+    client contributed what. A QR factorization of it gives an ``R`` as
+    accurate as stacking the ``R_i`` in the clear.
 
     ``heights`` are the clients' numbers of factor rows (uploaded, or known
     to the server); those with a factor kept it under ``factor``. Returns
     ``M [R_1; ...; R_k]`` in units of ``2^E_m``; the participants (and
     ``receivers``) keep the bounds under ``"share_bounds"``.
     """
+    key_agreement(transport)
     participants = [c for c in transport.clients if int(heights[c][0]) > 0]
     offsets, n_rows = server_stack_layout([heights[c] for c in participants])
     transport.tell(
@@ -768,30 +887,23 @@ def secure_stack(transport, heights, phase, factor, receivers=None):
 
 
 def session_keys(transport):
-    """Hand an in-process transport's agreed keys to the fit's key session.
+    """Leave an in-process transport in the fit's key session.
 
-    The in-process simulation's bridge to the protocols that still run on
-    :func:`run_key_agreement` (training, clustering): they reuse the keys
-    the clients kept, and round ids go on from the transport's.
+    Its clients keep what the selection left them (their rows to label,
+    their weights, their keys), so training in the same fit goes on over it
+    (:func:`session_transport`) or, over a new transport of the same
+    clients, with the same keys (:func:`adopt_session_keys`).
     """
     session = _KEY_SESSION.get()
-    if session is None or not transport.session.get("keys_agreed"):
+    if session is None or "keys" not in transport.session:
         return
     transport.flush()
-    states = transport.states
-    secure = SecureAggregation(
-        [_kept_secrets(state) for state in states], _group_seed(states[0])
-    )
-    secure._rounds = itertools.count(transport.next_round())
-    session[transport.n_clients] = secure
-    session["transport"] = transport
+    session["transport"] = session["keyed"] = transport
 
 
 def session_transport():
     """The in-process transport a sampler left in the fit's key session.
 
-    Its clients keep what the selection left them (their rows to label,
-    their weights, their keys), so training in the same fit goes on over it.
     ``None`` outside a session or when no sampler left one; taken once.
     """
     session = _KEY_SESSION.get()
@@ -799,21 +911,17 @@ def session_transport():
 
 
 def adopt_session_keys(transport):
-    """The in-process bridge the other way: clients keep the session's keys.
+    """A new in-process transport of the same clients keeps the session's keys.
 
-    When the fit's key session holds keys for these clients (agreed by a
-    protocol that ran on :func:`run_key_agreement`), each client of the
-    in-process ``transport`` keeps its own pairwise secrets and round ids go
-    on from the session's, so no key is agreed twice and no mask reused.
+    Each client copies its own key state from its state in the transport
+    the session holds, and round ids go on from that transport's, so no
+    key is agreed twice and no mask reused.
     """
     session = _KEY_SESSION.get()
-    if session is None or transport.n_clients not in session:
+    keyed = None if session is None else session.get("keyed")
+    if keyed is None or keyed.n_clients != transport.n_clients:
         return
-    secure = session[transport.n_clients]
-    for c, state in enumerate(transport.states):
-        kept = np.zeros((transport.n_clients, _KEY_BYTES), dtype=np.uint8)
-        for j, secret in secure.secrets[c].items():
-            kept[j] = np.frombuffer(secret.to_bytes(_KEY_BYTES, "big"), dtype=np.uint8)
-        state["pair_secrets"] = kept
-    transport.session["keys_agreed"] = True
-    transport._rounds = secure.next_round()
+    for state, old in zip(transport.states, keyed.states, strict=True):
+        state.update({key: old[key] for key in KEY_STATE if key in old})
+    transport.session["keys"] = keyed.session["keys"]
+    transport._rounds = keyed.next_round()  # the old transport is not used again

@@ -5,10 +5,10 @@ server. It never touches a client's data: it asks clients to run a *client
 step*, registered here by name with :func:`client_step`, and receives their
 replies. A step runs as ``step(state, config, *arrays)`` where
 
-- ``state`` is that client's own dict: its rows under ``"X"``, its seeds
-  (``"shared_seed"``, ``"sampling_seed"``, ``"secret_seed"``, see
-  :func:`client_seeds`), its client number ``"client"``, and whatever its
-  earlier steps kept there (private keys, the rotation, its scores); every
+- ``state`` is that client's own dict: its rows under ``"X"``, its
+  ``"sampling_seed"`` (:func:`client_seeds`), its client number
+  ``"client"``, and whatever its earlier steps kept there (its keys and
+  the group secret, the rotation, its scores); every
   value a step keeps is a numpy array, so a transport between processes can
   store it between messages;
 - ``config`` is the envelope's control: public small values (round ids, who
@@ -27,11 +27,14 @@ here runs the steps in joblib threads on states held in memory; the one in
 :mod:`skfal.flower` sends Flower messages. An MPI or gRPC transport would be
 the same few lines.
 
-Randomness: a client draws only from its own seeds, the server only from its
-own ``random_state``. Every client derives its seeds from the federation's
-seed (a trusted dealer hands it to every client and never to the server, as
-the key generator of FedSVD), so the same seeds give the same protocol run on
-every transport.
+Randomness: a client's draws that decide the result (which rows are drawn)
+come from its sampling seed, derived from the federation's seed, which an
+in-process fit draws from the estimator's ``random_state``; so the same seed
+gives the same rows on every transport. Its keys, its masks and the secrets
+it shares with the other clients come from the operating system's randomness,
+fresh in every fit (``_secure.py``), and change a result by rounding only.
+The server draws only from its own ``random_state`` (and, for public
+choices that change no result, from fresh randomness).
 """
 
 from typing import NamedTuple
@@ -53,16 +56,14 @@ DATA_KEYS = frozenset(
         "label_reader",
         "release_model",
         "client",
-        "shared_seed",
         "sampling_seed",
-        "secret_seed",
     }
 )
 # State entries a step may cache for later steps of the same message only.
 LOCAL_KEYS = DATA_KEYS | {"design", "scaled_X"}
 
 # Purposes of a client's private streams (the spawn key of its seeds).
-_SHARED, _SAMPLING, _SECRET = 0, 1, 2
+_SAMPLING = 1
 
 
 def client_step(name):
@@ -152,37 +153,32 @@ def federation_seed(random_state):
 
 
 def client_seeds(federation_seed, client):
-    """A client's seeds, derived from the federation's seed and its number.
+    """A client's sampling seed, derived from the federation's seed.
 
     Parameters
     ----------
     federation_seed : int
-        The seed every client holds and the server never sees (a trusted
-        dealer's, as FedSVD's key generator).
+        The seed every client is handed (an in-process fit draws it from the
+        estimator's ``random_state``; see :func:`federation_seed`). It is no
+        secret: it fixes which rows are drawn, which the server learns
+        anyway.
     client : int
         The client's number (its position in the sorted client labels).
 
     Returns
     -------
     seeds : dict
-        ``"shared_seed"`` (the same at every client: the rotation ``Q``, the
-        mixing matrix, the order of the secure maximum's bins),
-        ``"sampling_seed"`` (the client's pivotal tournament) and
-        ``"secret_seed"`` (its key pair, its marks, its FedSVD row mask).
-        A deployment where clients must keep their keys from each other
-        gives every client a secret seed of its own instead; results change
-        only by rounding, since masks cancel exactly.
+        ``"sampling_seed"``: the client's draws that decide the result (its
+        subsample, its local centres, its pivotal tournament), so the rows
+        selected are a function of the data and ``random_state``. Keys,
+        masks and every secret the clients share are not derived from it:
+        they come from the operating system's randomness in every fit
+        (``_secure.py``).
     """
-
-    def derive(*spawn_key):
-        sequence = np.random.SeedSequence(int(federation_seed), spawn_key=spawn_key)
-        return int(sequence.generate_state(1, dtype=np.uint32)[0])
-
-    return {
-        "shared_seed": derive(_SHARED),
-        "sampling_seed": derive(_SAMPLING, int(client)),
-        "secret_seed": derive(_SECRET, int(client)),
-    }
+    sequence = np.random.SeedSequence(
+        int(federation_seed), spawn_key=(_SAMPLING, int(client))
+    )
+    return {"sampling_seed": int(sequence.generate_state(1, dtype=np.uint32)[0])}
 
 
 def stream(seed, *purpose):
