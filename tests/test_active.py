@@ -261,10 +261,73 @@ def test_federated_trainer_receives_only_the_bought_rows():
     for row in np.flatnonzero(~bought):
         assert not np.isin(X[row], values).any()
     phases = {m.phase for m in messages}
-    assert {"model", "scores", "training_rows", "lloyd"} <= phases
+    assert {"losses", "scores", "training_rows", "lloyd"} <= phases
     assert sum(sum(b.values()) for b in model.communication_.values()) == sum(
         m.array.nbytes for m in messages
     )
+
+
+def _is_pickle(array):
+    """Whether ``array``'s bytes are a pickle (protocol 2 to 5): ``\\x80``, the
+    protocol, ..., the STOP opcode ``.``."""
+    raw = np.ascontiguousarray(array).tobytes()
+    return len(raw) > 2 and raw[0] == 0x80 and 2 <= raw[1] <= 5 and raw[-1:] == b"."
+
+
+def test_federated_round_sends_no_code(monkeypatch):
+    """No party unpickles a message, and no message is a pickle or an object.
+
+    Catches the old broadcast of the model: the server sending the fitted
+    model as its pickle (a ``uint8`` array) and every client calling
+    ``pickle.loads`` on it, which lets whoever controls the server run code
+    on every client. Also catches a message that would cross a wire only as
+    a pickle (an object array, e.g. class labels sent as they are).
+    """
+    import io
+    import pickle
+
+    import joblib
+
+    from skfal.federated import transcript
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a party unpickled a message")
+
+    for module, name in [(pickle, "loads"), (pickle, "load"), (joblib, "load")]:
+        monkeypatch.setattr(module, name, refuse)
+    X, truth = _classification(n=240)  # object labels: strings
+    groups = np.repeat([0, 1, 2], 80)
+    with transcript() as messages:
+        ActiveEstimator(
+            LogisticRegression(), budget=30, n_rounds=2, random_state=0
+        ).fit(X, truth, groups=groups)
+    assert {"medoid_loss", "losses", "holder", "scores"} <= {m.phase for m in messages}
+    assert "model" not in {m.phase for m in messages}
+    for m in messages:
+        assert not _is_pickle(m.array), m.phase
+        np.save(io.BytesIO(), m.array, allow_pickle=False)  # plain numbers or text
+
+
+def test_centralized_fit_runs_the_round_with_one_client():
+    # The same drivers and client steps, one client holding every row; each
+    # round broadcasts the medoid losses of a longer prefix of the centres
+    # (Algorithm 3: one cluster more per round here).
+    from skfal.federated import transcript
+
+    X, y = _regression(n=200)
+    with transcript() as messages:
+        model = ActiveEstimator(
+            LinearRegression(), budget=30, n_rounds=2, random_state=0
+        ).fit(X, y)
+    assert {m.sender for m in messages} | {m.receiver for m in messages} == {
+        "server",
+        "client 0",
+    }
+    medoid_loss = [m.array for m in messages if m.phase == "medoid_loss"]
+    assert [a.shape for a in medoid_loss] == [(1,), (2,)]
+    ratios = [m for m in messages if m.phase == "holder" and m.sender == "client 0"]
+    assert len(ratios) == 2
+    assert not hasattr(model, "communication_")
 
 
 def test_federated_labeling_over_days():
