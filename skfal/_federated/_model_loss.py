@@ -37,12 +37,12 @@ What each party receives: the trainer, the bought rows with their labels,
 each client's row count, the Holder ratios and every row's score; each
 client, which of its rows to label, the losses of the medoids, the losses
 at its own probes, the Holder constants and the floor. Every message is an
-array of numbers (or of the labels as they are); no party receives code,
-and nothing is ever unpickled.
+array of numbers (or of strings: class labels, never Python objects); no
+party receives code, and nothing is ever unpickled.
 
 Centralized, the same drivers run with one client on an
-:class:`~skfal._federated._transport.InProcessTransport` and nothing is
-reported.
+:class:`~skfal._federated._transport.InProcessTransport` and the estimator
+reports no ``communication_``.
 """
 
 from typing import NamedTuple
