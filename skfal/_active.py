@@ -37,10 +37,13 @@ from skfal._compat import (
 )
 from skfal._federated import (
     Channel,
+    keep_centres,
     key_session,
     merge_summaries,
-    run_model_scores,
-    run_send_labeled,
+    model_scores,
+    row_counts,
+    send_labeled,
+    simulated_clients,
 )
 from skfal._sampling import Selection, resolve_budget
 from skfal._sensitivity import SensitivitySampler
@@ -364,12 +367,13 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         groups : array-like of shape (n_samples,), default=None
             Client label of each row. The selection then runs over the
             clients (the clustering by Lloyd rounds on secure sums; the
-            losses at the clients, from the model the server broadcasts;
-            the draws by the federated pivotal tournament; a model-free
-            sampler by its own protocol), and the estimator is fitted
-            centrally on the bought rows, which their clients send with
-            their labels: the trainer sees those rows and nothing of the
-            others.
+            scores at the clients, from the losses at their labeled rows,
+            which the trainer computes and sends them: the model never
+            travels; the draws by the federated pivotal tournament; a
+            model-free sampler by its own protocol), and the estimator is
+            fitted centrally on the bought rows, which their clients send
+            with their labels: the trainer sees those rows and nothing of
+            the others.
         **fit_params : dict
             Further parameters for the estimator's ``fit``, routed by
             metadata routing when it is enabled
@@ -674,16 +678,17 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             self.clients_, client_rows = check_groups(groups, n_samples)
         else:
             client_rows = [np.arange(n_samples)]
+        # The clients: one per group, or one holding every row (centralized).
         channel, summaries = Channel(), []
+        transport = simulated_clients(X, labels.values, client_rows, channel)
         quotas = self._quotas(n_selected)
         shares = np.asarray(quotas, dtype=np.float64) / n_selected
         # Round 0: a uniform sample, weight n / b_0 in its own estimate (the
         # server needs only the clients' row counts to draw it).
-        for c, rows in enumerate(client_rows):
-            channel.up("row_counts", c, np.array([rows.shape[0]]))
+        counts = row_counts(transport)
         initial = np.sort(rng.permutation(n_samples)[: quotas[0]])
         labeled = np.zeros(n_samples, dtype=bool)
-        self._buy(X, initial, 0, "initial", labels, labeled, client_rows, channel)
+        self._buy(initial, 0, "initial", labels, labeled, transport, counts)
         weights = np.zeros(n_samples)  # sum over rounds of share x round weight
         weights[initial] = shares[0] * n_samples / initial.size
         self._record_round(np.empty(0, dtype=np.int64), initial, None, initial.size)
@@ -693,6 +698,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
                 X, sampler, sum(per_round), rng, groups
             )
             summaries.append(summary)
+            keep_centres(transport, centres)
         self.loss_ = self.loss
         classifier = self._is_classifier()
         for i in range(1, len(quotas)):
@@ -712,35 +718,28 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
                 if n_centres
                 else np.empty(0, dtype=np.int64)
             )
-            self._buy(
-                X, new_medoids, i, "medoids", labels, labeled, client_rows, channel
-            )
+            self._buy(new_medoids, i, "medoids", labels, labeled, transport, counts)
             if n_centres:
                 losses_used = []
 
-                def losses_of(model, c, local_rows, used=losses_used):
-                    rows = client_rows[c][local_rows]
+                def loss_at(rows, model=model, used=losses_used):
+                    # The trainer's loss at labeled rows it received.
                     losses, name = _model_loss(
                         self.loss, model, X[rows], labels.values[rows], classifier
                     )
-                    if local_rows.size:
-                        used.append(name)
+                    used.append(name)
                     return losses
 
-                result = run_model_scores(
-                    X,
-                    client_rows,
-                    [np.flatnonzero(labeled[rows]) for rows in client_rows],
-                    losses_of,
-                    centres,
-                    medoids,
-                    n_centres,
-                    int(sampler.z),
-                    channel,
-                    model=model,
+                scores, holder = model_scores(
+                    transport,
+                    loss_at,
+                    labeled=np.flatnonzero(labeled),
+                    medoids=medoids[:n_centres],
+                    counts=counts,
+                    n_rows=n_samples,
+                    z=sampler.z,
                     holder_constant=sampler.holder_constant,
                 )
-                scores, holder = result
                 self.loss_ = losses_used[-1]
             else:
                 scores, holder = np.ones(n_samples), None
@@ -757,23 +756,21 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             # weight 1, its sample at Horvitz-Thompson weight.
             weights[labeled] += shares[i]
             weights[drawn.indices] += shares[i] * drawn.weights
-            self._buy(
-                X, drawn.indices, i, "sample", labels, labeled, client_rows, channel
-            )
+            self._buy(drawn.indices, i, "sample", labels, labeled, transport, counts)
             self._record_round(new_medoids, drawn.indices, holder, labeled.sum())
         self.sample_indices_ = np.flatnonzero(labeled)
         self.sample_weight_ = weights[self.sample_indices_]
         if federated:
             self.communication_ = merge_summaries(*summaries, channel.summary())
 
-    def _buy(self, X, rows, round_, kind, labels, labeled, client_rows, channel):
+    def _buy(self, rows, round_, kind, labels, labeled, transport, counts):
         """Buy the labels of ``rows``: the clients read them and send the rows.
 
         The server tells each client which of its rows to label; the clients
         read the labels there and send those rows and labels to the trainer.
         """
         labels.read(_Batch(round_, kind, rows), self.batches_)
-        run_send_labeled(X, labels.values, client_rows, rows, channel)
+        send_labeled(transport, rows, counts)
         labeled[rows] = True
 
     @staticmethod

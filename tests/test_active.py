@@ -261,10 +261,133 @@ def test_federated_trainer_receives_only_the_bought_rows():
     for row in np.flatnonzero(~bought):
         assert not np.isin(X[row], values).any()
     phases = {m.phase for m in messages}
-    assert {"model", "scores", "training_rows", "lloyd"} <= phases
+    assert {"losses", "scores", "training_rows", "lloyd"} <= phases
     assert sum(sum(b.values()) for b in model.communication_.values()) == sum(
         m.array.nbytes for m in messages
     )
+
+
+def _is_pickle(array):
+    """Whether ``array``'s bytes are a pickle (protocol 2 to 5): ``\\x80``, the
+    protocol, ..., the STOP opcode ``.``."""
+    raw = np.ascontiguousarray(array).tobytes()
+    return len(raw) > 2 and raw[0] == 0x80 and 2 <= raw[1] <= 5 and raw[-1:] == b"."
+
+
+def test_federated_round_sends_no_code(monkeypatch):
+    """No party unpickles a message, and no message is a pickle or an object.
+
+    Catches the old broadcast of the model: the server sending the fitted
+    model as its pickle (a ``uint8`` array) and every client calling
+    ``pickle.loads`` on it, which lets whoever controls the server run code
+    on every client. Also catches a message that would cross a wire only as
+    a pickle (an object array, e.g. class labels sent as they are).
+    """
+    import io
+    import pickle
+
+    import joblib
+
+    from skfal.federated import transcript
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a party unpickled a message")
+
+    for module, name in [(pickle, "loads"), (pickle, "load"), (joblib, "load")]:
+        monkeypatch.setattr(module, name, refuse)
+    X, truth = _classification(n=240)  # object labels: strings
+    groups = np.repeat([0, 1, 2], 80)
+    with transcript() as messages:
+        ActiveEstimator(
+            LogisticRegression(), budget=30, n_rounds=2, random_state=0
+        ).fit(X, truth, groups=groups)
+    assert {"medoid_loss", "losses", "holder", "scores"} <= {m.phase for m in messages}
+    assert "model" not in {m.phase for m in messages}
+    for m in messages:
+        assert not _is_pickle(m.array), m.phase
+        np.save(io.BytesIO(), m.array, allow_pickle=False)  # plain numbers or text
+
+
+@pytest.mark.parametrize("holder_constant", ["auto", 3.0])
+def test_model_round_is_the_same_however_the_rows_are_split(holder_constant):
+    # The scores depend on each row's distance, its cluster's medoid loss
+    # and Lambda (the largest ratio over the probes of the cluster, wherever
+    # they sit): one client holding every row, three clients holding
+    # interleaved rows, and the same three in client-by-client order (as on
+    # Flower) give the same scores and Lambda. Catches a client sent its
+    # probes as rows of X rather than as its own local indices.
+    from skfal._federated import (
+        Channel,
+        InProcessTransport,
+        keep_centres,
+        model_scores,
+        simulated_clients,
+    )
+
+    rng = np.random.RandomState(0)
+    n = 90
+    X = rng.standard_normal((n, 2))
+    loss_table = rng.exponential(size=n)  # the trainer's loss at any row
+    centres = X[[3, 40, 77]] + 0.1
+    labeled = np.sort(rng.choice(n, 30, replace=False))
+    medoids = labeled[[2, 5]]  # two centres of the prefix this round
+    groups = np.arange(n) % 3
+
+    def run(X, loss_table, client_rows, labeled, medoids, order=None):
+        transport = simulated_clients(X, np.zeros(n), client_rows, Channel())
+        if order is not None:  # client by client: the federation's order
+            transport = InProcessTransport(transport.states, Channel())
+        keep_centres(transport, centres)
+        return model_scores(
+            transport,
+            lambda rows: loss_table[rows],
+            labeled=labeled,
+            medoids=medoids,
+            counts={c: rows.size for c, rows in enumerate(client_rows)},
+            n_rows=n,
+            z=2,
+            holder_constant=holder_constant,
+        )
+
+    one = run(X, loss_table, [np.arange(n)], labeled, medoids)
+    split = [np.flatnonzero(groups == c) for c in range(3)]
+    three = run(X, loss_table, split, labeled, medoids)
+    order = np.concatenate(split)  # federation position -> row of X
+    position = np.argsort(order)  # row of X -> federation position
+    ordered = run(
+        X[order],
+        loss_table[order],
+        [np.arange(30) + 30 * c for c in range(3)],
+        np.sort(position[labeled]),
+        position[medoids],
+        order,
+    )
+    assert one.holder is not None and np.all(one.holder > 0)
+    for other, scores in [(three, three.scores), (ordered, ordered.scores[position])]:
+        np.testing.assert_allclose(scores, one.scores, rtol=1e-12)
+        np.testing.assert_allclose(other.holder, one.holder, rtol=1e-12)
+
+
+def test_centralized_fit_runs_the_round_with_one_client():
+    # The same drivers and client steps, one client holding every row; each
+    # round broadcasts the medoid losses of a longer prefix of the centres
+    # (Algorithm 3: one cluster more per round here).
+    from skfal.federated import transcript
+
+    X, y = _regression(n=200)
+    with transcript() as messages:
+        model = ActiveEstimator(
+            LinearRegression(), budget=30, n_rounds=2, random_state=0
+        ).fit(X, y)
+    assert {m.sender for m in messages} | {m.receiver for m in messages} == {
+        "server",
+        "client 0",
+    }
+    medoid_loss = [m.array for m in messages if m.phase == "medoid_loss"]
+    assert [a.shape for a in medoid_loss] == [(1,), (2,)]
+    ratios = [m for m in messages if m.phase == "holder" and m.sender == "client 0"]
+    assert len(ratios) == 2
+    assert not hasattr(model, "communication_")
 
 
 def test_federated_labeling_over_days():

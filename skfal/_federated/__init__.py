@@ -4,7 +4,8 @@ Every step is a plain function that takes and returns numpy arrays (the
 messages). Functions named ``client_*`` run where a client's rows live; functions
 named ``server_*`` run at the server and receive only what clients upload. The
 server's drivers (``qr_leverage``, ``fedsvd_leverage``,
-``pivotal_selection``, ``send_selection``) run a protocol over a
+``pivotal_selection``, ``send_selection``, ``model_scores``,
+``send_labeled``) run a protocol over a
 :class:`Transport` (``_transport.py``): they ask clients to run client steps
 registered by name, on each client's own state, and every array either way is
 counted on a :class:`Channel` (bytes and the auditor's transcript). The same
@@ -39,8 +40,11 @@ from skfal._federated._leverage import (
 )
 from skfal._federated._model_loss import (
     ModelScores,
-    run_model_scores,
-    run_send_labeled,
+    keep_centres,
+    model_scores,
+    row_counts,
+    send_labeled,
+    simulated_clients,
 )
 from skfal._federated._regression import (
     LinearModel,
@@ -96,28 +100,31 @@ __all__ = [
     "federated_stand_in_counts",
     "fedsvd_leverage",
     "global_training",
+    "keep_centres",
     "key_session",
     "local_training",
     "merge_summaries",
+    "model_scores",
     "pivotal_selection",
     "qr_leverage",
     "read_labels",
+    "row_counts",
     "run_client_step",
     "run_fedsvd_leverage",
     "run_global_training",
     "run_local_training",
-    "run_model_scores",
     "run_pivotal_selection",
     "run_qr_leverage",
-    "run_send_labeled",
     "run_row_counts",
     "run_sensitivity_protocol",
     "run_stand_in_counts",
     "send_eligible",
+    "send_labeled",
     "send_selection",
     "sensitivity_counts",
     "server_send_selection",
     "session_keys",
     "session_transport",
+    "simulated_clients",
     "simulated_federation",
 ]
