@@ -99,7 +99,9 @@ def test_parallel_clients_same_result(protocol):
     b = LeverageScoreSampler(protocol=protocol, random_state=0, n_jobs=2).fit(
         X, groups=groups
     )
-    assert np.array_equal(a.scores_, b.scores_)
+    # Fresh rotation and masks every fit: the scores agree to rounding.
+    assert np.allclose(a.scores_, b.scores_, rtol=1e-12, atol=0)
+    assert np.array_equal(a.sample_indices_, b.sample_indices_)
 
 
 @pytest.mark.parametrize("block", [1, 7, 1000])

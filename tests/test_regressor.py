@@ -106,7 +106,8 @@ def test_nan_labels_outside_selection_are_never_read():
     reg = FederatedActiveRegressor(budget=50, random_state=0).fit(
         X, partial, groups=groups
     )
-    assert np.array_equal(reg.coef_, full.coef_)
+    # Fresh secrets every fit: the model agrees to rounding.
+    assert np.allclose(reg.coef_, full.coef_, rtol=1e-10, atol=1e-12)
     assert reg.n_queries_ == 50
 
 

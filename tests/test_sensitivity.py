@@ -217,7 +217,8 @@ def test_query_lists_medoids_then_probes_then_the_rest(groups):
     bought = np.sort(np.concatenate(batches))
     assert np.array_equal(one_shot.sample_indices_, bought)
     incremental = reg.fit(X, y, groups=groups)
-    np.testing.assert_array_equal(incremental.coef_, one_shot.coef_)
+    # Federated, fresh secrets every fit: the model agrees to rounding.
+    np.testing.assert_allclose(incremental.coef_, one_shot.coef_, rtol=1e-10, atol=1e-12)
     # The default (distance-only) selection reads no label: one batch.
     reg = FederatedActiveRegressor(
         budget=20, sampler=SensitivitySampler(), random_state=0

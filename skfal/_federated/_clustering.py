@@ -46,7 +46,6 @@ from skfal._federated._secure import (
     _check_participants,
     client_decode,
     decode_units,
-    fresh_generator,
     key_agreement,
     run_key_agreement,
     run_secure_total,
@@ -345,7 +344,10 @@ def run_clustering(
     clients = range(len(client_rows))
     sizes_i = np.array([rows.shape[0] for rows in client_rows])
     draw_seed(random_state)  # the stream's first draw (the clients' shared seed once)
-    rotation = client_shared_rotation(X.shape[1], fresh_generator())
+    # One client (the centralized fit): a fixed rotation, nobody to hide from.
+    rotation = client_shared_rotation(
+        X.shape[1], shared_generator(bytes(32), f"cluster rotation {X.shape[1]}")
+    )
     seeds = draw_seed(random_state, size=(len(client_rows), 2))
 
     counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)

@@ -652,11 +652,14 @@ def step_group_secret(state, config, sealed):
 
 @client_step("solo_secret")
 def step_solo_secret(state, config):
-    """A federation of one client: it draws the group secret itself."""
+    """A federation of one client (a centralized fit): the group secret is
+    fixed (zeros), so the fit is reproducible bit for bit. There is nobody
+    to keep it from: the server of a one-client federation learns that
+    client's totals anyway (the threat model)."""
     state["ring_order"] = np.zeros(1, dtype=np.int64)
     state["pair_keys"] = np.zeros((1, _KEY_BYTES), dtype=np.uint8)
     state["paired"] = np.zeros(1, dtype=bool)
-    state["group_secret"] = fresh_bytes(_KEY_BYTES)
+    state["group_secret"] = np.zeros(_KEY_BYTES, dtype=np.uint8)
 
 
 @client_step("partner_keys")
@@ -727,8 +730,9 @@ def key_agreement(transport):
     Once per transport (the clients keep their keys for every protocol the
     fit runs over it): two round trips (public keys up; neighbours' keys
     down with the leader's sealed group secrets up), and the sealed secrets
-    travel with the next message. A federation of one client draws its
-    group secret alone and sends nothing.
+    travel with the next message. A federation of one client (a
+    centralized fit) agrees on nothing: it has no secret to keep (see
+    :func:`step_solo_secret`) and sends nothing.
     """
     if "keys" in transport.session:
         return
