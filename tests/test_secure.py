@@ -303,3 +303,116 @@ def test_a_non_finite_upload_is_a_clear_error():
     # Fixed point cannot encode inf or NaN: a silent wrong sum otherwise.
     with pytest.raises(ValueError, match="'test' upload is not finite"):
         summed([np.array([[1.0, np.inf]]), np.ones((1, 2))])
+
+
+def tolerant_federation(values, dropouts):
+    """A transport that survives dropouts, whose clients keep ``values`` and
+    drop as ``dropouts`` says ({client: (step, "before" or "after")})."""
+    mags = [np.abs(v).max(axis=0) for v in values]
+    transport = federation(len(values), v=values, m=mags)
+    transport.tolerate_dropouts = True
+    transport.dropouts = dropouts
+    return transport
+
+
+def tolerant_sum(transport, headroom=4):
+    units = secure_sum(transport, list(transport.clients), "test", "v", "m", headroom)
+    transport.flush()
+    alive = [c for c in transport.clients if c not in transport.dead]
+    return np.ldexp(units, transport.states[alive[0]]["v_bounds"])
+
+
+def test_a_sum_survives_clients_that_drop_before_uploading():
+    # Bonawitz et al.'s recovery: clients 3 and 7 drop after the secure
+    # maximum, before their masked upload; their partners hand the server
+    # shares of their keys, the server removes their pairwise masks from
+    # the others' uploads, and the sum of the 10 others is exact. Catches
+    # a server that skips removing the dropped clients' masks.
+    values = [np.array([[float(c + 1), 1.0]]) for c in range(12)]
+    drops = {3: ("masked_words", "before"), 7: ("masked_words", "before")}
+    total = tolerant_sum(tolerant_federation(values, drops))
+    kept = [c for c in range(12) if c not in (3, 7)]
+    assert np.allclose(total, [[sum(c + 1 for c in kept), 10]], rtol=0, atol=1e-12)
+
+
+def test_a_client_that_drops_after_uploading_stays_in_the_sum_and_hidden():
+    # Client 4 uploads its masked words and is gone before the unmasking:
+    # its partners hand over shares of its self mask, never of its key, so
+    # its upload counts and stays masked. Catches a client step that
+    # reveals a key share of a client whose upload arrived.
+    values = [np.array([[float(c + 1)] * 32]) for c in range(9)]
+    transport = tolerant_federation(values, {4: ("masked_words", "after")})
+    total = tolerant_sum(transport)
+    assert np.allclose(total, sum(range(1, 10)), rtol=0, atol=1e-12)
+    revealed = [
+        array
+        for phase, direction, _, array in transport.channel.messages
+        if phase == "test" and direction == "up" and array.dtype == np.int64
+    ]
+    assert revealed and not any(4 in held for held in revealed)
+
+
+def test_a_late_upload_stays_hidden_by_its_self_mask():
+    # The double masking's reason: the server declares client 2 dropped,
+    # rebuilds its key from its partners' shares and removes its pairwise
+    # masks; if client 2's upload arrives late all the same, the self mask
+    # still hides it. Catches uploads without the self mask (then the late
+    # upload, pairwise masks removed, is client 2's words in clear).
+    values = [np.full((1, 400), float(c + 1)) for c in range(8)]
+    transport = tolerant_federation(values, {2: ("masked_words", "before")})
+    tolerant_sum(transport)
+    keys = transport.session["keys"]
+    shares, held = [], None  # each unmask reply: self shares, ids, key shares
+    for phase, direction, _, array in transport.channel.messages:
+        if phase != "test" or direction != "up":
+            continue
+        if array.dtype == np.int64:
+            held = array
+        elif held is not None:
+            shares.extend(share for j, share in zip(held, array) if j == 2)
+            held = None
+    private = _secure.combine_secret(shares[: _secure.share_threshold(7)])
+    late_state = transport.states[2]
+    config = {
+        "participants": list(range(8)),
+        "round": transport._rounds - 1,
+        "tolerant": True,
+        "values": "v",
+        "bounds": "v_bounds",
+        "phase": "test",
+    }
+    late = _secure._masked(
+        late_state, _secure.client_encode(values[2], late_state["v_bounds"]), config
+    )[0].reshape(-1)
+    for i in mask_partners(2, list(range(8)), keys["order"]):
+        key = pair_key(private, keys["public"][2], keys["public"][i], keys["session"], b"mask")
+        mask = _secure._pair_mask(key, config["round"], late.size)
+        late = late - mask if 2 < i else late + mask
+    bits = np.unpackbits(late.view(np.uint8))
+    assert abs(bits.sum() - bits.size / 2) < 6 * np.sqrt(bits.size / 4)
+
+
+def test_too_many_dropouts_is_a_clear_error():
+    # 8 clients each pair with 6 neighbours; a secret shared among 6 needs
+    # 4 of the shares. With 5 clients gone before uploading, a survivor has
+    # at most 2 partners left: the sum cannot be unmasked, and says why.
+    values = [np.ones((1, 2)) for _ in range(8)]
+    drops = {c: ("masked_words", "before") for c in range(5)}
+    with pytest.raises(ValueError, match=r"needs 4 of the 6 shares"):
+        tolerant_sum(tolerant_federation(values, drops))
+
+
+def test_without_dropouts_survived_a_missing_reply_names_the_client():
+    values = [np.ones((1, 2)) for _ in range(4)]
+    transport = federation(4, v=values, m=[np.ones(2)] * 4)
+    transport.dropouts = {1: ("masked_words", "before")}
+    with pytest.raises(RuntimeError, match=r"No reply from clients \[1\]"):
+        secure_sum(transport, [0, 1, 2, 3], "test", "v", "m", 2)
+
+
+def test_shamir_shares_rebuild_the_secret_from_a_majority_only():
+    secret = bytes(range(32))
+    shares = _secure.split_secret(secret, 7)
+    assert _secure.combine_secret(shares[:4]) == secret
+    assert _secure.combine_secret(shares[3:]) == secret
+    assert _secure.combine_secret(shares[:3]) != secret

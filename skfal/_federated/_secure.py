@@ -98,6 +98,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from Crypto.Protocol.SecretSharing import Shamir
 
 from skfal._federated._masks import haar_orthogonal
 from skfal._federated._transport import client_step
@@ -125,6 +126,11 @@ KEY_STATE = (
     "pair_keys",  # uint8 (k, 32): HKDF pair keys, row j for client j
     "paired",  # bool (k,): which rows of pair_keys are set
     "group_secret",  # uint8 (32,): the secret all clients share
+    # with dropouts survived (a transport with tolerate_dropouts):
+    "share_keys",  # uint8 (k, 32): pair keys that seal secret shares
+    "key_shares",  # uint8 (k, 40): its shares of its neighbours' private keys
+    "has_key_share",  # bool (k,): which rows of key_shares are set
+    "revealed",  # bool (k,): clients whose key share it revealed (dropped)
 )
 
 
@@ -160,15 +166,9 @@ def client_key_pair():
     )
 
 
-def pair_key(private, own_public, other_public, session, purpose):
-    """The key two clients share for ``purpose`` (``bytes``), 32 bytes.
-
-    ``HKDF-SHA256(X25519(private, other_public), salt=session, info=b"skfal
-    " + purpose + lo + hi)`` with ``lo, hi`` the two public keys in order:
-    both clients derive the same key, bound to both keys and the session.
-    ``private``: the raw 32 bytes, or an ``X25519PrivateKey`` (loading raw
-    bytes costs a scalar multiplication: load once for many pairs).
-    """
+def pair_keys(private, own_public, other_public, session, purposes):
+    """The keys two clients share, one per purpose, from one X25519 exchange
+    (:func:`pair_key` for one)."""
     own_public, other_public = bytes(own_public), bytes(other_public)
     if not isinstance(private, X25519PrivateKey):
         private = X25519PrivateKey.from_private_bytes(bytes(private))
@@ -180,7 +180,22 @@ def pair_key(private, own_public, other_public, session, purpose):
             f"({error}): the key agreement must be run again."
         ) from None
     lo, hi = sorted((own_public, other_public))
-    return _hkdf(shared, b"skfal " + purpose + b"\x00" + lo + hi, salt=bytes(session))
+    return [
+        _hkdf(shared, b"skfal " + purpose + b"\x00" + lo + hi, salt=bytes(session))
+        for purpose in purposes
+    ]
+
+
+def pair_key(private, own_public, other_public, session, purpose):
+    """The key two clients share for ``purpose`` (``bytes``), 32 bytes.
+
+    ``HKDF-SHA256(X25519(private, other_public), salt=session, info=b"skfal
+    " + purpose + lo + hi)`` with ``lo, hi`` the two public keys in order:
+    both clients derive the same key, bound to both keys and the session.
+    ``private``: the raw 32 bytes, or an ``X25519PrivateKey`` (loading raw
+    bytes costs a scalar multiplication: load once for many pairs).
+    """
+    return pair_keys(private, own_public, other_public, session, [purpose])[0]
 
 
 def _keystream(key, nonce, n_words):
@@ -265,6 +280,65 @@ def _open(key, sealed, session):
         raise ValueError(
             "The group secret the server relayed does not authenticate under "
             "the key shared with the leader: it was altered in transit."
+        ) from None
+
+
+# ------------------------------------------------------------ secret shares
+_SHARE_BYTES = 8 + 2 * 16  # the share's index, then its two 16-byte halves
+_SETUP_NONCE = 2**64  # the key shares' nonce; masked rounds use their round id
+
+
+def share_threshold(n_holders):
+    """Shares that rebuild a secret shared among ``n_holders``: a majority."""
+    return n_holders // 2 + 1
+
+
+def split_secret(secret, n_holders):
+    """Shamir shares of a 32-byte secret, one per holder (``bytes`` each).
+
+    pycryptodome's Shamir scheme over GF(2^128) (the one Flower's SecAgg+
+    uses), on each 16-byte half; any :func:`share_threshold` of them rebuild
+    the secret, fewer tell nothing about it.
+    """
+    threshold = share_threshold(n_holders)
+    secret = bytes(secret)
+    halves = [Shamir.split(threshold, n_holders, secret[i : i + 16]) for i in (0, 16)]
+    return [
+        index.to_bytes(8, "little") + low + high
+        for (index, low), (_, high) in zip(*halves, strict=True)
+    ]
+
+
+def combine_secret(shares):
+    """The 32-byte secret from at least :func:`share_threshold` of its shares."""
+    shares = [bytes(share) for share in shares]
+    indices = [int.from_bytes(share[:8], "little") for share in shares]
+    low = Shamir.combine([(i, sh[8:24]) for i, sh in zip(indices, shares)])
+    high = Shamir.combine([(i, sh[24:40]) for i, sh in zip(indices, shares)])
+    return low + high
+
+
+def _share_aad(session, sender, receiver):
+    return (
+        bytes(session)
+        + int(sender).to_bytes(8, "little")
+        + int(receiver).to_bytes(8, "little")
+    )
+
+
+def _seal_share(key, nonce, share, aad):
+    nonce = int(nonce).to_bytes(12, "little")
+    return ChaCha20Poly1305(bytes(key)).encrypt(nonce, bytes(share), aad)
+
+
+def _open_share(key, nonce, sealed, aad):
+    nonce = int(nonce).to_bytes(12, "little")
+    try:
+        return ChaCha20Poly1305(bytes(key)).decrypt(nonce, bytes(sealed), aad)
+    except InvalidTag:
+        raise ValueError(
+            "A secret share the server relayed does not authenticate: it was "
+            "altered in transit, or sent to the wrong client."
         ) from None
 
 
@@ -437,6 +511,11 @@ def run_key_agreement(n_clients, channel):
 
 def _check_participants(participants, n_clients, phase):
     """At least two clients in every sum of a federation of several."""
+    if not participants:
+        raise ValueError(
+            f"The {phase!r} step adds up the clients' uploads, and no client "
+            "holds anything to add: raise the budget."
+        )
     if n_clients > 1 and len(participants) < MIN_PARTICIPANTS:
         raise ValueError(
             f"The {phase!r} step adds up the clients' uploads by secure "
@@ -568,12 +647,43 @@ def _partners(state, participants):
             f"Client {me} holds no pair key with clients {missing}: the server "
             "did not relay their public keys before this secure sum."
         )
+    revealed = [j for j in partners if "revealed" in state and state["revealed"][j]]
+    if revealed:
+        raise ValueError(
+            f"Client {me} revealed its share of the keys of clients {revealed}, "
+            "who dropped out: it masks with them no more (the server could "
+            "remove those masks). Leave them out of every later sum."
+        )
     return partners, state["pair_keys"]
 
 
 def _masked(state, words, config):
+    """The masked upload of a sum: ``(masked words,)``, or with dropouts
+    survived ``(masked words, sealed shares of the self mask)``.
+
+    Double masking (Bonawitz et al.): a fresh self mask ``PRG(b)`` on top of
+    the pairwise masks, ``b`` shared among the sum's partners, so the server
+    can remove it when this client's upload arrived, and the pairwise masks
+    of a client that dropped (from its key's shares), never both.
+    """
     partners, keys = _partners(state, config["participants"])
-    return client_mask(words, state["client"], partners, keys, config["round"])
+    me, round_id = state["client"], config["round"]
+    masked = client_mask(words, me, partners, keys, round_id)
+    if not config.get("tolerant"):
+        return (masked,)
+    secret = fresh_bytes(_KEY_BYTES)
+    flat = masked.reshape(-1)
+    flat += np.frombuffer(_keystream(secret, round_id, flat.size), dtype="<u8")
+    session = state["key_session"]
+    sealed = np.zeros((len(partners), _SHARE_BYTES + 16), dtype=np.uint8)
+    for row, (j, share) in enumerate(
+        zip(partners, split_secret(secret, len(partners)), strict=True)
+    ):
+        aad = _share_aad(session, me, j)
+        sealed[row] = np.frombuffer(
+            _seal_share(state["share_keys"][j], round_id, share, aad), dtype=np.uint8
+        )
+    return masked, sealed
 
 
 @client_step("key_pair")
@@ -587,16 +697,15 @@ def _derive_pair_keys(state, ids, keys, private=None):
     if private is None:
         private = X25519PrivateKey.from_private_bytes(bytes(state["private_key"]))
     for j, key in zip(np.asarray(ids, dtype=np.int64), keys, strict=True):
-        state["pair_keys"][j] = np.frombuffer(
-            pair_key(
-                private,
-                state["public_key"],
-                key,
-                state["key_session"],
-                b"mask",
-            ),
-            dtype=np.uint8,
+        mask_key, share_key = pair_keys(
+            private,
+            state["public_key"],
+            key,
+            state["key_session"],
+            [b"mask", b"share"],
         )
+        state["pair_keys"][j] = np.frombuffer(mask_key, dtype=np.uint8)
+        state["share_keys"][j] = np.frombuffer(share_key, dtype=np.uint8)
         state["paired"][j] = True
 
 
@@ -623,14 +732,37 @@ def step_pair_keys(state, config, session, ring_seed, ids, keys, leader_key, *ev
     state["key_session"] = np.asarray(session, dtype=np.uint8)
     state["ring_order"] = ring_order(ring_seed, n_clients)
     state["pair_keys"] = np.zeros((n_clients, _KEY_BYTES), dtype=np.uint8)
+    state["share_keys"] = np.zeros((n_clients, _KEY_BYTES), dtype=np.uint8)
     state["paired"] = np.zeros(n_clients, dtype=bool)
     private = X25519PrivateKey.from_private_bytes(bytes(state["private_key"]))
     public = state["public_key"]
     _derive_pair_keys(state, ids, keys, private)
+    shares = ()
+    if config.get("tolerant"):
+        # Its private key, shared among its neighbours: if it drops, they
+        # let the server remove its pairwise masks from the others' uploads.
+        state["key_shares"] = np.zeros((n_clients, _SHARE_BYTES), dtype=np.uint8)
+        state["has_key_share"] = np.zeros(n_clients, dtype=bool)
+        state["revealed"] = np.zeros(n_clients, dtype=bool)
+        me, ids = state["client"], np.asarray(ids, dtype=np.int64)
+        sealed = np.zeros((ids.size, _SHARE_BYTES + 16), dtype=np.uint8)
+        for row, (j, share) in enumerate(
+            zip(ids, split_secret(state["private_key"], ids.size), strict=True)
+        ):
+            sealed[row] = np.frombuffer(
+                _seal_share(
+                    state["share_keys"][j],
+                    _SETUP_NONCE,
+                    share,
+                    _share_aad(session, me, j),
+                ),
+                dtype=np.uint8,
+            )
+        shares = (sealed,)
     if not everyone:
         group_key = pair_key(private, public, leader_key, session, b"group")
         state["group_key"] = np.frombuffer(group_key, dtype=np.uint8).copy()
-        return ()
+        return shares
     state["group_secret"] = fresh_bytes(_KEY_BYTES)
     sealed = np.zeros((n_clients, _SEALED_BYTES), dtype=np.uint8)
     for j, key in enumerate(everyone[0]):
@@ -639,7 +771,7 @@ def step_pair_keys(state, config, session, ring_seed, ids, keys, leader_key, *ev
             sealed[j] = np.frombuffer(
                 _seal(shared, state["group_secret"], session), dtype=np.uint8
             )
-    return (sealed,)
+    return (sealed, *shares)
 
 
 @client_step("group_secret")
@@ -668,6 +800,50 @@ def step_partner_keys(state, config, ids, keys):
     _derive_pair_keys(state, ids, keys)
 
 
+@client_step("keep_key_shares")
+def step_keep_key_shares(state, config, senders, sealed):
+    """Key agreement, 3 (dropouts survived): open and keep the shares of the
+    neighbours' private keys."""
+    me, session = state["client"], state["key_session"]
+    for j, blob in zip(np.asarray(senders, dtype=np.int64), sealed, strict=True):
+        share = _open_share(
+            state["share_keys"][j], _SETUP_NONCE, blob, _share_aad(session, j, me)
+        )
+        state["key_shares"][j] = np.frombuffer(share, dtype=np.uint8)
+        state["has_key_share"][j] = True
+
+
+@client_step("unmask")
+def step_unmask(state, config, senders, sealed):
+    """After a masked round with dropouts: the shares the server needs.
+
+    For each partner whose upload arrived (``senders``, with the sealed
+    share of its self mask it sent this client), that share; for each
+    client that dropped (``config["dropped"]``), this client's share of its
+    private key. Never both for one client, and never a key share of a
+    client whose upload arrived: with both, the server would unmask it.
+    """
+    me, session, round_id = state["client"], state["key_session"], config["round"]
+    senders = np.asarray(senders, dtype=np.int64)
+    dropped = [int(j) for j in config["dropped"]]
+    both = sorted(set(senders.tolist()) & set(dropped))
+    if both:
+        raise ValueError(
+            f"The server asked client {me} for the self-mask shares and the key "
+            f"shares of clients {both}: together they would unmask their "
+            "uploads. Refused."
+        )
+    opened = np.zeros((senders.size, _SHARE_BYTES), dtype=np.uint8)
+    for row, (j, blob) in enumerate(zip(senders, sealed, strict=True)):
+        share = _open_share(
+            state["share_keys"][j], round_id, blob, _share_aad(session, j, me)
+        )
+        opened[row] = np.frombuffer(share, dtype=np.uint8)
+    held = np.array([j for j in dropped if state["has_key_share"][j]], dtype=np.int64)
+    state["revealed"][held] = True
+    return opened, held, state["key_shares"][held]
+
+
 @client_step("exponent_marks")
 def step_exponent_marks(state, config, *summed):
     """Secure maximum: the masked marks of one round.
@@ -683,7 +859,7 @@ def step_exponent_marks(state, config, *summed):
         coarse = client_highest_bins(summed[0], secret)
         state["coarse_bins"] = coarse
     marks = client_exponent_marks(exponents, coarse, secret, fresh_generator())
-    return (_masked(state, marks, config),)
+    return _masked(state, marks, config)
 
 
 @client_step("exponent_bounds")
@@ -710,7 +886,7 @@ def step_masked_words(state, config):
     """Secure sum: the kept values, in fixed point, masked."""
     values = state[config["values"]]
     _finite([values], config["phase"])
-    return (_masked(state, client_encode(values, state[config["bounds"]]), config),)
+    return _masked(state, client_encode(values, state[config["bounds"]]), config)
 
 
 @client_step("mixed_block")
@@ -752,8 +928,12 @@ def key_agreement(transport):
         arrays[c] = (session, ring_seed, ids, public[ids], public[leader])
         known[c] = set(ids.tolist())
     arrays[leader] += (public,)
+    tolerant = bool(getattr(transport, "tolerate_dropouts", False))
     replies = transport.ask(
-        "pair_keys", "key_agreement", arrays, config={"n_clients": len(clients)}
+        "pair_keys",
+        "key_agreement",
+        arrays,
+        config={"n_clients": len(clients), "tolerant": tolerant},
     )
     sealed = replies[leader][0]
     others = clients[1:]
@@ -763,7 +943,30 @@ def key_agreement(transport):
         {c: (sealed[c],) for c in others},
         clients=others,
     )
-    transport.session["keys"] = {"public": public, "order": order, "known": known}
+    neighbours = {c: sorted(known[c]) for c in clients}
+    if tolerant:  # relay each neighbour its sealed share of a client's key
+        inbox = {c: ([], []) for c in clients}
+        for c in clients:
+            for j, blob in zip(neighbours[c], replies[c][-1], strict=True):
+                inbox[j][0].append(c)
+                inbox[j][1].append(blob)
+        transport.tell(
+            "keep_key_shares",
+            "key_agreement",
+            {
+                c: (np.array(senders, dtype=np.int64), np.array(blobs))
+                for c, (senders, blobs) in inbox.items()
+            },
+        )
+    transport.session["keys"] = {
+        "public": public,
+        "order": order,
+        "known": known,
+        "session": session,
+        "neighbours": neighbours,
+        "tolerant": tolerant,
+        "dead": set(),
+    }
 
 
 def _relay_partner_keys(transport, participants, phase):
@@ -782,6 +985,99 @@ def _relay_partner_keys(transport, participants, phase):
             keys["known"][c].update(new.tolist())
 
 
+def _summed(transport, step, phase, participants, *, config, broadcast=()):
+    """One masked round: the participants upload, the server adds.
+
+    Returns the sum of the uploads (the masks removed) and the participants
+    whose upload is in it. Without dropouts survived, every participant
+    must reply (a missing reply is the transport's error). With them
+    (``transport.tolerate_dropouts``), the server asks the clients still
+    there for the shares that remove the self masks of the uploads that
+    arrived and the pairwise masks of the clients that dropped
+    (:func:`step_unmask`); a client with too few shares left is a clear
+    error.
+    """
+    keys = transport.session["keys"]
+    tolerant = keys.get("tolerant", False)
+    round_id = transport.next_round()
+    config = {**config, "participants": participants, "round": round_id}
+    replies = transport.ask(
+        step,
+        phase,
+        broadcast=broadcast,
+        config={**config, "tolerant": tolerant},
+        clients=participants,
+        tolerate=tolerant,
+    )
+    survivors = [c for c in participants if c in replies]
+    total = server_sum_words([replies[c][0] for c in survivors])
+    if not tolerant:
+        return total, participants
+    dropped = [c for c in participants if c not in replies]
+    keys["dead"].update(dropped)
+    order, public, session = keys["order"], keys["public"], keys["session"]
+    partners = {c: mask_partners(c, participants, order) for c in participants}
+    inbox = {}
+    for i in survivors:
+        for j, blob in zip(partners[i], replies[i][1], strict=True):
+            inbox.setdefault(j, ([], []))
+            inbox[j][0].append(i)
+            inbox[j][1].append(blob)
+    holders = set(inbox) | {h for j in dropped for h in keys["neighbours"][j]}
+    holders = sorted(holders - keys["dead"])
+    empty = (np.zeros(0, dtype=np.int64), np.zeros((0, _SHARE_BYTES + 16), np.uint8))
+    answers = transport.ask(
+        "unmask",
+        phase,
+        {
+            h: (np.array(inbox[h][0], dtype=np.int64), np.array(inbox[h][1]))
+            if h in inbox
+            else empty
+            for h in holders
+        },
+        config={"round": round_id, "dropped": dropped},
+        clients=holders,
+        tolerate=True,
+    )
+    keys["dead"].update(h for h in holders if h not in answers)
+    self_shares, key_shares = {i: [] for i in survivors}, {j: [] for j in dropped}
+    for h, (opened, held, shares) in answers.items():
+        senders = inbox[h][0] if h in inbox else []
+        for i, share in zip(senders, opened, strict=True):
+            self_shares[i].append(share)
+        for j, share in zip(held, shares, strict=True):
+            key_shares[int(j)].append(share)
+    flat = total.reshape(-1)
+    for i in survivors:
+        _enough(self_shares[i], len(partners[i]), i, "the self mask of", phase)
+        secret = combine_secret(self_shares[i])
+        flat -= np.frombuffer(_keystream(secret, round_id, flat.size), dtype="<u8")
+    for j in dropped:
+        _enough(key_shares[j], len(keys["neighbours"][j]), j, "the key of", phase)
+        private = combine_secret(key_shares[j])
+        for i in partners[j]:
+            if i in survivors:
+                key = pair_key(private, public[j], public[i], session, b"mask")
+                mask = _pair_mask(key, round_id, flat.size)
+                if i < j:
+                    flat -= mask
+                else:
+                    flat += mask
+    return total, survivors
+
+
+def _enough(shares, n_holders, client, what, phase):
+    needed = share_threshold(n_holders)
+    if len(shares) < needed:
+        raise ValueError(
+            f"The {phase!r} secure sum cannot be completed: {what} client "
+            f"{client} needs {needed} of the {n_holders} shares its partners "
+            f"hold, and only {len(shares)} of them are still there. A sum "
+            "survives as long as fewer than half of each client's partners "
+            "drop out; start a new fit without the clients that left."
+        )
+
+
 def secure_bounds(
     transport, participants, phase, magnitudes, headroom, store, receivers=None
 ):
@@ -793,24 +1089,26 @@ def secure_bounds(
     ``receivers`` (default: the participants) who do not take part are sent
     both rounds' sums and keep the same bounds: a client that sits out a
     secure sum but must decode its total learns the bounds from messages.
+    Returns the participants still there (all, unless the transport
+    survives dropouts).
     """
     participants = list(participants)
     key_agreement(transport)
-    _relay_partner_keys(transport, participants, phase)
     others = [c for c in (receivers or ()) if c not in participants]
-    config = {"participants": participants, "magnitudes": magnitudes}
+    config = {"magnitudes": magnitudes}
     summed, sums = (), []
     for _ in range(2):
-        round_id = transport.next_round()
-        marks = transport.ask(
+        _relay_partner_keys(transport, participants, phase)
+        total, participants = _summed(
+            transport,
             "exponent_marks",
             phase,
+            participants,
+            config=config,
             broadcast=summed,
-            config={**config, "round": round_id},
-            clients=participants,
         )
-        summed = (server_sum_words([marks[c][0] for c in participants]),)
-        sums.append(summed[0])
+        summed = (total,)
+        sums.append(total)
     ending = {"headroom": headroom, "store": store}
     transport.tell(
         "exponent_bounds", phase, broadcast=summed, config=ending, clients=participants
@@ -823,6 +1121,7 @@ def secure_bounds(
             config=ending,
             clients=others,
         )
+    return participants
 
 
 def secure_sum(
@@ -832,23 +1131,19 @@ def secure_sum(
 
     Returns the sum as the server holds it, in units of ``2^E_m`` per column;
     the participants (and ``receivers``, see :func:`secure_bounds`) keep the
-    bounds under ``values + "_bounds"``.
+    bounds under ``values + "_bounds"``. With dropouts survived, the sum of
+    the participants whose uploads arrived (see :func:`_summed`).
     """
     participants = list(participants)
     _check_participants(participants, transport.n_clients, phase)
     bounds = values + "_bounds"
-    secure_bounds(
+    participants = secure_bounds(
         transport, participants, phase, magnitudes, headroom, bounds, receivers
     )
-    round_id = transport.next_round()
-    config = {"participants": participants, "round": round_id, "phase": phase}
-    words = transport.ask(
-        "masked_words",
-        phase,
-        config={**config, "values": values, "bounds": bounds},
-        clients=participants,
-    )
-    return decode_units(server_sum_words([words[c][0] for c in participants]))
+    _relay_partner_keys(transport, participants, phase)
+    config = {"phase": phase, "values": values, "bounds": bounds}
+    total, _ = _summed(transport, "masked_words", phase, participants, config=config)
+    return decode_units(total)
 
 
 def secure_stack(transport, heights, phase, factor, receivers=None):

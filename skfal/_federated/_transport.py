@@ -259,6 +259,7 @@ class Transport:
         config=None,
         clients=None,
         reply_phase=None,
+        tolerate=False,
     ):
         """Clients run ``step`` and reply: ``{client: tuple of arrays}``.
 
@@ -279,6 +280,10 @@ class Transport:
             The clients asked (all by default).
         reply_phase : str, default=None
             The phase the replies are counted under (``phase`` by default).
+        tolerate : bool, default=False
+            Whether a client may fail to reply (it dropped out): its entry
+            is then missing from the replies. Otherwise a missing reply is
+            an error naming the clients.
 
         Returns
         -------
@@ -292,10 +297,18 @@ class Transport:
         for c in clients:
             self._pending[c] = []
         replies = self._deliver(batches)
+        missing = [c for c in clients if c not in replies]
+        if missing and not tolerate:
+            raise RuntimeError(
+                f"No reply from clients {missing} to step {step!r}: they "
+                "dropped out. This protocol needs every client; start a new "
+                "fit without them."
+            )
         up = phase if reply_phase is None else reply_phase
         return {
             c: tuple(self.channel.up(up, c, array) for array in replies[c])
             for c in clients
+            if c in replies
         }
 
     def flush(self):
@@ -393,6 +406,11 @@ class InProcessTransport(Transport):
         self.client_rows = client_rows
         self.n_jobs = n_jobs
         self.labels = None  # the simulation's y, for check_labels only
+        # A simulation of dropouts: {client: (step, "before" or "after")}
+        # stops the client at its first run of that step, before replying
+        # or right after; it never replies again.
+        self.dropouts = {}
+        self.dead = set()
 
     def check_labels(self, rows, what, hint):
         if self.labels is None:
@@ -404,9 +422,17 @@ class InProcessTransport(Transport):
     def _run(self, c, requests):
         reply = ()
         for request in requests:
+            if c in self.dead:
+                return None
+            drop = self.dropouts.get(c, (None, None))
+            if drop == (request.step, "before"):
+                self.dead.add(c)
+                return None
             reply = run_client_step(
                 self.states[c], request.step, request.config, request.arrays
             )
+            if drop == (request.step, "after"):
+                self.dead.add(c)
         return reply
 
     def _deliver(self, batches):
@@ -416,7 +442,11 @@ class InProcessTransport(Transport):
         else:
             parallel = Parallel(n_jobs=self.n_jobs, prefer="threads")
             replies = parallel(delayed(self._run)(c, batches[c]) for c in clients)
-        return dict(zip(clients, replies, strict=True))
+        return {
+            c: reply
+            for c, reply in zip(clients, replies, strict=True)
+            if reply is not None
+        }
 
     def gather(self, values):
         if self.client_rows is None:
