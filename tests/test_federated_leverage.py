@@ -196,7 +196,14 @@ def test_communication_accounting():
     marks = d * (69 + 32)
     assert comm["r_factor"]["up"] == 8 * (k + k + k * marks + k * stack * d)
     assert comm["r_factor"]["down"] == 8 * (2 * k + k * marks)
-    assert comm["key_agreement"] == {"up": 32 * k, "down": 32 * k * k}
+    # Key agreement: public keys up and the leader's k sealed group secrets
+    # (48 bytes); down, per client the session id (16), the ring seed (32),
+    # its k - 1 neighbours' ids and keys, the leader's key; the leader all k
+    # keys; the others their sealed secret.
+    assert comm["key_agreement"] == {
+        "up": 32 * k + 48 * k,
+        "down": k * (16 + 32 + (k - 1) * (8 + 32) + 32) + 32 * k + 48 * (k - 1),
+    }
     assert comm["combined_r"]["down"] == 3 * 8 * (d * d + 1)
     assert comm["scores"]["up"] == 8 * n
     # Each client gets its selected rows' local indices and their weights.

@@ -246,15 +246,21 @@ def mask_partners(me, participants, order):
     nearest on each side, or with all others when the sum is small. The
     relation is symmetric, so every mask cancels.
     """
-    participants = np.asarray(participants, dtype=np.int64)
-    n = participants.shape[0]
-    degree = mask_degree(n)
-    if degree >= n - 1:
+    if mask_degree(len(participants)) >= len(participants) - 1:
         return sorted(int(c) for c in participants if c != me)
-    ring = participants[np.argsort(np.asarray(order)[participants], kind="stable")]
-    at, half = int(np.flatnonzero(ring == me)[0]), degree // 2
-    steps = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])
-    return sorted(int(c) for c in ring[(at + steps) % n])
+    ring, place = _ring(tuple(int(c) for c in participants), np.asarray(order).tobytes())
+    n, half = len(ring), mask_degree(len(ring)) // 2
+    at = place[me]
+    return sorted({ring[(at + s) % n] for s in range(-half, half + 1) if s})
+
+
+@functools.lru_cache(maxsize=16)
+def _ring(participants, order):
+    """The participants in ring order, and each one's place (cached: every
+    participant of a sum computes the same ring)."""
+    order = np.frombuffer(order, dtype=np.int64)
+    ring = sorted(participants, key=lambda c: order[c])
+    return ring, {c: i for i, c in enumerate(ring)}
 
 
 def shared_generator(group_secret, purpose):
@@ -354,6 +360,13 @@ def column_exponents(magnitudes):
 def _bin_permutations(n_columns, n_bins, group_secret):
     """The clients' secret order of each column's bins (the server never sees
     it): row ``m`` maps bin ``b`` of column ``m`` to its position."""
+    return _bin_order(n_columns, n_bins, bytes(group_secret))
+
+
+@functools.lru_cache(maxsize=8)
+def _bin_order(n_columns, n_bins, group_secret):
+    """Cached by the secret (bytes): the clients of a simulated fit draw the
+    order once; a fresh fit has a fresh secret."""
     rng = shared_generator(group_secret, f"bins {n_columns} {n_bins}")
     return np.argsort(rng.random((n_columns, n_bins)), axis=1)
 
@@ -370,8 +383,8 @@ def client_exponent_marks(exponents, coarse, group_secret, random_state):
         coarse bin of each column (``-1``: every column was zero).
     group_secret : ndarray of shape (32,) of uint8
         The clients' shared secret that permutes the bins.
-    random_state : numpy.random.Generator
-        The client's own fresh randomness for the marks (:func:`fresh_generator`).
+    random_state : numpy.random.Generator or None
+        The randomness of the marks; ``None``: the operating system's.
 
     Returns
     -------
@@ -389,7 +402,10 @@ def client_exponent_marks(exponents, coarse, group_secret, random_state):
         bins = offsets % _BIN_WIDTH
     columns = np.flatnonzero(present)
     order = _bin_permutations(n_columns, n_bins, group_secret)
-    words = random_state.integers(1, 2**63, size=columns.size, dtype=np.int64)
+    if random_state is None:  # fresh words of OS randomness, odd: never zero
+        words = np.frombuffer(os.urandom(8 * columns.size), dtype=np.uint64) | 1
+    else:
+        words = random_state.integers(1, 2**63, size=columns.size, dtype=np.int64)
     marks[columns, order[columns, bins[columns]]] = words.astype(np.uint64)
     return marks
 
@@ -858,7 +874,7 @@ def step_exponent_marks(state, config, *summed):
     if summed:
         coarse = client_highest_bins(summed[0], secret)
         state["coarse_bins"] = coarse
-    marks = client_exponent_marks(exponents, coarse, secret, fresh_generator())
+    marks = client_exponent_marks(exponents, coarse, secret, None)
     return _masked(state, marks, config)
 
 
