@@ -11,8 +11,10 @@ counted on a :class:`Channel` (bytes and the auditor's transcript). The same
 drivers and steps run in one process (:class:`InProcessTransport`) and on
 Flower (:mod:`skfal.flower`). The ``run_*`` functions simulate one protocol, or
 one phase of it, in one process: the leverage, pivotal and training ones
-build an in-process transport over the clients' rows; the clustering ones
-still call the steps in order themselves.
+build an in-process transport over the clients' rows. The clustering
+protocol has drivers only (``sensitivity_counts``, ``federated_clustering``,
+``federated_scores``): a centralized fit runs them over an in-process
+transport of one client.
 
 This package never imports an estimator; estimators import from here only.
 """
@@ -24,8 +26,6 @@ from skfal._federated._clustering import (
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
-    run_sensitivity_protocol,
-    run_stand_in_counts,
     send_eligible,
     sensitivity_counts,
 )
@@ -111,8 +111,6 @@ __all__ = [
     "run_qr_leverage",
     "run_send_labeled",
     "run_row_counts",
-    "run_sensitivity_protocol",
-    "run_stand_in_counts",
     "send_eligible",
     "send_selection",
     "sensitivity_counts",
