@@ -59,7 +59,7 @@ from skfal._federated._secure import (
     server_sum_words,
 )
 from skfal._federated._transport import CLIENT_STEPS, client_step, read_labels, stream
-from skfal._rows import Rows, dense_rows, max_abs, scale_rows
+from skfal._rows import Rows, max_abs, scale_rows
 
 _NEEDED = "Their labels are needed to compute the sensitivity scores."
 
@@ -320,11 +320,12 @@ def step_sens_scale(state, config):
 @client_step("sens_local_centres")
 def step_sens_local_centres(state, config, n_sub):
     """Step 1-2: pick the subsample (own seed) and keep its rows, read once
-    for every Lloyd round; upload rotated local centres and their sizes
-    (nothing when no row of the client was drawn)."""
+    for every Lloyd round (an array; a sparse table's rows stay sparse, as
+    its ``X`` does); upload rotated local centres and their sizes (nothing
+    when no row of the client was drawn)."""
     own = _rows(state)
     sub = client_subsample(own.shape[0], int(n_sub[0]), _own_seed(state, "subsample"))
-    state["sub_rows"] = dense_rows(own, sub)
+    state["sub_rows"] = own[sub]
     rotation = cluster_rotation(state, own.shape[1])
     if sub.size == 0:
         return np.empty((0, own.shape[1])), np.empty(0)
@@ -365,7 +366,9 @@ def step_lloyd_marks(state, config, *totals):
 @client_step("sens_assign")
 def step_sens_assign(state, config):
     """Step 4: assign every row; keep labels and distances, upload per-cluster
-    counts and smallest distances."""
+    counts and smallest distances. The Lloyd rounds are over: the
+    subsample's rows are let go."""
+    state.pop("sub_rows", None)
     own = _rows(state)
     rotation = cluster_rotation(state, own.shape[1])
     (labels, distances), counts, nearest = client_assign(
