@@ -43,6 +43,7 @@ transport: a secure sum of one participant adds no mask (there is no other
 party to share one with), so its total is that client's own values.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -294,9 +295,18 @@ def _own_rows(state):
 
 def cluster_rotation(state, n_features):
     """The clients' shared Haar rotation for clustering (its own stream of
-    the shared seed)."""
-    seed = int(stream(state["shared_seed"], "cluster_rotation").randint(2**31 - 1))
-    return client_shared_rotation(n_features, seed)
+    the shared seed); read-only."""
+    return _shared_rotation(int(state["shared_seed"]), int(n_features))
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_rotation(shared_seed, n_features):
+    """:func:`cluster_rotation`, a pure function of the seed: cached, since
+    every step of a fit that touches rows uses it (each Lloyd round)."""
+    seed = int(stream(shared_seed, "cluster_rotation").randint(2**31 - 1))
+    rotation = client_shared_rotation(n_features, seed)
+    rotation.flags.writeable = False
+    return rotation
 
 
 def _own_seed(state, purpose):
