@@ -17,6 +17,7 @@ from skfal._federated import (
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
+    holder_in_working_units,
     key_session,
     send_eligible,
     send_selection,
@@ -402,7 +403,9 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         with_labels = result.holder is not None
         holder = result.holder
         if with_labels and self.holder_constant != "auto":  # the user's units
-            holder = np.full(holder.shape[0], units.scale_holder(self.holder_constant))
+            holder = holder_in_working_units(
+                np.full(holder.shape[0], float(self.holder_constant)), units.z, units.x
+            )
         self._units = units
         self._holder_scaled, self._loss_scaled = holder, result.medoid_loss
         self.scores_ = units.unscale_scores(self.scores_, with_labels)
@@ -613,8 +616,9 @@ class _Units(NamedTuple):
     ordinary scales the arithmetic is unchanged). Distance-only scores are
     ``d^z`` in units of ``2**(z x)``; with labels, ``Lambda d^z + loss`` is in
     the labels' own units (a user's ``Lambda`` is converted to the scaled
-    space). In a federation the clients agree on ``x`` by a secure maximum
-    of their own exponents.
+    space by ``holder_in_working_units``, as the clients convert it). The
+    clients agree on ``x`` by a secure maximum of their own exponents
+    (``sensitivity_counts``; a single client takes its own).
     """
 
     x: int
@@ -622,14 +626,6 @@ class _Units(NamedTuple):
 
     def scale_X(self, X):
         return X if self.x == 0 else scale_rows(X, -self.x)
-
-    def scale_holder(self, holder_constant):
-        """A float ``Lambda`` in the scaled space (capped so scores stay finite)."""
-        if isinstance(holder_constant, str) or holder_constant == np.inf:
-            return holder_constant
-        with np.errstate(over="ignore", under="ignore"):
-            scaled = np.ldexp(float(holder_constant), self.z * self.x)
-        return float(min(scaled, 2.0**900))
 
     @staticmethod
     def unscale(values, exponent):

@@ -26,6 +26,7 @@ from skfal._federated._clustering import (
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
+    holder_in_working_units,
     send_eligible,
     sensitivity_counts,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "federated_stand_in_counts",
     "fedsvd_leverage",
     "global_training",
+    "holder_in_working_units",
     "key_session",
     "local_training",
     "merge_summaries",

@@ -229,6 +229,16 @@ def client_scores(assignment, z, holder, medoid_loss):
     return scores
 
 
+def holder_in_working_units(holder, z, x):
+    """A Holder constant in the user's units, in the working units ``X / 2**x``.
+
+    ``Lambda 2**(z x)`` (so ``Lambda d^z`` is unchanged), capped at
+    ``2**900`` so that the scores stay finite.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        return np.minimum(np.ldexp(holder, z * x), 2.0**900)
+
+
 def client_cluster_counts(assignment, local_rows, n_clusters):
     """How many of the given rows of the client fall in each cluster."""
     return np.bincount(assignment[0][local_rows], minlength=n_clusters)
@@ -460,8 +470,7 @@ def step_sens_scores(state, config, *holder_and_loss):
         holder, medoid_loss = holder_and_loss
         if config["user_holder"]:
             x = int(state["row_exponent"][0])
-            with np.errstate(over="ignore", under="ignore"):
-                holder = np.minimum(np.ldexp(holder, config["z"] * x), 2.0**900)
+            holder = holder_in_working_units(holder, config["z"], x)
     scores = client_scores(
         (state["assign_labels"], state["assign_distances"]),
         config["z"],
