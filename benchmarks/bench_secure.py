@@ -41,9 +41,7 @@ def exchange_seconds(repeat=2000):
 
 
 def key_agreement_cost(n_clients):
-    transport = InProcessTransport(
-        [{"client": c} for c in range(n_clients)], Channel()
-    )
+    transport = InProcessTransport([{"client": c} for c in range(n_clients)], Channel())
     start = time.perf_counter()
     key_agreement(transport)
     transport.flush()

@@ -17,9 +17,8 @@ from skfal._federated import (
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
+    holder_in_working_units,
     key_session,
-    run_sensitivity_protocol,
-    run_stand_in_counts,
     send_eligible,
     send_selection,
     sensitivity_counts,
@@ -27,7 +26,7 @@ from skfal._federated import (
     simulated_federation,
 )
 from skfal._progress import Progress, describe
-from skfal._rows import max_abs, scale_rows
+from skfal._rows import scale_rows
 from skfal._sampling import (
     WEIGHTINGS,
     Selection,
@@ -179,11 +178,15 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     per ``k`` centres. Distances are measured to the centre (the mean, or
     the Weiszfeld estimate of the geometric median for ``z=1``); the medoid
     stands in for the centre only where a label is needed. Rows whose score
-    is zero are represented by their medoid. With ``groups`` the clustering
-    runs as Lloyd rounds over clients (see ``skfal._federated._clustering``);
-    the seeding there is two-level (local clusterings, then weighted D^z
-    seeding of their centres), so its result differs from the centralized
-    one, while Lloyd rounds from the same centres agree exactly.
+    is zero are represented by their medoid.
+
+    Every fit runs the protocol of ``skfal._federated._clustering``: with
+    ``groups`` over the clients, without them over one client holding every
+    row (the same steps; a secure sum of one client is its own values, with
+    no mask). The seeding is two-level (each client clusters its share of
+    the subsample, then weighted D^z seeding of all their centres), so a
+    federated fit's clusters differ from a centralized one's, while Lloyd
+    rounds from the same centres agree exactly.
 
     The computation runs on ``X`` and ``y`` scaled by powers of two (exact),
     so the same rows are selected whatever the unit of the features, and no
@@ -296,7 +299,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         progress(describe(X))
         X = progress.watch(X)
         n_samples = X.shape[0]
-        n_selected, k = self._sizes(n_samples)
+        self._sizes(n_samples)  # the budget and n_clusters, before any message
         # Labels matter only to Algorithm 2's scores; they are read at the
         # medoids and probes alone.
         y = (
@@ -308,70 +311,11 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             else None
         )
         rng = check_random_state(self.random_state)
-        if groups is not None:
-            return self._fit_simulated(X, y, groups, rng, progress)
-        self.clients_, client_rows = None, [np.arange(n_samples)]
-        # Work in a scaled space (see _Units): the same rows at any scale of
-        # X or y, and no distance, loss or score under- or overflows.
-        channel = Channel()
-        exponent = int(np.frexp(max_abs(X))[1])
-        units = _Units(exponent, int(self.z))
-        X = units.scale_X(X)
-        n_sub = self.subsample_size or max(10_000, 40 * k)
-        result = run_sensitivity_protocol(
-            X,
-            y,
-            client_rows,
-            k,
-            self.z,
-            units.scale_holder(self.holder_constant),
-            rng,
-            channel,
-            fit_intercept=self.fit_intercept,
-            max_probes=n_selected - k,
-            n_sub=min(n_sub, n_samples),
-            max_iter=self.max_iter,
-            n_jobs=self.n_jobs,
-        )
-        progress(
-            f"clustered into {result.medoids.size} clusters "
-            f"({result.clustering.n_iter} Lloyd rounds), scored"
-        )
-        labels_bought, forced, scores = self._bought(result, n_selected)
-        if n_selected == n_samples:
-            selection = census(n_samples)
+        if groups is None:  # centralized: a federation of one client
+            self.clients_, client_rows = None, [np.arange(n_samples)]
         else:
-            assignments = result.clustering.assignments
-            selection = self._draw_beyond_forced(
-                scores,
-                result.medoids,
-                forced,
-                n_selected,
-                rng,
-                lambda rows: run_stand_in_counts(
-                    client_rows, assignments, rows, result.medoids.size, channel
-                ),
-                X=X,
-            )
-        self._received_selection = None
-        progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
-        with_labels = result.holder is not None
-        self._units = units
-        self._holder_scaled, self._loss_scaled = result.holder, result.medoid_loss
-        self._set_selection(selection, result)
-        self.scores_ = units.unscale_scores(scores, with_labels)
-        self.labels_ = result.labels
-        self.cluster_centers_ = units.unscale(result.clustering.centres, units.x)
-        self.holder_constants_ = (
-            units.unscale(result.holder, -units.z * units.x) if with_labels else None
-        )
-        proxy = result.proxy
-        self.proxy_coef_ = (
-            None if proxy is None else units.unscale(proxy.coef, -units.x)
-        )
-        self.proxy_intercept_ = 0.0 if proxy is None else float(proxy.intercept)
-        self.communication_ = {}
-        return self
+            self.clients_, client_rows = check_groups(groups, n_samples)
+        return self._fit_simulated(X, y, client_rows, rng, progress)
 
     def _sizes(self, n_samples):
         """The budget in rows and the number of clusters, checked."""
@@ -392,7 +336,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     def _bought(self, result, n_selected):
         """The labels bought, the rows forced into the selection, and the
         scores with the bought rows at 0."""
-        labels_bought = np.union1d(result.medoids, result.probes)
+        labels_bought = np.union1d(result.clustering.medoids, result.probes)
         if labels_bought.size > n_selected:
             raise ValueError(
                 f"budget={self.budget!r} gives {n_selected} rows but "
@@ -422,20 +366,25 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.sample_indices_ = selection.indices
         self.sample_weight_ = selection.weights
         self.n_draws_ = selection.n_draws
-        self.medoid_indices_ = result.medoids
+        self.medoid_indices_ = result.clustering.medoids
         self.probe_indices_ = result.probes
-        self.n_clusters_ = result.medoids.size
+        self.n_clusters_ = result.clustering.medoids.size
         self.n_iter_ = result.clustering.n_iter
         with_labels = result.holder is not None
         self.medoid_losses_ = result.medoid_loss if with_labels else None
         self.n_queries_ = result.n_labels_read
 
-    def _fit_simulated(self, X, y, groups, rng, progress):
-        """The federated fit in one process: the server's side
-        (:meth:`_fit_federated`) over an in-process transport, then what the
-        holder of the fitted estimator keeps from the clients (the centres,
-        each row's cluster, the working units)."""
-        self.clients_, client_rows = check_groups(groups, X.shape[0])
+    def _fit_simulated(self, X, y, client_rows, rng, progress):
+        """The fit in one process: the server's side (:meth:`_run_federated`)
+        over an in-process transport whose client ``c`` holds the rows
+        ``client_rows[c]``, then what the holder of the fitted estimator keeps
+        from the clients (the centres, each row's cluster, the working units).
+
+        A centralized fit is a federation of one client: its secure sums add
+        no mask (nobody to hide from), and it keeps no message count
+        (``communication_`` is empty) and no keys for a later protocol.
+        """
+        centralized = self.clients_ is None
         transport = simulated_federation(
             X, client_rows, draw_seed(rng), Channel(), self.n_jobs
         )
@@ -445,7 +394,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 state["labels"] = y[rows]
         result, _ = self._run_federated(transport, X.shape[1], rng, y is not None)
         progress(
-            f"clustered into {result.medoids.size} clusters "
+            f"clustered into {result.clustering.medoids.size} clusters "
             f"({result.clustering.n_iter} Lloyd rounds), scored, selected "
             f"{self.sample_indices_.shape[0]:,} rows ({self.sampling})"
         )
@@ -454,7 +403,9 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         with_labels = result.holder is not None
         holder = result.holder
         if with_labels and self.holder_constant != "auto":  # the user's units
-            holder = np.full(holder.shape[0], units.scale_holder(self.holder_constant))
+            holder = holder_in_working_units(
+                np.full(holder.shape[0], float(self.holder_constant)), units.z, units.x
+            )
         self._units = units
         self._holder_scaled, self._loss_scaled = holder, result.medoid_loss
         self.scores_ = units.unscale_scores(self.scores_, with_labels)
@@ -475,6 +426,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.proxy_intercept_ = (
             0.0 if proxy_coef is None else float(states[0]["model_intercept"][0])
         )
+        if centralized:
+            self.communication_ = {}
+            self._received_selection = None
+            return self
         session_keys(transport)  # a regressor trains over the same clients
         self._received_selection = [
             (state["selection_indices"], state["selection_weights"]) for state in states
@@ -528,18 +483,14 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             selection = census(n_samples)
         else:
             selection = self._draw_beyond_forced(
+                transport,
+                counts,
                 scores,
-                result.medoids,
-                forced,
-                n_selected,
-                rng,
-                lambda rows: federated_stand_in_counts(
-                    transport, counts, rows, result.medoids.size
-                ),
-                federation=(transport, counts),
-                before_draw=lambda eligible: send_eligible(
-                    transport, counts, labels_bought, np.flatnonzero(~eligible)
-                ),
+                medoids=result.clustering.medoids,
+                forced=forced,
+                bought=labels_bought,
+                n_selected=n_selected,
+                rng=rng,
             )
         send_selection(transport, selection.indices, selection.weights, counts)
         transport.flush()
@@ -557,28 +508,18 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         return max(1, int(round(self.n_clusters * n_selected)))
 
     def _draw_beyond_forced(
-        self,
-        scores,
-        medoids,
-        forced,
-        n_selected,
-        rng,
-        stand_in_counts,
-        *,
-        X=None,
-        federation=None,
-        before_draw=None,
+        self, transport, counts, scores, *, medoids, forced, bought, n_selected, rng
     ):
         """Forced rows (weight 1), then the rest of the budget by score.
 
         A row that no draw can reach (probability 0: on its centre, with no
         uniform share) is represented by its cluster's medoid, which is then
-        bought and weighs 1 plus the rows it stands for; the clients count
-        those rows per cluster (``stand_in_counts(rows)``), since only they
-        know their rows' clusters. ``federation`` (a transport and the
-        clients' row counts) runs the pivotal draw over the clients, after
-        ``before_draw(eligible)`` tells them which rows may be drawn. Raises
-        a ValueError when too few rows can be drawn to fill the budget.
+        bought and weighs 1 plus the rows it stands for; the clients of
+        ``transport`` (with ``counts`` rows each) count those rows per
+        cluster, since only they know their rows' clusters. The pivotal draw
+        runs over the clients, after they learn which of their rows score 0
+        (``bought``) and which may not be drawn. Raises a ValueError when too
+        few rows can be drawn to fill the budget.
         """
         n_samples = scores.shape[0]
         eligible = np.ones(n_samples, dtype=bool)
@@ -592,10 +533,12 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         unreachable = eligible & (p == 0)
         stand_in = np.zeros(medoids.size, dtype=np.int64)
         if unreachable.any():  # their medoids stand in for them
-            counts = stand_in_counts(np.flatnonzero(unreachable))
+            in_cluster = federated_stand_in_counts(
+                transport, counts, np.flatnonzero(unreachable), medoids.size
+            )
             # A medoid that is unreachable itself is bought, not stood in for.
-            stand_in = counts - unreachable[medoids]
-            forced = np.union1d(forced, medoids[counts > 0])
+            stand_in = in_cluster - unreachable[medoids]
+            forced = np.union1d(forced, medoids[in_cluster > 0])
             eligible[forced] = False
             unreachable &= eligible
         weight_of = dict.fromkeys(forced.tolist(), 1.0)
@@ -615,10 +558,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     f"{forced.size + reachable.sum()}, set uniform_mix > 0, or "
                     "select every row (budget=1.0)."
                 )
-            if federation is not None and self.sampling == "pivotal":
-                before_draw(reachable)
+            if self.sampling == "pivotal":
+                send_eligible(transport, counts, bought, np.flatnonzero(~reachable))
             drawn = select_rows(
-                X,
+                None,
                 scores,
                 remaining,
                 rng,
@@ -626,7 +569,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 uniform_mix=self.uniform_mix,
                 weighting=self.weighting,
                 eligible=reachable,
-                federation=federation,
+                federation=(transport, counts),
             )
             weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
             n_draws = drawn.n_draws
@@ -673,8 +616,9 @@ class _Units(NamedTuple):
     ordinary scales the arithmetic is unchanged). Distance-only scores are
     ``d^z`` in units of ``2**(z x)``; with labels, ``Lambda d^z + loss`` is in
     the labels' own units (a user's ``Lambda`` is converted to the scaled
-    space). In a federation the clients agree on ``x`` by a secure maximum
-    of their own exponents.
+    space by ``holder_in_working_units``, as the clients convert it). The
+    clients agree on ``x`` by a secure maximum of their own exponents
+    (``sensitivity_counts``; a single client takes its own).
     """
 
     x: int
@@ -682,14 +626,6 @@ class _Units(NamedTuple):
 
     def scale_X(self, X):
         return X if self.x == 0 else scale_rows(X, -self.x)
-
-    def scale_holder(self, holder_constant):
-        """A float ``Lambda`` in the scaled space (capped so scores stay finite)."""
-        if isinstance(holder_constant, str) or holder_constant == np.inf:
-            return holder_constant
-        with np.errstate(over="ignore", under="ignore"):
-            scaled = np.ldexp(float(holder_constant), self.z * self.x)
-        return float(min(scaled, 2.0**900))
 
     @staticmethod
     def unscale(values, exponent):

@@ -221,7 +221,9 @@ def test_model_free_sampler_and_groups():
     reference = LeverageScoreSampler(budget=30, random_state=0).fit(X, groups=groups)
     np.testing.assert_array_equal(model.sample_indices_, reference.sample_indices_)
     # Fresh secrets every fit: the weights agree to rounding (tests/test_secure.py).
-    np.testing.assert_allclose(model.sample_weight_, reference.sample_weight_, rtol=1e-12)
+    np.testing.assert_allclose(
+        model.sample_weight_, reference.sample_weight_, rtol=1e-12
+    )
 
 
 def test_federated_weighted_loss_sum_is_unbiased():

@@ -2,46 +2,54 @@
 
 import numpy as np
 import pytest
-from joblib import Parallel
 
 from skfal import SensitivitySampler
 from skfal._clustering import lloyd_statistics, lloyd_update
 from skfal._federated import Channel, _regression, _secure
 from skfal._federated import _clustering as protocol
-from skfal._federated._masks import client_shared_rotation
+from skfal._federated._transport import simulated_federation
 from tests._helpers import blobs
 
 
+def lloyd_federation(X, parts, init, channel):
+    """Clients holding ``X[parts[c]]`` (their whole share as the subsample,
+    the working units of ``X`` itself), keys agreed and ``init`` sent as the
+    seeded centres: where :func:`protocol.lloyd_rounds` starts. Returns the
+    transport and the clients' rotation."""
+    transport = simulated_federation(X, parts, 3, channel)
+    _secure.key_agreement(transport)
+    for state, rows in zip(transport.states, parts, strict=True):
+        state["row_exponent"] = np.array([0])
+        state["sub_rows"] = X[rows]
+    rotation = protocol.cluster_rotation(transport.states[0], X.shape[1])
+    transport.tell(
+        "keep", "lloyd", broadcast=(init @ rotation,), config={"keys": ["centres_rot"]}
+    )
+    return transport, rotation
+
+
+@pytest.mark.parametrize("n_clients", [1, 5])
 @pytest.mark.parametrize("z", [1, 2])
-def test_federated_lloyd_equals_centralized_lloyd(z):
+def test_federated_lloyd_equals_centralized_lloyd(z, n_clients):
     # Per-cluster sums and weights add up across clients and the rotation
     # preserves distances, so federated rounds from the same centres give
-    # centralized Lloyd's centres.
+    # centralized Lloyd's centres; one client's secure sum is its own sums.
     rng = np.random.RandomState(2)
     X = rng.standard_normal((600, 3)) + np.repeat(
         rng.uniform(-5, 5, (3, 3)), 200, axis=0
     )
     init = X[[0, 250, 450]].copy()
-    parts = np.array_split(rng.permutation(600), 5)
-    rotation = client_shared_rotation(3, 7)
-    channel = Channel()
-    fed, n_iter = protocol.run_lloyd(
-        [X[p] for p in parts],
-        init @ rotation,
-        z,
-        rotation,
-        6,
-        Parallel(),
-        channel,
-        range(5),
-        _secure.run_key_agreement(5, 3, rng, channel),
-        rng,
-    )
+    parts = [np.sort(p) for p in np.array_split(rng.permutation(600), n_clients)]
+    transport, rotation = lloyd_federation(X, parts, init, Channel())
+    n_iter = protocol.lloyd_rounds(transport, z=z, max_iter=6)
+    assert n_iter >= 1
     central = init
     for _ in range(n_iter):
         sums, weights, _ = lloyd_statistics(X, central, z)
         central = lloyd_update(central, sums, weights)
-    assert np.allclose(fed @ rotation.T, central, rtol=1e-10, atol=1e-10)
+    for state in transport.states:  # every client moved the centres alike
+        fed = state["centres_rot"] @ rotation.T
+        assert np.allclose(fed, central, rtol=1e-10, atol=1e-10)
 
 
 def test_server_never_receives_a_raw_row_or_label(monkeypatch):
@@ -93,31 +101,25 @@ def test_server_never_receives_a_raw_row_or_label(monkeypatch):
 def test_lloyd_rounds_upload_only_masked_sums_and_weights():
     # Each round, each client uploads its k x (d + 1) rotated sums and
     # weights as masked words (plus the secure maximum's marks of d + 1
-    # columns); the server passes the sum back and the clients move the
-    # centres. No per-cluster counts, nothing in the clear.
+    # columns) and whether the centres moved; the server passes the sums
+    # back and the clients move the centres. No per-cluster counts, nothing
+    # in the clear.
     X, _ = blobs(n_per=50, seed=6)
     parts = np.array_split(np.arange(X.shape[0]), 3)
-    rotation = client_shared_rotation(2, 8)
     channel = Channel(record=True)
-    rng = np.random.RandomState(0)
-    secure = _secure.run_key_agreement(3, 5, rng, channel)
-    _, n_iter = protocol.run_lloyd(
-        [X[p] for p in parts],
-        X[[0, 60, 120, 180]] @ rotation,
-        2,
-        rotation,
-        4,
-        Parallel(),
-        channel,
-        range(3),
-        secure,
-        rng,
-    )
+    init = X[[0, 60, 120, 180]]
+    transport, _ = lloyd_federation(X, parts, init, channel)
+    n_iter = protocol.lloyd_rounds(transport, z=2, max_iter=4)
     k, d, marks = 4, 2, (2 + 1) * (69 + 32)
+    # Down: the seeded centres once, then per round the marks' sums and the
+    # total; up: per round the marks and the masked shares, and one flag
+    # more than rounds (the last says whether the last total moved them).
     assert channel.summary()["lloyd"] == {
-        "up": n_iter * 3 * 8 * (marks + k * (d + 1)),
-        "down": n_iter * 3 * 8 * (marks + k * (d + 1)),
+        "up": 3 * 8 * (n_iter * (marks + k * (d + 1)) + n_iter + 1),
+        "down": 3 * 8 * (k * d + n_iter * (marks + k * (d + 1))),
     }
-    shares = [m[3] for m in channel.messages if m[0] == "lloyd" and m[1] == "up"]
-    assert {a.dtype for a in shares} == {np.dtype(np.uint64)}
+    uploads = [m for m in channel.messages if m[0] == "lloyd" and m[1] == "up"]
+    shares = [m[3] for m in uploads if m[3].dtype == np.uint64]
+    flags = [m[3] for m in uploads if m[3].dtype != np.uint64]
     assert {a.shape for a in shares} == {(d + 1, 69), (d + 1, 32), (k, d + 1)}
+    assert {a.shape for a in flags} == {(1,)}

@@ -10,8 +10,6 @@ knew ``Q``.
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
-
 from sklearn.base import clone
 
 from skfal import (
@@ -205,11 +203,14 @@ def test_clients_learn_the_global_gram_matrix_as_documented():
     assert messages  # the leak needs no message beyond the protocol's own
 
 
-def test_server_view_is_the_same_when_clients_swap_their_rows():
+def test_server_view_is_the_same_when_clients_swap_their_rows(monkeypatch):
     # Two federations whose clients differ (clients 0 and 1 swap their rows)
-    # but whose totals agree: with the same seeds, everything the server
-    # computes and sends agrees to rounding, and what it receives is uniform
-    # words in both. So the server cannot tell which client holds what.
+    # but whose totals agree: given the clients' group secret (fresh in
+    # every fit; fixed here in both, so the rotation Q is the same), what
+    # the server computes and sends agrees to rounding, and what it receives
+    # is uniform words in both. So the server cannot tell which client holds
+    # what.
+    monkeypatch.setattr(_secure, "fresh_bytes", lambda n: np.zeros(n, np.uint8))
     rng = np.random.RandomState(4)
     X = rng.standard_normal((90, 3))
     y = rng.standard_normal(90)
@@ -227,6 +228,7 @@ def test_server_view_is_the_same_when_clients_swap_their_rows():
         [m for m in view if m.sender == "server" and m.phase == "masked_model"]
         for view in views
     ]
+    assert down[0] and len(down[0]) == len(down[1])
     for first, second in zip(*down, strict=True):
         assert np.allclose(first.array, second.array, rtol=1e-10, atol=1e-14)
     for view in views:

@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 
-from skfal._federated import Channel, InProcessTransport
-from skfal._federated import _secure
+from skfal._federated import Channel, InProcessTransport, _secure
 from skfal._federated._secure import (
     client_key_pair,
     client_mask,
@@ -369,7 +368,7 @@ def test_a_late_upload_stays_hidden_by_its_self_mask():
         if array.dtype == np.int64:
             held = array
         elif held is not None:
-            shares.extend(share for j, share in zip(held, array) if j == 2)
+            shares.extend(share for j, share in zip(held, array, strict=True) if j == 2)
             held = None
     private = _secure.combine_secret(shares[: _secure.share_threshold(7)])
     late_state = transport.states[2]
@@ -385,7 +384,9 @@ def test_a_late_upload_stays_hidden_by_its_self_mask():
         late_state, _secure.client_encode(values[2], late_state["v_bounds"]), config
     )[0].reshape(-1)
     for i in mask_partners(2, list(range(8)), keys["order"]):
-        key = pair_key(private, keys["public"][2], keys["public"][i], keys["session"], b"mask")
+        key = pair_key(
+            private, keys["public"][2], keys["public"][i], keys["session"], b"mask"
+        )
         mask = _secure._pair_mask(key, config["round"], late.size)
         late = late - mask if 2 < i else late + mask
     bits = np.unpackbits(late.view(np.uint8))

@@ -143,6 +143,37 @@ def test_budget_too_small_for_probes_falls_back_gracefully():
     assert s.probe_indices_.size == 2  # room for two probes after four medoids
 
 
+@pytest.mark.parametrize("holder", [np.inf, 2.0, "auto"])
+def test_a_centralized_fit_is_the_federation_of_one_client(holder):
+    # One code path: without groups the sampler runs the federated protocol
+    # over a single client holding every row, so it selects, scores and
+    # clusters exactly as a fit whose groups name one client; only the
+    # message count (and clients_) tell them apart.
+    X, _ = blobs(n_per=40, seed=18)
+    y = X @ [1.0, -0.5] + np.random.RandomState(19).standard_normal(X.shape[0])
+    params = dict(budget=25, n_clusters=4, holder_constant=holder, random_state=0)
+    central = SensitivitySampler(**params).fit(X, y)
+    one = SensitivitySampler(**params).fit(X, y, groups=np.zeros(X.shape[0]))
+    for name in (
+        "sample_indices_",
+        "sample_weight_",
+        "scores_",
+        "labels_",
+        "cluster_centers_",
+        "medoid_indices_",
+        "probe_indices_",
+        "n_iter_",
+        "n_queries_",
+    ):
+        np.testing.assert_array_equal(getattr(central, name), getattr(one, name))
+    for name in ("holder_constants_", "proxy_coef_", "medoid_losses_"):
+        assert (getattr(central, name) is None) == (holder == np.inf)
+        if holder != np.inf:
+            np.testing.assert_array_equal(getattr(central, name), getattr(one, name))
+    assert central.communication_ == {} and central.clients_ is None
+    assert {"lloyd", "scores", "selection"} <= set(one.communication_)
+
+
 @pytest.mark.parametrize("with_labels", [False, True])
 def test_federated_sampler_runs_and_accounts(with_labels):
     X, truth = blobs(seed=8)
@@ -218,7 +249,9 @@ def test_query_lists_medoids_then_probes_then_the_rest(groups):
     assert np.array_equal(one_shot.sample_indices_, bought)
     incremental = reg.fit(X, y, groups=groups)
     # Federated, fresh secrets every fit: the model agrees to rounding.
-    np.testing.assert_allclose(incremental.coef_, one_shot.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        incremental.coef_, one_shot.coef_, rtol=1e-10, atol=1e-12
+    )
     # The default (distance-only) selection reads no label: one batch.
     reg = FederatedActiveRegressor(
         budget=20, sampler=SensitivitySampler(), random_state=0

@@ -12,8 +12,10 @@ counted on a :class:`Channel` (bytes and the auditor's transcript). The same
 drivers and steps run in one process (:class:`InProcessTransport`) and on
 Flower (:mod:`skfal.flower`). The ``run_*`` functions simulate one protocol, or
 one phase of it, in one process: the leverage, pivotal and training ones
-build an in-process transport over the clients' rows; the clustering ones
-still call the steps in order themselves.
+build an in-process transport over the clients' rows. The clustering
+protocol has drivers only (``sensitivity_counts``, ``federated_clustering``,
+``federated_scores``): a centralized fit runs them over an in-process
+transport of one client.
 
 This package never imports an estimator; estimators import from here only.
 """
@@ -25,8 +27,7 @@ from skfal._federated._clustering import (
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
-    run_sensitivity_protocol,
-    run_stand_in_counts,
+    holder_in_working_units,
     send_eligible,
     sensitivity_counts,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "fedsvd_leverage",
     "global_training",
     "keep_centres",
+    "holder_in_working_units",
     "key_session",
     "local_training",
     "merge_summaries",
@@ -116,8 +118,6 @@ __all__ = [
     "run_pivotal_selection",
     "run_qr_leverage",
     "run_row_counts",
-    "run_sensitivity_protocol",
-    "run_stand_in_counts",
     "send_eligible",
     "send_labeled",
     "send_selection",

@@ -1,13 +1,20 @@
 """Clustering-based sensitivity scores over clients that keep their rows.
 
-The steps of :class:`skfal.SensitivitySampler`, as client and server
-functions. Every vector a client uploads that is built from its rows (a sum
-of rows, a local centre) is first rotated by the clients' shared Haar matrix
-``Q``, which the server never sees; distances are rotation-invariant, so the
-server can seed and update centres in the rotated space, and the clients
-rotate the centres back. Medoid rows and labels never leave their client: the
-server learns per-cluster counts, distances and losses (scalars) only.
+The steps of :class:`skfal.SensitivitySampler`: client steps registered by
+name (``step_sens_*``, run on each client's own state) and the server's
+drivers that ask for them over a
+:class:`~skfal._federated._transport.Transport`
+(:func:`sensitivity_counts`, :func:`federated_clustering`,
+:func:`federated_scores`, then the selection). Every vector a client uploads
+that is built from its rows (a sum of rows, a local centre) is first rotated
+by the clients' shared Haar matrix ``Q``, which the server never sees;
+distances are rotation-invariant, so the server can seed and update centres
+in the rotated space, and the clients rotate the centres back. Medoid rows
+and labels never leave their client: the server learns per-cluster counts,
+distances and losses (scalars) only.
 
+0. Scale: the clients agree on ``x`` with ``max |X| < 2**x`` (a secure
+   maximum) and work in ``X / 2**x``.
 1. Subsample: the server draws ``m`` positions uniformly among all ``n`` rows
    and tells each client how many fall to it; the client picks that many of
    its rows at random.
@@ -31,56 +38,49 @@ server learns per-cluster counts, distances and losses (scalars) only.
 6. Scores: each client uploads ``Lambda_j d^z + loss_j`` (``d^z`` without
    labels) for its rows.
 
-With a single client and no channel this is the centralized algorithm.
+A centralized fit is this protocol with a single client over an in-process
+transport: a secure sum of one participant adds no mask (there is no other
+party to share one with), so its total is that client's own values.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update, seed_dz
 from skfal._federated._masks import client_shared_rotation
-from skfal._federated._regression import global_training, run_global_training
+from skfal._federated._regression import global_training
 from skfal._federated._secure import (
     _check_participants,
     client_decode,
     decode_units,
     key_agreement,
-    run_key_agreement,
-    run_secure_total,
     secure_bounds,
     server_sum_words,
     shared_generator,
 )
-from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._federated._transport import CLIENT_STEPS, client_step, read_labels, stream
-from skfal._sampling import draw_seed
+from skfal._rows import Rows, max_abs, scale_rows
 
 _NEEDED = "Their labels are needed to compute the sensitivity scores."
 
 
-def check_labels_at(y, rows, what, hint):
-    """:func:`skfal._validation.check_labels_at`, imported when first needed:
-    a process running client steps only never imports scikit-learn."""
-    from skfal._validation import check_labels_at as check
-
-    check(y, rows, what, hint)
-
-
 class Clustering(NamedTuple):
-    """Steps 1-4: the clustering as the parties hold it afterwards.
+    """Steps 1-4: what the server holds of the clustering.
 
-    ``centres`` (in the clear, as the clients hold them), ``sizes`` and
-    ``owners`` (for each cluster, the client holding its medoid, as the
-    server holds them), ``assignments[c]`` (``(labels, distances)`` of
-    client ``c``'s rows, kept by that client) and ``n_iter`` (Lloyd rounds).
+    ``sizes`` and ``owners``: each kept cluster's number of rows and the
+    client holding its medoid (the row nearest the centre); ``medoids``:
+    each medoid as a row of the federation (its owner uploads where it is,
+    never the row); ``cluster_counts``: each client's rows per kept cluster,
+    shape ``(n_clients, n_kept)``; ``n_iter``: Lloyd rounds. The centres and
+    each row's cluster stay with the clients.
     """
 
-    centres: np.ndarray
     sizes: np.ndarray
     owners: np.ndarray
-    assignments: list
+    medoids: np.ndarray
+    cluster_counts: np.ndarray
     n_iter: int
 
 
@@ -92,28 +92,18 @@ class ProxyModel(NamedTuple):
     medoid_loss: np.ndarray
 
 
-class HolderProbes(NamedTuple):
-    """Step 5 (``"auto"``): Lemma 8's constants and the rows probed for them.
-
-    ``holder`` is ``None`` when no probe fitted in the budget.
-    """
-
-    holder: np.ndarray | None
-    probes: np.ndarray
-
-
 class SensitivityResult(NamedTuple):
-    """Everything :class:`skfal.SensitivitySampler` keeps from the protocol.
+    """What the server of :class:`skfal.SensitivitySampler` holds after step 6.
 
-    Row indices (``medoids``, ``probes``) and ``labels``/``scores`` are in
-    the row order of ``X``; ``holder`` and ``medoid_loss`` are ``None`` for
-    distance-only scores; ``n_labels_read`` counts the labels bought.
+    ``scores`` (in the clients' working units) and the row indices
+    (``clustering.medoids``, ``probes``) are in the federation's row order;
+    ``holder`` and ``medoid_loss`` are ``None`` for distance-only scores;
+    ``proxy`` is the released proxy model (or ``None``); ``n_labels_read``
+    counts the labels bought.
     """
 
     clustering: Clustering
-    labels: np.ndarray
     scores: np.ndarray
-    medoids: np.ndarray
     probes: np.ndarray
     holder: np.ndarray | None
     medoid_loss: np.ndarray | None
@@ -240,6 +230,21 @@ def client_scores(assignment, z, holder, medoid_loss):
     return scores
 
 
+def holder_in_working_units(holder, z, x):
+    """A Holder constant in the user's units, in the working units ``X / 2**x``.
+
+    ``Lambda 2**(z x)`` (so ``Lambda d^z`` is unchanged), capped at
+    ``2**900`` so that the scores stay finite.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        return np.minimum(np.ldexp(holder, z * x), 2.0**900)
+
+
+def client_cluster_counts(assignment, local_rows, n_clusters):
+    """How many of the given rows of the client fall in each cluster."""
+    return np.bincount(assignment[0][local_rows], minlength=n_clusters)
+
+
 def server_probe_plan(counts, owners, max_probes, random_state):
     """Which clusters to probe, and at which client: -1 where none.
 
@@ -278,402 +283,42 @@ def server_holder_constants(medoid_loss, probe_loss, probe_distance_z, n_rows):
     return np.where(np.isnan(holder), np.nanmax(holder), holder)
 
 
-# ------------------------------------------------------------- orchestration
-def run_lloyd(
-    subsamples,
-    centres_rot,
-    z,
-    rotation,
-    max_iter,
-    parallel,
-    channel,
-    ids,
-    secure,
-    random_state,
-):
-    """Lloyd rounds over clients' rows from given (rotated) centres.
-
-    Each round the clients' per-cluster sums and weights are added up by
-    secure aggregation (the server sees no client's statistics) and passed
-    back; every client moves the centres itself. Equal, up to rounding, to
-    centralized Lloyd on the stacked rows from the same centres: per-cluster
-    sums and weights add up across clients, and the rotation changes no
-    distance. Returns the centres and rounds run.
-    """
-    n_iter = 0
-    for _ in range(max_iter):
-        n_iter += 1
-        shares = parallel(
-            delayed(client_lloyd_statistics)(X_sub, centres_rot, z, rotation)
-            for X_sub in subsamples
-        )
-        totals = run_secure_total(
-            dict(zip(ids, shares, strict=True)),
-            secure,
-            channel,
-            "lloyd",
-            ids,
-        )
-        new = client_lloyd_update(centres_rot, totals)
-        done = np.allclose(new, centres_rot, rtol=0, atol=1e-10)
-        centres_rot = new
-        if done:
-            break
-    return centres_rot, n_iter
-
-
-def run_clustering(
-    X,
-    client_rows,
-    n_clusters,
-    z,
-    random_state,
-    channel,
-    *,
-    n_sub,
-    max_iter,
-    n_jobs=None,
-):
-    """Steps 1-4: subsample, seeding, Lloyd rounds and assignment.
-
-    Returns
-    -------
-    clustering : Clustering
-    """
-    parallel = Parallel(n_jobs=n_jobs, prefer="threads")
-    clients = range(len(client_rows))
-    sizes_i = np.array([rows.shape[0] for rows in client_rows])
-    draw_seed(random_state)  # the stream's first draw (the clients' shared seed once)
-    # One client (the centralized fit): a fixed rotation, nobody to hide from.
-    rotation = client_shared_rotation(
-        X.shape[1], shared_generator(bytes(32), f"cluster rotation {X.shape[1]}")
-    )
-    seeds = draw_seed(random_state, size=(len(client_rows), 2))
-
-    counts_sub = server_subsample_counts(sizes_i, n_sub, random_state)
-    subsamples = [
-        client_view(X, client_rows[c])[
-            client_subsample(
-                sizes_i[c],
-                int(channel.down("subsample", c, counts_sub[c])),
-                seeds[c, 0],
-            )
-        ]
-        for c in clients
-    ]
-    active = [c for c in clients if subsamples[c].shape[0] > 0]
-    local = parallel(
-        delayed(client_local_centres)(
-            subsamples[c], n_clusters, z, seeds[c, 1], rotation, max_iter
-        )
-        for c in active
-    )
-    centres_rot = server_seed_centres(
-        [
-            channel.up("seeding", c, centres)
-            for c, (centres, _) in zip(active, local, strict=True)
-        ],
-        [
-            channel.up("seeding", c, sizes)
-            for c, (_, sizes) in zip(active, local, strict=True)
-        ],
-        n_clusters,
-        z,
-        random_state,
-    )
-    # Every client takes part in the Lloyd sums (with zeros if nothing of it
-    # was drawn), so every client ends up holding the centres.
-    centres_rot, n_iter = run_lloyd(
-        subsamples,
-        channel.broadcast("lloyd", clients, centres_rot),
-        z,
-        rotation,
-        max_iter,
-        parallel,
-        channel,
-        clients,
-        run_key_agreement(len(client_rows), channel),
-        random_state,
-    )
-    results = parallel(
-        delayed(client_assign)(client_view(X, client_rows[c]), centres_rot, rotation)
-        for c in clients
-    )
-    counts = [
-        channel.up("assignment", c, r[1]) for c, r in zip(clients, results, strict=True)
-    ]
-    nearest = [
-        channel.up("assignment", c, r[2]) for c, r in zip(clients, results, strict=True)
-    ]
-    keep, sizes, owners = server_medoid_owners(counts, nearest)
-    assignments = [
-        client_keep_clusters(r[0], channel.down("assignment", c, keep))
-        for c, r in zip(clients, results, strict=True)
-    ]
-    centres = centres_rot[keep] @ rotation.T
-    return Clustering(centres, sizes, owners, assignments, n_iter)
-
-
-def client_cluster_counts(assignment, local_rows, n_clusters):
-    """How many of the given rows of the client fall in each cluster."""
-    return np.bincount(assignment[0][local_rows], minlength=n_clusters)
-
-
-def run_stand_in_counts(client_rows, assignments, rows, n_clusters, channel):
-    """Per cluster, how many of ``rows`` (sorted indices of ``X``) it holds.
-
-    The server names the rows (it knows their scores) and sends each client
-    its own; the clients, who alone know their rows' clusters, count them.
-    """
-    local, _ = split_selection(client_rows, rows)
-    counts = [
-        channel.up(
-            "stand_in",
-            c,
-            client_cluster_counts(
-                assignments[c], channel.down("stand_in", c, local[c]), n_clusters
-            ),
-        )
-        for c in range(len(client_rows))
-    ]
-    return np.sum(counts, axis=0)
-
-
-def run_medoids(client_rows, clustering, channel):
-    """The server names each cluster's medoid owner; owners mark their medoids.
-
-    Medoid rows stay at their client: the indices of ``X`` returned here are
-    the simulation's bookkeeping (the server only learns which are bought).
-    """
-    medoids = np.empty(clustering.owners.shape[0], dtype=np.int64)
-    for c, rows in enumerate(client_rows):
-        owned = np.flatnonzero(channel.down("medoids", c, clustering.owners) == c)
-        medoids[owned] = rows[client_medoids(clustering.assignments[c], owned)]
-    return medoids
-
-
-def run_proxy_model(
-    X, y, client_rows, clustering, medoids, random_state, channel, *, fit_intercept
-):
-    """Step 5: ``x0`` from the medoids by the masked least-squares protocol.
-
-    Each medoid's owner reads its label, the clients learn ``x0`` (rows
-    weighted by cluster size) and upload each medoid's loss under it.
-    """
-    check_labels_at(y, medoids, "cluster medoids", _NEEDED)
-    owners, sizes = clustering.owners, clustering.sizes
-    owned = [np.flatnonzero(owners == c) for c in range(len(client_rows))]
-    coef, intercept = run_global_training(
-        [(X[medoids[o]], y[medoids[o]], sizes[o].astype(float)) for o in owned],
-        random_state,
-        channel,
-        fit_intercept=fit_intercept,
-    )
-    medoid_loss = np.empty(owners.shape[0])
-    for c, o in enumerate(owned):
-        loss = client_losses(X[medoids[o]], y[medoids[o]], coef, intercept)
-        medoid_loss[o] = channel.up("medoid_loss", c, loss)
-    return ProxyModel(coef, intercept, medoid_loss)
-
-
-def run_holder_probes(
-    X,
-    y,
-    client_rows,
-    clustering,
-    medoids,
-    proxy,
-    random_state,
-    channel,
-    *,
-    z,
-    max_probes,
-):
-    """Step 5 (``"auto"``): probe one random row per cluster for Lemma 8."""
-    k = clustering.owners.shape[0]
-    counts = [np.bincount(a[0], minlength=k) for a in clustering.assignments]
-    plan = server_probe_plan(counts, clustering.owners, max_probes, random_state)
-    probe_loss, probe_dz = np.full(k, np.nan), np.full(k, np.nan)
-    picked = []
-    for c, rows_c in enumerate(client_rows):
-        mine = np.flatnonzero(channel.down("probe", c, plan) == c)
-        if mine.size == 0:
-            continue
-        assignment = clustering.assignments[c]
-        local = client_probe(
-            assignment,
-            mine,
-            np.searchsorted(rows_c, medoids[clustering.owners == c]),
-            int(draw_seed(random_state)),
-        )
-        rows = rows_c[local]
-        check_labels_at(y, rows, "Holder probes", _NEEDED)
-        probe_loss[mine] = channel.up(
-            "probe", c, client_losses(X[rows], y[rows], proxy.coef, proxy.intercept)
-        )
-        probe_dz[mine] = channel.up("probe", c, assignment[1][local] ** z)
-        picked.append(rows)
-    probes = np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
-    holder = server_holder_constants(
-        proxy.medoid_loss, probe_loss, probe_dz, X.shape[0]
-    )
-    return HolderProbes(holder, probes)
-
-
-def run_scores(client_rows, clustering, channel, *, z, holder=None, medoid_loss=None):
-    """Step 6: every client scores its rows and uploads the scores.
-
-    With ``holder`` the server first sends ``(Lambda_j, loss_j)`` to every
-    client. Returns the scores in the row order of ``X``.
-    """
-    clients = range(len(client_rows))
-    if holder is not None:
-        received = channel.broadcast(
-            "holder", clients, np.concatenate([holder, medoid_loss])
-        )
-        holder, medoid_loss = np.split(received, 2)
-    scores = [
-        channel.up(
-            "scores",
-            c,
-            client_scores(clustering.assignments[c], z, holder, medoid_loss),
-        )
-        for c in clients
-    ]
-    return gather_rows(client_rows, scores)
-
-
-def run_sensitivity_protocol(
-    X,
-    y,
-    client_rows,
-    n_clusters,
-    z,
-    holder_constant,
-    random_state,
-    channel,
-    *,
-    fit_intercept=False,
-    max_probes=None,
-    n_sub,
-    max_iter=10,
-    n_jobs=None,
-):
-    """Simulate the sensitivity-score protocol: steps 1-6, one phase a function.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-    y : ndarray of shape (n_samples,) or None
-        Labels, read only at the rows whose label is bought; ``None`` (or
-        ``holder_constant=inf``) for distance-only scores.
-    client_rows : list of ndarray
-    n_clusters : int
-    z : {1, 2}
-    holder_constant : "auto" or float
-    random_state : numpy.random.RandomState
-    channel : Channel
-        Where every message is counted (and recorded).
-    fit_intercept : bool, default=False
-        Whether the proxy model has an intercept.
-    max_probes : int or None
-        Most labels to spend on Holder probes (``None``: one per cluster).
-    n_sub : int
-        Rows of the clustering subsample.
-    max_iter : int, default=10
-        Lloyd rounds.
-    n_jobs : int or None
-
-    Returns
-    -------
-    result : SensitivityResult
-    """
-    clustering = run_clustering(
-        X,
-        client_rows,
-        n_clusters,
-        z,
-        random_state,
-        channel,
-        n_sub=n_sub,
-        max_iter=max_iter,
-        n_jobs=n_jobs,
-    )
-    k = clustering.centres.shape[0]
-    medoids = run_medoids(client_rows, clustering, channel)
-    with_labels = y is not None and holder_constant != np.inf
-    holder = proxy = None
-    probes = np.empty(0, dtype=np.int64)
-    if with_labels:
-        proxy = run_proxy_model(
-            X,
-            y,
-            client_rows,
-            clustering,
-            medoids,
-            random_state,
-            channel,
-            fit_intercept=fit_intercept,
-        )
-        if holder_constant == "auto":
-            holder, probes = run_holder_probes(
-                X,
-                y,
-                client_rows,
-                clustering,
-                medoids,
-                proxy,
-                random_state,
-                channel,
-                z=z,
-                max_probes=n_clusters if max_probes is None else max_probes,
-            )
-        else:
-            holder = np.full(k, float(holder_constant))
-    medoid_loss = None if holder is None else proxy.medoid_loss
-    scores = run_scores(
-        client_rows, clustering, channel, z=z, holder=holder, medoid_loss=medoid_loss
-    )
-    bought = np.union1d(medoids, probes)
-    if holder is not None and scores.sum() - scores[bought].sum() <= 0:
-        # The labels say the loss vanishes everywhere (Lambda = loss = 0):
-        # nothing to weigh the other rows by, so fall back to distances.
-        holder = medoid_loss = None
-        scores = run_scores(client_rows, clustering, channel, z=z)
-    labels = gather_rows(
-        client_rows, [a[0] for a in clustering.assignments], dtype=np.int64
-    )
-    return SensitivityResult(
-        clustering=clustering,
-        labels=labels,
-        scores=scores,
-        medoids=medoids,
-        probes=probes,
-        holder=holder,
-        medoid_loss=medoid_loss,
-        proxy=proxy,
-        n_labels_read=int(bought.size) if with_labels else 0,
-    )
-
-
 # ------------------------------------------------------- client steps by name
 # The protocol over a transport (steps 1-6 as client steps): every value a
 # client uses arrived in a message or derives from its own rows and seeds.
 def _rows(state):
     """The client's rows in the working units ``X / 2**x`` (cached for the
-    message; ``x`` from the secure maximum)."""
+    message; ``x`` from the secure maximum). Sparse or out-of-core rows (a
+    :class:`~skfal._rows.Rows`) stay a view, read a block at a time."""
     if "scaled_X" not in state:
         x = int(state["row_exponent"][0])
-        own = np.asarray(state["X"], dtype=np.float64)
-        state["scaled_X"] = own if x == 0 else np.ldexp(own, -x)
+        own = _own_rows(state)
+        state["scaled_X"] = own if x == 0 else scale_rows(own, -x)
     return state["scaled_X"]
+
+
+def _own_rows(state):
+    """The client's rows as kept: a :class:`~skfal._rows.Rows` as it is,
+    anything else as a float64 array."""
+    own = state["X"]
+    return own if isinstance(own, Rows) else np.asarray(own, dtype=np.float64)
 
 
 def cluster_rotation(state, n_features):
     """The clients' shared Haar rotation for clustering (its own draw of
-    the group secret)."""
-    rng = shared_generator(state["group_secret"], f"cluster rotation {n_features}")
-    return client_shared_rotation(n_features, rng)
+    the group secret); read-only."""
+    return _shared_rotation(bytes(state["group_secret"]), int(n_features))
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_rotation(group_secret, n_features):
+    """:func:`cluster_rotation`, a pure function of the secret: cached, since
+    every step of a fit that touches rows uses it (each Lloyd round); a
+    fresh fit has a fresh secret."""
+    rng = shared_generator(group_secret, f"cluster rotation {n_features}")
+    rotation = client_shared_rotation(n_features, rng)
+    rotation.flags.writeable = False
+    return rotation
 
 
 def _own_seed(state, purpose):
@@ -683,8 +328,8 @@ def _own_seed(state, purpose):
 @client_step("sens_begin")
 def step_sens_begin(state, config):
     """Upload the row count; keep ``max |X_i|`` for the common scale."""
-    own = np.asarray(state["X"])
-    state["abs_max"] = np.array([np.abs(own).max(initial=0.0)])
+    own = _own_rows(state)
+    state["abs_max"] = np.array([max_abs(own)])
     return (np.array([own.shape[0]]),)
 
 
@@ -696,16 +341,18 @@ def step_sens_scale(state, config):
 
 @client_step("sens_local_centres")
 def step_sens_local_centres(state, config, n_sub):
-    """Step 1-2: pick the subsample (own seed); upload rotated local centres
-    and their sizes (nothing when no row of the client was drawn)."""
+    """Step 1-2: pick the subsample (own seed) and keep its rows, read once
+    for every Lloyd round (an array; a sparse table's rows stay sparse, as
+    its ``X`` does); upload rotated local centres and their sizes (nothing
+    when no row of the client was drawn)."""
     own = _rows(state)
     sub = client_subsample(own.shape[0], int(n_sub[0]), _own_seed(state, "subsample"))
-    state["sub_indices"] = sub
+    state["sub_rows"] = own[sub]
     rotation = cluster_rotation(state, own.shape[1])
     if sub.size == 0:
         return np.empty((0, own.shape[1])), np.empty(0)
     return client_local_centres(
-        own[sub],
+        state["sub_rows"],
         config["n_clusters"],
         config["z"],
         _own_seed(state, "local_centres"),
@@ -719,8 +366,8 @@ def step_lloyd_marks(state, config, *totals):
     """Step 3, one Lloyd round: move the centres by the summed shares (when
     sent), reply whether they moved less than the tolerance; unless done,
     keep the next share and upload the first round of its secure maximum."""
-    own = _rows(state)
-    rotation = cluster_rotation(state, own.shape[1])
+    sub_rows = state["sub_rows"]
+    rotation = cluster_rotation(state, sub_rows.shape[1])
     centres = state["centres_rot"]
     done = False
     if totals:
@@ -731,9 +378,7 @@ def step_lloyd_marks(state, config, *totals):
     flag = np.array([int(done)])
     if done or config["final"]:
         return (flag,)
-    share = client_lloyd_statistics(
-        own[state["sub_indices"]], centres, config["z"], rotation
-    )
+    share = client_lloyd_statistics(sub_rows, centres, config["z"], rotation)
     state["lloyd_share"] = share
     state["lloyd_share_magnitudes"] = np.abs(share).max(axis=0, initial=0.0)
     (marks,) = CLIENT_STEPS["exponent_marks"](state, config)
@@ -743,7 +388,9 @@ def step_lloyd_marks(state, config, *totals):
 @client_step("sens_assign")
 def step_sens_assign(state, config):
     """Step 4: assign every row; keep labels and distances, upload per-cluster
-    counts and smallest distances."""
+    counts and smallest distances. The Lloyd rounds are over: the
+    subsample's rows are let go."""
+    state.pop("sub_rows", None)
     own = _rows(state)
     rotation = cluster_rotation(state, own.shape[1])
     (labels, distances), counts, nearest = client_assign(
@@ -825,8 +472,7 @@ def step_sens_scores(state, config, *holder_and_loss):
         holder, medoid_loss = holder_and_loss
         if config["user_holder"]:
             x = int(state["row_exponent"][0])
-            with np.errstate(over="ignore", under="ignore"):
-                holder = np.minimum(np.ldexp(holder, config["z"] * x), 2.0**900)
+            holder = holder_in_working_units(holder, config["z"], x)
     scores = client_scores(
         (state["assign_labels"], state["assign_distances"]),
         config["z"],
@@ -900,15 +546,10 @@ def federated_clustering(
 
     Returns
     -------
-    sizes, owners : ndarray
-        Each kept cluster's size and the client holding its medoid.
-    medoids : ndarray
-        Each cluster's medoid as a row of the federation (uploaded by its
-        owner: bought rows).
-    cluster_counts : ndarray of shape (n_clients, n_kept)
-        Each client's rows per kept cluster.
-    n_iter : int
-        Lloyd rounds.
+    clustering : Clustering
+        Each kept cluster's size, the client holding its medoid, the medoid
+        as a row of the federation (uploaded by its owner: bought rows), each
+        client's rows per cluster, and the Lloyd rounds run.
     """
     everyone = list(transport.clients)
     sizes_i = np.array([counts[c] for c in everyone])
@@ -948,7 +589,7 @@ def federated_clustering(
         owned = np.flatnonzero(owners == c)
         medoids[owned] = _global_rows(transport, c, replies[c][0], counts)
     cluster_counts = np.vstack([assigned[c][0][keep] for c in everyone])
-    return sizes, owners, medoids, cluster_counts, n_iter
+    return Clustering(sizes, owners, medoids, cluster_counts, n_iter)
 
 
 def lloyd_rounds(transport, *, z, max_iter):
@@ -1038,12 +679,11 @@ def federated_scores(
     Returns
     -------
     result : SensitivityResult
-        Without the centres and per-row labels (they stay with the clients);
         ``scores`` in the clients' working units; ``holder`` in those units
         for ``"auto"``, the user's float otherwise; ``proxy`` the released
         proxy model (or ``None``).
     """
-    sizes, owners, medoids, cluster_counts, n_iter = clustering
+    owners, medoids = clustering.owners, clustering.medoids
     everyone = list(transport.clients)
     k = owners.shape[0]
     holder = medoid_loss = proxy = None
@@ -1068,7 +708,7 @@ def federated_scores(
         proxy = None if model is None else ProxyModel(*model, medoid_loss)
         if holder_constant == "auto":
             plan = server_probe_plan(
-                list(cluster_counts), owners, max_probes, random_state
+                list(clustering.cluster_counts), owners, max_probes, random_state
             )
             picked = transport.ask("sens_probe_rows", "probe", broadcast=(plan,))
             found = [_global_rows(transport, c, picked[c][0], counts) for c in everyone]
@@ -1088,13 +728,13 @@ def federated_scores(
     scores = _scores(transport, z, holder, medoid_loss, user_holder)
     bought = np.union1d(medoids, probes)
     if holder is not None and scores.sum() - scores[bought].sum() <= 0:
+        # The labels say the loss vanishes everywhere (Lambda = loss = 0):
+        # nothing to weigh the other rows by, so fall back to distances.
         holder = medoid_loss = None
         scores = _scores(transport, z, None, None, False)
     return SensitivityResult(
-        clustering=Clustering(None, sizes, owners, None, n_iter),
-        labels=None,
+        clustering=clustering,
         scores=scores,
-        medoids=medoids,
         probes=probes,
         holder=holder,
         medoid_loss=medoid_loss,

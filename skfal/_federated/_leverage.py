@@ -22,7 +22,7 @@ authority hands it out).
     1. client: the R factor ``R_i`` of ``X_i Q`` (non-negative diagonal):
        ``O(d^2)`` numbers instead of ``O(n_i d)``; the server receives only
        the secure sum of the shares ``M[:, rows_i] R_i`` (``M`` a Haar matrix
-       the clients share; :func:`~skfal._federated._secure.run_secure_stack`),
+       the clients share; :func:`~skfal._federated._secure.secure_stack`),
        which reveals the global ``Q^T X^T X Q`` and no client's part;
     2. server: ``R`` = R factor of that sum = R factor of ``X Q``; send it to
        every client;

@@ -84,11 +84,11 @@ then learns that client's totals (the threat model in the user guide).
 import contextlib
 import contextvars
 import functools
-import itertools
 import math
 import os
 
 import numpy as np
+from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
@@ -98,7 +98,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from Crypto.Protocol.SecretSharing import Shamir
 
 from skfal._federated._masks import haar_orthogonal
 from skfal._federated._transport import client_step
@@ -248,7 +247,9 @@ def mask_partners(me, participants, order):
     """
     if mask_degree(len(participants)) >= len(participants) - 1:
         return sorted(int(c) for c in participants if c != me)
-    ring, place = _ring(tuple(int(c) for c in participants), np.asarray(order).tobytes())
+    ring, place = _ring(
+        tuple(int(c) for c in participants), np.asarray(order).tobytes()
+    )
     n, half = len(ring), mask_degree(len(ring)) // 2
     at = place[me]
     return sorted({ring[(at + s) % n] for s in range(-half, half + 1) if s})
@@ -319,8 +320,9 @@ def combine_secret(shares):
     """The 32-byte secret from at least :func:`share_threshold` of its shares."""
     shares = [bytes(share) for share in shares]
     indices = [int.from_bytes(share[:8], "little") for share in shares]
-    low = Shamir.combine([(i, sh[8:24]) for i, sh in zip(indices, shares)])
-    high = Shamir.combine([(i, sh[24:40]) for i, sh in zip(indices, shares)])
+    pairs = list(zip(indices, shares, strict=True))
+    low = Shamir.combine([(i, share[8:24]) for i, share in pairs])
+    high = Shamir.combine([(i, share[24:40]) for i, share in pairs])
     return low + high
 
 
@@ -451,25 +453,6 @@ def server_sum_words(uploads):
 
 
 # ------------------------------------------------------------- orchestration
-class SecureAggregation:
-    """The key material of one Channel-simulated protocol run.
-
-    ``keys[c]`` are client ``c``'s pair keys (``{j: bytes}``; the simulation
-    keeps every client's in one object, each step reads only its own
-    client's), ``group_secret`` the secret all clients share. Round ids are
-    public and never repeat.
-    """
-
-    def __init__(self, keys, group_secret):
-        self.keys = keys
-        self.group_secret = group_secret
-        self._rounds = itertools.count()
-
-    def next_round(self):
-        """A fresh public round id (masks are never reused)."""
-        return next(self._rounds)
-
-
 _KEY_SESSION = contextvars.ContextVar("skfal_key_session", default=None)
 
 
@@ -494,37 +477,6 @@ def key_session():
         _KEY_SESSION.reset(token)
 
 
-def run_key_agreement(n_clients, channel):
-    """Every pair of clients agrees on a key through the server (Channel path).
-
-    The clients of a Channel simulation pair with all others; keys and the
-    group secret are fresh (OS randomness). Within a :func:`key_session`,
-    the session's keys for these clients when they already agreed on some.
-    """
-    session = _KEY_SESSION.get()
-    if session is not None and n_clients in session:
-        return session[n_clients]
-    pairs = [client_key_pair() for _ in range(n_clients)]
-    public = np.stack(
-        [channel.up("key_agreement", c, pairs[c][1]) for c in range(n_clients)]
-    )
-    sid = fresh_bytes(_SESSION_BYTES)
-    keys = []
-    for c in range(n_clients):
-        received = channel.down("key_agreement", c, public)
-        keys.append(
-            {
-                j: pair_key(pairs[c][0], pairs[c][1], received[j], sid, b"mask")
-                for j in range(n_clients)
-                if j != c
-            }
-        )
-    secure = SecureAggregation(keys, fresh_bytes(_KEY_BYTES))
-    if session is not None:
-        session[n_clients] = secure
-    return secure
-
-
 def _check_participants(participants, n_clients, phase):
     """At least two clients in every sum of a federation of several."""
     if not participants:
@@ -543,47 +495,6 @@ def _check_participants(participants, n_clients, phase):
         )
 
 
-def _masked_round(words, participants, secure, channel, phase):
-    """One secure sum of already-encoded words; returns the server's total."""
-    round_id = secure.next_round()
-    uploads = [
-        channel.up(
-            phase,
-            c,
-            client_mask(words[c], c, participants, secure.keys[c], round_id),
-        )
-        for c in participants
-    ]
-    return server_sum_words(uploads)
-
-
-def run_secure_bounds(magnitudes, secure, channel, phase, headroom):
-    """The secure maximum (Channel path): the participants' bounds ``E_m``.
-
-    Returns ``(bounds, zero)``: the bounds as every participant computes
-    them (the server never does), and the columns no participant has a
-    non-zero entry in.
-    """
-    participants = list(magnitudes)
-    exponents = {c: column_exponents(magnitudes[c]) for c in participants}
-    coarse = None
-    for _ in range(2):
-        marks = {
-            c: client_exponent_marks(
-                exponents[c], coarse, secure.group_secret, fresh_generator()
-            )
-            for c in participants
-        }
-        total = _masked_round(marks, participants, secure, channel, phase)
-        received = channel.broadcast(phase, participants, total)
-        highest = client_highest_bins(received, secure.group_secret)
-        if coarse is None:
-            coarse = highest
-        else:
-            fine = highest
-    return bounds_from_bins(coarse, fine, headroom), coarse < 0
-
-
 def _finite(values, phase):
     if not all(np.all(np.isfinite(v)) for v in values):
         raise ValueError(
@@ -591,39 +502,6 @@ def _finite(values, phase):
             "float64 (e.g. labels near 1e300 with features near 1e-300). "
             "Divide y by its scale, or multiply X by one."
         )
-
-
-def run_secure_sum(values, secure, channel, phase, magnitudes=None):
-    """Secure aggregation of one array per participant (Channel path).
-
-    ``values`` maps each participant to its array (the last axis indexes
-    the columns, each with its own bound); ``magnitudes`` as
-    :func:`secure_sum`'s. Returns the sum as the server holds it (units of
-    ``2^E_m``) and the bounds ``E_m`` (the participants' only).
-    """
-    participants = list(values)
-    _check_participants(participants, len(secure.keys), phase)
-    _finite(values.values(), phase)
-    k = len(participants)
-    if magnitudes is None:
-        magnitudes = {
-            c: np.abs(np.reshape(v, (-1, np.shape(v)[-1]))).max(axis=0, initial=0.0)
-            for c, v in values.items()
-        }
-        headroom = int(np.ceil(np.log2(k)))
-    else:
-        headroom = int(np.ceil(np.log2(k) / 2))
-    bounds, _ = run_secure_bounds(magnitudes, secure, channel, phase, headroom)
-    words = {c: client_encode(values[c], bounds) for c in participants}
-    units = decode_units(_masked_round(words, participants, secure, channel, phase))
-    return units, bounds
-
-
-def run_secure_total(values, secure, channel, phase, receivers, down=None):
-    """A secure sum the server passes back: every receiver's decoded total."""
-    units, bounds = run_secure_sum(values, secure, channel, phase)
-    received = channel.broadcast(phase if down is None else down, receivers, units)
-    return client_decode(received, bounds)
 
 
 # ------------------------------------------------------ secure stacked factors
