@@ -18,8 +18,8 @@ contribution, nor the model. With ``S = diag(sqrt(w))`` the weights of client
    the labels'), then takes its R factor ``R_i``.
 3. Secure stacked factors (:func:`~skfal._federated._secure.secure_stack`):
    the server receives only ``M [R_1; ...; R_k]`` for a Haar ``M`` it does
-   not know, factors it and broadcasts the ``R``: a function of the equilibrated, rotated global
-   Gram matrix alone.
+   not know, factors it and broadcasts the ``R``: a function of the
+   equilibrated, rotated global Gram matrix alone.
 4. Each client undoes the rotation (``R Q^T`` has the Gram matrix of the
    equilibrated system), factors it again and multiplies the columns back by
    ``2^E``. With the constant column first, the rest of this ``R`` is the R
