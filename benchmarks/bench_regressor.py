@@ -21,7 +21,7 @@ import numpy as np
 from _util import best_time
 
 from skfal import FederatedActiveRegressor, LeverageScoreSampler
-from skfal._federated import Channel, key_session, run_global_training
+from skfal._federated import Channel, run_global_training
 from skfal._linalg import weighted_least_squares
 
 
@@ -47,8 +47,8 @@ def main():
     ]
 
     def train():
-        with key_session():  # the key agreement included, as in a fit
-            run_global_training(clients, np.random.RandomState(0), Channel())
+        # The key agreement included, as in a fit.
+        run_global_training(clients, np.random.RandomState(0), Channel())
 
     t_train = best_time(args.repeat, train)
     t_wls = best_time(args.repeat, weighted_least_squares, X[idx], y[idx], w)

@@ -38,7 +38,6 @@ from skfal._compat import (
 from skfal._federated import (
     Channel,
     keep_centres,
-    key_session,
     merge_summaries,
     model_scores,
     row_counts,
@@ -390,8 +389,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         params = self._route(fit_params)
         rng = check_random_state(self.random_state)
         labels = _Labels(y)
-        with key_session():  # the clients agree on keys once per fit
-            self._select(X, labels, groups, rng, params)
+        self._select(X, labels, groups, rng, params)
         self.n_queries_ = int(self.sample_indices_.size)
         self.estimator_ = self._fit_model(
             X, labels, self.sample_indices_, self.sample_weight_, params, final=True

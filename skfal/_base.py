@@ -1,5 +1,7 @@
 """What skfal estimators share: a link to their docs, and the samplers'
-``fit_resample`` and one output column."""
+``fit_resample``, one output column and their federated protocol."""
+
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import TransformerMixin
@@ -108,12 +110,42 @@ class DocLinkMixin:
     _doc_link_template = DOCS_URL + "generated/{estimator_module}.{estimator_name}.html"
 
 
+class FederatedFit(NamedTuple):
+    """A sampler's in-process federated fit, as the training after it needs it.
+
+    Attributes
+    ----------
+    transport : InProcessTransport
+        The fit's federation: each client holds its rows, its labels (the
+        simulation's oracle), the keys agreed in this fit, and its part of
+        the selection (which of its rows to label and their weights, under
+        ``"selection_indices"`` and ``"selection_weights"``). Training goes
+        on over it, so the fit agrees on keys once.
+    counts : dict of int to int
+        Each client's number of rows.
+    """
+
+    transport: object
+    counts: dict
+
+
 class SamplerMixin(TransformerMixin):
     """Mixin for samplers: ``fit_resample`` and ``get_feature_names_out``.
 
     A sampler's ``fit(X, y=None, groups=None)`` sets ``sample_indices_`` and
     ``sample_weight_``; its ``transform`` returns one score per row, named
     ``_output_name``.
+
+    The protocol of the samplers that run federated (the estimators and
+    :mod:`skfal.flower` compose through it, never through a sampler's
+    state): ``_fit_federated(transport, n_features, rng)`` runs the
+    server's side over any transport, leaves each client its part of the
+    selection and returns each client's number of rows;
+    ``_fit_in_federation(X, y, groups)`` is ``fit`` that returns the
+    :class:`FederatedFit` of an in-process federated fit (``None`` without
+    ``groups``). :class:`~skfal.FederatedActiveRegressor` trains over that
+    federation; with a sampler that has neither, it sends each client the
+    sampler's ``sample_indices_`` and ``sample_weight_`` itself.
     """
 
     _output_name = "score"

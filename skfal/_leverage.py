@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin, SamplerMixin, select_rows
+from skfal._base import DocLinkMixin, FederatedFit, SamplerMixin, select_rows
 from skfal._compat import Interval, StrOptions, fit_context
 from skfal._federated import (
     Channel,
@@ -14,7 +14,6 @@ from skfal._federated import (
     fedsvd_leverage,
     qr_leverage,
     send_selection,
-    session_keys,
     simulated_federation,
 )
 from skfal._linalg import leverage_scores, squared_row_norms
@@ -242,6 +241,13 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self : object
             Fitted sampler.
         """
+        self._fit_in_federation(X, y, groups)
+        return self
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def _fit_in_federation(self, X, y=None, groups=None):
+        """:meth:`fit`, returning the federated fit's federation
+        (:class:`~skfal._base.FederatedFit`; ``None`` without ``groups``)."""
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
         refuse_distributed_groups(X, groups)
@@ -273,8 +279,8 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             self.sample_weight_ = selection.weights
             self.n_draws_ = selection.n_draws
             self.communication_ = {}
-            self._received_selection = None
             progress(f"selected {selection.indices.shape[0]:,} rows ({self.sampling})")
+            federation = None
         else:
             self.clients_, client_rows = check_groups(groups, X.shape[0])
             if self.protocol == "fedsvd":
@@ -282,19 +288,14 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             transport = simulated_federation(
                 X, client_rows, federation_seed, Channel(), self.n_jobs
             )
-            self._fit_federated(transport, X.shape[1], rng)
+            counts = self._fit_federated(transport, X.shape[1], rng)
             progress(f"leverage scores and selection over {len(client_rows)} clients")
-            session_keys(transport)  # training in the same fit reuses the keys
-            # What each client kept: its rows to label, their weights, and
-            # its map W (client 0's is the fitted whitener_).
-            states = transport.states
-            self.whitener_ = states[0]["whitener"]
-            self._received_selection = [
-                (state["selection_indices"], state["selection_weights"])
-                for state in states
-            ]
+            # Each client kept its rows to label, their weights and its map
+            # W; the holder keeps client 0's W as whitener_ (the same map).
+            self.whitener_ = transport.kept("whitener")[0]
+            federation = FederatedFit(transport, counts)
         self.rank_ = self.whitener_.shape[1]
-        return self
+        return federation
 
     def _fit_federated(self, transport, n_features, rng):
         """The server's side of a federated fit, over any transport.

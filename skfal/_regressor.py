@@ -12,13 +12,10 @@ from skfal._base import DocLinkMixin
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, num_samples
 from skfal._federated import (
     Channel,
-    adopt_session_keys,
     global_training,
-    key_session,
     local_training,
     merge_summaries,
     send_selection,
-    session_transport,
     simulated_federation,
 )
 from skfal._leverage import LeverageScoreSampler
@@ -213,12 +210,18 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
 
         self.sampler_ = self._make_sampler(rng)
-        with key_session():  # the clients agree on keys once per fit
-            self._fit(X, y, groups, rng, progress)
+        self._fit(X, y, groups, rng, progress)
         return self
 
     def _fit(self, X, y, groups, rng, progress):
-        self.sampler_.fit(X, y, groups=groups)
+        # The sampler's in-process federation (its clients keep their rows
+        # to label, their weights and the fit's keys), when it ran over one.
+        fit_in_federation = getattr(self.sampler_, "_fit_in_federation", None)
+        if fit_in_federation is not None:
+            federation = fit_in_federation(X, y, groups)
+        else:
+            self.sampler_.fit(X, y, groups=groups)
+            federation = None
         progress(
             f"{type(self.sampler_).__name__} selected "
             f"{self.sampler_.sample_indices_.shape[0]:,} rows"
@@ -244,8 +247,9 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             self.communication_ = {}
         else:
             _, client_rows = check_groups(groups, X.shape[0])
-            transport = self._federation(X, y, client_rows, indices, weights, rng)
-            counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+            transport, counts = self._federation(
+                X, y, client_rows, indices, weights, rng, federation
+            )
             self._train(transport, X.shape[1], indices, counts)
             self.communication_ = merge_summaries(
                 getattr(self.sampler_, "communication_", {}),
@@ -268,37 +272,29 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                 "divide y by its scale, or multiply X by one."
             )
 
-    def _federation(self, X, y, client_rows, indices, weights, rng):
-        """The in-process federation the training runs over.
+    def _federation(self, X, y, client_rows, indices, weights, rng, federation):
+        """The in-process federation the training runs over, and each
+        client's number of rows.
 
-        The sampler's, when it ran over one (its clients kept their rows to
-        label, their weights and their keys); otherwise a new one whose
-        clients keep the selection as the sampler's message gave it (or as
-        sent here) and the fit's keys. Each client holds its own labels
-        (its oracle); the training steps read them at its selected rows only.
+        The sampler's (a :class:`~skfal._base.FederatedFit`), when it ran
+        over one: its clients kept their rows to label, their weights and
+        the fit's keys. Otherwise a new one, whose clients are sent the
+        sampler's selection (``sample_indices_``, ``sample_weight_``). Each
+        client holds its own labels (its oracle); the training steps read
+        them at its selected rows only.
         """
-        transport = session_transport()
-        if transport is not None:
+        if federation is not None:
+            transport, counts = federation
             transport.channel = Channel()  # the sampler counted its own phases
-        else:
-            transport = simulated_federation(
-                X, client_rows, draw_seed(rng), Channel(), self.n_jobs
-            )
-            adopt_session_keys(transport)
-            received = getattr(self.sampler_, "_received_selection", None)
-            if received is None:
-                counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
-                send_selection(transport, indices, weights, counts)
-                transport.flush()
-            else:  # the sampler sent it (and counted it)
-                for state, (local, local_weights) in zip(
-                    transport.states, received, strict=True
-                ):
-                    state["selection_indices"] = local
-                    state["selection_weights"] = local_weights
-        for state, rows in zip(transport.states, client_rows, strict=True):
-            state["labels"] = y[rows]
-        return transport
+            transport.hand_labels(y)
+            return transport, counts
+        transport = simulated_federation(
+            X, client_rows, draw_seed(rng), Channel(), self.n_jobs, labels=y
+        )
+        counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+        send_selection(transport, indices, weights, counts)
+        transport.flush()
+        return transport, counts
 
     def _train(self, transport, n_features, indices, counts):
         """The server's side of the training over ``transport``.
@@ -334,11 +330,11 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         each client's number of rows.
         """
         self.sampler_ = self._make_sampler(rng)
-        if not hasattr(self.sampler_, "_fit_federated"):
+        if getattr(self.sampler_, "_fit_federated", None) is None:
             raise TypeError(
-                f"{type(self.sampler_).__name__} does not run over a transport "
-                "yet; use LeverageScoreSampler (the default) or "
-                "SensitivitySampler."
+                f"{type(self.sampler_).__name__} does not run over a transport; "
+                "use LeverageScoreSampler (the default), SensitivitySampler or "
+                "UniformSampler."
             )
         sampler_rng = check_random_state(self.sampler_.random_state)
         draw_seed(sampler_rng)  # in-process, the dealer's federation seed
@@ -411,8 +407,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         )
         reads_labels = getattr(sampler, "_reads_labels", lambda: False)()
         try:
-            with key_session():
-                sampler.fit(X, y if reads_labels else None, groups=groups)
+            sampler.fit(X, y if reads_labels else None, groups=groups)
         except MissingLabelsError as need:  # medoids or probes come first
             return need.rows
         rows = sampler.sample_indices_

@@ -8,21 +8,19 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin, SamplerMixin, select_rows
+from skfal._base import DocLinkMixin, FederatedFit, SamplerMixin, select_rows
 from skfal._clustering import assign
 from skfal._compat import Interval, Options, StrOptions, fit_context
 from skfal._federated import (
     Channel,
-    cluster_rotation,
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
+    holder_centres,
     holder_in_working_units,
-    key_session,
     send_eligible,
     send_selection,
     sensitivity_counts,
-    session_keys,
     simulated_federation,
 )
 from skfal._progress import Progress, describe
@@ -289,10 +287,13 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self : object
             Fitted sampler.
         """
-        with key_session():  # the clients agree on keys once per fit
-            return self._fit(X, y, groups)
+        self._fit_in_federation(X, y, groups)
+        return self
 
-    def _fit(self, X, y, groups):
+    @fit_context(prefer_skip_nested_validation=True)
+    def _fit_in_federation(self, X, y=None, groups=None):
+        """:meth:`fit`, returning the federated fit's federation
+        (:class:`~skfal._base.FederatedFit`; ``None`` without ``groups``)."""
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
         refuse_distributed_groups(X, groups)
@@ -386,20 +387,17 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         """
         centralized = self.clients_ is None
         transport = simulated_federation(
-            X, client_rows, draw_seed(rng), Channel(), self.n_jobs
+            X, client_rows, draw_seed(rng), Channel(), self.n_jobs, labels=y
         )
-        if y is not None:
-            transport.labels = y
-            for state, rows in zip(transport.states, client_rows, strict=True):
-                state["labels"] = y[rows]
-        result, _ = self._run_federated(transport, X.shape[1], rng, y is not None)
+        result, counts = self._run_federated(transport, X.shape[1], rng, y is not None)
         progress(
             f"clustered into {result.clustering.medoids.size} clusters "
             f"({result.clustering.n_iter} Lloyd rounds), scored, selected "
             f"{self.sample_indices_.shape[0]:,} rows ({self.sampling})"
         )
-        states = transport.states
-        units = _Units(int(states[0]["row_exponent"][0]), int(self.z))
+        # What the holder takes from the clients (client 0's copy of what
+        # they all hold alike, and each one's rows' clusters).
+        units = _Units(int(transport.kept("row_exponent")[0][0]), int(self.z))
         with_labels = result.holder is not None
         holder = result.holder
         if with_labels and self.holder_constant != "auto":  # the user's units
@@ -409,32 +407,28 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self._units = units
         self._holder_scaled, self._loss_scaled = holder, result.medoid_loss
         self.scores_ = units.unscale_scores(self.scores_, with_labels)
-        rotation = cluster_rotation(states[0], X.shape[1])
         self.cluster_centers_ = units.unscale(
-            states[0]["centres_rot"] @ rotation.T, units.x
+            holder_centres(transport, X.shape[1]), units.x
         )
         self.labels_ = transport.gather(
-            {c: state["assign_labels"] for c, state in enumerate(states)}
+            dict(enumerate(transport.kept("assign_labels")))
         ).astype(np.int64)
         self.holder_constants_ = (
             units.unscale(holder, -units.z * units.x) if with_labels else None
         )
-        proxy_coef = states[0].get("model_coef") if with_labels else None
+        proxy_coef = transport.kept("model_coef")[0] if with_labels else None
         self.proxy_coef_ = (
             None if proxy_coef is None else units.unscale(proxy_coef, -units.x)
         )
         self.proxy_intercept_ = (
-            0.0 if proxy_coef is None else float(states[0]["model_intercept"][0])
+            0.0
+            if proxy_coef is None
+            else float(transport.kept("model_intercept")[0][0])
         )
         if centralized:
             self.communication_ = {}
-            self._received_selection = None
-            return self
-        session_keys(transport)  # a regressor trains over the same clients
-        self._received_selection = [
-            (state["selection_indices"], state["selection_weights"]) for state in states
-        ]
-        return self
+            return None
+        return FederatedFit(transport, counts)
 
     def _fit_federated(self, transport, n_features, rng):
         """The server's side of a federated fit, over any transport: the

@@ -5,12 +5,17 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin, SamplerMixin, select_rows
+from skfal._base import DocLinkMixin, FederatedFit, SamplerMixin, select_rows
 from skfal._compat import fit_context
-from skfal._federated import Channel, run_row_counts, server_send_selection
+from skfal._federated import (
+    Channel,
+    row_counts,
+    send_selection,
+    simulated_federation,
+)
 from skfal._progress import Progress, describe
 from skfal._rows import check_finite
-from skfal._sampling import resolve_budget
+from skfal._sampling import draw_seed, resolve_budget
 from skfal._shared_params import BUDGET_CONSTRAINT, SAMPLING_CONSTRAINT, fill_doc
 from skfal._validation import check_groups, refuse_distributed_groups, validate_rows
 
@@ -114,45 +119,73 @@ class UniformSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self : object
             Fitted sampler.
         """
+        self._fit_in_federation(X, y, groups)
+        return self
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def _fit_in_federation(self, X, y=None, groups=None):
+        """:meth:`fit`, returning the federated fit's federation
+        (:class:`~skfal._base.FederatedFit`; ``None`` without ``groups``)."""
         progress = Progress(self, self.verbose)
         X = validate_rows(self, X)
         refuse_distributed_groups(X, groups)
         progress(describe(X))
         X = progress.watch(X)
         check_finite(X)  # read nowhere else by the iid draw
-        n_samples = X.shape[0]
-        n_selected = resolve_budget(self.budget, n_samples)
         rng = check_random_state(self.random_state)
+        # Drawn in both modes (as LeverageScoreSampler does), so federated and
+        # centralized fits with one random_state draw alike; federated, it
+        # seeds the clients' pivotal tournaments (skfal.flower hands it out).
+        seed = draw_seed(rng)
         self.clients_, self.communication_, federation = None, {}, None
-        if groups is not None:
-            self.clients_, client_rows = check_groups(groups, n_samples)
-            channel = Channel()
-            n_samples = run_row_counts(client_rows, channel)  # what the server knows
-            federation = (client_rows, channel)
+        if groups is None:
+            n_samples = X.shape[0]
+            n_selected = resolve_budget(self.budget, n_samples)
+            selection = select_rows(
+                X, np.ones(n_samples), n_selected, rng, sampling=self.sampling
+            )
+            self._set_selection(selection, n_samples, n_selected)
+        else:
+            self.clients_, client_rows = check_groups(groups, X.shape[0])
+            transport = simulated_federation(X, client_rows, seed, Channel())
+            counts = self._fit_federated(transport, X.shape[1], rng)
+            federation = FederatedFit(transport, counts)
+        progress(f"selected {self.sample_indices_.shape[0]:,} rows ({self.sampling})")
+        return federation
+
+    def _fit_federated(self, transport, n_features, rng):
+        """The server's side of a federated fit, over any transport.
+
+        Clients upload their row counts (and, with ``sampling="pivotal"``,
+        run the tournament on their own rows); each is sent its rows to
+        label and their weights. Returns each client's number of rows.
+        """
+        counts = row_counts(transport)  # what the server knows
+        n_samples = int(sum(counts.values()))
+        n_selected = resolve_budget(self.budget, n_samples)
+        if self.sampling == "pivotal":
+            transport.tell("uniform_scores", "inclusion")
         selection = select_rows(
-            X,
+            None,
             np.ones(n_samples),
             n_selected,
             rng,
             sampling=self.sampling,
-            federation=federation,
+            federation=(transport, counts),
         )
+        self._set_selection(selection, n_samples, n_selected)
+        send_selection(transport, selection.indices, self.sample_weight_, counts)
+        transport.flush()
+        self.communication_ = transport.channel.summary()
+        return counts
+
+    def _set_selection(self, selection, n_samples, n_selected):
         # The exact inverse inclusion probability (the draw's Hansen-Hurwitz
         # weights would only approximate it).
-        weights = np.full(n_selected, n_samples / n_selected)
-        # What each client received: its rows to label and their weights.
-        self._received_selection = None
-        if groups is not None:
-            self._received_selection = server_send_selection(
-                channel, client_rows, selection.indices, weights
-            )
-            self.communication_ = channel.summary()
-        progress(f"selected {n_selected:,} rows ({self.sampling})")
         self.scores_ = np.ones(n_samples)
         self.sample_indices_ = selection.indices
-        self.sample_weight_ = weights
+        self.sample_weight_ = np.full(n_selected, n_samples / n_selected)
         self.n_draws_ = selection.n_draws
-        return self
 
     def transform(self, X):
         """Every row's (constant) selection score.

@@ -18,6 +18,7 @@ def lloyd_federation(X, parts, init, channel):
     transport and the clients' rotation."""
     transport = simulated_federation(X, parts, 3, channel)
     _secure.key_agreement(transport)
+    transport.flush()  # the group secret travels with the next message
     for state, rows in zip(transport.states, parts, strict=True):
         state["row_exponent"] = np.array([0])
         state["sub_rows"] = X[rows]
@@ -123,3 +124,13 @@ def test_lloyd_rounds_upload_only_masked_sums_and_weights():
     flags = [m[3] for m in uploads if m[3].dtype != np.uint64]
     assert {a.shape for a in shares} == {(d + 1, 69), (d + 1, 32), (k, d + 1)}
     assert {a.shape for a in flags} == {(1,)}
+    # Each client's uploads, all rounds together, are uniform words: the
+    # masked sums and weights look like the masked marks, which are mostly
+    # zeros in the clear. Catches client_mask replaced by the identity
+    # (plain fixed point: sign-extended high bits, zero marks).
+    for c in range(3):
+        words = np.concatenate(
+            [m[3].ravel() for m in uploads if m[2] == c and m[3].dtype == np.uint64]
+        )
+        bits = np.unpackbits(words.view(np.uint8))
+        assert abs(bits.mean() - 0.5) < 6 * 0.5 / np.sqrt(bits.size)

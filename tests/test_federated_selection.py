@@ -5,9 +5,10 @@ import numpy as np
 from skfal._federated import (
     Channel,
     client_labeled_rows,
+    row_counts,
     run_pivotal_selection,
-    run_row_counts,
-    server_send_selection,
+    send_selection,
+    simulated_federation,
 )
 from skfal._federated._selection import client_inclusion
 from skfal._federated._simulation import client_view, gather_rows, split_selection
@@ -33,17 +34,35 @@ def test_split_and_gather_are_inverse_bookkeeping():
     assert np.array_equal(gather_rows(CLIENT_ROWS, values), np.arange(8) * 10.0)
 
 
+def federation(X=None):
+    X = np.zeros((8, 1)) if X is None else X
+    return simulated_federation(X, CLIENT_ROWS, 0, Channel(record=True))
+
+
+def sent_selection(transport, indices, weights):
+    """Each client's ``(local indices, weights)`` as it kept them."""
+    send_selection(transport, indices, weights, {c: 0 for c in transport.clients})
+    transport.flush()
+    return list(
+        zip(
+            transport.kept("selection_indices"),
+            transport.kept("selection_weights"),
+            strict=True,
+        )
+    )
+
+
 def test_send_selection_gives_each_client_its_rows_and_weights():
-    channel = Channel(record=True)
+    transport = federation()
     indices, weights = np.array([0, 2, 5, 7]), np.array([1.0, 2.0, 3.0, 4.0])
-    received = server_send_selection(channel, CLIENT_ROWS, indices, weights)
+    received = sent_selection(transport, indices, weights)
     for c, (local, w) in enumerate(received):
         assert np.array_equal(
             CLIENT_ROWS[c][local], indices[np.isin(indices, CLIENT_ROWS[c])]
         )
         assert np.array_equal(w, weights[np.isin(indices, CLIENT_ROWS[c])])
-    assert channel.summary() == {"selection": {"up": 0, "down": 4 * (8 + 8)}}
-    assert {m[2] for m in channel.messages} == {0, 1, 2}
+    assert transport.channel.summary() == {"selection": {"up": 0, "down": 4 * (8 + 8)}}
+    assert {m[2] for m in transport.channel.messages} == {0, 1, 2}
 
 
 def test_client_reads_labels_only_at_the_rows_the_server_sent():
@@ -51,9 +70,7 @@ def test_client_reads_labels_only_at_the_rows_the_server_sent():
     y = np.full(8, np.nan)
     indices = np.array([2, 3, 4])
     y[indices] = [20.0, 30.0, 40.0]
-    received = server_send_selection(
-        Channel(), CLIENT_ROWS, indices, np.array([0.5, 1.5, 2.5])
-    )
+    received = sent_selection(federation(X), indices, np.array([0.5, 1.5, 2.5]))
     clients = [
         client_labeled_rows(X[rows], y[rows], *message)
         for rows, message in zip(CLIENT_ROWS, received, strict=True)
@@ -64,9 +81,9 @@ def test_client_reads_labels_only_at_the_rows_the_server_sent():
 
 
 def test_row_counts_and_client_view():
-    channel = Channel()
-    assert run_row_counts(CLIENT_ROWS, channel) == 8
-    assert channel.summary() == {"row_counts": {"up": 3 * 8, "down": 0}}
+    transport = federation()
+    assert row_counts(transport) == {0: 3, 1: 2, 2: 3}
+    assert transport.channel.summary() == {"row_counts": {"up": 3 * 8, "down": 0}}
     X = np.arange(20.0).reshape(10, 2)
     contiguous = client_view(X, np.arange(3, 7))
     assert np.shares_memory(contiguous, X) and np.array_equal(contiguous, X[3:7])

@@ -12,7 +12,7 @@ from skfal._federated import (
     run_client_step,
     simulated_federation,
 )
-from skfal._federated._transport import client_step
+from skfal._federated._transport import client_step, federation_seed
 from skfal.federated import transcript
 
 
@@ -112,7 +112,6 @@ def _server_side_regressor(X, y, groups, **params):
     """The regressor's server side over a transport whose clients hold their
     rows client by client and read their labels through a labeling function."""
     from skfal import FederatedActiveRegressor
-    from skfal._federated._transport import federation_seed
 
     client_rows = [np.flatnonzero(groups == c) for c in np.unique(groups)]
     transport = simulated_federation(
@@ -212,14 +211,57 @@ def test_a_client_without_labels_is_a_clear_error():
         server._fit_federated(transport, 3, np.random.RandomState(0))
 
 
+class _LocalOnlySampler:
+    """A sampler without the federated protocol (``_fit_federated``)."""
+
+    _fit_federated = None
+
+    def __init__(self, budget=0.1):
+        self.budget = budget
+
+    def get_params(self, deep=True):
+        return {"budget": self.budget}
+
+    def set_params(self, **params):
+        self.budget = params.get("budget", self.budget)
+        return self
+
+    def fit(self, X, y=None, groups=None):
+        return self
+
+
 def test_a_regressor_over_a_transport_needs_a_sampler_that_runs_on_one():
-    from skfal import FederatedActiveRegressor, UniformSampler
+    from skfal import FederatedActiveRegressor
 
     X = np.random.RandomState(4).standard_normal((60, 2))
     transport = simulated_federation(X, np.array_split(np.arange(60), 3), 1, Channel())
-    server = FederatedActiveRegressor(budget=9, sampler=UniformSampler())
-    with pytest.raises(TypeError, match="UniformSampler does not run over a"):
+    server = FederatedActiveRegressor(budget=9, sampler=_LocalOnlySampler())
+    with pytest.raises(TypeError, match="_LocalOnlySampler does not run over a"):
         server._fit_federated(transport, 2, np.random.RandomState(0))
+
+
+@pytest.mark.parametrize("sampling", ["iid", "pivotal"])
+def test_uniform_regressor_over_a_transport_equals_the_estimators_fit(sampling):
+    # UniformSampler runs over any transport: the server's side gives the
+    # in-process fit's rows and weights, and its model to rounding.
+    from skfal import FederatedActiveRegressor, UniformSampler
+
+    rng = np.random.RandomState(6)
+    X = rng.standard_normal((90, 2))
+    y = X @ [1.0, -1.0] + rng.standard_normal(90)
+    client_rows = np.array_split(np.arange(90), 3)
+    groups = np.repeat([0, 1, 2], 30)
+    sampler = UniformSampler(sampling=sampling)
+    reference = FederatedActiveRegressor(budget=15, sampler=sampler, random_state=2)
+    reference.fit(X, y, groups=groups)
+    rng = np.random.RandomState(2)
+    seed = federation_seed(2)
+    transport = simulated_federation(X, client_rows, seed, Channel(), labels=y)
+    server = FederatedActiveRegressor(budget=15, sampler=sampler, random_state=2)
+    server._fit_federated(transport, 2, rng)
+    assert np.array_equal(server.sample_indices_, reference.sample_indices_)
+    assert np.allclose(server.sample_weight_, reference.sample_weight_)
+    assert np.allclose(server.coef_, reference.coef_, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +277,6 @@ def test_sensitivity_server_side_on_a_transport_equals_the_estimators_fit(
     # function: exactly the estimator's fit, and the server receives no row
     # and no label.
     from skfal import SensitivitySampler
-    from skfal._federated._transport import federation_seed
     from tests.test_federated_leverage import contains_raw_row
 
     rng = np.random.RandomState(4)

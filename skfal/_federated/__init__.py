@@ -27,6 +27,7 @@ from skfal._federated._clustering import (
     federated_clustering,
     federated_scores,
     federated_stand_in_counts,
+    holder_centres,
     holder_in_working_units,
     send_eligible,
     sensitivity_counts,
@@ -43,7 +44,6 @@ from skfal._federated._model_loss import (
     ModelScores,
     keep_centres,
     model_scores,
-    row_counts,
     send_labeled,
     simulated_clients,
 )
@@ -55,19 +55,12 @@ from skfal._federated._regression import (
     run_global_training,
     run_local_training,
 )
-from skfal._federated._secure import (
-    adopt_session_keys,
-    key_session,
-    session_keys,
-    session_transport,
-)
 from skfal._federated._selection import (
     client_labeled_rows,
     pivotal_selection,
+    row_counts,
     run_pivotal_selection,
-    run_row_counts,
     send_selection,
-    server_send_selection,
 )
 from skfal._federated._simulation import client_view
 from skfal._federated._transport import (
@@ -90,7 +83,6 @@ __all__ = [
     "SensitivityResult",
     "TrainingResult",
     "Transport",
-    "adopt_session_keys",
     "check_fedsvd_clients",
     "client_labeled_rows",
     "client_seeds",
@@ -99,11 +91,11 @@ __all__ = [
     "federated_clustering",
     "federated_scores",
     "federated_stand_in_counts",
+    "holder_centres",
     "fedsvd_leverage",
     "global_training",
     "keep_centres",
     "holder_in_working_units",
-    "key_session",
     "local_training",
     "merge_summaries",
     "model_scores",
@@ -117,14 +109,10 @@ __all__ = [
     "run_local_training",
     "run_pivotal_selection",
     "run_qr_leverage",
-    "run_row_counts",
     "send_eligible",
     "send_labeled",
     "send_selection",
     "sensitivity_counts",
-    "server_send_selection",
-    "session_keys",
-    "session_transport",
     "simulated_clients",
     "simulated_federation",
 ]

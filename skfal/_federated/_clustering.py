@@ -321,6 +321,16 @@ def _shared_rotation(group_secret, n_features):
     return rotation
 
 
+def holder_centres(transport, n_features):
+    """The centres, unrotated: what the holder of an in-process fit keeps.
+
+    Every client holds them rotated (``centres_rot``) with the rotation of
+    its group secret; a deployment's clients would hand them over unrotated.
+    """
+    state = transport.states[0]
+    return state["centres_rot"] @ cluster_rotation(state, n_features).T
+
+
 def _own_seed(state, purpose):
     return int(stream(state["sampling_seed"], purpose).randint(2**31 - 1))
 

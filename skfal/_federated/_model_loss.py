@@ -110,12 +110,6 @@ def _assignment(state):
     return state["round_labels"], state["round_distances"]
 
 
-@client_step("active_row_count")
-def step_row_count(state, config):
-    """Round 0: upload the client's number of rows."""
-    return (np.array([state["X"].shape[0]]),)
-
-
 @client_step("active_send_labeled")
 def step_send_labeled(state, config, local_indices):
     """Read the labels of the rows the server named; send the rows and labels."""
@@ -190,12 +184,6 @@ def server_score_floor(medoid_loss, holder):
 
 
 # ------------------------------------------------------------------- drivers
-def row_counts(transport):
-    """Round 0: every client uploads its row count; ``{client: count}``."""
-    replies = transport.ask("active_row_count", "row_counts")
-    return {c: int(replies[c][0][0]) for c in transport.clients}
-
-
 def send_labeled(transport, rows, counts):
     """The server names rows to label; their clients send rows and labels back.
 

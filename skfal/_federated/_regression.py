@@ -46,13 +46,11 @@ import numpy as np
 
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._secure import (
-    adopt_session_keys,
     client_decode,
     key_agreement,
     secure_bounds,
     secure_stack,
     secure_sum,
-    session_keys,
     shared_generator,
 )
 from skfal._federated._transport import (
@@ -487,8 +485,7 @@ def _simulate(driver, clients, random_state, channel, n_jobs, **kwargs):
 
     Each client's state holds its labeled rows as its rows (all selected),
     their labels and weights; its seeds derive from a federation seed drawn
-    from ``random_state``; within a key session it keeps the session's keys
-    (and the session the round ids it used).
+    from ``random_state``; the clients agree on fresh keys.
     """
     seed = draw_seed(random_state)
     states = [
@@ -503,11 +500,8 @@ def _simulate(driver, clients, random_state, channel, n_jobs, **kwargs):
         for c, (X_l, y_l, w) in enumerate(clients)
     ]
     transport = InProcessTransport(states, channel, n_jobs=n_jobs)
-    adopt_session_keys(transport)
     labeled = {c: int(X_l.shape[0]) for c, (X_l, _, _) in enumerate(clients)}
-    result = driver(transport, labeled, **kwargs)
-    session_keys(transport)
-    return result.model
+    return driver(transport, labeled, **kwargs).model
 
 
 def run_local_training(

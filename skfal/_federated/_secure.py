@@ -81,8 +81,6 @@ A federation of one client has nobody to hide from but the server, which
 then learns that client's totals (the threat model in the user guide).
 """
 
-import contextlib
-import contextvars
 import functools
 import math
 import os
@@ -453,30 +451,6 @@ def server_sum_words(uploads):
 
 
 # ------------------------------------------------------------- orchestration
-_KEY_SESSION = contextvars.ContextVar("skfal_key_session", default=None)
-
-
-@contextlib.contextmanager
-def key_session():
-    """Within the block, the protocol runs of one fit share one key agreement.
-
-    The clients keep their keys from one phase to the next (as in a
-    deployment), so a fit that runs several protocols (selection, then
-    training) agrees on keys once; round ids keep counting, so no mask is
-    reused. Nested blocks join the outer session. Nothing is stored on an
-    estimator: the keys end with the block, and the next fit agrees on
-    fresh ones.
-    """
-    if _KEY_SESSION.get() is not None:
-        yield
-        return
-    token = _KEY_SESSION.set({})
-    try:
-        yield
-    finally:
-        _KEY_SESSION.reset(token)
-
-
 def _check_participants(participants, n_clients, phase):
     """At least two clients in every sum of a federation of several."""
     if not participants:
@@ -1077,44 +1051,3 @@ def secure_stack(transport, heights, phase, factor, receivers=None):
         headroom,
         receivers,
     )
-
-
-def session_keys(transport):
-    """Leave an in-process transport in the fit's key session.
-
-    Its clients keep what the selection left them (their rows to label,
-    their weights, their keys), so training in the same fit goes on over it
-    (:func:`session_transport`) or, over a new transport of the same
-    clients, with the same keys (:func:`adopt_session_keys`).
-    """
-    session = _KEY_SESSION.get()
-    if session is None or "keys" not in transport.session:
-        return
-    transport.flush()
-    session["transport"] = session["keyed"] = transport
-
-
-def session_transport():
-    """The in-process transport a sampler left in the fit's key session.
-
-    ``None`` outside a session or when no sampler left one; taken once.
-    """
-    session = _KEY_SESSION.get()
-    return None if session is None else session.pop("transport", None)
-
-
-def adopt_session_keys(transport):
-    """A new in-process transport of the same clients keeps the session's keys.
-
-    Each client copies its own key state from its state in the transport
-    the session holds, and round ids go on from that transport's, so no
-    key is agreed twice and no mask reused.
-    """
-    session = _KEY_SESSION.get()
-    keyed = None if session is None else session.get("keyed")
-    if keyed is None or keyed.n_clients != transport.n_clients:
-        return
-    for state, old in zip(transport.states, keyed.states, strict=True):
-        state.update({key: old[key] for key in KEY_STATE if key in old})
-    transport.session["keys"] = keyed.session["keys"]
-    transport._rounds = keyed.next_round()  # the old transport is not used again

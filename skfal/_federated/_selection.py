@@ -22,7 +22,6 @@ row.
 
 import numpy as np
 
-from skfal._federated._simulation import split_selection
 from skfal._federated._transport import client_step, simulated_federation, stream
 from skfal._sampling import (
     Inclusion,
@@ -35,55 +34,22 @@ from skfal._sampling import (
 )
 
 
-def client_row_count(n_rows):
-    """A client's number of rows, as it uploads it."""
-    return np.array([n_rows])
+@client_step("row_count")
+def step_row_count(state, config):
+    """Upload the client's number of rows."""
+    return (np.array([state["X"].shape[0]]),)
 
 
-def server_total_rows(counts):
-    """The federation's number of rows, from the clients' counts."""
-    return int(sum(int(count[0]) for count in counts))
+@client_step("uniform_scores")
+def step_uniform_scores(state, config):
+    """Uniform sampling's scores: one per row (no message needed)."""
+    state["scores"] = np.ones(state["X"].shape[0])
 
 
-def run_row_counts(client_rows, channel):
-    """Clients upload their row counts; the server learns the total (and each)."""
-    return server_total_rows(
-        [
-            channel.up("row_counts", c, client_row_count(rows.shape[0]))
-            for c, rows in enumerate(client_rows)
-        ]
-    )
-
-
-def server_send_selection(channel, client_rows, indices, weights):
-    """Send each client which of its rows to label, and their weights.
-
-    Parameters
-    ----------
-    channel : Channel
-        Counts the messages (phase ``"selection"``).
-    client_rows : list of ndarray
-        Each client's row indices (ascending) in the simulation's ``X``.
-    indices : ndarray
-        Sorted selected row indices in the simulation's ``X``.
-    weights : ndarray
-        Importance weight of each selected row.
-
-    Returns
-    -------
-    received : list of tuple
-        For each client, ``(local_indices, local_weights)`` as received:
-        which of its rows (0-based, in its own order) to label, and their
-        importance weights.
-    """
-    local, positions = split_selection(client_rows, indices)
-    return [
-        (
-            channel.down("selection", c, local[c]),
-            channel.down("selection", c, weights[positions[c]]),
-        )
-        for c in range(len(client_rows))
-    ]
+def row_counts(transport):
+    """Every client uploads its row count; ``{client: count}``."""
+    replies = transport.ask("row_count", "row_counts")
+    return {c: int(replies[c][0][0]) for c in transport.clients}
 
 
 def client_labeled_rows(X_i, y_i, local_indices, local_weights):

@@ -412,6 +412,24 @@ class InProcessTransport(Transport):
         self.dropouts = {}
         self.dead = set()
 
+    def kept(self, name):
+        """What each client kept under ``name`` (``None`` where it did not).
+
+        The simulation's holder of a fitted estimator takes from its clients
+        only what a deployment's clients would hand the estimator's holder
+        (each one's map ``W``, the centres, each row's cluster); the
+        estimators read client states through this alone.
+        """
+        return [state.get(name) for state in self.states]
+
+    def hand_labels(self, labels):
+        """The simulation's oracle: each client holds its column of
+        ``labels`` (the simulation's ``y``, NaN where none was bought), which
+        its steps read at the rows they must only."""
+        self.labels = labels
+        for state, rows in zip(self.states, self.client_rows, strict=True):
+            state["labels"] = labels[rows]
+
     def check_labels(self, rows, what, hint):
         if self.labels is None:
             return
@@ -478,15 +496,22 @@ class InProcessTransport(Transport):
         return local, positions
 
 
-def simulated_federation(X, client_rows, federation_seed, channel, n_jobs=None):
+def simulated_federation(
+    X, client_rows, federation_seed, channel, n_jobs=None, labels=None
+):
     """The in-process transport of a simulated federation.
 
     Client ``c`` holds the rows ``X[client_rows[c]]`` (a view when they are
-    contiguous) and the seeds :func:`client_seeds` derives from
-    ``federation_seed``.
+    contiguous), the seeds :func:`client_seeds` derives from
+    ``federation_seed`` and, with ``labels`` (the simulation's ``y``, NaN
+    where no label was bought), its own column of labels, which its steps
+    read at the rows they must only.
     """
     states = [
         {"X": client_view(X, rows), "client": c, **client_seeds(federation_seed, c)}
         for c, rows in enumerate(client_rows)
     ]
-    return InProcessTransport(states, channel, client_rows, n_jobs)
+    transport = InProcessTransport(states, channel, client_rows, n_jobs)
+    if labels is not None:
+        transport.hand_labels(labels)
+    return transport
