@@ -417,3 +417,20 @@ def test_shamir_shares_rebuild_the_secret_from_a_majority_only():
     assert _secure.combine_secret(shares[:4]) == secret
     assert _secure.combine_secret(shares[3:]) == secret
     assert _secure.combine_secret(shares[:3]) != secret
+
+
+@pytest.mark.parametrize("headroom", [0, 3])
+def test_one_client_keeps_the_bounds_the_secure_maximum_gives(headroom):
+    # A centralized fit skips the marks: its own exponents plus the
+    # headroom are exactly what the secure maximum of several clients
+    # holding the same magnitudes gives (zero columns: bound 0).
+    magnitudes = np.array([1.0, 0.0, 3e-200, 5e100])
+    alone = federation(1, m=[magnitudes])
+    secure_bounds(alone, [0], "scales", "m", headroom, "b")
+    alone.flush()
+    several = federation(3, m=[magnitudes] * 3)
+    secure_bounds(several, [0, 1, 2], "scales", "m", headroom, "b")
+    several.flush()
+    assert alone.states[0]["b"].tolist() == several.states[0]["b"].tolist()
+    assert alone.states[0]["b_zero"].tolist() == [False, True, False, False]
+    assert not alone.channel.messages  # nothing crossed

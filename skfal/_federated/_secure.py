@@ -749,6 +749,16 @@ def step_exponent_bounds(state, config, *summed):
     state[config["store"] + "_zero"] = coarse < 0
 
 
+@client_step("own_bounds")
+def step_own_bounds(state, config):
+    """A federation of one client: the bounds are its own exponents plus the
+    headroom, as the secure maximum would give (nobody to hide them from)."""
+    exponents = column_exponents(state[config["magnitudes"]])
+    zero = exponents == _ABSENT
+    state[config["store"]] = np.where(zero, 0, exponents + config["headroom"])
+    state[config["store"] + "_zero"] = zero
+
+
 @client_step("masked_words")
 def step_masked_words(state, config):
     """Secure sum: the kept values, in fixed point, masked."""
@@ -962,6 +972,10 @@ def secure_bounds(
     """
     participants = list(participants)
     key_agreement(transport)
+    if transport.n_clients == 1:  # a centralized fit: no marks to exchange
+        config = {"magnitudes": magnitudes, "headroom": headroom, "store": store}
+        transport.tell("own_bounds", phase, config=config, clients=participants)
+        return participants
     others = [c for c in (receivers or ()) if c not in participants]
     config = {"magnitudes": magnitudes}
     summed, sums = (), []
