@@ -88,13 +88,6 @@ def test_regressor_equals_centralized_with_features_times_1e15():
     assert np.allclose(fed.coef_, coef, rtol=1e-8)
 
 
-def test_training_needs_two_contributing_clients():
-    # A sum of one client's upload is that upload: refused, with the fix.
-    clients = clients_data([0, 20, 0])
-    with pytest.raises(ValueError, match=r"only client \[1\] of 3 takes part"):
-        run_global_training(clients, np.random.RandomState(0), Channel())
-
-
 def test_local_training_is_fedavg_without_single_row_clients():
     # FALE-local: the clients' weighted fits averaged by their numbers of
     # labeled rows. A client with one labeled row would contribute that row's
@@ -125,3 +118,46 @@ def test_fale_local_with_no_client_of_two_labeled_rows_is_a_clear_error():
         pytest.raises(ValueError, match="none has that many"),
     ):
         reg.fit(X, X.sum(axis=1), groups=np.zeros(20, dtype=int))
+
+
+@pytest.mark.parametrize("driver", [run_global_training, run_local_training])
+def test_one_client_holding_labels_fits_alone_and_says_what_it_reveals(driver):
+    # Found by a fuzzer: when one client of several holds labeled rows (a
+    # SensitivitySampler's medoids at one client), the secure sum had a
+    # single participant and the fit was refused. There is no sum to hide
+    # in: that client fits the model on its rows and releases it, and the
+    # others receive the model; no factor, mean or label leaves it.
+    clients = clients_data([0, 12, 0], d=3, seed=5)
+    channel = Channel(record=True)
+    with pytest.warns(UserWarning, match="Only client 1 holds labeled rows"):
+        model = driver(clients, np.random.RandomState(0), channel)
+    X_l, y_l, w = clients[1]
+    coef, intercept = weighted_least_squares(X_l, y_l, w)
+    assert np.allclose(model.coef, coef, rtol=1e-10)
+    assert np.isclose(model.intercept, intercept, rtol=1e-10)
+    assert set(channel.summary()) == {"model_release", "global_model"}
+    up = [m for m in channel.messages if m[1] == "up"]
+    assert [m[2] for m in up] == [1] and up[0][3].shape == (4,)  # the model
+
+
+def test_one_client_holding_labels_that_keeps_its_model_is_a_clear_error():
+    from skfal._federated import InProcessTransport, global_training
+
+    clients = clients_data([0, 5], d=2, seed=6)
+    states = [
+        {
+            "X": X_l,
+            "labels": y_l,
+            "selection_indices": np.arange(X_l.shape[0]),
+            "selection_weights": w,
+            "client": c,
+            "release_model": False,
+        }
+        for c, (X_l, y_l, w) in enumerate(clients)
+    ]
+    transport = InProcessTransport(states, Channel())
+    with (
+        pytest.warns(UserWarning, match="Only client 1"),
+        pytest.raises(ValueError, match="keeps its model"),
+    ):
+        global_training(transport, {0: 0, 1: 5}, n_features=2)

@@ -277,6 +277,17 @@ def step_train_solve(state, config, r_units):
     return _released(state, coef, intercept)
 
 
+@client_step("solo_model")
+def step_solo_model(state, config):
+    """The one client holding labeled rows fits the model on them alone;
+    kept, and replied when the client releases it."""
+    X_l, weights = _labeled_rows(state, config)
+    coef, intercept = weighted_least_squares(
+        X_l, _labels(state, config), weights, config["alpha"], config["intercept"]
+    )
+    return _released(state, coef, intercept)
+
+
 @client_step("local_share")
 def step_local_share(state, config):
     """FALE-local, 1: keep ``n_i [coef_i, intercept_i, 1]`` of the client's own
@@ -303,7 +314,8 @@ class TrainingResult(NamedTuple):
     ``model`` is the released model (``None`` when no client releases it);
     ``masked`` the server's own view: the R factor it broadcast
     (``"global"``) or the sum of the shares (``"local"``), in units it does
-    not know; ``released_by`` the clients that sent the model.
+    not know (``None`` when one client alone held labeled rows and released
+    the model); ``released_by`` the clients that sent the model.
     """
 
     model: LinearModel | None
@@ -326,6 +338,49 @@ def _server_model(replies, masked):
         )
     model = LinearModel(first[:-1].copy(), float(first[-1]))
     return TrainingResult(model, masked, tuple(sorted(released)))
+
+
+def _one_holder_training(transport, holder, n_rows, config):
+    """Training when a single client of several holds labeled rows.
+
+    There is no sum to hide its part in: it fits the model on its own rows
+    and releases it; the server passes the model to the other clients. The
+    server learns the model, as it does whenever the clients release it,
+    and that it comes from this client's rows alone; nothing else (no
+    factor, no mean, no label) leaves the client.
+    """
+    warnings.warn(
+        f"Only client {holder} holds labeled rows ({n_rows} of them): there is "
+        "no secure sum to hide its part in, so it fits the model alone and the "
+        "server passes that model to the other clients (the server learns "
+        "the model, and that it comes from that client's rows). Raise the "
+        "budget so that several clients hold labeled rows.",
+        UserWarning,
+        stacklevel=5,
+    )
+    replies = transport.ask(
+        "solo_model",
+        "model_release",
+        config=config,
+        clients=[holder],
+    )
+    if not replies[holder]:
+        raise ValueError(
+            f"Only client {holder} holds labeled rows and it keeps its model "
+            "(release_model=False): the other clients cannot learn the model "
+            "without the server seeing it. Raise the budget so that several "
+            "clients hold labeled rows."
+        )
+    model = replies[holder][0]
+    others = [c for c in transport.clients if c != holder]
+    transport.tell(
+        "keep",
+        "global_model",
+        broadcast=(model[:-1].copy(), model[-1:].copy()),
+        config={"keys": ["model_coef", "model_intercept"]},
+        clients=others,
+    )
+    return _server_model(replies, None)
 
 
 def global_training(
@@ -367,6 +422,9 @@ def global_training(
     active = [c for c in everyone if labeled[c] >= 1]
     n_columns = n_features + int(fit_intercept) + 1
     config = {"intercept": bool(fit_intercept), "rows": rows, "scaled": scaled}
+    if len(everyone) > 1 and len(active) == 1:
+        solo = {**config, "alpha": float(alpha)}
+        return _one_holder_training(transport, active[0], labeled[active[0]], solo)
     key_agreement(transport)
     headroom = int(np.ceil(np.log2(max(len(active), 1))))
     units = ()
@@ -457,6 +515,9 @@ def local_training(transport, labeled, *, alpha=0.0, fit_intercept=True):
             "budget, or use training='global'."
         )
     config = {"intercept": bool(fit_intercept), "alpha": float(alpha)}
+    if len(everyone) > 1 and len(active) == 1:
+        # FedAvg of one local model is that model.
+        return _one_holder_training(transport, active[0], labeled[active[0]], config)
     key_agreement(transport)
     transport.tell("local_share", "local_model", config=config, clients=active)
     headroom = int(np.ceil(np.log2(max(len(active), 1))))
