@@ -326,3 +326,50 @@ def test_sensitivity_server_side_on_a_transport_equals_the_estimators_fit(
             assert not contains_raw_row(m.array, X), m.phase
             if m.array.dtype.kind == "f":
                 assert not np.isin(m.array, y).any(), m.phase
+
+
+def test_every_client_state_entry_is_declared(monkeypatch):
+    # A reader sees what a party holds: every entry a client keeps in any
+    # protocol is declared, with its type and meaning, in its module's
+    # STATE (merged in skfal._federated.CLIENT_STATE). Catches a step that
+    # keeps an undeclared entry.
+    import warnings
+
+    from sklearn.linear_model import LinearRegression
+
+    from skfal import (
+        ActiveEstimator,
+        FederatedActiveRegressor,
+        SensitivitySampler,
+        UniformSampler,
+    )
+    from skfal._federated import InProcessTransport, declared
+
+    kept = []
+    real = InProcessTransport.__init__
+
+    def keep(self, states, *args, **kwargs):
+        kept.append(states)
+        real(self, states, *args, **kwargs)
+
+    monkeypatch.setattr(InProcessTransport, "__init__", keep)
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((160, 3))
+    y = X.sum(axis=1) + rng.standard_normal(160)
+    groups = np.arange(160) % 4
+    estimators = [
+        LeverageScoreSampler(budget=20, random_state=0),
+        LeverageScoreSampler(budget=20, protocol="fedsvd", random_state=0),
+        SensitivitySampler(budget=40, holder_constant="auto", random_state=0),
+        UniformSampler(budget=20, sampling="pivotal", random_state=0),
+        FederatedActiveRegressor(budget=20, random_state=0),
+        FederatedActiveRegressor(budget=20, training="local", random_state=0),
+        ActiveEstimator(LinearRegression(), budget=20, n_rounds=2, random_state=0),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for estimator in estimators:
+            estimator.fit(X, y, groups=groups)
+    names = {name for states in kept for state in states for name in state}
+    assert len(names) > 50
+    assert not [name for name in sorted(names) if not declared(name)]

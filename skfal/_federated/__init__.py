@@ -73,7 +73,53 @@ from skfal._federated._transport import (
     simulated_federation,
 )
 
+from skfal._federated import (  # noqa: E402
+    _clustering,
+    _leverage,
+    _model_loss,
+    _regression,
+    _secure,
+    _selection,
+    _transport,
+)
+
+
+def _client_state():
+    """Every protocol's declared client state, merged (a name in one only)."""
+    merged = {}
+    for module in (
+        _transport,
+        _secure,
+        _leverage,
+        _selection,
+        _regression,
+        _clustering,
+        _model_loss,
+    ):
+        twice = set(merged) & set(module.STATE)
+        if twice:
+            raise RuntimeError(f"{module.__name__} declares {twice} again")
+        merged.update(module.STATE)
+    return merged
+
+
+#: What a client may hold, by name: ``{name: "dtype (shape): meaning"}``. A
+#: secure sum of ``"<v>"`` adds ``"<v>_magnitudes"``, ``"<v>_bounds"`` and
+#: ``"<v>_bounds_zero"``; a secure maximum stored under ``"<s>"`` adds
+#: ``"<s>_zero"`` (``_secure.py``).
+CLIENT_STATE = _client_state()
+
+
+def declared(name):
+    """Whether a client state entry ``name`` is declared in ``CLIENT_STATE``."""
+    for suffix in ("_bounds_zero", "_bounds", "_magnitudes", "_zero"):
+        if name.endswith(suffix) and name[: -len(suffix)] in CLIENT_STATE:
+            return True
+    return name in CLIENT_STATE
+
+
 __all__ = [
+    "CLIENT_STATE",
     "CLIENT_STEPS",
     "Channel",
     "InProcessTransport",
@@ -87,6 +133,7 @@ __all__ = [
     "client_labeled_rows",
     "client_seeds",
     "client_view",
+    "declared",
     "cluster_rotation",
     "federated_clustering",
     "federated_scores",

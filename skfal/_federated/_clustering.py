@@ -283,6 +283,22 @@ def server_holder_constants(medoid_loss, probe_loss, probe_distance_z, n_rows):
     return np.where(np.isnan(holder), np.nanmax(holder), holder)
 
 
+# What a client keeps (declared; tests/test_transport.py checks every fit's).
+STATE = {
+    "abs_max": "float64 (1,): max |X_i| (for the common scale)",
+    "row_exponent": "int64 (1,): x, the common scale: max |X| < 2**x",
+    "sub_rows": "array (s_i, d): its Lloyd subsample (until assignment)",
+    "centres_rot": "float64 (k, d): the rotated centres, as it moved them",
+    "lloyd_share": "float64 (k, d + 1): its rotated per-cluster sums, weights",
+    "assign_labels": "int64 (n_i,): each of its rows' cluster",
+    "assign_distances": "float64 (n_i,): each row's distance to its centre",
+    "medoid_indices": "int64 (m_i,): its rows that are medoids",
+    "medoid_weights": "float64 (m_i,): their weights (proxy model)",
+    "probe_indices": "int64 (p_i,): its rows that are Holder probes",
+    "probe_clusters": "int64 (p_i,): their clusters",
+}
+
+
 # ------------------------------------------------------- client steps by name
 # The protocol over a transport (steps 1-6 as client steps): every value a
 # client uses arrived in a message or derives from its own rows and seeds.

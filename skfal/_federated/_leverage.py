@@ -172,6 +172,18 @@ def check_fedsvd_clients(client_rows, n_columns):
         )
 
 
+# What a client keeps (declared; tests/test_transport.py checks every fit's).
+STATE = {
+    "r0": "float64 (h_i, d): R of its rows",
+    "r0_norms": "float64 (d,): column norms of r0 (for the common scales)",
+    "design_norms": "float64 (d,): column norms of its rows (fedsvd)",
+    "scales": "int64 (d,): the common column scales (a secure maximum)",
+    "rotation": "float64 (d, d): the scales, then the shared rotation Q",
+    "factor": "float64 (h_i, d): R of X_i D Q (its part of the stack)",
+    "whitener": "float64 (d, r): its map W, W W^T = (X^T X)^+",
+}
+
+
 # ------------------------------------------------------- client steps by name
 def _design(state, config):
     """The client's design rows: its ``X_i``, with the 1 column for an intercept.

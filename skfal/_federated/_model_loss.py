@@ -110,6 +110,15 @@ def _assignment(state):
     return state["round_labels"], state["round_distances"]
 
 
+# What a client keeps (declared; tests/test_transport.py checks every fit's).
+STATE = {
+    "centres": "float64 (k, d): the clustering's centres (ActiveEstimator)",
+    "medoid_loss": "float64 (k,): the medoids' losses the trainer sent",
+    "round_labels": "int64 (n_i,): each row's nearest of this round's centres",
+    "round_distances": "float64 (n_i,): the distance to it",
+}
+
+
 @client_step("active_send_labeled")
 def step_send_labeled(state, config, local_indices):
     """Read the labels of the rows the server named; send the rows and labels."""

@@ -163,6 +163,23 @@ def server_factor(units):
     return r_factor([units], units.shape[1])
 
 
+# What a client keeps (declared; tests/test_transport.py checks every fit's).
+STATE = {
+    "train_sums": "float64 (d + 1,): [sum w x, sum w] over its labeled rows",
+    "train_residual": "float64 (d,): sum w (x - x_bar) over its labeled rows",
+    "x_mean": "float64 (d,): the global weighted mean of the labeled rows",
+    "total_weight": "float64 (1,): the global sum of the weights",
+    "train_system": "float64 (m_i, d + 2): S [1, X - x_bar, y] of its rows",
+    "train_scales": "int64 (d + 2,): the common column scales",
+    "train_factor": "float64 (h_i, d + 2): R of its rotated system",
+    "local_share": "float64 (d + 2,): n_i [coef_i, intercept_i, 1]",
+    "model_coef": "float64 (d,): the model it learned",
+    "model_intercept": "float64 (1,): the model's intercept",
+    "selection_labels": "float64 (m_i,): the labels read at its selection",
+    "medoid_labels": "float64 (m_i,): the labels read at its medoids",
+}
+
+
 # ------------------------------------------------------- client steps by name
 def _labeled_rows(state, config):
     """The client's rows to train on and their weights, as a message gave

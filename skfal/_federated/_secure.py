@@ -114,21 +114,31 @@ _BIN_WIDTH = 32
 _N_COARSE = 69  # ceil(2200 / 32) bins cover [-1100, 1108)
 _ABSENT = np.iinfo(np.int64).min  # the exponent of an all-zero column
 
-# The state a client keeps from the key agreement (all numpy arrays):
-KEY_STATE = (
-    "private_key",  # uint8 (32,): its X25519 private key (never sent)
-    "public_key",  # uint8 (32,): its public key
-    "key_session",  # uint8 (16,): the fit's public session id
-    "ring_order",  # int64 (k,): each client's place on the server's ring
-    "pair_keys",  # uint8 (k, 32): HKDF pair keys, row j for client j
-    "paired",  # bool (k,): which rows of pair_keys are set
-    "group_secret",  # uint8 (32,): the secret all clients share
-    # with dropouts survived (a transport with tolerate_dropouts):
-    "share_keys",  # uint8 (k, 32): pair keys that seal secret shares
-    "key_shares",  # uint8 (k, 40): its shares of its neighbours' private keys
-    "has_key_share",  # bool (k,): which rows of key_shares are set
-    "revealed",  # bool (k,): clients whose key share it revealed (dropped)
-)
+# What a client keeps (declared; tests/test_transport.py checks every fit's).
+# A secure sum of the values kept under "<v>" keeps the per-column
+# magnitudes "<v>_magnitudes" and the bounds "<v>_bounds" (with
+# "<v>_bounds_zero"); a secure maximum stored under "<s>" keeps "<s>_zero".
+STATE = {
+    "share": "float64 (H, d): its share M[:, rows_i] R_i of the mixed stack",
+    "coarse_bins": "int64 (d,): the secure maximum's first round (transient)",
+    "group_key": "uint8 (32,): the key that opens the group secret (transient)",
+}
+# The state a client keeps from the key agreement (the last four only when
+# the transport survives dropouts):
+KEY_STATE = {
+    "private_key": "uint8 (32,): its X25519 private key (never sent)",
+    "public_key": "uint8 (32,): its public key",
+    "key_session": "uint8 (16,): the fit's public session id",
+    "ring_order": "int64 (k,): each client's place on the server's ring",
+    "pair_keys": "uint8 (k, 32): HKDF pair keys, row j for client j",
+    "paired": "bool (k,): which rows of pair_keys are set",
+    "group_secret": "uint8 (32,): the secret all clients share",
+    "share_keys": "uint8 (k, 32): pair keys that seal secret shares",
+    "key_shares": "uint8 (k, 40): its shares of its neighbours' private keys",
+    "has_key_share": "bool (k,): which rows of key_shares are set",
+    "revealed": "bool (k,): clients whose key share it revealed (dropped)",
+}
+STATE.update(KEY_STATE)
 
 
 # ------------------------------------------------------------------ primitives

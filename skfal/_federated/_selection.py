@@ -82,6 +82,16 @@ def client_inclusion(scores_i, terms, eligible_i):
     return inclusion_from_terms(scores_i, Inclusion(*terms), eligible_i)
 
 
+# What a client keeps (declared; tests/test_transport.py checks every fit's).
+STATE = {
+    "selection_indices": "int64 (m_i,): which of its rows to label",
+    "selection_weights": "float64 (m_i,): their importance weights",
+    "scores": "float64 (n_i,): its rows' scores (the sampler's)",
+    "eligible": "bool (n_i,): its rows that may be drawn",
+    "open_row_selected": "bool (1,): the verdict on its open row",
+}
+
+
 @client_step("keep")
 def step_keep(state, config, *arrays):
     """Keep what the server sent under the names ``config["keys"]``."""

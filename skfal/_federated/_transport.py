@@ -44,6 +44,19 @@ from joblib import Parallel, delayed
 
 from skfal._federated._simulation import client_view
 
+# What a client holds before any step (its data, its oracle, its seed), and
+# what a step caches for the later steps of the same message only.
+STATE = {
+    "X": "array (n_i, d) or Rows: its rows",
+    "client": "int: its number",
+    "sampling_seed": "int: its draws that decide the result",
+    "labels": "float64 (n_i,): the simulation's oracle (NaN: not bought)",
+    "label_reader": "callable: a deployment's oracle (never stored)",
+    "release_model": "bool: whether it sends the model it learns",
+    "design": "float64 (n_i, d'): its rows with the intercept column (cache)",
+    "scaled_X": "float64 (n_i, d): its rows in the working units (cache)",
+}
+
 CLIENT_STEPS = {}
 
 # State entries a client holds from outside the protocol (its data, its
