@@ -20,6 +20,15 @@ transport of one client.
 This package never imports an estimator; estimators import from here only.
 """
 
+from skfal._federated import (  # noqa: E402
+    _clustering,
+    _leverage,
+    _model_loss,
+    _regression,
+    _secure,
+    _selection,
+    _transport,
+)
 from skfal._federated._channel import Channel, merge_summaries
 from skfal._federated._clustering import (
     SensitivityResult,
@@ -71,16 +80,6 @@ from skfal._federated._transport import (
     read_labels,
     run_client_step,
     simulated_federation,
-)
-
-from skfal._federated import (  # noqa: E402
-    _clustering,
-    _leverage,
-    _model_loss,
-    _regression,
-    _secure,
-    _selection,
-    _transport,
 )
 
 
