@@ -29,3 +29,20 @@ def blobs(n_per=200, centres=((0, 0), (8, 0), (0, 8), (8, 8)), scale=0.3, seed=0
     X = np.vstack([rng.normal(c, scale, (n_per, len(c))) for c in centres])
     truth = np.repeat(np.arange(len(centres)), n_per)
     return X, truth
+
+
+def keep_client_states(monkeypatch):
+    """Every in-process client's state of the fits run from now on (a list
+    of lists, one per transport): what a client holds, for the attacks that
+    collude with one and the checks of what clients keep."""
+    from skfal._federated import InProcessTransport
+
+    kept = []
+    real = InProcessTransport.__init__
+
+    def keep(self, states, *args, **kwargs):
+        kept.append(states)
+        real(self, states, *args, **kwargs)
+
+    monkeypatch.setattr(InProcessTransport, "__init__", keep)
+    return kept

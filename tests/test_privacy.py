@@ -18,9 +18,10 @@ from skfal import (
     SensitivitySampler,
     UniformSampler,
 )
-from skfal._federated import Channel, InProcessTransport, _regression, _secure
+from skfal._federated import Channel, _regression, _secure
 from skfal._linalg import weighted_least_squares
 from skfal.federated import transcript
+from tests._helpers import keep_client_states
 
 
 def single_row_federation(n_single=40, n_big=200, d=3, seed=0):
@@ -42,15 +43,7 @@ def units(words):
 def client_states(monkeypatch):
     """Every in-process client's state of the fits run in the test: what a
     client colluding with the server holds."""
-    kept = []
-    real = InProcessTransport.__init__
-
-    def keep(self, states, *args, **kwargs):
-        kept.append(states)
-        real(self, states, *args, **kwargs)
-
-    monkeypatch.setattr(InProcessTransport, "__init__", keep)
-    return kept
+    return keep_client_states(monkeypatch)
 
 
 def unmask_nothing(monkeypatch):

@@ -343,16 +343,10 @@ def test_every_client_state_entry_is_declared(monkeypatch):
         SensitivitySampler,
         UniformSampler,
     )
-    from skfal._federated import InProcessTransport, declared
+    from skfal._federated import declared
+    from tests._helpers import keep_client_states
 
-    kept = []
-    real = InProcessTransport.__init__
-
-    def keep(self, states, *args, **kwargs):
-        kept.append(states)
-        real(self, states, *args, **kwargs)
-
-    monkeypatch.setattr(InProcessTransport, "__init__", keep)
+    kept = keep_client_states(monkeypatch)
     rng = np.random.RandomState(0)
     X = rng.standard_normal((160, 3))
     y = X.sum(axis=1) + rng.standard_normal(160)
