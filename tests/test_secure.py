@@ -334,69 +334,99 @@ def test_a_sum_survives_clients_that_drop_before_uploading():
     assert np.allclose(total, [[sum(c + 1 for c in kept), 10]], rtol=0, atol=1e-12)
 
 
+def revealed_round_keys(transport, phase="test"):
+    """What the server got from the unmask replies: ``[(client, partner,
+    round key)]`` (each reply: self-mask shares, dropped partners, keys)."""
+    found, gone = [], None
+    for p, direction, client, array in transport.channel.messages:
+        if p != phase or direction != "up":
+            continue
+        if array.dtype == np.int64:
+            gone = array
+        elif gone is not None:
+            found.extend((client, int(j), bytes(key)) for j, key in zip(gone, array))
+            gone = None
+    return found
+
+
 def test_a_client_that_drops_after_uploading_stays_in_the_sum_and_hidden():
     # Client 4 uploads its masked words and is gone before the unmasking:
-    # its partners hand over shares of its self mask, never of its key, so
-    # its upload counts and stays masked. Catches a client step that
-    # reveals a key share of a client whose upload arrived.
+    # its partners hand over shares of its self mask, and no key of its
+    # pairs, so its upload counts and stays masked. Catches a client step
+    # that reveals a round key of a partner whose upload arrived.
     values = [np.array([[float(c + 1)] * 32]) for c in range(9)]
     transport = tolerant_federation(values, {4: ("masked_words", "after")})
     total = tolerant_sum(transport)
     assert np.allclose(total, sum(range(1, 10)), rtol=0, atol=1e-12)
-    revealed = [
-        array
-        for phase, direction, _, array in transport.channel.messages
-        if phase == "test" and direction == "up" and array.dtype == np.int64
-    ]
-    assert revealed and not any(4 in held for held in revealed)
+    assert not [r for r in revealed_round_keys(transport) if 4 in r[:2]]
 
 
 def test_a_late_upload_stays_hidden_by_its_self_mask():
-    # The double masking's reason: the server declares client 2 dropped,
-    # rebuilds its key from its partners' shares and removes its pairwise
-    # masks; if client 2's upload arrives late all the same, the self mask
-    # still hides it. Catches uploads without the self mask (then the late
-    # upload, pairwise masks removed, is client 2's words in clear).
+    # The double masking's reason: the server declares client 2 dropped and
+    # its partners reveal this round's keys of their pairs with it; if
+    # client 2's upload arrives late all the same, its self mask still
+    # hides it (its shares are sealed under keys the server never gets).
+    # Catches uploads without the self mask (then the late upload, the
+    # revealed masks removed, is client 2's words in clear).
     values = [np.full((1, 400), float(c + 1)) for c in range(8)]
     transport = tolerant_federation(values, {2: ("masked_words", "before")})
     tolerant_sum(transport)
-    keys = transport.session["keys"]
-    shares, held = [], None  # each unmask reply: self shares, ids, key shares
-    for phase, direction, _, array in transport.channel.messages:
-        if phase != "test" or direction != "up":
-            continue
-        if array.dtype == np.int64:
-            held = array
-        elif held is not None:
-            shares.extend(share for j, share in zip(held, array, strict=True) if j == 2)
-            held = None
-    private = _secure.combine_secret(shares[: _secure.share_threshold(7)])
+    revealed = revealed_round_keys(transport)
+    assert {j for _, j, _ in revealed} == {2}
     late_state = transport.states[2]
     config = {
         "participants": list(range(8)),
         "round": transport._rounds - 1,
         "tolerant": True,
-        "values": "v",
-        "bounds": "v_bounds",
-        "phase": "test",
     }
-    late = _secure._masked(
-        late_state, _secure.client_encode(values[2], late_state["v_bounds"]), config
-    )[0].reshape(-1)
-    for i in mask_partners(2, list(range(8)), keys["order"]):
-        key = pair_key(
-            private, keys["public"][2], keys["public"][i], keys["session"], b"mask"
-        )
-        mask = _secure._pair_mask(key, config["round"], late.size)
-        late = late - mask if 2 < i else late + mask
+    words = _secure.client_encode(values[2], late_state["v_bounds"])
+    late = _secure._masked(late_state, words, config)[0].reshape(-1)
+    for i, _, key in revealed:  # client i added +mask if i < 2, else -mask
+        mask = _secure.round_mask(key, late.size)
+        late = late + mask if i < 2 else late - mask
     bits = np.unpackbits(late.view(np.uint8))
     assert abs(bits.sum() - bits.size / 2) < 6 * np.sqrt(bits.size / 4)
 
 
+def test_a_dropout_reveals_nothing_of_the_earlier_rounds():
+    # A reviewer's attack on the first design (a fit-long key, Shamir-shared:
+    # one dropout exposed all of that client's earlier uploads). Client 2
+    # takes part in a first sum, then drops in a second: the server receives
+    # the second round's keys of its pairs only, from which no other
+    # round's mask follows (HKDF per round). Catches revealing the pair key
+    # itself, or a round key of any other round.
+    values = [np.full((1, 8), float(c + 1)) for c in range(8)]
+    transport = tolerant_federation(values, {2: ("masked_words", "before", 2)})
+    tolerant_sum(transport)
+    first_round = transport._rounds - 1
+    tolerant_sum(transport)
+    last_round = transport._rounds - 1
+    revealed = revealed_round_keys(transport)
+    assert revealed
+    for i, j, key in revealed:
+        pair = transport.states[i]["pair_keys"][j]
+        assert key == _secure.round_key(pair, last_round)
+        assert key not in {bytes(pair), _secure.round_key(pair, first_round)}
+
+
+def test_the_two_directions_of_a_pair_never_share_a_nonce():
+    # A reviewer's attack: both directions of a pair sealed self-mask shares
+    # under one key and one nonce, a two-time pad (XOR of the ciphertexts =
+    # XOR of the plaintexts). The sender is in the nonce. Catches a nonce
+    # without the sender.
+    key, aad = bytes(range(32)), b""
+    a, b = bytes(40), bytes([7] * 40)
+    one = _secure._seal_share(key, 5, 1, a, aad)[:40]
+    two = _secure._seal_share(key, 5, 2, b, aad)[:40]
+    xor = bytes(x ^ y for x, y in zip(one, two, strict=True))
+    assert xor != bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
 def test_too_many_dropouts_is_a_clear_error():
-    # 8 clients each pair with 6 neighbours; a secret shared among 6 needs
-    # 4 of the shares. With 5 clients gone before uploading, a survivor has
-    # at most 2 partners left: the sum cannot be unmasked, and says why.
+    # 8 clients each pair with 6 neighbours; a self mask shared among 6
+    # needs 4 of the shares. With 5 clients gone before uploading, a
+    # survivor has at most 2 partners left: the sum cannot be unmasked, and
+    # says why.
     values = [np.ones((1, 2)) for _ in range(8)]
     drops = {c: ("masked_words", "before") for c in range(5)}
     with pytest.raises(ValueError, match=r"needs 4 of the 6 shares"):

@@ -123,8 +123,7 @@ STATE = {
     "coarse_bins": "int64 (d,): the secure maximum's first round (transient)",
     "group_key": "uint8 (32,): the key that opens the group secret (transient)",
 }
-# The state a client keeps from the key agreement (the last four only when
-# the transport survives dropouts):
+# The state a client keeps from the key agreement:
 KEY_STATE = {
     "private_key": "uint8 (32,): its X25519 private key (never sent)",
     "public_key": "uint8 (32,): its public key",
@@ -133,10 +132,7 @@ KEY_STATE = {
     "pair_keys": "uint8 (k, 32): HKDF pair keys, row j for client j",
     "paired": "bool (k,): which rows of pair_keys are set",
     "group_secret": "uint8 (32,): the secret all clients share",
-    "share_keys": "uint8 (k, 32): pair keys that seal secret shares",
-    "key_shares": "uint8 (k, 40): its shares of its neighbours' private keys",
-    "has_key_share": "bool (k,): which rows of key_shares are set",
-    "revealed": "bool (k,): clients whose key share it revealed (dropped)",
+    "share_keys": "uint8 (k, 32): pair keys that seal self-mask shares",
 }
 STATE.update(KEY_STATE)
 
@@ -212,10 +208,25 @@ def _keystream(key, nonce, n_words):
     return stream.update(bytes(8 * n_words))
 
 
+def round_key(key, round_id):
+    """The pair's key of one round: HKDF of the pair key and the round id.
+
+    A client that must let the server remove its masks with a partner who
+    dropped out reveals this key, and only it: the pair key, hence every
+    other round's mask, stays secret.
+    """
+    return _hkdf(key, b"skfal round " + int(round_id).to_bytes(8, "little"))
+
+
 def _pair_mask(key, round_id, size):
     """The 64-bit words a pair of clients adds and subtracts in one round:
-    ChaCha20's keystream under the pair key, the round id as its nonce."""
-    return np.frombuffer(_keystream(key, round_id, size), dtype="<u8")
+    ChaCha20's keystream under the pair's round key."""
+    return round_mask(round_key(key, round_id), size)
+
+
+def round_mask(key, size):
+    """The mask words of a round key (ChaCha20's keystream, nonce 0)."""
+    return np.frombuffer(_keystream(key, 0, size), dtype="<u8")
 
 
 def client_mask(words, me, partners, keys, round_id):
@@ -300,7 +311,6 @@ def _open(key, sealed, session):
 
 # ------------------------------------------------------------ secret shares
 _SHARE_BYTES = 8 + 2 * 16  # the share's index, then its two 16-byte halves
-_SETUP_NONCE = 2**64  # the key shares' nonce; masked rounds use their round id
 
 
 def share_threshold(n_holders):
@@ -342,13 +352,19 @@ def _share_aad(session, sender, receiver):
     )
 
 
-def _seal_share(key, nonce, share, aad):
-    nonce = int(nonce).to_bytes(12, "little")
+def _share_nonce(round_id, sender):
+    """The round id and the sender: a pair's two directions (one key) never
+    share a nonce."""
+    return int(round_id).to_bytes(8, "little") + int(sender).to_bytes(4, "little")
+
+
+def _seal_share(key, round_id, sender, share, aad):
+    nonce = _share_nonce(round_id, sender)
     return ChaCha20Poly1305(bytes(key)).encrypt(nonce, bytes(share), aad)
 
 
-def _open_share(key, nonce, sealed, aad):
-    nonce = int(nonce).to_bytes(12, "little")
+def _open_share(key, round_id, sender, sealed, aad):
+    nonce = _share_nonce(round_id, sender)
     try:
         return ChaCha20Poly1305(bytes(key)).decrypt(nonce, bytes(sealed), aad)
     except InvalidTag:
@@ -525,13 +541,6 @@ def _partners(state, participants):
             f"Client {me} holds no pair key with clients {missing}: the server "
             "did not relay their public keys before this secure sum."
         )
-    revealed = [j for j in partners if "revealed" in state and state["revealed"][j]]
-    if revealed:
-        raise ValueError(
-            f"Client {me} revealed its share of the keys of clients {revealed}, "
-            "who dropped out: it masks with them no more (the server could "
-            "remove those masks). Leave them out of every later sum."
-        )
     return partners, state["pair_keys"]
 
 
@@ -541,8 +550,9 @@ def _masked(state, words, config):
 
     Double masking (Bonawitz et al.): a fresh self mask ``PRG(b)`` on top of
     the pairwise masks, ``b`` shared among the sum's partners, so the server
-    can remove it when this client's upload arrived, and the pairwise masks
-    of a client that dropped (from its key's shares), never both.
+    can remove it when this client's upload arrived; the masks of a partner
+    that dropped are removed from this round's keys of its pairs, which the
+    survivors reveal (never both for one client).
     """
     partners, keys = _partners(state, config["participants"])
     me, round_id = state["client"], config["round"]
@@ -559,7 +569,8 @@ def _masked(state, words, config):
     ):
         aad = _share_aad(session, me, j)
         sealed[row] = np.frombuffer(
-            _seal_share(state["share_keys"][j], round_id, share, aad), dtype=np.uint8
+            _seal_share(state["share_keys"][j], round_id, me, share, aad),
+            dtype=np.uint8,
         )
     return masked, sealed
 
@@ -615,32 +626,10 @@ def step_pair_keys(state, config, session, ring_seed, ids, keys, leader_key, *ev
     private = X25519PrivateKey.from_private_bytes(bytes(state["private_key"]))
     public = state["public_key"]
     _derive_pair_keys(state, ids, keys, private)
-    shares = ()
-    if config.get("tolerant"):
-        # Its private key, shared among its neighbours: if it drops, they
-        # let the server remove its pairwise masks from the others' uploads.
-        state["key_shares"] = np.zeros((n_clients, _SHARE_BYTES), dtype=np.uint8)
-        state["has_key_share"] = np.zeros(n_clients, dtype=bool)
-        state["revealed"] = np.zeros(n_clients, dtype=bool)
-        me, ids = state["client"], np.asarray(ids, dtype=np.int64)
-        sealed = np.zeros((ids.size, _SHARE_BYTES + 16), dtype=np.uint8)
-        for row, (j, share) in enumerate(
-            zip(ids, split_secret(state["private_key"], ids.size), strict=True)
-        ):
-            sealed[row] = np.frombuffer(
-                _seal_share(
-                    state["share_keys"][j],
-                    _SETUP_NONCE,
-                    share,
-                    _share_aad(session, me, j),
-                ),
-                dtype=np.uint8,
-            )
-        shares = (sealed,)
     if not everyone:
         group_key = pair_key(private, public, leader_key, session, b"group")
         state["group_key"] = np.frombuffer(group_key, dtype=np.uint8).copy()
-        return shares
+        return ()
     state["group_secret"] = fresh_bytes(_KEY_BYTES)
     sealed = np.zeros((n_clients, _SEALED_BYTES), dtype=np.uint8)
     for j, key in enumerate(everyone[0]):
@@ -649,7 +638,7 @@ def step_pair_keys(state, config, session, ring_seed, ids, keys, leader_key, *ev
             sealed[j] = np.frombuffer(
                 _seal(shared, state["group_secret"], session), dtype=np.uint8
             )
-    return (sealed, *shares)
+    return (sealed,)
 
 
 @client_step("group_secret")
@@ -678,48 +667,38 @@ def step_partner_keys(state, config, ids, keys):
     _derive_pair_keys(state, ids, keys)
 
 
-@client_step("keep_key_shares")
-def step_keep_key_shares(state, config, senders, sealed):
-    """Key agreement, 3 (dropouts survived): open and keep the shares of the
-    neighbours' private keys."""
-    me, session = state["client"], state["key_session"]
-    for j, blob in zip(np.asarray(senders, dtype=np.int64), sealed, strict=True):
-        share = _open_share(
-            state["share_keys"][j], _SETUP_NONCE, blob, _share_aad(session, j, me)
-        )
-        state["key_shares"][j] = np.frombuffer(share, dtype=np.uint8)
-        state["has_key_share"][j] = True
-
-
 @client_step("unmask")
 def step_unmask(state, config, senders, sealed):
-    """After a masked round with dropouts: the shares the server needs.
+    """After a masked round with dropouts: what the server needs, no more.
 
     For each partner whose upload arrived (``senders``, with the sealed
     share of its self mask it sent this client), that share; for each
-    client that dropped (``config["dropped"]``), this client's share of its
-    private key. Never both for one client, and never a key share of a
-    client whose upload arrived: with both, the server would unmask it.
+    partner that dropped (``config["dropped"]``), this round's key of their
+    pair, so the server can remove its mask from this client's upload.
+    Never both for one client: with both, the server would unmask it.
     """
     me, session, round_id = state["client"], state["key_session"], config["round"]
     senders = np.asarray(senders, dtype=np.int64)
-    dropped = [int(j) for j in config["dropped"]]
+    partners = mask_partners(me, config["participants"], state["ring_order"])
+    dropped = [int(j) for j in config["dropped"] if int(j) in partners]
     both = sorted(set(senders.tolist()) & set(dropped))
     if both:
         raise ValueError(
-            f"The server asked client {me} for the self-mask shares and the key "
-            f"shares of clients {both}: together they would unmask their "
-            "uploads. Refused."
+            f"The server asked client {me} for the self-mask shares of clients "
+            f"{both} and for its round keys with them: together they would "
+            "unmask their uploads. Refused."
         )
     opened = np.zeros((senders.size, _SHARE_BYTES), dtype=np.uint8)
     for row, (j, blob) in enumerate(zip(senders, sealed, strict=True)):
-        share = _open_share(
-            state["share_keys"][j], round_id, blob, _share_aad(session, j, me)
-        )
+        aad = _share_aad(session, j, me)
+        share = _open_share(state["share_keys"][j], round_id, j, blob, aad)
         opened[row] = np.frombuffer(share, dtype=np.uint8)
-    held = np.array([j for j in dropped if state["has_key_share"][j]], dtype=np.int64)
-    state["revealed"][held] = True
-    return opened, held, state["key_shares"][held]
+    keys = np.zeros((len(dropped), _KEY_BYTES), dtype=np.uint8)
+    for row, j in enumerate(dropped):
+        keys[row] = np.frombuffer(
+            round_key(state["pair_keys"][j], round_id), dtype=np.uint8
+        )
+    return opened, np.array(dropped, dtype=np.int64), keys
 
 
 @client_step("exponent_marks")
@@ -831,27 +810,11 @@ def key_agreement(transport):
         {c: (sealed[c],) for c in others},
         clients=others,
     )
-    neighbours = {c: sorted(known[c]) for c in clients}
-    if tolerant:  # relay each neighbour its sealed share of a client's key
-        inbox = {c: ([], []) for c in clients}
-        for c in clients:
-            for j, blob in zip(neighbours[c], replies[c][-1], strict=True):
-                inbox[j][0].append(c)
-                inbox[j][1].append(blob)
-        transport.tell(
-            "keep_key_shares",
-            "key_agreement",
-            {
-                c: (np.array(senders, dtype=np.int64), np.array(blobs))
-                for c, (senders, blobs) in inbox.items()
-            },
-        )
     transport.session["keys"] = {
         "public": public,
         "order": order,
         "known": known,
         "session": session,
-        "neighbours": neighbours,
         "tolerant": tolerant,
         "dead": set(),
     }
@@ -877,13 +840,15 @@ def _summed(transport, step, phase, participants, *, config, broadcast=()):
     """One masked round: the participants upload, the server adds.
 
     Returns the sum of the uploads (the masks removed) and the participants
-    whose upload is in it. Without dropouts survived, every participant
-    must reply (a missing reply is the transport's error). With them
-    (``transport.tolerate_dropouts``), the server asks the clients still
-    there for the shares that remove the self masks of the uploads that
-    arrived and the pairwise masks of the clients that dropped
-    (:func:`step_unmask`); a client with too few shares left is a clear
-    error.
+    whose upload is in it (also kept as ``transport.session["keys"]
+    ["survivors"]``). Without dropouts survived, every participant must
+    reply (a missing reply is the transport's error). With them
+    (``transport.tolerate_dropouts``), the server asks the participants
+    still there for the shares of the self masks of the uploads that
+    arrived, and for this round's keys of their pairs with the participants
+    that dropped (:func:`step_unmask`); a self mask with too few shares
+    left, or a dropped participant's pair whose other end left too, is a
+    clear error.
     """
     keys = transport.session["keys"]
     tolerant = keys.get("tolerant", False)
@@ -898,71 +863,80 @@ def _summed(transport, step, phase, participants, *, config, broadcast=()):
         tolerate=tolerant,
     )
     survivors = [c for c in participants if c in replies]
+    keys["survivors"] = survivors
     total = server_sum_words([replies[c][0] for c in survivors])
     if not tolerant:
         return total, participants
     dropped = [c for c in participants if c not in replies]
     keys["dead"].update(dropped)
-    order, public, session = keys["order"], keys["public"], keys["session"]
+    order = keys["order"]
     partners = {c: mask_partners(c, participants, order) for c in participants}
-    inbox = {}
+    inbox = {i: ([], []) for i in survivors}
     for i in survivors:
         for j, blob in zip(partners[i], replies[i][1], strict=True):
-            inbox.setdefault(j, ([], []))
-            inbox[j][0].append(i)
-            inbox[j][1].append(blob)
-    holders = set(inbox) | {h for j in dropped for h in keys["neighbours"][j]}
-    holders = sorted(holders - keys["dead"])
-    empty = (np.zeros(0, dtype=np.int64), np.zeros((0, _SHARE_BYTES + 16), np.uint8))
+            if j in inbox:
+                inbox[j][0].append(i)
+                inbox[j][1].append(blob)
+    asked = [i for i in survivors if inbox[i][0] or set(partners[i]) & set(dropped)]
     answers = transport.ask(
         "unmask",
         phase,
         {
-            h: (np.array(inbox[h][0], dtype=np.int64), np.array(inbox[h][1]))
-            if h in inbox
-            else empty
-            for h in holders
+            h: (
+                np.array(inbox[h][0], dtype=np.int64),
+                np.array(inbox[h][1]).reshape(-1, _SHARE_BYTES + 16),
+            )
+            for h in asked
         },
-        config={"round": round_id, "dropped": dropped},
-        clients=holders,
+        config={"round": round_id, "dropped": dropped, "participants": participants},
+        clients=asked,
         tolerate=True,
     )
-    keys["dead"].update(h for h in holders if h not in answers)
-    self_shares, key_shares = {i: [] for i in survivors}, {j: [] for j in dropped}
-    for h, (opened, held, shares) in answers.items():
-        senders = inbox[h][0] if h in inbox else []
-        for i, share in zip(senders, opened, strict=True):
-            self_shares[i].append(share)
-        for j, share in zip(held, shares, strict=True):
-            key_shares[int(j)].append(share)
+    keys["dead"].update(h for h in asked if h not in answers)
+    self_shares = {i: [] for i in survivors}
     flat = total.reshape(-1)
+    removed = set()
+    for h, (opened, gone, round_keys) in answers.items():
+        for i, share in zip(inbox[h][0], opened, strict=True):
+            self_shares[i].append(share)
+        for j, key in zip(gone, round_keys, strict=True):
+            mask = round_mask(bytes(key), flat.size)
+            if h < j:  # h added the pair's mask, j (gone) never subtracted it
+                flat -= mask
+            else:
+                flat += mask
+            removed.add((h, int(j)))
     for i in survivors:
-        _enough(self_shares[i], len(partners[i]), i, "the self mask of", phase)
+        _enough(self_shares[i], len(partners[i]), i, phase)
         secret = combine_secret(self_shares[i])
         flat -= np.frombuffer(_keystream(secret, round_id, flat.size), dtype="<u8")
-    for j in dropped:
-        _enough(key_shares[j], len(keys["neighbours"][j]), j, "the key of", phase)
-        private = combine_secret(key_shares[j])
-        for i in partners[j]:
-            if i in survivors:
-                key = pair_key(private, public[j], public[i], session, b"mask")
-                mask = _pair_mask(key, round_id, flat.size)
-                if i < j:
-                    flat -= mask
-                else:
-                    flat += mask
+    stuck = sorted(
+        (i, j)
+        for j in dropped
+        for i in partners[j]
+        if i in replies and (i, j) not in removed
+    )
+    if stuck:
+        raise ValueError(
+            f"The {phase!r} secure sum cannot be completed: the uploads of "
+            f"clients {sorted({i for i, _ in stuck})} carry masks shared with "
+            f"clients {sorted({j for _, j in stuck})}, who dropped before "
+            "uploading, and they left before revealing them. Start a new fit "
+            "without the clients that left."
+        )
     return total, survivors
 
 
-def _enough(shares, n_holders, client, what, phase):
+def _enough(shares, n_holders, client, phase):
     needed = share_threshold(n_holders)
     if len(shares) < needed:
         raise ValueError(
-            f"The {phase!r} secure sum cannot be completed: {what} client "
-            f"{client} needs {needed} of the {n_holders} shares its partners "
-            f"hold, and only {len(shares)} of them are still there. A sum "
-            "survives as long as fewer than half of each client's partners "
-            "drop out; start a new fit without the clients that left."
+            f"The {phase!r} secure sum cannot be completed: the self mask of "
+            f"client {client} needs {needed} of the {n_holders} shares its "
+            f"partners in this sum hold, and only {len(shares)} of them are "
+            "still there. A sum survives as long as fewer than half of each "
+            "client's partners drop out; start a new fit without the clients "
+            "that left."
         )
 
 

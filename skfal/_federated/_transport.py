@@ -420,10 +420,12 @@ class InProcessTransport(Transport):
         self.n_jobs = n_jobs
         self.labels = None  # the simulation's y, for check_labels only
         # A simulation of dropouts: {client: (step, "before" or "after")}
-        # stops the client at its first run of that step, before replying
-        # or right after; it never replies again.
+        # stops the client at its first run of that step (or its n-th, with
+        # (step, when, n)), before replying or right after; it never
+        # replies again.
         self.dropouts = {}
         self.dead = set()
+        self._runs = {}
 
     def kept(self, name):
         """What each client kept under ``name`` (``None`` where it did not).
@@ -455,14 +457,16 @@ class InProcessTransport(Transport):
         for request in requests:
             if c in self.dead:
                 return None
-            drop = self.dropouts.get(c, (None, None))
-            if drop == (request.step, "before"):
-                self.dead.add(c)
-                return None
+            step, when, nth = (*self.dropouts.get(c, (None, None)), 1)[:3]
+            if step == request.step:
+                runs = self._runs[c, step] = self._runs.get((c, step), 0) + 1
+                if runs == nth and when == "before":
+                    self.dead.add(c)
+                    return None
             reply = run_client_step(
                 self.states[c], request.step, request.config, request.arrays
             )
-            if drop == (request.step, "after"):
+            if step == request.step and runs == nth and when == "after":
                 self.dead.add(c)
         return reply
 
