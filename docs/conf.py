@@ -1,13 +1,16 @@
 """Sphinx configuration for the skfal documentation.
 
 Build: ``pip install ".[docs]"`` then
-``sphinx-build -W -b html docs docs/_build/html``. Offline by design: no
+``sphinx-build -W -b html docs docs/_build/html`` (add ``-j auto`` to run the
+gallery's examples on every core, as CI does). Offline by design: no
 remote intersphinx inventory is fetched (set ``SKFAL_DOCS_ONLINE=1`` to link
 to the NumPy, SciPy and scikit-learn docs when a network is available).
 """
 
 import os
 
+import sphinx_gallery
+from packaging.version import Version
 from sphinx_gallery.sorting import ExplicitOrder
 
 import skfal
@@ -63,6 +66,10 @@ sphinx_gallery_conf = {
     "doc_module": ("skfal",),
     "backreferences_dir": "generated/backreferences",
 }
+if Version(sphinx_gallery.__version__) >= Version("0.17"):
+    # The examples run in as many processes as sphinx-build's -j gives (one
+    # without -j): most of the build's time, each example on its own.
+    sphinx_gallery_conf["parallel"] = True
 
 # Methods inherited from scikit-learn (get_params, set_output, set_fit_request,
 # ...) bring docstrings that cross-reference scikit-learn's own user guide and

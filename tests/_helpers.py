@@ -1,6 +1,25 @@
-"""Test data with known answers."""
+"""Test data with known answers, and the size of the Monte Carlo tests."""
+
+import os
 
 import numpy as np
+
+# CI's minimum-versions stage sets this: see monte_carlo_runs.
+QUICK_STATISTICS = os.environ.get("SKFAL_QUICK_STATISTICS") == "1"
+
+
+def monte_carlo_runs(n_runs):
+    """How many independent fits a Monte Carlo test averages over.
+
+    ``n_runs``, the size the test was written for, unless
+    ``SKFAL_QUICK_STATISTICS=1``: then a quarter of it (at least 50). CI's
+    minimum-versions stage sets it: there these tests check that the code
+    runs and stays unbiased on the oldest supported NumPy, SciPy and
+    scikit-learn, while the main stage (the README's ``pytest``) tests the
+    laws at full size. Only for tests whose tolerance is a multiple of the
+    Monte Carlo standard error, which widens as runs are dropped.
+    """
+    return max(n_runs // 4, 50) if QUICK_STATISTICS else n_runs
 
 
 def matrix_with_known_basis(n_samples, n_features, cond, random_state, n_spikes=5):

@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfal import ActiveEstimator, LeverageScoreSampler, SensitivitySampler
+from tests._helpers import monte_carlo_runs
 
 
 def _regression(n=300, seed=0):
@@ -60,7 +61,7 @@ def test_weighted_loss_sum_is_unbiased(n_rounds):
     reference = LinearRegression().fit(X[:40], y[:40])
     loss = (reference.predict(X) - y) ** 2
     estimates = []
-    for seed in range(250):
+    for seed in range(monte_carlo_runs(250)):
         model = ActiveEstimator(
             LinearRegression(), budget=24, n_rounds=n_rounds, random_state=seed
         ).fit(X, y)
@@ -234,7 +235,7 @@ def test_federated_weighted_loss_sum_is_unbiased():
     reference = LinearRegression().fit(X[:40], y[:40])
     loss = (reference.predict(X) - y) ** 2
     estimates = []
-    for seed in range(120):
+    for seed in range(monte_carlo_runs(120)):
         model = ActiveEstimator(
             LinearRegression(), budget=20, n_rounds=2, random_state=seed
         ).fit(X, y, groups=groups)

@@ -19,6 +19,7 @@ from skfal._sampling import (
     mixed_probabilities,
 )
 from skfal._validation import check_groups
+from tests._helpers import monte_carlo_runs
 
 GROUPS = np.array([2, 0, 0, 1, 2, 2, 0, 1])
 _, CLIENT_ROWS = check_groups(GROUPS, 8)  # [1, 2, 6], [3, 7], [0, 4, 5]
@@ -101,7 +102,7 @@ def test_federated_pivotal_has_the_centralized_inclusion_probabilities():
     scores = rng.exponential(size=40) ** 2
     terms = inclusion_terms(scores, 7, 0.3)
     pi = inclusion_probabilities(mixed_probabilities(scores, 0.3), 7)
-    n_runs, hits = 3000, np.zeros(40)
+    n_runs, hits = monte_carlo_runs(3000), np.zeros(40)
     for seed in range(n_runs):
         picked = run_pivotal_selection(
             X,

@@ -6,7 +6,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skfal import LeverageScoreSampler
-from tests._helpers import hat_diagonal, matrix_with_known_basis
+from tests._helpers import hat_diagonal, matrix_with_known_basis, monte_carlo_runs
 
 
 @pytest.mark.parametrize("cond, tol", [(1e2, 1e-10), (1e8, 1e-6)])
@@ -289,7 +289,7 @@ def test_pivotal_weighted_gram_is_unbiased(groups):
     X = rng.standard_normal((300, 3)) * [1.0, 3.0, 0.3]
     X[:4] *= 6
     gram = X.T @ X
-    n_seeds = 1500
+    n_seeds = monte_carlo_runs(1500)
     estimates = np.empty((n_seeds, 3, 3))
     for seed in range(n_seeds):
         s = LeverageScoreSampler(budget=15, random_state=seed).fit(X, groups=groups)

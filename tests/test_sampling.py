@@ -21,6 +21,7 @@ from skfal._sampling import (
     spatial_order,
     tree_depth,
 )
+from tests._helpers import monte_carlo_runs
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_draw_matches_draw_by_draw_process():
     # Our O(n + budget log budget) simulation must have the law of the literal
     # process: same mean number of draws and mean multiplicity of each row.
     p = np.array([0.55, 0.25, 0.12, 0.05, 0.03])
-    budget, reps = 3, 6000
+    budget, reps = 3, monte_carlo_runs(6000)
     rng_a, rng_b = np.random.RandomState(0), np.random.RandomState(1)
     ours = np.zeros((reps, p.size))
     naive = np.zeros((reps, p.size))
@@ -85,7 +86,9 @@ def test_expected_number_of_draws_budget_two():
     p = np.array([0.6, 0.3, 0.1])
     expected = 2 + np.sum(p**2 / (1 - p))
     rng = np.random.RandomState(0)
-    draws = np.array([draw_until_distinct(p, 2, rng).n_draws for _ in range(20000)])
+    draws = np.array(
+        [draw_until_distinct(p, 2, rng).n_draws for _ in range(monte_carlo_runs(20000))]
+    )
     assert abs(draws.mean() - expected) < 4 * draws.std() / np.sqrt(draws.size)
 
 
@@ -110,7 +113,7 @@ def test_draws_beyond_int64_keep_the_law_and_positive_weights(eps):
     p = np.array([1.0 - eps, eps])
     rng = np.random.RandomState(0)
     draws, weight_sums = [], []
-    for _ in range(4000):
+    for _ in range(monte_carlo_runs(4000)):
         sel = draw_until_distinct(p, 2, rng)
         assert np.all(np.isfinite(sel.weights)) and np.all(sel.weights > 0)
         assert isinstance(sel.n_draws, int) and sel.n_draws >= 2
@@ -291,7 +294,7 @@ def test_pivotal_tournament_has_exact_inclusion_probabilities(ordered):
 
     run = _tournament_run(pi, order)
 
-    n_runs = 6000
+    n_runs = monte_carlo_runs(6000)
     assert_frequencies_match(inclusion_frequencies(pi, n_runs, run), pi, n_runs)
 
 
@@ -310,7 +313,7 @@ def test_pivotal_tournament_settles_runs_of_small_probabilities_exactly():
 
     run = _tournament_run(pi, order)
 
-    n_runs = 8000
+    n_runs = monte_carlo_runs(8000)
     freq = inclusion_frequencies(pi, n_runs, run)
     # 300 rows: a wider (Bonferroni) band than the 40-row test's 4.5.
     se = np.sqrt(pi * (1 - pi) / n_runs)

@@ -344,7 +344,8 @@ def revealed_round_keys(transport, phase="test"):
         if array.dtype == np.int64:
             gone = array
         elif gone is not None:
-            found.extend((client, int(j), bytes(key)) for j, key in zip(gone, array, strict=True))
+            pairs = zip(gone, array, strict=True)
+            found.extend((client, int(j), bytes(key)) for j, key in pairs)
             gone = None
     return found
 

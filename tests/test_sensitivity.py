@@ -5,7 +5,7 @@ import pytest
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySampler
-from tests._helpers import blobs
+from tests._helpers import blobs, monte_carlo_runs
 
 
 @pytest.mark.parametrize("with_labels", [False, True])
@@ -23,7 +23,7 @@ def test_weighted_loss_sum_is_unbiased_and_concentrates(with_labels):
     spreads = []
     for budget in (30, 120):
         estimates = []
-        for seed in range(600):
+        for seed in range(monte_carlo_runs(600)):
             s = SensitivitySampler(
                 budget=budget,
                 n_clusters=8,
