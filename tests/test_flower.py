@@ -353,10 +353,10 @@ def test_flower_run_equals_the_in_process_fit(federation, data):
         assert int(fitted["n_draws"][0]) == ref.n_draws_
         for phase, sent in ref.communication_.items():
             assert fitted[f"bytes_{phase}"].tolist() == [sent["up"], sent["down"]]
-        # Round trips after the hello: the key agreement, the secure maximum
+        # Round trips after the hello: the key agreement (2), the secure maximum
         # of the scales (2), the secure stack (3: "qr") or the masked rows
         # and their basis ("fedsvd"), the tournament and the selection.
-        trips = {"qr": 10, "fedsvd": 7}[protocol]
+        trips = {"qr": 11, "fedsvd": 8}[protocol]
         assert int(fitted["serialized_round_trips"][0]) == trips
         # What crossed the wire: the arrays' bytes, plus Flower's envelope.
         payload = int(fitted["serialized_array_bytes"][0])
@@ -470,10 +470,10 @@ def test_flower_regressor_equals_the_in_process_fit(federation, data, target):
         check_bytes_and_audit(
             fitted, audit, ref, X, forbidden=target[ref.sample_indices_]
         )
-        # Round trips after the hello: the selection's (10 or 7), then
+        # Round trips after the hello: the selection's (11 or 8), then
         # training's: "global" 12 (two secure sums for the mean, the scales,
         # the secure stack, the solve), "local" 4 (a secure sum, the solve).
-        trips = {"qr": 10, "fedsvd": 7}[protocol] + {"global": 12, "local": 4}[training]
+        trips = {"qr": 11, "fedsvd": 8}[protocol] + {"global": 12, "local": 4}[training]
         assert int(fitted["serialized_round_trips"][0]) == trips
 
 
