@@ -161,3 +161,9 @@ def test_one_client_holding_labels_that_keeps_its_model_is_a_clear_error():
         pytest.raises(ValueError, match="keeps its model"),
     ):
         global_training(transport, {0: 0, 1: 5}, n_features=2)
+
+
+def test_one_client_holding_a_single_label_is_warned_that_it_gives_it_away():
+    clients = clients_data([0, 1], d=2, seed=7)
+    with pytest.warns(UserWarning, match="gives that row's label away"):
+        run_global_training(clients, np.random.RandomState(0), Channel())

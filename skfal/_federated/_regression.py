@@ -366,12 +366,15 @@ def _one_holder_training(transport, holder, n_rows, config):
     and that it comes from this client's rows alone; nothing else (no
     factor, no mean, no label) leaves the client.
     """
+    gives_away = (
+        " A model fitted on one row gives that row's label away." if n_rows < 2 else ""
+    )
     warnings.warn(
         f"Only client {holder} holds labeled rows ({n_rows} of them): there is "
         "no secure sum to hide its part in, so it fits the model alone and the "
         "server passes that model to the other clients (the server learns "
-        "the model, and that it comes from that client's rows). Raise the "
-        "budget so that several clients hold labeled rows.",
+        f"the model, and that it comes from that client's rows).{gives_away} "
+        "Raise the budget so that several clients hold labeled rows.",
         UserWarning,
         stacklevel=5,
     )
