@@ -143,15 +143,6 @@ def fresh_bytes(n_bytes):
     return np.frombuffer(os.urandom(n_bytes), dtype=np.uint8).copy()
 
 
-def fresh_generator():
-    """A generator seeded with 128 bits of the operating system's randomness.
-
-    For draws that must differ in every fit and never change a result (the
-    marks of the secure maximum, the server's ring order).
-    """
-    return np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
-
-
 def _hkdf(secret, info, salt=None):
     """HKDF-SHA256 (RFC 5869) of ``secret``: 32 bytes."""
     return HKDF(
@@ -397,7 +388,7 @@ def _bin_order(n_columns, n_bins, group_secret):
     return np.argsort(rng.random((n_columns, n_bins)), axis=1)
 
 
-def client_exponent_marks(exponents, coarse, group_secret, random_state):
+def client_exponent_marks(exponents, coarse, group_secret):
     """One round of the secure maximum: a random word at the bin of each exponent.
 
     Parameters
@@ -409,8 +400,6 @@ def client_exponent_marks(exponents, coarse, group_secret, random_state):
         coarse bin of each column (``-1``: every column was zero).
     group_secret : ndarray of shape (32,) of uint8
         The clients' shared secret that permutes the bins.
-    random_state : numpy.random.Generator or None
-        The randomness of the marks; ``None``: the operating system's.
 
     Returns
     -------
@@ -428,11 +417,9 @@ def client_exponent_marks(exponents, coarse, group_secret, random_state):
         bins = offsets % _BIN_WIDTH
     columns = np.flatnonzero(present)
     order = _bin_permutations(n_columns, n_bins, group_secret)
-    if random_state is None:  # fresh words of OS randomness, odd: never zero
-        words = np.frombuffer(os.urandom(8 * columns.size), dtype=np.uint64) | 1
-    else:
-        words = random_state.integers(1, 2**63, size=columns.size, dtype=np.int64)
-    marks[columns, order[columns, bins[columns]]] = words.astype(np.uint64)
+    # Fresh words of OS randomness, odd: never zero.
+    words = np.frombuffer(os.urandom(8 * columns.size), dtype=np.uint64) | 1
+    marks[columns, order[columns, bins[columns]]] = words
     return marks
 
 
@@ -715,7 +702,7 @@ def step_exponent_marks(state, config, *summed):
     if summed:
         coarse = client_highest_bins(summed[0], secret)
         state["coarse_bins"] = coarse
-    marks = client_exponent_marks(exponents, coarse, secret, None)
+    marks = client_exponent_marks(exponents, coarse, secret)
     return _masked(state, marks, config)
 
 
