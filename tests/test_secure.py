@@ -216,6 +216,50 @@ def test_two_runs_of_the_same_sum_share_no_masked_word():
     assert np.intersect1d(words[0], words[1]).size == 0
 
 
+def test_a_client_refuses_to_mask_twice_under_one_round():
+    # A server that sends a round id again would get two uploads under the
+    # same pairwise masks, whose difference is the difference of the
+    # plaintexts. Catches the round check in _masked removed: the second
+    # upload then comes back, and the attack below recovers the client's
+    # change from the two uploads.
+    values = [np.arange(8.0)[None, :] * (c + 1) for c in range(3)]
+    _, transport = summed(values)
+    state = transport.states[1]
+    config = {
+        "participants": [0, 1, 2],
+        "round": int(state["last_round"][0]),
+        "phase": "test",
+        "values": "v",
+        "bounds": "v_bounds",
+    }
+    step = _secure.step_masked_words
+    fresh = dict(config, round=config["round"] + 1)
+    (first,) = step(state, fresh)
+    state["v"] = state["v"] + 1.0
+    with pytest.raises(ValueError, match="mask under round .* Refused"):
+        step(state, fresh)
+    # What the refusal prevents: the same masks twice give away the change.
+    state["last_round"] = np.array([-1])
+    (second,) = step(state, fresh)
+    change = _secure.client_decode(
+        _secure.decode_units(second - first), state["v_bounds"]
+    )
+    assert np.allclose(change, 1.0)
+
+
+def test_the_bin_order_is_fresh_in_every_round():
+    # The secure maximum's bins are permuted by the clients' secret, afresh
+    # in every masked round: the server cannot tell that two sums' columns
+    # fell in the same (permuted) bin. Catches the round id dropped from
+    # the order's derivation (one order for the whole fit).
+    secret = _secure.fresh_bytes(32)
+    orders = [_secure._bin_permutations(4, 69, secret, r) for r in range(3)]
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[1], orders[2])
+    # Every client derives the same order for a round from the same secret.
+    assert np.array_equal(orders[2], _secure._bin_permutations(4, 69, secret, 2))
+
+
 def test_the_mask_graph_is_sparse_symmetric_and_cancels():
     # Bell et al.'s sparse graph: with 64 clients each masks with 12
     # neighbours, not 63, and the sum is still exact. Catches a graph that

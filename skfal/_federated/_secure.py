@@ -31,9 +31,10 @@ the operating system's randomness (``os.urandom``) in every fit.
    receives it, nor anything it is derived from.
 3. Every secure sum (a fresh public round id each time): client ``i``
    encodes its array in fixed point as 64-bit words and adds the ChaCha20
-   keystream of the pair key (nonce: the round id) for every neighbour
+   keystream of the pair's round key (:func:`round_key`) for every neighbour
    ``j > i`` among the sum's participants and subtracts it for ``j < i``,
-   modulo ``2^64``. In the server's sum every mask appears once with each
+   modulo ``2^64``; it never masks twice under one round id
+   (:func:`masked_round` is the one place a masked round is run). In the server's sum every mask appears once with each
    sign and cancels, leaving exactly the sum of the encoded arrays. A sum
    over some of the clients pairs each participant with its ``d``
    neighbours on the ring restricted to the participants; a participant
@@ -52,8 +53,8 @@ float ``v`` in column ``m`` travels as ``round(v 2^(62 - E_m))``, with ``2^E_m``
 a bound on every client's entries and on the sum in that column. The clients
 agree on the bounds without the server learning them: a secure *maximum* of
 their exponents, each client marking the bin of its exponent with a random
-non-zero word in a table whose bins are permuted by a secret all clients share
-(two rounds: 69 coarse bins of 32 exponents, then the 32 exponents of the
+non-zero word in a table whose bins are permuted by a secret all clients share,
+afresh in every round (two rounds: 69 coarse bins of 32 exponents, then the 32 exponents of the
 winning coarse bin). The server adds the tables as in any secure sum and sends
 the result back; it sees which permuted bins are occupied, that is, how many
 distinct exponents occur, never which. So the server handles every sum in
@@ -82,8 +83,10 @@ then learns that client's totals (the threat model in the user guide).
 """
 
 import functools
+import hashlib
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 from Crypto.Protocol.SecretSharing import Shamir
@@ -133,6 +136,7 @@ KEY_STATE = {
     "paired": "bool (k,): which rows of pair_keys are set",
     "group_secret": "uint8 (32,): the secret all clients share",
     "share_keys": "uint8 (k, 32): pair keys that seal self-mask shares",
+    "last_round": "int64 (1,): the last round it masked under (never again)",
 }
 STATE.update(KEY_STATE)
 
@@ -200,13 +204,22 @@ def _keystream(key, nonce, n_words):
 
 
 def round_key(key, round_id):
-    """The pair's key of one round: HKDF of the pair key and the round id.
+    """The pair's key of one round: keyed BLAKE2b (RFC 7693, a PRF) of the
+    round id under the pair key.
 
     A client that must let the server remove its masks with a partner who
     dropped out reveals this key, and only it: the pair key, hence every
-    other round's mask, stays secret.
+    other round's mask, stays secret. BLAKE2b rather than HKDF here: it is
+    drawn for every pair in every round (20,000 times a round at 1,000
+    clients), and :mod:`hashlib`'s keyed BLAKE2b costs a fifth of an HKDF
+    call through :mod:`cryptography`.
     """
-    return _hkdf(key, b"skfal round " + int(round_id).to_bytes(8, "little"))
+    return hashlib.blake2b(
+        int(round_id).to_bytes(8, "little"),
+        key=bytes(key),
+        digest_size=_KEY_BYTES,
+        person=b"skfal round",
+    ).digest()
 
 
 def _pair_mask(key, round_id, size):
@@ -258,7 +271,8 @@ def mask_partners(me, participants, order):
     if mask_degree(len(participants)) >= len(participants) - 1:
         return sorted(int(c) for c in participants if c != me)
     ring, place = _ring(
-        tuple(int(c) for c in participants), np.asarray(order).tobytes()
+        np.asarray(participants, dtype=np.int64).tobytes(),
+        np.asarray(order, dtype=np.int64).tobytes(),
     )
     n, half = len(ring), mask_degree(len(ring)) // 2
     at = place[me]
@@ -269,8 +283,9 @@ def mask_partners(me, participants, order):
 def _ring(participants, order):
     """The participants in ring order, and each one's place (cached: every
     participant of a sum computes the same ring)."""
+    participants = np.frombuffer(participants, dtype=np.int64)
     order = np.frombuffer(order, dtype=np.int64)
-    ring = sorted(participants, key=lambda c: order[c])
+    ring = participants[np.argsort(order[participants], kind="stable")].tolist()
     return ring, {c: i for i, c in enumerate(ring)}
 
 
@@ -374,21 +389,17 @@ def column_exponents(magnitudes):
     return exponents
 
 
-def _bin_permutations(n_columns, n_bins, group_secret):
-    """The clients' secret order of each column's bins (the server never sees
-    it): row ``m`` maps bin ``b`` of column ``m`` to its position."""
-    return _bin_order(n_columns, n_bins, bytes(group_secret))
-
-
-@functools.lru_cache(maxsize=8)
-def _bin_order(n_columns, n_bins, group_secret):
-    """Cached by the secret (bytes): the clients of a simulated fit draw the
-    order once; a fresh fit has a fresh secret."""
-    rng = shared_generator(group_secret, f"bins {n_columns} {n_bins}")
+def _bin_permutations(n_columns, n_bins, group_secret, round_id):
+    """The clients' secret order of each column's bins in one masked round
+    (the server never sees it): row ``m`` maps bin ``b`` of column ``m`` to
+    its position. A fresh order every round, so the server cannot tell that
+    two sums' columns fell in the same bin."""
+    purpose = f"bins {n_columns} {n_bins} round {int(round_id)}"
+    rng = shared_generator(group_secret, purpose)
     return np.argsort(rng.random((n_columns, n_bins)), axis=1)
 
 
-def client_exponent_marks(exponents, coarse, group_secret):
+def client_exponent_marks(exponents, coarse, group_secret, round_id):
     """One round of the secure maximum: a random word at the bin of each exponent.
 
     Parameters
@@ -400,6 +411,8 @@ def client_exponent_marks(exponents, coarse, group_secret):
         coarse bin of each column (``-1``: every column was zero).
     group_secret : ndarray of shape (32,) of uint8
         The clients' shared secret that permutes the bins.
+    round_id : int
+        The masked round's public id: the bins' order is fresh in each.
 
     Returns
     -------
@@ -416,17 +429,18 @@ def client_exponent_marks(exponents, coarse, group_secret):
         present &= offsets // _BIN_WIDTH == coarse
         bins = offsets % _BIN_WIDTH
     columns = np.flatnonzero(present)
-    order = _bin_permutations(n_columns, n_bins, group_secret)
+    order = _bin_permutations(n_columns, n_bins, group_secret, round_id)
     # Fresh words of OS randomness, odd: never zero.
     words = np.frombuffer(os.urandom(8 * columns.size), dtype=np.uint64) | 1
     marks[columns, order[columns, bins[columns]]] = words
     return marks
 
 
-def client_highest_bins(summed_marks, group_secret):
-    """Unpermute the summed marks: the highest occupied bin per column (or -1)."""
+def client_highest_bins(summed_marks, group_secret, round_id):
+    """Unpermute the summed marks of round ``round_id``: the highest occupied
+    bin per column (or -1)."""
     n_columns, n_bins = summed_marks.shape
-    order = _bin_permutations(n_columns, n_bins, group_secret)
+    order = _bin_permutations(n_columns, n_bins, group_secret, round_id)
     occupied = np.take_along_axis(summed_marks, order, axis=1) != 0
     highest = n_bins - 1 - np.argmax(occupied[:, ::-1], axis=1)
     return np.where(occupied.any(axis=1), highest, -1).astype(np.int64)
@@ -542,7 +556,15 @@ def _masked(state, words, config):
     survivors reveal (never both for one client).
     """
     partners, keys = _partners(state, config["participants"])
-    me, round_id = state["client"], config["round"]
+    me, round_id = state["client"], int(config["round"])
+    last = int(state["last_round"][0])
+    if round_id <= last:
+        raise ValueError(
+            f"The server asked client {me} to mask under round {round_id}, "
+            f"not after its last masked round {last}: the same masks twice "
+            "would let the server subtract two uploads. Refused."
+        )
+    state["last_round"] = np.array([round_id], dtype=np.int64)
     masked = client_mask(words, me, partners, keys, round_id)
     if not config.get("tolerant"):
         return (masked,)
@@ -566,6 +588,7 @@ def _masked(state, words, config):
 def step_key_pair(state, config):
     """Key agreement, 1: draw a fresh X25519 key pair (kept), upload the public key."""
     state["private_key"], state["public_key"] = client_key_pair()
+    state["last_round"] = np.array([-1], dtype=np.int64)  # fresh keys, fresh masks
     return (state["public_key"],)
 
 
@@ -646,6 +669,7 @@ def step_solo_secret(state, config):
     state["pair_keys"] = np.zeros((1, _KEY_BYTES), dtype=np.uint8)
     state["paired"] = np.zeros(1, dtype=bool)
     state["group_secret"] = np.zeros(_KEY_BYTES, dtype=np.uint8)
+    state["last_round"] = np.array([-1], dtype=np.int64)
 
 
 @client_step("partner_keys")
@@ -700,9 +724,9 @@ def step_exponent_marks(state, config, *summed):
     secret = state["group_secret"]
     coarse = None
     if summed:
-        coarse = client_highest_bins(summed[0], secret)
+        coarse = client_highest_bins(summed[0], secret, config["rounds"][0])
         state["coarse_bins"] = coarse
-    marks = client_exponent_marks(exponents, coarse, secret)
+    marks = client_exponent_marks(exponents, coarse, secret, config["round"])
     return _masked(state, marks, config)
 
 
@@ -715,12 +739,12 @@ def step_exponent_bounds(state, config, *summed):
     sum but needs its bounds (to decode the total it is sent) receives both
     rounds' sums and reads the bounds off them the same way.
     """
-    secret = state["group_secret"]
+    secret, (first, second) = state["group_secret"], config["rounds"]
     if len(summed) == 2:
-        coarse = client_highest_bins(summed[0], secret)
+        coarse = client_highest_bins(summed[0], secret, first)
     else:
         coarse = state.pop("coarse_bins")
-    fine = client_highest_bins(summed[-1], secret)
+    fine = client_highest_bins(summed[-1], secret, second)
     state[config["store"]] = bounds_from_bins(coarse, fine, config["headroom"])
     state[config["store"] + "_zero"] = coarse < 0
 
@@ -807,7 +831,7 @@ def key_agreement(transport):
     }
 
 
-def _relay_partner_keys(transport, participants, phase):
+def relay_partner_keys(transport, participants, phase):
     """Send each participant the public keys of its partners in this sum that
     it has no pair key with yet (one-way, with the sum's first message)."""
     keys = transport.session["keys"]
@@ -823,12 +847,24 @@ def _relay_partner_keys(transport, participants, phase):
             keys["known"][c].update(new.tolist())
 
 
-def _summed(transport, step, phase, participants, *, config, broadcast=()):
+class MaskedRound(NamedTuple):
+    """One masked round as the server holds it: the sum of the uploads (the
+    masks removed), the participants whose upload is in it, their replies,
+    and the round's public id."""
+
+    total: np.ndarray
+    participants: list
+    replies: dict
+    round_id: int
+
+
+def masked_round(transport, step, phase, participants, *, config, broadcast=()):
     """One masked round: the participants upload, the server adds.
 
-    Returns the sum of the uploads (the masks removed) and the participants
-    whose upload is in it (also kept as ``transport.session["keys"]
-    ["survivors"]``). Without dropouts survived, every participant must
+    A participant's reply is its masked words, then (dropouts survived) the
+    sealed shares of its self mask, then whatever else ``step`` replies in
+    the clear (:func:`lloyd_rounds`'s flag). Returns a :class:`MaskedRound`.
+    Without dropouts survived, every participant must
     reply (a missing reply is the transport's error). With them
     (``transport.tolerate_dropouts``), the server asks the participants
     still there for the shares of the self masks of the uploads that
@@ -850,10 +886,9 @@ def _summed(transport, step, phase, participants, *, config, broadcast=()):
         tolerate=tolerant,
     )
     survivors = [c for c in participants if c in replies]
-    keys["survivors"] = survivors
     total = server_sum_words([replies[c][0] for c in survivors])
     if not tolerant:
-        return total, participants
+        return MaskedRound(total, participants, replies, round_id)
     dropped = [c for c in participants if c not in replies]
     keys["dead"].update(dropped)
     order = keys["order"]
@@ -911,7 +946,7 @@ def _summed(transport, step, phase, participants, *, config, broadcast=()):
             "uploading, and they left before revealing them. Start a new fit "
             "without the clients that left."
         )
-    return total, survivors
+    return MaskedRound(total, survivors, replies, round_id)
 
 
 def _enough(shares, n_holders, client, phase):
@@ -948,33 +983,53 @@ def secure_bounds(
         transport.tell("own_bounds", phase, config=config, clients=participants)
         return participants
     others = [c for c in (receivers or ()) if c not in participants]
-    config = {"magnitudes": magnitudes}
-    summed, sums = (), []
-    for _ in range(2):
-        _relay_partner_keys(transport, participants, phase)
-        total, participants = _summed(
-            transport,
-            "exponent_marks",
-            phase,
-            participants,
-            config=config,
-            broadcast=summed,
-        )
-        summed = (total,)
-        sums.append(total)
-    ending = {"headroom": headroom, "store": store}
+    relay_partner_keys(transport, participants, phase)
+    first = masked_round(
+        transport,
+        "exponent_marks",
+        phase,
+        participants,
+        config={"magnitudes": magnitudes},
+    )
+    ending = {"magnitudes": magnitudes, "headroom": headroom, "store": store}
+    return finish_bounds(transport, first, phase, ending, others)
+
+
+def finish_bounds(transport, first, phase, config, others=()):
+    """The secure maximum's second round (the fine bins of the first round,
+    the :class:`MaskedRound` ``first``) and its end: the participants keep
+    the bounds under ``config["store"]``; ``others`` are sent both sums and
+    keep them too. Returns the participants still there."""
+    relay_partner_keys(transport, first.participants, phase)
+    second = masked_round(
+        transport,
+        "exponent_marks",
+        phase,
+        first.participants,
+        config={"magnitudes": config["magnitudes"], "rounds": [first.round_id]},
+        broadcast=(first.total,),
+    )
+    ending = {
+        "headroom": config["headroom"],
+        "store": config["store"],
+        "rounds": [first.round_id, second.round_id],
+    }
     transport.tell(
-        "exponent_bounds", phase, broadcast=summed, config=ending, clients=participants
+        "exponent_bounds",
+        phase,
+        broadcast=(second.total,),
+        config=ending,
+        clients=second.participants,
     )
     if others:
         transport.tell(
             "exponent_bounds",
             phase,
-            broadcast=tuple(sums),
+            broadcast=(first.total, second.total),
             config=ending,
-            clients=others,
+            clients=list(others),
         )
-    return participants
+    return second.participants
 
 
 def secure_sum(
@@ -985,7 +1040,7 @@ def secure_sum(
     Returns the sum as the server holds it, in units of ``2^E_m`` per column;
     the participants (and ``receivers``, see :func:`secure_bounds`) keep the
     bounds under ``values + "_bounds"``. With dropouts survived, the sum of
-    the participants whose uploads arrived (see :func:`_summed`).
+    the participants whose uploads arrived (see :func:`masked_round`).
     """
     participants = list(participants)
     _check_participants(participants, transport.n_clients, phase)
@@ -993,10 +1048,17 @@ def secure_sum(
     participants = secure_bounds(
         transport, participants, phase, magnitudes, headroom, bounds, receivers
     )
-    _relay_partner_keys(transport, participants, phase)
+    return summed_words(transport, participants, phase, values, bounds)[0]
+
+
+def summed_words(transport, participants, phase, values, bounds):
+    """A secure sum's last round: the participants' kept ``values`` in fixed
+    point under the kept ``bounds``, masked; the server's sum (in units of
+    ``2^E_m``) and the participants still there."""
+    relay_partner_keys(transport, participants, phase)
     config = {"phase": phase, "values": values, "bounds": bounds}
-    total, _ = _summed(transport, "masked_words", phase, participants, config=config)
-    return decode_units(total)
+    summed = masked_round(transport, "masked_words", phase, participants, config=config)
+    return decode_units(summed.total), summed.participants
 
 
 def secure_stack(transport, heights, phase, factor, receivers=None):

@@ -348,6 +348,12 @@ class Transport:
         found = [offsets[i] + np.asarray(local[c]) for i, c in enumerate(self.clients)]
         return np.sort(np.concatenate(found).astype(np.int64))
 
+    def rows_of(self, client, local, counts):
+        """Client ``client``'s rows ``local`` (positions among its own) as
+        rows of the federation, in the order given."""
+        before = self.clients[: list(self.clients).index(client)]
+        return sum(int(counts[c]) for c in before) + np.asarray(local, dtype=np.int64)
+
     def split(self, indices, counts):
         """Which of its own rows each client holds among sorted row ``indices``.
 
@@ -498,6 +504,13 @@ class InProcessTransport(Transport):
             return super().rows(local, counts)
         found = [self.client_rows[c][np.asarray(local[c])] for c in self.clients]
         return np.sort(np.concatenate(found).astype(np.int64))
+
+    def rows_of(self, client, local, counts):
+        if self.client_rows is None:
+            return super().rows_of(client, local, counts)
+        return self.client_rows[client][np.asarray(local, dtype=np.int64)].astype(
+            np.int64
+        )
 
     def split(self, indices, counts):
         if self.client_rows is None:
