@@ -34,12 +34,12 @@ the operating system's randomness (``os.urandom``) in every fit.
    keystream of the pair's round key (:func:`round_key`) for every neighbour
    ``j > i`` among the sum's participants and subtracts it for ``j < i``,
    modulo ``2^64``; it never masks twice under one round id
-   (:func:`masked_round` is the one place a masked round is run). In the server's sum every mask appears once with each
-   sign and cancels, leaving exactly the sum of the encoded arrays. A sum
-   over some of the clients pairs each participant with its ``d``
-   neighbours on the ring restricted to the participants; a participant
-   receives the public keys of the partners it does not know yet with the
-   request (no extra round trip).
+   (:func:`masked_round` is the one place a masked round is run). In the
+   server's sum every mask appears once with each sign and cancels, leaving
+   exactly the sum of the encoded arrays. A sum over some of the clients
+   pairs each participant with its ``d`` neighbours on the ring restricted
+   to the participants; a participant receives the public keys of the
+   partners it does not know yet with the request (no extra round trip).
 
 Each upload alone is uniformly distributed whatever it encodes, unless the
 server colludes with all of the client's partners in that sum. A sum over
@@ -48,19 +48,19 @@ some clients, the totals of the pieces the others' graph falls into; the
 ring of ``d = 2 ceil(log2 k)`` neighbours stays in one piece unless ``d / 2``
 consecutive clients on the server's ring collude.
 
-Masks cancel exactly only in integer arithmetic, hence the fixed point: a
-float ``v`` in column ``m`` travels as ``round(v 2^(62 - E_m))``, with ``2^E_m``
-a bound on every client's entries and on the sum in that column. The clients
+Masks cancel exactly only in integer arithmetic, hence the fixed point: a float
+``v`` in column ``m`` travels as ``round(v 2^(62 - E_m))``, with ``2^E_m`` a
+bound on every client's entries and on the sum in that column. The clients
 agree on the bounds without the server learning them: a secure *maximum* of
 their exponents, each client marking the bin of its exponent with a random
 non-zero word in a table whose bins are permuted by a secret all clients share,
-afresh in every round (two rounds: 69 coarse bins of 32 exponents, then the 32 exponents of the
-winning coarse bin). The server adds the tables as in any secure sum and sends
-the result back; it sees which permuted bins are occupied, that is, how many
-distinct exponents occur, never which. So the server handles every sum in
-units of ``2^E_m`` it does not know: it either passes the sum back to the
-clients, or factors it (a QR factorization commutes with scaling the columns
-by powers of two, exactly).
+afresh in every round (two rounds: 69 coarse bins of 32 exponents, then the 32
+exponents of the winning coarse bin). The server adds the tables as in any
+secure sum and sends the result back; it sees which permuted bins are occupied,
+that is, how many distinct exponents occur, never which. So the server handles
+every sum in units of ``2^E_m`` it does not know: it either passes the sum back
+to the clients, or factors it (a QR factorization commutes with scaling the
+columns by powers of two, exactly).
 
 Rounding: each client's value is rounded once to ``2^(E_m - 62)``, so a sum of
 ``k`` arrays is exact to ``k 2^(E_m - 63)``, about ``k 1e-19`` relative to the

@@ -104,6 +104,18 @@ def run_client_step(state, name, config, arrays):
     return tuple(np.asarray(array) for array in (reply or ()))
 
 
+def dropout_advice(steps):
+    """What to do when clients stopped replying to ``steps`` (an error's end)."""
+    return (
+        f"They were asked {', '.join(map(repr, steps))}; this protocol needs "
+        "every client. Start a new fit once they are back. A fit without "
+        "them is safe only if they uploaded to no secure sum that completed "
+        "(they stopped at the key agreement or before their first upload): "
+        "otherwise the server would hold two totals whose difference is "
+        "their input (docs/threat_model.rst, Dropouts)."
+    )
+
+
 def read_labels(state, local_indices):
     """A client's labels at its own rows ``local_indices``, read only there.
 
@@ -313,9 +325,8 @@ class Transport:
         missing = [c for c in clients if c not in replies]
         if missing and not tolerate:
             raise RuntimeError(
-                f"No reply from clients {missing} to step {step!r}: they "
-                "dropped out. This protocol needs every client; start a new "
-                "fit without them."
+                f"No reply from clients {missing}: they dropped out. "
+                + dropout_advice([step])
             )
         up = phase if reply_phase is None else reply_phase
         return {
