@@ -394,8 +394,15 @@ def _bin_permutations(n_columns, n_bins, group_secret, round_id):
     (the server never sees it): row ``m`` maps bin ``b`` of column ``m`` to
     its position. A fresh order every round, so the server cannot tell that
     two sums' columns fell in the same bin."""
-    purpose = f"bins {n_columns} {n_bins} round {int(round_id)}"
-    rng = shared_generator(group_secret, purpose)
+    return _bin_order(n_columns, n_bins, bytes(group_secret), int(round_id))
+
+
+@functools.lru_cache(maxsize=4)
+def _bin_order(n_columns, n_bins, group_secret, round_id):
+    """Cached (the last four) for the clients of a simulated fit, who share
+    one process and draw the same order; a deployed client's process holds
+    its own secrets only."""
+    rng = shared_generator(group_secret, f"bins {n_columns} {n_bins} round {round_id}")
     return np.argsort(rng.random((n_columns, n_bins)), axis=1)
 
 
