@@ -393,6 +393,66 @@ def test_the_server_unmasks_an_upload_only_with_all_of_its_partners():
     assert np.array_equal(unmasked, plain.reshape(-1))
 
 
+def test_in_fale_local_one_of_two_clients_learns_the_others_model(client_states):
+    # The threat model: in FALE-local every client decodes the sum of the
+    # shares n_i [coef_i, b_i, 1]; in a federation of two, that sum minus
+    # its own share is the other client's local model and row count. Shown
+    # from client 0's state and the server's broadcast, against client 1's
+    # own weighted least squares computed from the data.
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((80, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(80)
+    groups = np.arange(80) % 2
+    with transcript() as messages:
+        reg = FederatedActiveRegressor(budget=30, training="local", random_state=0).fit(
+            X, y, groups=groups
+        )
+    me = client_states[-1][0]
+    (summed_units,) = [
+        m.array
+        for m in messages
+        if m.phase == "global_model" and m.receiver == "client 0"
+    ]
+    total = np.ldexp(summed_units, me["local_share_bounds"]).reshape(-1)
+    other = total - me["local_share"]
+    idx, w = reg.sample_indices_, reg.sample_weight_
+    theirs = idx[groups[idx] == 1]
+    coef, intercept = weighted_least_squares(X[theirs], y[theirs], w[groups[idx] == 1])
+    expected = theirs.size * np.r_[coef, intercept, 1.0]
+    assert np.allclose(other, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_the_server_receives_sensitivity_samplings_proxy_model():
+    # The threat model's sensitivity table: with labels, the medoids'
+    # owners learn the proxy model by global training and release it to the
+    # server (phase "model_release"), as any model of global training: the
+    # server holds the proxy model the fitted estimator reports, in the
+    # clients' working units X / 2**x (its coefficients a power of two
+    # apart).
+    X, _ = blobs(n_per=60, seed=5)
+    y = X @ [0.5, 2.0] + 1.0
+    groups = np.arange(X.shape[0]) % 3
+    with transcript() as messages:
+        fitted = SensitivitySampler(
+            budget=30,
+            n_clusters=4,
+            holder_constant="auto",
+            fit_intercept=True,
+            random_state=0,
+        ).fit(X, y, groups=groups)
+    released = [
+        m.array
+        for m in messages
+        if m.phase == "model_release" and m.receiver == "server"
+    ]
+    assert released
+    for model in released:
+        assert model[-1] == fitted.proxy_intercept_
+        ratio = model[:-1] / fitted.proxy_coef_
+        assert np.allclose(ratio, ratio[0], rtol=1e-12)
+        assert np.log2(ratio[0]) == np.rint(np.log2(ratio[0]))
+
+
 def test_clients_learn_the_global_gram_matrix_as_documented():
     # The threat model says what a client learns: Q and the global R, hence
     # X^T X; in a federation of two, the other client's Gram matrix, and a
