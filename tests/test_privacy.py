@@ -292,15 +292,15 @@ def test_fedsvd_uploads_give_each_clients_gram_matrix_to_whoever_knows_q(
         assert not np.allclose(seen, np.linalg.svd(own, compute_uv=False))
 
 
-def test_seeding_uploads_hide_rows_by_q_only(client_states):
-    # The threat model's sensitivity rows: each client uploads its rotated
+def test_a_colluding_client_reads_the_rows_of_a_small_subsample_off_the_seeding(
+    client_states,
+):
+    # The threat model's collusion section: each client uploads its rotated
     # local centres; a client whose subsample has at most n_clusters rows
-    # (client 0: 3 rows) uploads each of them as a centre of size 1. The
-    # upload is no row of X in any power-of-two unit (the rotation Q hides
-    # it); the server colluding with one client (Q and the common scale x)
-    # reads client 0's rows exactly. Catches the rotation removed
-    # (cluster_rotation returning the identity): the uploads are then rows
-    # of X / 2**x.
+    # (client 0: 3 rows) uploads each of them as a centre of size 1, hidden
+    # by the rotation Q alone (test_no_sensitivity_upload_holds_a_row_or_a_label).
+    # The server colluding with one client (Q and the common scale x) reads
+    # client 0's rows exactly. This test shows the leak is real.
     rng = np.random.RandomState(0)
     X = rng.standard_normal((123, 6)) * 5.0
     groups = np.r_[np.zeros(3, dtype=int), 1 + np.arange(120) % 2]
@@ -310,11 +310,6 @@ def test_seeding_uploads_hide_rows_by_q_only(client_states):
         )
     colluder = client_states[-1][1]
     x = int(colluder["row_exponent"][0])
-    seeding = [m.array for m in messages if m.phase == "seeding" and m.array.ndim == 2]
-    assert len(seeding) == 3
-    for centres in seeding:
-        distance = np.abs(np.ldexp(centres, x)[:, None, :] - X[None]).max(axis=2)
-        assert distance.min() > 1e-6
     centres, sizes = [
         m.array for m in messages if m.phase == "seeding" and m.sender == "client 0"
     ]
@@ -322,6 +317,33 @@ def test_seeding_uploads_hide_rows_by_q_only(client_states):
     rows = np.ldexp(centres @ cluster_rotation(colluder, 6).T, x)
     order = np.argsort(rows[:, 0])
     assert np.allclose(rows[order], X[:3][np.argsort(X[:3, 0])], atol=1e-12)
+
+
+def test_no_sensitivity_upload_holds_a_row_or_a_label(client_states):
+    # The threat model's sensitivity rows: rows and labels never leave their
+    # client; the medoids' and probes' owners upload positions, losses and
+    # distances. Attack: look for every row of X (in the clients' working
+    # units X / 2**x, the units they compute in) and every label in every
+    # array a client sent. Client 0 holds 3 rows, so its local centres are
+    # its rows. Catches the seeding's rotation removed (cluster_rotation
+    # returning the identity) and a label sent in place of a loss.
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((123, 4)) * 5.0
+    y = X @ [1.0, -2.0, 0.5, 3.0] + rng.standard_normal(123)
+    groups = np.r_[np.zeros(3, dtype=int), 1 + np.arange(120) % 2]
+    with transcript() as messages:
+        fitted = SensitivitySampler(
+            budget=30, n_clusters=5, holder_constant="auto", random_state=0
+        ).fit(X, y, groups=groups)
+    assert fitted.n_queries_ > 0
+    x = int(client_states[-1][0]["row_exponent"][0])  # max |X| < 2**x
+    sent = [m for m in messages if m.sender != "server" and m.array.dtype.kind == "f"]
+    assert {"seeding", "medoid_loss", "probe"} <= {m.phase for m in sent}
+    for m in sent:
+        assert not np.isin(m.array, y).any(), m.phase
+        if m.array.ndim == 2 and m.array.shape[1] == X.shape[1]:
+            rows = np.ldexp(m.array, x)
+            assert np.abs(rows[:, None, :] - X[None]).max(axis=2).min() > 1e-6
 
 
 def test_the_server_follows_lloyds_centres_in_the_rotated_space(client_states):
