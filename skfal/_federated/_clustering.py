@@ -564,7 +564,7 @@ def sensitivity_counts(transport):
 
 
 def federated_clustering(
-    transport, counts, *, n_features, n_clusters, z, n_sub, max_iter, random_state
+    transport, counts, *, n_clusters, z, n_sub, max_iter, random_state
 ):
     """Steps 1-4 over ``transport``; what the server holds of the clustering.
 
