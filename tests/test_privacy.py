@@ -45,6 +45,29 @@ def units(words):
     return words.view(np.int64).astype(np.float64) / 2.0**62
 
 
+def labeled_census(client_states):
+    """Global training with every row of :func:`single_row_federation`
+    labeled: the labels, the stack uploads (by sender) and the state of
+    client 40, a big client that colludes with the server."""
+    X, y, groups = single_row_federation()
+    census = FederatedActiveRegressor(
+        budget=1.0, sampler=UniformSampler(), random_state=0
+    )
+    with transcript() as messages:
+        census.fit(X, y, groups=groups)
+    n_columns = X.shape[1] + 2
+    uploads = {
+        m.sender: m.array
+        for m in messages
+        if m.phase == "masked_system"
+        and m.sender != "server"
+        and m.array.ndim == 2
+        and m.array.shape[1] == n_columns
+    }
+    assert len(uploads) == 42  # one secure-stack share per client
+    return y, uploads, client_states[-1][40]
+
+
 def unmix(words, bounds, secret):
     """``M^T`` times a (sum of) secure stack upload(s), decoded with the
     bounds: what a colluding client's group secret gives the server."""
@@ -85,28 +108,13 @@ def test_label_attack_by_the_server_and_a_colluding_client(
     # masked=False run shows the attack then reads 40 of 40 labels).
     if not masked:
         unmask_nothing(monkeypatch)
-    X, y, groups = single_row_federation()
-    census = FederatedActiveRegressor(
-        budget=1.0, sampler=UniformSampler(), random_state=0
-    )
-    with transcript() as messages:
-        census.fit(X, y, groups=groups)
-    colluder = client_states[-1][40]
-    n_columns = X.shape[1] + 2
+    y, uploads, colluder = labeled_census(client_states)
     secret = colluder["group_secret"]
-    rotation = _regression._training_rotation(colluder, n_columns)
     scales, bounds = colluder["train_scales"], colluder["share_bounds"]
+    rotation = _regression._training_rotation(colluder, scales.size)
     found = 0
     for c in range(40):
-        (upload,) = [
-            m.array
-            for m in messages
-            if m.phase == "masked_system"
-            and m.sender == f"client {c}"
-            and m.array.ndim == 2
-            and m.array.shape[1] == n_columns
-        ]
-        rows = unmix(upload, bounds, secret)
+        rows = unmix(uploads[f"client {c}"], bounds, secret)
         factor = rows[np.argmax(np.linalg.norm(rows, axis=1))]
         system = np.ldexp(factor @ rotation.T, scales)
         found += bool(np.isclose(system[-1] / system[0], y[c], rtol=1e-6))
@@ -200,29 +208,33 @@ def test_a_colluding_client_reads_single_row_labels_off_the_summed_stack(
     # by what the colluder holds: the label is read off the sum, 40 of 40,
     # though every upload is masked. This test shows the leak is real, so
     # the docs do not understate it.
-    X, y, groups = single_row_federation()
-    census = FederatedActiveRegressor(
-        budget=1.0, sampler=UniformSampler(), random_state=0
-    )
-    with transcript() as messages:
-        census.fit(X, y, groups=groups)
-    colluder = client_states[-1][40]
-    n_columns = X.shape[1] + 2
-    uploads = [
-        m.array
-        for m in messages
-        if m.phase == "masked_system"
-        and m.sender != "server"
-        and m.array.ndim == 2
-        and m.array.shape[1] == n_columns
-    ]
-    total = _secure.server_sum_words(uploads)  # what the server adds up
+    y, uploads, colluder = labeled_census(client_states)
+    total = _secure.server_sum_words(list(uploads.values()))  # the server's sum
     stack = unmix(total, colluder["share_bounds"], colluder["group_secret"])
-    rotation = _regression._training_rotation(colluder, n_columns)
+    scales = colluder["train_scales"]
+    rotation = _regression._training_rotation(colluder, scales.size)
     # The stack holds the clients' factors in client order: one row each for
     # the 40 single-row clients.
-    systems = np.ldexp(stack[:40] @ rotation.T, colluder["train_scales"])
+    systems = np.ldexp(stack[:40] @ rotation.T, scales)
     assert np.allclose(systems[:, -1] / systems[:, 0], y[:40], rtol=1e-9)
+
+
+def two_clients(client_states, training):
+    """A regressor fitted over two clients: the data, the fitted estimator,
+    client 0's state and what the server broadcast to it at the end of
+    training (the R factor, or the summed FedAvg shares)."""
+    rng = np.random.RandomState(2)
+    X = rng.standard_normal((80, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(80)
+    groups = np.arange(80) % 2
+    reg = FederatedActiveRegressor(budget=30, training=training, random_state=0)
+    with transcript() as messages:
+        reg.fit(X, y, groups=groups)
+    phase = "masked_model" if training == "global" else "global_model"
+    (broadcast,) = [
+        m.array for m in messages if m.phase == phase and m.receiver == "client 0"
+    ]
+    return X, y, groups, reg, client_states[-1][0], broadcast
 
 
 def test_each_client_learns_the_training_gram_matrix_so_one_of_two_learns_the_other(
@@ -234,20 +246,7 @@ def test_each_client_learns_the_training_gram_matrix_so_one_of_two_learns_the_ot
     # federation of two each learns the other's, labels included. Shown here
     # from client 0's state and the server's broadcast, against the other
     # client's rows computed from the data.
-    rng = np.random.RandomState(2)
-    X = rng.standard_normal((80, 3))
-    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(80)
-    groups = np.arange(80) % 2
-    with transcript() as messages:
-        reg = FederatedActiveRegressor(budget=30, random_state=0).fit(
-            X, y, groups=groups
-        )
-    me = client_states[-1][0]
-    (r_units,) = [
-        m.array
-        for m in messages
-        if m.phase == "masked_model" and m.receiver == "client 0"
-    ]
+    X, y, groups, reg, me, r_units = two_clients(client_states, "global")
     rotation = _regression._training_rotation(me, r_units.shape[1])
     unrotated = np.ldexp(r_units, me["share_bounds"]) @ rotation.T
     scales = np.ldexp(1.0, me["train_scales"])
@@ -421,20 +420,7 @@ def test_in_fale_local_one_of_two_clients_learns_the_others_model(client_states)
     # its own share is the other client's local model and row count. Shown
     # from client 0's state and the server's broadcast, against client 1's
     # own weighted least squares computed from the data.
-    rng = np.random.RandomState(3)
-    X = rng.standard_normal((80, 3))
-    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(80)
-    groups = np.arange(80) % 2
-    with transcript() as messages:
-        reg = FederatedActiveRegressor(budget=30, training="local", random_state=0).fit(
-            X, y, groups=groups
-        )
-    me = client_states[-1][0]
-    (summed_units,) = [
-        m.array
-        for m in messages
-        if m.phase == "global_model" and m.receiver == "client 0"
-    ]
+    X, y, groups, reg, me, summed_units = two_clients(client_states, "local")
     total = np.ldexp(summed_units, me["local_share_bounds"]).reshape(-1)
     other = total - me["local_share"]
     idx, w = reg.sample_indices_, reg.sample_weight_
@@ -498,7 +484,8 @@ def test_server_view_is_the_same_when_clients_swap_their_rows(monkeypatch):
     # every fit; fixed here in both, so the rotation Q is the same), what
     # the server computes and sends agrees to rounding, and what it receives
     # is uniform words in both. So the server cannot tell which client holds
-    # what.
+    # what. Catches client_mask replaced by the identity (the uploads are
+    # then plain fixed point: sign-extended high bits, not uniform).
     monkeypatch.setattr(_secure, "fresh_bytes", lambda n: np.zeros(n, np.uint8))
     rng = np.random.RandomState(4)
     X = rng.standard_normal((90, 3))
