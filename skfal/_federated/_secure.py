@@ -69,11 +69,13 @@ change a fit's numbers by rounding only: the masks cancel exactly, and a
 fresh rotation only reorders the rounding; the rows selected and their
 weights are a function of the data and ``random_state``.
 
-Dropouts: a client that does not reply stops the fit with an error naming it
-(the transport's timeout). Restarting the fit among the survivors is *not*
-safe when the late client's upload reached the server (the sum over all minus
-the sum over the survivors is its input): start a new fit, whose keys and
-masks are fresh, over a federation without that client.
+Dropouts: on a transport with ``tolerate_dropouts`` a masked round survives
+clients that drop (:func:`masked_round`: Bonawitz et al.'s double masking).
+Otherwise a client that does not reply stops the fit with an error naming it
+(the transport's timeout); a new fit without it is safe only if it uploaded
+to no sum that completed (:func:`~skfal._federated._transport.dropout_advice`):
+the sum over all minus the sum over the survivors is its input, fresh keys
+or not.
 
 A secure sum needs at least :data:`MIN_PARTICIPANTS` participants in a
 federation of several clients (a sum of one is that client's upload). With
