@@ -23,7 +23,7 @@ fit) and ``federation-seed``, one integer every client is handed. It fixes
 only the client's draws that decide which rows are selected (its
 :func:`~skfal._federated._transport.client_seeds`), which the server learns
 anyway. Keys, masks and the secrets the clients share (the rotation ``Q``,
-the mixing matrix ``M``, the order of the secure maximum's bins) are drawn
+the orders of the secure maximum's bins) are drawn
 from each node's operating-system randomness in every run and agreed by
 X25519 key agreement (``skfal._federated._secure``), so neither the server
 nor the seed's holder can compute them. :func:`federation_seed` gives the

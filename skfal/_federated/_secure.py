@@ -26,8 +26,7 @@ the operating system's randomness (``os.urandom``) in every fit.
    under a key derived like a pair key (purpose ``group``); the server
    relays the sealed secrets. From it each client derives, by HKDF with a
    purpose string, every secret all clients share: the Haar rotations of
-   the protocols, the stacking matrix ``M`` and the secret order of the
-   secure maximum's bins (:func:`shared_generator`). The server never
+   the protocols and the secret orders of the secure maximum's bins (:func:`shared_generator`). The server never
    receives it, nor anything it is derived from.
 3. Every secure sum (a fresh public round id each time): client ``i``
    encodes its array in fixed point as 64-bit words and adds the ChaCha20
@@ -84,6 +83,7 @@ A federation of one client has nobody to hide from but the server, which
 then learns that client's totals (the threat model in the user guide).
 """
 
+import decimal
 import functools
 import hashlib
 import math
@@ -102,9 +102,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from skfal._federated._masks import haar_orthogonal
 from skfal._federated._transport import client_step
-from skfal._linalg import column_norms
 
 MIN_PARTICIPANTS = 2
 
@@ -124,7 +122,8 @@ _ABSENT = np.iinfo(np.int64).min  # the exponent of an all-zero column
 # magnitudes "<v>_magnitudes" and the bounds "<v>_bounds" (with
 # "<v>_bounds_zero"); a secure maximum stored under "<s>" keeps "<s>_zero".
 STATE = {
-    "share": "float64 (H, d): its share M[:, rows_i] R_i of the mixed stack",
+    "stack_magnitudes": "float64 (d,): its factor's largest entry per column",
+    "share_bounds": "int64 (d,): the secure stack's column bounds E_m",
     "coarse_bins": "int64 (d,): the secure maximum's first round (transient)",
     "group_key": "uint8 (32,): the key that opens the group secret (transient)",
 }
@@ -294,7 +293,7 @@ def _ring(participants, order):
 def shared_generator(group_secret, purpose):
     """A generator every client seeds alike from the group secret.
 
-    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"mixing 40"``,
+    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"bins 3 69 round 7"``,
     ...): each gets its own 256-bit HKDF key, so no two secrets share a
     stream.
     """
@@ -515,29 +514,74 @@ def _finite(values, phase):
 
 
 # ------------------------------------------------------ secure stacked factors
-@functools.lru_cache(maxsize=2)
-def _mixing(n_rows, key):
-    """The clients' shared Haar matrix ``M`` (``n_rows x n_rows``) of ``key``.
+# A client's factor in fixed point, a = round(F 2^(62 - E_m)) with |a| <= 2^62,
+# is split into 5 signed limbs of 13 bits (a = sum_p c_p 2^(13 p)); the limbs'
+# products are below 2^26, so float64 products and sums of them are exact
+# integers, and the Gram matrix comes out as 9 exact "digits" (D_s, the sum of
+# the limb products with p + q = s): G = sum_s D_s 2^(13 s), exactly.
+_LIMB_BITS = 13
+_N_LIMBS = 5
+_N_DIGITS = 2 * _N_LIMBS - 1
 
-    Cached by the derived key (bytes), so the clients of one simulated fit
-    draw it once; a fresh fit has a fresh key.
+
+def client_gram_digits(factor, bounds):
+    """The exact Gram matrix of ``factor`` in fixed point, as digit words.
+
+    Returns ``uint64`` words of shape ``(9, d (d + 1) / 2)``: for each digit
+    ``s``, the upper triangle of ``D_s`` (two's complement), with
+    ``sum_s D_s 2^(13 s) = a^T a`` exactly for ``a = round(F 2^(62 - E))``.
     """
-    rng = np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
-    return haar_orthogonal(n_rows, rng)
+    a = client_encode(factor, bounds).view(np.int64)
+    sign, magnitude = np.sign(a), np.abs(a)
+    mask = (1 << _LIMB_BITS) - 1
+    limbs = [
+        (sign * ((magnitude >> (_LIMB_BITS * p)) & mask)).astype(np.float64)
+        for p in range(_N_LIMBS)
+    ]
+    stacked = np.hstack(limbs)  # (h, 5 d): small integers, exact in float64
+    products = stacked.T @ stacked  # exact: |sums| < 2^26 h << 2^53
+    d = factor.shape[1]
+    upper = np.triu_indices(d)
+    digits = np.zeros((_N_DIGITS, upper[0].size), dtype=np.int64)
+    for p in range(_N_LIMBS):
+        for q in range(_N_LIMBS):
+            block = products[p * d : (p + 1) * d, q * d : (q + 1) * d]
+            digits[p + q] += block[upper].astype(np.int64)
+    return digits.view(np.uint64)
 
 
-def client_mixed_block(factor, offset, n_rows, group_secret):
-    """A client's share ``M[:, rows] R_i`` of the mixed stack ``M [R_1; ...; R_k]``."""
-    key = _hkdf(group_secret, b"skfal shared mixing " + str(n_rows).encode())
-    block = _mixing(n_rows, key)[:, offset : offset + factor.shape[0]]
-    return block @ factor
+def server_gram_factor(words, n_columns):
+    """The R factor (upper triangular, ``R^T R = G``) of the summed Gram digits.
 
-
-def server_stack_layout(row_counts):
-    """Where each client's factor sits in the stack, and the stack's height."""
-    counts = [int(count[0]) for count in row_counts]
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return offsets, int(sum(counts))
+    The digits give the Gram matrix ``G`` exactly, as Python integers; its
+    Cholesky factor is computed in 100-digit decimal arithmetic (so a Gram
+    matrix of condition 1e16, a factor of condition 1e8, loses nothing a
+    float64 result can hold) and rounded once to float64, in units of
+    ``2^E_m`` per column. A zero pivot (a rank-deficient stack) leaves a
+    zero row.
+    """
+    digits = np.asarray(words).view(np.int64).reshape(_N_DIGITS, -1)
+    upper = zip(*np.triu_indices(n_columns), strict=True)
+    gram = [[0] * n_columns for _ in range(n_columns)]
+    for column, (row, col) in enumerate(upper):
+        total = sum(
+            int(digits[s, column]) << (_LIMB_BITS * s) for s in range(_N_DIGITS)
+        )
+        gram[row][col] = gram[col][row] = total
+    with decimal.localcontext() as context:
+        context.prec = 100
+        G = [[decimal.Decimal(g) for g in row] for row in gram]
+        R = [[decimal.Decimal(0)] * n_columns for _ in range(n_columns)]
+        for j in range(n_columns):
+            pivot = G[j][j] - sum(R[i][j] * R[i][j] for i in range(j))
+            if pivot <= G[j][j] * decimal.Decimal("1e-60"):
+                continue  # a zero pivot: G is singular here; the row stays 0
+            R[j][j] = pivot.sqrt()
+            for col in range(j + 1, n_columns):
+                dot = sum(R[i][j] * R[i][col] for i in range(j))
+                R[j][col] = (G[j][col] - dot) / R[j][j]
+        out = np.array([[float(r) for r in row] for row in R])
+    return np.ldexp(out, -_FRACTION_BITS)
 
 
 # ------------------------------------------------- over a transport (steps)
@@ -776,14 +820,19 @@ def step_masked_words(state, config):
     return _masked(state, client_encode(values, state[config["bounds"]]), config)
 
 
-@client_step("mixed_block")
-def step_mixed_block(state, config, layout):
-    """Secure stack: keep the share ``M[:, rows] R_i`` of the kept factor."""
+@client_step("stack_magnitudes")
+def step_stack_magnitudes(state, config):
+    """Secure stack, 1: keep the kept factor's largest entry per column."""
     factor = state[config["factor"]]
-    state["share"] = client_mixed_block(
-        factor, int(layout[0]), int(layout[1]), state["group_secret"]
-    )
-    state["share_magnitudes"] = column_norms(factor)
+    _finite([factor], config["phase"])
+    state["stack_magnitudes"] = np.abs(factor).max(axis=0, initial=0.0)
+
+
+@client_step("gram_digits")
+def step_gram_digits(state, config):
+    """Secure stack, 2: the kept factor's exact Gram digits, masked."""
+    digits = client_gram_digits(state[config["factor"]], state["share_bounds"])
+    return _masked(state, digits, config)
 
 
 # ------------------------------------------------ over a transport (server)
@@ -1071,39 +1120,42 @@ def summed_words(transport, participants, phase, values, bounds):
 
 
 def secure_stack(transport, heights, phase, factor, receivers=None):
-    """Secure aggregation of stacked factors: the server gets ``M [R_1; ...; R_k]``.
+    """Secure aggregation of stacked factors: the server gets an ``R`` of
+    ``[R_1; ...; R_k]``, that is, of ``sum_i R_i^T R_i``, and nothing else.
 
-    The server needs an ``R`` of the stacked factors, a function of
-    ``sum_i R_i^T R_i`` alone; ``M`` is a Haar orthogonal matrix the clients
-    derive from their group secret. The server receives only the secure sum
-    of the clients' shares ``M[:, rows_i] R_i``, and for a Haar ``M`` that
-    sum is distributed as ``U R`` with ``U`` uniform on the orthonormal
-    frames: it reveals ``sum_i R_i^T R_i`` and nothing else, not even which
-    client contributed what. A QR factorization of it gives an ``R`` as
-    accurate as stacking the ``R_i`` in the clear.
+    Each participant encodes its factor in fixed point (per-column bounds
+    from a secure maximum) and uploads the exact Gram matrix of the encoded
+    factor as integer digits (:func:`client_gram_digits`), masked like any
+    secure sum: the server's sum is the global Gram matrix, exactly, and
+    nothing per client, even to a server that colludes with some clients
+    (the pairwise masks hold unless it colludes with all of a client's
+    partners). It factors the exact integers in high precision
+    (:func:`server_gram_factor`), so the ``R`` is as accurate as stacking the
+    ``R_i`` in the clear, at any condition number float64 can resolve. A
+    client's work and upload, ``O(h_i d^2)`` and ``9 d (d + 1) / 2`` words,
+    do not grow with the number of clients.
 
     ``heights`` are the clients' numbers of factor rows (uploaded, or known
     to the server); those with a factor kept it under ``factor``. Returns
-    ``M [R_1; ...; R_k]`` in units of ``2^E_m``; the participants (and
+    the ``d x d`` factor in units of ``2^E_m``; the participants (and
     ``receivers``) keep the bounds under ``"share_bounds"``.
     """
     key_agreement(transport)
     participants = [c for c in transport.clients if int(heights[c][0]) > 0]
-    offsets, n_rows = server_stack_layout([heights[c] for c in participants])
-    transport.tell(
-        "mixed_block",
-        phase,
-        {c: (np.array([offsets[i], n_rows]),) for i, c in enumerate(participants)},
-        config={"factor": factor},
-        clients=participants,
-    )
-    headroom = int(np.ceil(np.log2(len(participants)) / 2))
-    return secure_sum(
+    _check_participants(participants, transport.n_clients, phase)
+    config = {"factor": factor, "phase": phase}
+    transport.tell("stack_magnitudes", phase, config=config, clients=participants)
+    participants = secure_bounds(
         transport,
         participants,
         phase,
-        "share",
-        "share_magnitudes",
-        headroom,
+        "stack_magnitudes",
+        0,
+        "share_bounds",
         receivers,
     )
+    relay_partner_keys(transport, participants, phase)
+    summed = masked_round(transport, "gram_digits", phase, participants, config=config)
+    n_upper = summed.total.shape[1]  # d (d + 1) / 2
+    n_columns = (math.isqrt(8 * n_upper + 1) - 1) // 2
+    return server_gram_factor(summed.total, n_columns)
