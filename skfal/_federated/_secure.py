@@ -26,8 +26,9 @@ the operating system's randomness (``os.urandom``) in every fit.
    under a key derived like a pair key (purpose ``group``); the server
    relays the sealed secrets. From it each client derives, by HKDF with a
    purpose string, every secret all clients share: the Haar rotations of
-   the protocols and the secret orders of the secure maximum's bins (:func:`shared_generator`). The server never
-   receives it, nor anything it is derived from.
+   the protocols and the secret orders of the secure maximum's bins
+   (:func:`shared_generator`). The server never receives it, nor anything
+   it is derived from.
 3. Every secure sum (a fresh public round id each time): client ``i``
    encodes its array in fixed point as 64-bit words and adds the ChaCha20
    keystream of the pair's round key (:func:`round_key`) for every neighbour
