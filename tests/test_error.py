@@ -77,7 +77,9 @@ def test_unbiased_for_a_fixed_model_with_a_variance_that_covers(sampler):
     # error within 4 Monte Carlo standard errors, and the variance
     # estimator "auto" picks for the design (local for pivotal, Hajek for
     # i.i.d.) must neither miss much of the true design variance (an
-    # interval too narrow) nor double it.
+    # interval too narrow) nor overstate it by half. Catches the wrong
+    # estimator for the design: Hajek's on the pivotal sample is 1.6 times
+    # the true variance, the local one on i.i.d. draws 0.5 to 0.6 times.
     X, y = _pool()
     truth = np.mean((2.0 * X[:, 0] - y) ** 2)
     n_runs = monte_carlo_runs(150)
@@ -91,7 +93,7 @@ def test_unbiased_for_a_fixed_model_with_a_variance_that_covers(sampler):
     standard_error = estimates.std(ddof=1) / np.sqrt(n_runs)
     assert abs(estimates.mean() - truth) < 4 * standard_error
     ratio = np.mean(variances) / estimates.var(ddof=1)
-    assert 0.7 < ratio < 1.8, ratio
+    assert 0.7 < ratio < 1.45, ratio
 
 
 def test_cross_fitting_never_scores_a_row_with_a_model_trained_on_it():
