@@ -125,6 +125,60 @@ def one_active_split(repeat, fraction, sampler_name):
     return "digits", f"{fraction:.0%}", sampler_name, truth, out
 
 
+def stopping_session(table, X, y, repeat, max_factor=40, relative=0.01):
+    """A labeling loop by batches of 2d labels: where the rule stops.
+
+    The loop grows the budget of a nested selection (leverage i.i.d. draws
+    mixed with uniform, one seed) and records, at each budget, the true pool
+    error and the rule's verdict: stop when the upper bound on the next
+    batch's gain is below ``relative`` times the estimated error.
+    """
+    X_pool, _, y_pool, _ = train_test_split(X, y, test_size=0.2, random_state=repeat)
+    X_pool = StandardScaler().fit_transform(X_pool)
+    d = X_pool.shape[1] + 1
+    sampler = LeverageScoreSampler(sampling="iid", uniform_mix=0.5)
+    truths, stops = [], []
+    for factor in range(2, max_factor + 1, 2):
+        reg = FederatedActiveRegressor(
+            budget=factor * d, sampler=sampler, random_state=repeat
+        ).fit(X_pool, y_pool)
+        truths.append(float(np.mean((reg.predict(X_pool) - y_pool) ** 2)))
+        r = estimate_error(reg, X_pool, y_pool, random_state=repeat)
+        stops.append(r.expected_gain(2 * d).upper < relative * r.estimate)
+    return table, np.array(truths), np.array(stops)
+
+
+def stopping_report(sessions, max_factor=40, relative=0.01):
+    """Labels spent and error reached: the rule, the oracle, fixed budgets."""
+    factors = np.arange(2, max_factor + 1, 2)
+    lines = [
+        "| table | rule: median labels (d) | rule: median error / oracle's | "
+        "oracle stop (d) | fixed 10d: error / oracle's | fixed 20d | fixed 40d |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for table in dict.fromkeys(s[0] for s in sessions):
+        truths = np.array([s[1] for s in sessions if s[0] == table])
+        stops = np.array([s[2] for s in sessions if s[0] == table])
+        # The oracle knows the mean learning curve: it stops at the first
+        # budget whose next batch improves the mean error by < relative.
+        mean = truths.mean(axis=0)
+        gain = mean[:-1] - mean[1:]
+        below = np.flatnonzero(gain < relative * mean[:-1])
+        oracle = int(below[0]) if below.size else len(factors) - 1
+        # A session that never stops spends the largest budget.
+        at = np.array([np.argmax(s) if s.any() else len(factors) - 1 for s in stops])
+        reached = truths[np.arange(len(at)), at] / truths[:, oracle]
+        fixed = [
+            np.median(truths[:, list(factors).index(f)] / truths[:, oracle])
+            for f in (10, 20, 40)
+        ]
+        lines.append(
+            f"| {table} | {np.median(factors[at]):.0f} | {np.median(reached):.3f} | "
+            f"{factors[oracle]} | {fixed[0]:.3f} | {fixed[1]:.3f} | {fixed[2]:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def summarise(results):
     """One Markdown row per (table, budget, sampler, estimator)."""
     cells = {}
@@ -169,7 +223,22 @@ def main():
         action="store_true",
         help="ActiveEstimator(LogisticRegression) on digits, budgets 10%% and 20%%",
     )
+    parser.add_argument(
+        "--stopping",
+        action="store_true",
+        help="the stopping rule against the oracle and fixed budgets",
+    )
     args = parser.parse_args()
+    if args.stopping:
+        data = {t: load_table(t) for t in args.tables}
+        sessions = Parallel(n_jobs=args.n_jobs)(
+            delayed(stopping_session)(t, *data[t], r)
+            for t in args.tables
+            for r in range(args.repeats)
+        )
+        print(f"{args.repeats} sessions per table")
+        print(stopping_report(sessions))
+        return
     if args.active:
         results = Parallel(n_jobs=args.n_jobs)(
             delayed(one_active_split)(r, f, s)
