@@ -565,8 +565,10 @@ def estimate_error(
             f"The estimator bought row {int(rows.max())}, but X has {n_samples} "
             "rows: pass the pool the estimator was fitted on."
         )
+    from skfal._active import _is_missing  # NaN, None, pd.NA or pd.NaT
+
     labels = y[rows]
-    missing = _missing(labels)
+    missing = _is_missing(labels)
     if missing.any():
         raise ValueError(
             f"{int(missing.sum())} of the {n} bought rows have no label in y, e.g. "
@@ -665,22 +667,6 @@ def _take(X, rows):
     if isinstance(X, np.ndarray):
         return X[rows]
     return safe_indexing(X, rows)
-
-
-def _missing(labels):
-    if labels.dtype.kind == "f":
-        return np.isnan(labels)
-    if labels.dtype.kind != "O":
-        return np.zeros(labels.shape[0], dtype=bool)
-    return np.array(
-        [
-            v is None
-            or (isinstance(v, float) and v != v)
-            or type(v).__name__ in ("NAType", "NaTType")
-            for v in labels
-        ],
-        dtype=bool,
-    )
 
 
 def _rows_of(X, rows, design):
