@@ -24,10 +24,25 @@ the median of ``|estimate - truth| / truth`` and the median interval width
 relative to the truth. A coverage is flagged ``*`` when its binomial
 95% interval lies wholly outside [0.85, 0.95].
 
-Run: ``python benchmarks/bench_error.py --repeats 100`` (tables and
-selections run as separate joblib tasks, ``--n-jobs``); ``--quick`` for
-three tables, 20 splits, budgets 5d and 20d. Output: a Markdown table on
-standard output.
+``--active``: the same for :class:`skfal.ActiveEstimator` wrapping
+``LogisticRegression`` on scikit-learn's digits (a random 70% as the pool,
+budgets of 10% and 20% of it, the default model-based selection and uniform
+sampling; the error rate, 5 folds).
+
+``--stopping``: the stopping rule against fixed budgets. A labeling loop
+buys batches of ``2d`` labels (a nested selection: leverage i.i.d. draws
+mixed with uniform, one seed per session) from ``2d`` up to ``40d``, and
+stops when :meth:`expected_gain`'s upper bound for the next batch is below
+1% of the estimated error. The oracle knows the mean true learning curve
+over the sessions and stops at the first budget whose next batch improves
+it by less than 1%. Reported: the median labels the rule spends, the
+median ratio of its true error to the error at the oracle's budget (same
+session), and that ratio for fixed budgets of 10d, 20d and 40d.
+
+Run: ``python benchmarks/bench_error.py --repeats 100`` (tables one after
+another, each printed when done; selections run as joblib tasks,
+``--n-jobs``); ``--quick`` for three tables, 20 splits, budgets 5d and 20d.
+Output: Markdown tables on standard output.
 """
 
 import argparse
