@@ -552,6 +552,11 @@ def estimate_error(
             f"y must hold one label per row of X ({n_samples}), NaN at the rows "
             f"not bought; got shape {y.shape}."
         )
+    if groups is not None and num_samples(groups) != n_samples:
+        raise ValueError(
+            f"groups must name the client of each row of X ({n_samples}); got "
+            f"{num_samples(groups)} entries."
+        )
     rows, weights = design.indices, design.weights
     n = rows.shape[0]
     if n < 4:

@@ -210,6 +210,8 @@ def test_bad_input_is_a_clear_error():
         estimate_error(reg, X, y_missing)
     with pytest.raises(ValueError, match="one label per row"):
         estimate_error(reg, X, y[:100])
+    with pytest.raises(ValueError, match="client of each row"):
+        estimate_error(reg, X, y, groups=np.zeros(10))
     with pytest.raises(ValueError, match="not the mean of a per-row value"):
         estimate_error(reg, X, y, scoring="r2")
     with pytest.raises(ValueError, match="model is only for a sampler"):
