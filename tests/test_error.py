@@ -241,3 +241,21 @@ def test_a_fold_with_one_class_is_a_clear_error():
     sampler = UniformSampler(budget=1.0).fit(X)
     with pytest.raises(ValueError, match="hold one class only"):
         estimate_error(sampler, X, y, model=_Majority(), random_state=0)
+
+
+def test_local_neighbourhoods_stay_within_a_client():
+    # The federated pivotal tournament spreads the sample within each
+    # client, so the local variance compares a row with rows of its own
+    # client; a client with one bought row borrows neighbours from all.
+    from skfal._error import local_variance, neighbourhoods
+
+    rng = np.random.RandomState(0)
+    points = rng.standard_normal((40, 2))
+    groups = np.repeat([0, 1, 2], [19, 20, 1])
+    parts = neighbourhoods(points, 3, groups)
+    for rows, near in parts:
+        assert np.array_equal(near[:, 0], rows)  # each row is its own nearest
+        if rows.size > 1:
+            assert np.all(groups[near] == groups[rows][:, None])
+    # Equal weighted values have no local variation.
+    assert local_variance(np.ones(40), np.full(40, 2.0), parts) == 0.0
