@@ -76,6 +76,9 @@ _PER_ROW = {
     "neg_log_loss": (lambda m, X, y: -_log_loss(m, X, y), True),
 }
 _NON_NEGATIVE = {"squared_error", "error_rate", "log_loss"}
+# Shares of the other folds the learning curve trains on: half and all, the
+# two ends whose paired difference ErrorEstimate.expected_gain extrapolates.
+_FRACTIONS = (0.5, 1.0)
 
 
 class LearningCurve(NamedTuple):
@@ -148,7 +151,7 @@ class ErrorEstimate:
         The scorer's per-row value at each bought row under the model
         trained without its fold.
     learning_curve : LearningCurve
-        The cross-fitted error for training sets of ``fractions`` of the
+        The cross-fitted error for training sets of half and all of the
         other folds, on the same held-out rows.
     """
 
@@ -590,19 +593,7 @@ def estimate_error(
         final = design.fit(X_rows, labels, weights)
     rng = check_random_state(random_state)
     n_folds = min(cv, n)
-    fold = rng.permutation(np.arange(n) % n_folds)
-    fractions = (0.5, 1.0)
-    curve = np.empty((len(fractions), n))
-    for k in range(n_folds):
-        test = np.flatnonzero(fold == k)
-        train = np.flatnonzero(fold != k)
-        for j, fraction in enumerate(fractions):
-            part = train
-            if fraction < 1:
-                size = max(2, int(round(fraction * train.size)))
-                part = np.sort(rng.choice(train, size=size, replace=False))
-            fitted = _fit_fold(design, X_rows, labels, weights, part, fraction, k)
-            curve[j, test] = per_row(fitted, _take(X_rows, test), labels[test])
+    fold, curve = _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng)
     held_out = curve[-1]
     own = per_row(final, X_rows, labels)  # the model's values at its own rows
 
@@ -636,9 +627,7 @@ def estimate_error(
     points_half = np.array(
         [norm.ppf(0.5 + confidence / 2) * np.sqrt(design_variance(c)) for c in curve]
     )
-    n_train = np.array(
-        [fraction * (n - n / n_folds) for fraction in fractions], dtype=np.float64
-    )
+    n_train = np.array([fraction * (n - n / n_folds) for fraction in _FRACTIONS])
     return ErrorEstimate(
         estimate=float(estimate),
         low=float(low),
@@ -665,6 +654,34 @@ def estimate_error(
         _half_gain=float(difference @ weights / n_samples),
         _half_gain_variance=float(design_variance(difference)),
     )
+
+
+def _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng):
+    """Held-out values of every bought row, for each training fraction.
+
+    The rows are dealt into ``n_folds`` folds at random; each fold is scored
+    by models trained on ``_FRACTIONS`` of the other folds (a random subset
+    for a fraction below 1), never on the fold itself.
+
+    Returns
+    -------
+    fold : ndarray of shape (n,)
+    curve : ndarray of shape (len(_FRACTIONS), n)
+    """
+    n = labels.shape[0]
+    fold = rng.permutation(np.arange(n) % n_folds)
+    curve = np.empty((len(_FRACTIONS), n))
+    for k in range(n_folds):
+        test = np.flatnonzero(fold == k)
+        train = np.flatnonzero(fold != k)
+        for j, fraction in enumerate(_FRACTIONS):
+            part = train
+            if fraction < 1:
+                size = max(2, int(round(fraction * train.size)))
+                part = np.sort(rng.choice(train, size=size, replace=False))
+            fitted = _fit_fold(design, X_rows, labels, weights, part, fraction, k)
+            curve[j, test] = per_row(fitted, _take(X_rows, test), labels[test])
+    return fold, curve
 
 
 def _take(X, rows):
