@@ -170,11 +170,11 @@ def test_classifier_error_rate_and_log_loss():
     model.fit(X, y)
     y_bought = np.full(800, None, dtype=object)
     y_bought[model.sample_indices_] = y[model.sample_indices_]
-    result = estimate_error(model, X, y_bought, random_state=0)
+    result = estimate_error(model, X, y_bought, cv=5, random_state=0)
     assert result.scoring == "error_rate" and result.model is model.estimator_
     truth = np.mean(model.predict(X) != y)
     assert result.low <= truth <= result.high
-    loss = estimate_error(model, X, y_bought, scoring="log_loss", random_state=0)
+    loss = estimate_error(model, X, y_bought, scoring="log_loss", cv=5, random_state=0)
     assert 0 < loss.low < loss.estimate < loss.high
 
 
