@@ -460,12 +460,14 @@ def estimate_error(
     From the labels bought only. The estimate is about the model the
     estimator predicts with (``estimator.predict``): the mean of the
     scorer's per-row value over every row of ``X``. At the bought rows that
-    value is known exactly; at the other rows it is estimated without bias
-    (for the models below) by cross-fitting: the bought rows are split into
-    ``cv`` folds, each fold is scored by the same kind of model trained on
-    the other folds with the design's weights, and the held-out values are
-    weighted by the design (Horvitz-Thompson). The interval adds the
-    design variance, estimated to respect the design (see ``variance``).
+    value is known exactly; at the other rows it is estimated by
+    cross-fitting: the bought rows are split into ``cv`` folds, each fold is
+    scored by the same kind of model trained on the other folds with the
+    design's weights, and the held-out values are weighted by the design
+    (Horvitz-Thompson; unbiased for a model that does not depend on its
+    training rows, pessimistic by the gap between ``(cv - 1) / cv`` of the
+    labels and all of them otherwise). The interval adds the design
+    variance, estimated to respect the design (see ``variance``).
 
     Parameters
     ----------
