@@ -1,21 +1,35 @@
-"""Label efficiency on eight real tables: test error against uniform sampling.
+"""Label efficiency on eight real tables: test error and labels saved.
 
 The FALE paper's protocol on each table of ``benchmarks/_tables.py``: a
 random 20% test split, the rest spread over 10 clients by
-:func:`skfal.non_iid_split` (Dirichlet alpha = 5 over target bins), budgets
-of 2d, 5d and 10d labels (d = features + intercept). Every method selects
-its rows across the clients and the model is learned by the same solver,
-``FederatedActiveRegressor(training="global")`` (weighted least squares,
-unpenalised intercept, minimum-norm slope), so the figures measure the
-selection. Each cell: median test MSE over the repeats relative to uniform
-sampling's, and W/T/L: a win (loss) is a median more than 2% below (above)
-uniform's *and* a one-sided Mann-Whitney test at p < 0.05 saying the
-method's errors are stochastically smaller (larger); anything else is a tie.
+:func:`skfal.non_iid_split` (Dirichlet alpha = 5 over target bins), or one
+client with ``--centralized``; learning curves with budgets from 2d to 100d
+labels (d = features + intercept). Every method selects its rows and the
+model is learned by the same solver, ``FederatedActiveRegressor`` (weighted
+least squares, unpenalised intercept, minimum-norm slope), so the figures
+measure the selection.
 
-Run: ``python benchmarks/bench_label_efficiency.py`` (64 repeats, a few
-minutes on 2 cores); ``--quick`` for 8 repeats on three tables;
-``--speed`` for pivotal selection time against the leverage scores at
-1,000,000 rows.
+Two reports per table and budget:
+
+* the median test MSE relative to uniform sampling's, and W/T/L: a win
+  (loss) is a median more than 2% below (above) uniform's *and* a one-sided
+  Mann-Whitney test at p < 0.05 saying the method's errors are
+  stochastically smaller (larger); anything else is a tie;
+* the labels saved at equal error: uniform sampling's learning curve runs
+  from 1d to 300d and every training row; the method's median *excess*
+  error (test MSE minus, on the same split, that of the fit on every
+  training row) is matched on uniform's median excess-error curve
+  (log-log interpolation), giving the labels uniform needs for it; saved =
+  1 - budget / those labels, with a 95% bootstrap interval over the splits.
+
+Run: ``python benchmarks/bench_label_efficiency.py --centralized`` (64
+repeats; ``--repeats 32`` took about 30 minutes on the shared 2-core
+machine for three methods); the federated protocol (no ``--centralized``)
+is about ten times slower and leaves the adaptive design out. ``--quick``
+for 8 repeats on three tables and five budgets; ``--ceiling`` for the
+variance a residual-aware design could save at most; ``--speed`` for pivotal
+selection time against the leverage scores at 1,000,000 rows;
+``--adaptive-speed`` for the adaptive fit's time against the one-shot fit's.
 """
 
 import argparse
@@ -238,6 +252,20 @@ def quality(tables, n_repeats, n_jobs, names, factors, centralized, save=None):
     return results
 
 
+def load(path):
+    """``(results, names, factors)`` of a run saved with ``--save``."""
+    saved = np.load(path)
+    results = {
+        str(t): (
+            saved[f"{t}_errors"],
+            saved[f"{t}_curve"],
+            *(int(v) for v in saved[f"{t}_shape"]),
+        )
+        for t in saved["tables"]
+    }
+    return results, [str(n) for n in saved["names"]], tuple(saved["factors"])
+
+
 def report(results, names, factors):
     """Print the error ratios with verdicts and the labels saved, per cell,
     then the medians over the tables."""
@@ -304,13 +332,73 @@ def save_plot(path, results, names, factors):
         ax.axhline(0, color="k", lw=0.8)
         ax.axhline(100 / 3, color="C3", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(factors, [f"{f}d" for f in factors], fontsize=7)
+        ax.set_ylim(-60, 100)
         ax.set_title(name)
         ax.set_xlabel("labels bought")
     axes[0, 0].set_ylabel("labels saved vs uniform (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"saved {path}")
+
+
+def ceiling(tables):
+    """What a residual-aware design could buy at most, per table.
+
+    The first-order variance of an importance-weighted least squares drawn
+    with probabilities ``p`` is ``sum_i h_i e_i^2 / p_i`` (``h`` leverage,
+    ``e`` residuals of the fit on every row, features standardized);
+    printed relative to uniform sampling's, for the default (leverage mixed
+    50/50 with uniform), the adaptive design's target with the residual
+    scale learned from every row (least squares of ``|e|`` on the features,
+    the best its model can do), and the oracle ``sqrt(h) |e|`` (A-optimal,
+    knowing every residual). Below 0.67 a design could save a third of the
+    labels, for large budgets.
+    """
+    print("first-order variance relative to uniform sampling's")
+    print(f"{'table':>15} {'default':>8} {'learned':>8} {'oracle':>8}")
+    for table in tables:
+        X, y = load_table(table)
+        A = np.hstack([StandardScaler().fit_transform(X), np.ones((len(y), 1))])
+        Q, _ = np.linalg.qr(A)
+        h = np.einsum("ij,ij->i", Q, Q)
+        e = y - A @ np.linalg.lstsq(A, y, rcond=None)[0]
+
+        def variance(p):
+            return np.sum(h * e**2 / (p / p.sum())) / np.sum(h * e**2) / len(y)
+
+        def mix(s):
+            return 0.5 * s / s.sum() + 0.5 / len(y)
+
+        learned = A @ np.linalg.lstsq(A, np.abs(e), rcond=None)[0]
+        learned = np.maximum(learned, 0.1 * np.abs(e).mean())
+        print(
+            f"{table:>15} {variance(mix(h)):8.2f} {variance(mix(h * learned)):8.2f} "
+            f"{variance(np.sqrt(h) * np.abs(e)):8.2f}"
+        )
+
+
+def adaptive_speed(n_samples=1_000_000, n_features=20, budget=10_000):
+    """The adaptive fit's time against the one-shot fit's (target <= 3)."""
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((n_samples, n_features))
+    signal = X @ rng.standard_normal(n_features)
+    y = signal + (0.5 + np.abs(signal)) * rng.standard_normal(n_samples)
+    best = {}
+    for _ in range(3):
+        for design in ("one-shot", "adaptive"):
+            reg = FederatedActiveRegressor(budget=budget, design=design, random_state=0)
+            start = time.perf_counter()
+            reg.fit(X, y)
+            elapsed = time.perf_counter() - start
+            best[design] = min(best.get(design, np.inf), elapsed)
+    print(
+        f"{n_samples} x {n_features}, budget {budget}: one-shot fit "
+        f"{best['one-shot']:.2f} s, adaptive fit {best['adaptive']:.2f} s, ratio "
+        f"{best['adaptive'] / best['one-shot']:.2f} (target <= 3; scale model "
+        f"used: {reg.scale_used_})"
+    )
 
 
 def speed(n_samples=1_000_000, n_features=20, budget=10_000):
@@ -344,6 +432,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--adaptive-speed", action="store_true")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="variance a design could save at most"
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--tables", help="comma-separated, among the eight")
@@ -354,6 +446,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--plot", help="save a figure of the labels saved to this PNG")
     parser.add_argument("--save", help="save the errors to this .npz")
+    parser.add_argument("--load", help="report (and plot) a run saved with --save")
     parser.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
@@ -362,6 +455,15 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.speed:
         speed()
+    elif args.adaptive_speed:
+        adaptive_speed()
+    elif args.ceiling:
+        ceiling(list(TABLES))
+    elif args.load:
+        results, names, factors = load(args.load)
+        report(results, names, factors)
+        if args.plot:
+            save_plot(args.plot, results, names, factors)
     else:
         tables = ["Computers", "Wage", "SLID"] if args.quick else list(TABLES)
         if args.tables:

@@ -74,6 +74,19 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         weighted least squares on them, and the models are averaged weighted
         by the clients' numbers of labeled rows by secure aggregation
         (FALE-local); clients with one labeled row sit out with a warning.
+    design : {"one-shot", "adaptive"}, default="one-shot"
+        ``"one-shot"``: the sampler selects all ``budget`` rows at once.
+        ``"adaptive"`` (centralized only, with a
+        :class:`LeverageScoreSampler`): a pilot round of ``pilot_share`` of
+        the budget by the sampler, a model of the residual scale learned
+        from the pilot's labels, then the rest by pivotal sampling on
+        leverage times predicted residual scale, mixed with uniform, among
+        the rows the pilot left (see Notes). :meth:`query` returns the
+        pilot's rows first, then the second round's.
+    pilot_share : float, default=0.3
+        Share of the budget bought in the pilot round of
+        ``design="adaptive"``. When it would leave fewer than 10 residual
+        degrees of freedom, the design stays one-shot.
     alpha : float, default=0.0
         Ridge penalty on the coefficients (never on the intercept). With
         ``alpha=0`` an underdetermined problem (fewer labels than features,
@@ -106,6 +119,14 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         Their importance weights.
     n_queries_ : int
         Number of distinct labels read.
+    n_pilot_ : int
+        Rows of the pilot round (0 for a one-shot design).
+    scale_correlation_ : float
+        Cross-validated rank correlation of the residual-scale model with
+        the pilot's held-out residual sizes (``NaN`` without pilot).
+    scale_used_ : bool
+        Whether the second round used the residual-scale model (else it
+        drew on leverage alone, like the pilot).
     communication_ : dict
         Bytes per phase, ``{phase: {"up": bytes, "down": bytes}}``, of the
         selection and the training; empty when fitted without ``groups``.
@@ -136,11 +157,31 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     leaves it alone. In a federation of several clients, at least two must
     hold selected rows (else the sum would be one client's upload).
 
+    ``design="adaptive"`` follows the A- and L-optimal subsampling of [2]_:
+    the variance of an importance-weighted least squares is smallest when
+    rows are drawn in proportion to their leverage times the size of their
+    residual. The pilot's weighted least squares gives each pilot row's
+    leave-one-out residual; the residual scale is modelled by least squares
+    of their sizes on the fitted value and the root leverage (three
+    parameters), or on the features when the pilot has ten rows per
+    feature, whichever ranks the held-out sizes best in 5-fold cross
+    validation, and it is used only when that rank correlation is positive
+    at the one-sided level 0.1 (Bonferroni over the candidates); otherwise
+    the second round draws on leverage alone. The weights combine the
+    rounds with fixed shares: pilot rows get ``lam w1 + 1 - lam``, second
+    round rows ``(1 - lam) / pi2`` (``lam`` the pilot's share, ``w1`` its
+    weights, ``pi2`` the second round's inclusion probabilities among the
+    rows the pilot left), so every weighted total of the normal equations
+    is unbiased given the pilot, whatever the pilot's labels made of the
+    second round.
+
     References
     ----------
     .. [1] Y.-P. Tang, C. Ren, X. Tang, S.-J. Huang, L. Cui and H. Yu,
        "Efficient Heterogeneity-Aware Federated Active Data Selection",
        ICML 2025.
+    .. [2] H. Wang, R. Zhu and P. Ma, "Optimal Subsampling for Large Sample
+       Logistic Regression", JASA 113(522), 2018.
 
     Examples
     --------
