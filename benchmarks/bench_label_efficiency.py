@@ -364,19 +364,23 @@ def ceiling(tables):
         Q, _ = np.linalg.qr(A)
         h = np.einsum("ij,ij->i", Q, Q)
         e = y - A @ np.linalg.lstsq(A, y, rcond=None)[0]
-
-        def variance(p):
-            return np.sum(h * e**2 / (p / p.sum())) / np.sum(h * e**2) / len(y)
-
-        def mix(s):
-            return 0.5 * s / s.sum() + 0.5 / len(y)
-
         learned = A @ np.linalg.lstsq(A, np.abs(e), rcond=None)[0]
         learned = np.maximum(learned, 0.1 * np.abs(e).mean())
-        print(
-            f"{table:>15} {variance(mix(h)):8.2f} {variance(mix(h * learned)):8.2f} "
-            f"{variance(np.sqrt(h) * np.abs(e)):8.2f}"
-        )
+        ratios = [
+            first_order_variance(p, h, e)
+            for p in (mixed(h), mixed(h * learned), np.sqrt(h) * np.abs(e))
+        ]
+        print(f"{table:>15} " + " ".join(f"{r:8.2f}" for r in ratios))
+
+
+def first_order_variance(p, h, e):
+    """``sum h e^2 / p`` for probabilities ``p``, relative to uniform's."""
+    return np.sum(h * e**2 / (p / p.sum())) / np.sum(h * e**2) / len(e)
+
+
+def mixed(scores):
+    """Scores mixed 50/50 with uniform, as probabilities."""
+    return 0.5 * scores / scores.sum() + 0.5 / len(scores)
 
 
 def adaptive_speed(n_samples=1_000_000, n_features=20, budget=10_000):
