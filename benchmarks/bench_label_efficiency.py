@@ -55,7 +55,8 @@ from skfal import (
 # learning curve runs further (up to every training row), so that each
 # method's median error can be matched on it.
 BUDGET_FACTORS = (2, 3, 5, 10, 20, 50, 100)
-UNIFORM_FACTORS = (1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300)
+UNIFORM_FACTORS = (1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500)
+UNIFORM_SHARES = (0.5, 0.7, 0.85)  # of the training rows, also on the curve
 QUICK_FACTORS = (2, 5, 10, 20, 50)
 N_BOOTSTRAP = 500
 
@@ -112,12 +113,20 @@ def budgets(factors, d, n_rows):
     return out
 
 
+def curve_budgets(d, n_train):
+    """Uniform sampling's learning curve: ``UNIFORM_FACTORS`` times d and
+    ``UNIFORM_SHARES`` of the rows, below ``n_train``, then every row."""
+    points = {round(f * d) for f in UNIFORM_FACTORS}
+    points |= {round(q * n_train) for q in UNIFORM_SHARES}
+    return np.array(sorted(b for b in points if b < n_train) + [n_train], dtype=float)
+
+
 def one_split(X, y, repeat, specs, factors, centralized):
     """Test MSE of every method at every budget on one random split.
 
     Returns ``(errors, curve)``: ``errors[m, b]`` of method ``m`` at
     ``factors[b] * d`` labels and uniform sampling's learning curve at
-    ``UNIFORM_FACTORS`` then every training row (``NaN`` past the rows).
+    :func:`curve_budgets`, the last point every training row.
     """
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.2, random_state=repeat
@@ -145,8 +154,7 @@ def one_split(X, y, repeat, specs, factors, centralized):
             for params in specs.values()
         ]
     )
-    curve_budgets = np.append(budgets(UNIFORM_FACTORS, d, n_train - 1), n_train)
-    curve = np.array([error(b, specs["uniform"]) for b in curve_budgets])
+    curve = np.array([error(b, specs["uniform"]) for b in curve_budgets(d, n_train)])
     return errors, curve
 
 
@@ -160,16 +168,15 @@ def verdict(errors, baseline):
     return "T"
 
 
-def labels_needed(error, curve_budgets, curve_errors):
+def labels_needed(error, points, curve_errors):
     """Labels uniform sampling needs for a median excess ``error``, on its curve.
 
-    The curve (median excess errors at ``curve_budgets``, made
-    non-increasing) is interpolated linearly in log-log; an error above the
-    curve's first point or below its last is clamped there.
+    The curve (median excess errors at ``points``, made non-increasing) is
+    interpolated linearly in log-log; an error above the curve's first
+    point or below its last is clamped there (the saving is then a bound).
     """
-    keep = ~np.isnan(curve_errors)
-    n = curve_budgets[keep]
-    e = np.maximum(np.minimum.accumulate(curve_errors[keep]), 1e-300)
+    n = points
+    e = np.maximum(np.minimum.accumulate(curve_errors), 1e-300)
     if error >= e[0]:
         return n[0]
     if error <= e[-1]:
@@ -193,7 +200,7 @@ def savings(errors, curve, factors, d, n_train, rng):
     """
     n_splits, n_methods, n_budgets = errors.shape
     method_budgets = budgets(factors, d, n_train)
-    curve_budgets = budgets(UNIFORM_FACTORS, d, n_train - 1)
+    points = curve_budgets(d, n_train)[:-1]
     full = curve[:, -1]
     excess = errors - full[:, None, None]
     curve_excess = curve[:, :-1] - full[:, None]
@@ -205,7 +212,7 @@ def savings(errors, curve, factors, d, n_train, rng):
         for m in range(n_methods):
             for b in range(n_budgets):
                 if not np.isnan(method_budgets[b]):
-                    need = labels_needed(med[m, b], curve_budgets, curve_med)
+                    need = labels_needed(med[m, b], points, curve_med)
                     out[m, b] = 1.0 - method_budgets[b] / need
         return out
 
@@ -272,12 +279,15 @@ def report(results, names, factors):
     rng = np.random.RandomState(0)
     print("\nper table and budget: median test MSE / uniform's (W/T/L against")
     print("uniform), labels saved at equal median excess error (over the fit on")
-    print("every training row) [95% bootstrap interval]")
+    print("every training row) [95% bootstrap interval]; >= marks a method")
+    print("better than uniform at the last point of its curve (a lower bound)")
     tally = {n: {"W": 0, "T": 0, "L": 0} for n in names[1:]}
     ratios = {n: {f: [] for f in factors} for n in names}
     saved = {n: {f: [] for f in factors} for n in names[1:]}
     for table, (errors, curve, d, n_train) in results.items():
         point, low, high = savings(errors, curve, factors, d, n_train, rng)
+        points = curve_budgets(d, n_train)[:-1]
+        most = 1.0 - budgets(factors, d, n_train) / points[-1]  # clamped there
         for b, factor in enumerate(factors):
             if np.isnan(errors[0, 0, b]):
                 continue
@@ -289,8 +299,9 @@ def report(results, names, factors):
                 tally[name][mark] += 1
                 ratios[name][factor].append(ratio)
                 saved[name][factor].append(point[m, b])
+                bound = ">=" if point[m, b] >= most[b] - 1e-12 else ""
                 cells.append(
-                    f"{name} {ratio:.3f} {mark} {point[m, b]:+.0%} "
+                    f"{name} {ratio:.3f} {mark} {bound}{point[m, b]:+.0%} "
                     f"[{low[m, b]:+.0%}, {high[m, b]:+.0%}]"
                 )
             print(f"{table:>15} {str(factor) + 'd':>5}: " + " | ".join(cells))
