@@ -44,7 +44,8 @@ def test_second_round_is_unbiased_given_the_pilot():
     # entries of the normal equations (x x^T and x y, with the intercept),
     # so the weighted least squares is fitted on unbiased totals. Dropping
     # the pilot rows' "+ (1 - lam)" term (they stand for themselves in the
-    # second round's total) biases it by (1 - lam) sum_{pilot} z: caught.
+    # second round's total) biases it by (1 - lam) sum_{pilot} z: caught;
+    # so is drawing the second round among every row, the pilot's included.
     X, y = heteroscedastic()
     Z = np.hstack([X, np.ones((X.shape[0], 1))])
     Z = np.hstack([(Z[:, :, None] * Z[:, None, :]).reshape(len(Z), -1), Z * y[:, None]])
