@@ -546,6 +546,14 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         )
         if self.design == "adaptive":
             self._check_design(sampler, groups)
+            if not isinstance(self.random_state, Integral):
+                raise ValueError(
+                    "query lists the rows of design='adaptive' only when both "
+                    "rounds are reproducible, but the second round draws from "
+                    f"random_state={self.random_state!r}. Set random_state to an "
+                    "int, e.g. FederatedActiveRegressor(design='adaptive', "
+                    "random_state=0)."
+                )
             X = validate_rows(sampler, X)
             try:
                 rows, *_ = self._adaptive_selection(sampler, X, y, rng)

@@ -120,6 +120,11 @@ def test_query_asks_for_the_pilot_then_the_second_round():
         FederatedActiveRegressor(budget=80, design="adaptive", random_state=3).fit(
             X, np.where(np.isin(np.arange(400), first[:5]), np.nan, y)
         )
+    seeded_sampler = LeverageScoreSampler(random_state=0)
+    with pytest.raises(ValueError, match="both rounds are reproducible"):
+        FederatedActiveRegressor(
+            budget=80, design="adaptive", sampler=seeded_sampler
+        ).query(X, bought)
     fitted = reg.fit(X, bought)
     assert fitted.n_queries_ == 80 and fitted.n_pilot_ == 24
     assert np.array_equal(fitted.sample_indices_, np.sort(np.r_[first, second]))
