@@ -315,6 +315,9 @@ def report(results, names, factors):
             for f in factors
         ]
         wtl = "W/T/L {W}/{T}/{L}".format(**tally[name])
+        if "FALE iid" in ratios and factors[0] == 2:  # the user guide's column
+            to_iid = np.array(ratios[name][2]) / np.array(ratios["FALE iid"][2])
+            wtl += f"   2d vs FALE iid {np.median(to_iid):.3f}"
         print(f"{name:>12} " + " ".join(cells) + f"   {wtl}")
     return saved
 
