@@ -5,8 +5,8 @@ aggregation): the server helps solve the importance-weighted least squares
 over all clients' labeled rows, and sees neither a row, a label, nor a
 client's contribution; it receives the model only if the clients release it
 (and when a single client holds every labeled row, that model is the
-client's own: :func:`_one_holder_training`'s warning). With ``S = diag(sqrt(w))`` the weights of client
-``i``'s selected rows:
+client's own: :func:`_one_holder_training`'s warning). With
+``S = diag(sqrt(w))`` the weights of client ``i``'s selected rows:
 
 1. (intercept only) secure sum of ``[sum_j w_j x_j, sum_j w_j]``; the server
    passes the total back and every client has the global weighted mean
