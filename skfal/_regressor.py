@@ -153,9 +153,10 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     scale: the rotation is orthogonal, the stack's Gram sum exact, the
     secure sums exact in fixed point, and the clients divide their columns
     by common powers of two before rotating them. The intercept is handled
-    by centering on the weighted mean of the selected rows (a secure sum), so the ridge term
-    leaves it alone. In a federation of several clients, at least two must
-    hold selected rows (else the sum would be one client's upload).
+    by centering on the weighted mean of the selected rows (a secure sum),
+    so the ridge term leaves it alone. In a federation of several clients,
+    at least two must hold selected rows (else the sum would be one
+    client's upload).
 
     ``design="adaptive"`` follows the A- and L-optimal subsampling of [2]_:
     the variance of an importance-weighted least squares is smallest when
