@@ -32,7 +32,16 @@ import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpstrf
 
-from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, map_pieces, times
+from skfal._rows import (
+    Rows,
+    as_dense,
+    cache_slices,
+    dense_rows,
+    iter_blocks,
+    map_pieces,
+    times,
+)
+from skfal._sampling import code_block, whitened_tree
 
 
 def iter_chunks(X, size=None):
@@ -169,8 +178,11 @@ def squared_row_norms(X, W, intercept=False):
     return np.concatenate(map_pieces(X, _squared_row_norms, W, intercept))
 
 
-def _squared_row_norms(X, W, intercept):
+def _squared_row_norms(X, W, intercept, tree=None):
+    """The scores of a piece's rows; with ``tree``, also their leaf codes, from
+    the same products ``x W`` (the tree's axes are ``W``'s first columns)."""
     out = np.empty(X.shape[0], dtype=np.float64)
+    codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
     W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
     buffer = None
     for start, chunk in iter_blocks(X):
@@ -185,14 +197,19 @@ def _squared_row_norms(X, W, intercept):
             if intercept:
                 y += shift
             np.einsum("ij,ij->i", y, y, out=out[begin : begin + block.shape[0]])
-    return out
+            if tree is not None:
+                code_block(y, tree, out=codes[begin : begin + block.shape[0]])
+    return out if tree is None else (out, codes)
 
 
-def leverage_scores(X, intercept=False, alpha=0.0):
-    """Exact (ridge) leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``.
+def _score_maps(X, intercept, alpha):
+    """The map ``T`` that scores the rows (``||x T||^2``), ``W``, and ``U``.
 
-    With ``alpha > 0`` the ridge leverage ``x^T (X^T X + alpha D)^{-1} x``,
-    ``D`` penalising the features and not the intercept.
+    ``W`` is the whitener (:func:`whitener`); ``T`` is ``W`` itself, or for
+    a certified CholeskyQR factor of full rank ``D R^{-1}``, the map
+    CholeskyQR itself uses, which gives the scores to its accuracy.
+    ``x T U`` are then the coordinates of ``x`` along the whitened
+    principal axes, largest singular value first (``U`` None: ``x T`` are).
     """
     r, exponents, path = equilibrated_r_factor(X, intercept)
     # The rank decision and the scores work on the equilibrated design (its
@@ -202,13 +219,63 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     ridge = ridge_r_factor(r, alpha, X.shape[1], np.diag(scale))
     W = scale[:, None] * whitener(ridge, X.shape[0])
     if path != "tsqr" and W.shape[1] == ridge.shape[0] == ridge.shape[1]:
-        # A certified CholeskyQR factor (or its ridge), full rank: score with
-        # ``D R^{-1}``, the map CholeskyQR itself uses. (NumPy's LAPACK: the
-        # LU of a triangular matrix needs no pivot, and back substitution
-        # leaves the lower triangle exactly zero.)
+        # (NumPy's LAPACK: the LU of a triangular matrix needs no pivot, and
+        # back substitution leaves the lower triangle exactly zero.)
         T = scale[:, None] * np.linalg.inv(ridge)
-        return squared_row_norms(X, T, intercept), W
-    return squared_row_norms(X, W, intercept), W
+        return T, W, np.linalg.svd(ridge)[0]
+    return W, W, None
+
+
+def leverage_scores(X, intercept=False, alpha=0.0):
+    """Exact (ridge) leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``.
+
+    With ``alpha > 0`` the ridge leverage ``x^T (X^T X + alpha D)^{-1} x``,
+    ``D`` penalising the features and not the intercept.
+    """
+    T, W, _ = _score_maps(X, intercept, alpha)
+    return squared_row_norms(X, T, intercept), W
+
+
+def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
+    """:func:`leverage_scores` and each row's leaf in a k-d tree, in one pass.
+
+    The tree (:func:`~skfal._sampling.whitened_tree`, ``max_depth`` levels)
+    splits the whitened principal axes of the design in turn, at the
+    quantiles of a deterministic sample of at most 4096 rows: the space of
+    the scores, where a least-squares fit's geometry is. A row's
+    coordinates on those axes are ``x T U``, whose squared norm is its
+    score, so each block of rows is multiplied once and gives both.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,)
+    W : ndarray of shape (n_columns, rank)
+    codes : ndarray of shape (n_samples,) of uint64
+        Leaf codes with ``n_bits`` bits, read from the root.
+    n_bits : int
+    """
+    T, W, U = _score_maps(X, intercept, alpha)
+    M = T if U is None else T @ U
+    # An axis is fixed up to its sign, which rounding may flip (X * 10
+    # against X): the largest entry of each is made positive, so the codes
+    # do not depend on the unit of X.
+    if M.shape[1]:
+        largest = M[np.abs(M).argmax(axis=0), np.arange(M.shape[1])]
+        M = M * np.where(largest < 0, -1.0, 1.0)
+    n = X.shape[0]
+    sample = dense_rows(X, np.arange(0, n, max(1, n // 4096)))
+    sample_z = sample @ (M[:-1] if intercept else M)
+    if intercept:
+        sample_z += M[-1]
+    tree, columns = whitened_tree(sample_z, max_depth) if n > 2 else (None, None)
+    if tree is None:
+        scores = squared_row_norms(X, T, intercept)
+        return scores, W, np.zeros(n, dtype=np.uint64), 0
+    M = np.ascontiguousarray(M[:, columns])
+    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree)
+    scores = np.concatenate([piece[0] for piece in pieces])
+    codes = np.concatenate([piece[1] for piece in pieces])
+    return scores, W, codes, tree.n_bits
 
 
 def equilibrated_r_factor(X, intercept=False):

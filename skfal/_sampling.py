@@ -406,9 +406,8 @@ def inclusion_scale(p, budget):
     if budget == n_positive:  # every positive row is capped at 1
         return 2.0 / p[p > 0].min()
     # At most budget - 1 rows are capped at 1, all among the budget largest:
-    # sort only those (O(n + budget log budget)).
-    top = np.argpartition(-p, budget - 1)[:budget]
-    ordered = p[top[np.argsort(-p[top], kind="stable")]]
+    # sort only those values (O(n + budget log budget)).
+    ordered = np.sort(np.partition(p, p.shape[0] - budget)[p.shape[0] - budget :])[::-1]
     k = np.arange(budget)  # number of rows capped before the scale applies
     tail = p.sum() - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
     scale = (budget - k) / tail
@@ -521,7 +520,8 @@ class _Tree(NamedTuple):
 
     ``directions`` hold the split axes as columns; a row's coordinates
     are ``((x - center) * scale) @ directions``, or ``x @ directions`` when
-    ``center`` is None.
+    ``center`` is None (``directions`` None: the caller computes them,
+    :func:`whitened_tree`).
     The first ``n_single`` axes are split once: their bit is
     ``coordinate >= edge`` at ``positions[a]`` (counted from the code's low
     end). Each later axis ``a`` has the sorted ``edges[a]`` of its
@@ -564,11 +564,80 @@ def _tree_plan(X, max_depth):
     largest = vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)]
     vt *= np.where(largest < 0, -1.0, 1.0)[:, None]
     spread = sv**2 / sample.shape[0]
-    max_bits = max(1, int(np.log2(sample.shape[0])))
-    # Whitened, every principal axis with a spread is equally wide: split them
-    # in turn, widest first (quantile bins do not depend on an axis' scale).
-    width = (spread > 1e-12 * spread.sum()).astype(np.float64)
-    splits, plan = np.zeros(sv.shape[0], dtype=np.int64), []
+    layout = _layout(spread > 1e-12 * spread.sum(), max_depth, sample.shape[0])
+    if layout is None:
+        return None
+    # Entries of X between 2**-100 and 2**100 are projected as they are;
+    # others are scaled by the power of two first (exact), so no product
+    # over- or underflows. Rows far from the origin (a mean above 2**20
+    # spreads) are centered first, which keeps the digits that tell them
+    # apart; closer ones lose at most 2**20 eps of a spread uncentered,
+    # and the projection alone costs a quarter less.
+    scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
+    near = np.abs(mean).max() <= 2.0**20 * np.sqrt(spread.max())
+    tree = _Tree(
+        center=None if scale == 1.0 and near else np.ldexp(mean, -shift),
+        scale=scale,
+        directions=np.ascontiguousarray(vt[layout.axes].T),
+        **_no_bins(layout),
+    )
+    # The bins come from the sample's coordinates, computed as every row's.
+    return _with_bins(
+        tree, layout, _project(np.ldexp(sample, -shift, out=sample), tree)
+    )
+
+
+def whitened_tree(sample_z, max_depth):
+    """The k-d tree over coordinates that are whitened already.
+
+    ``sample_z`` holds a sample's coordinates along orthonormal principal
+    axes of the whitened design (columns in the order of the singular values
+    of ``X``, largest first), where every axis is equally wide: the levels
+    split the axes in turn, as :func:`_tree_plan` splits a sample's
+    principal axes.
+
+    Returns
+    -------
+    tree : _Tree or None
+        The tree (``directions`` None), None when no axis can be split.
+    columns : ndarray of int
+        An order of ``z``'s columns that puts the tree's axes first, as
+        :func:`code_block` reads them: a row's code is
+        ``code_block(z[:, columns], tree)``.
+    """
+    n_axes = sample_z.shape[1]
+    layout = _layout(np.ones(n_axes, dtype=bool), max_depth, sample_z.shape[0])
+    if layout is None:
+        return None, np.arange(n_axes)
+    tree = _Tree(center=None, scale=1.0, directions=None, **_no_bins(layout))
+    rest = [j for j in range(n_axes) if j not in layout.levels]
+    columns = np.array(layout.axes + rest, dtype=np.intp)
+    return _with_bins(tree, layout, sample_z[:, layout.axes]), columns
+
+
+class _Layout(NamedTuple):
+    """Which axis each level of a tree splits (:func:`_layout`)."""
+
+    axes: list  # the split axes: those split once first, in level order
+    n_single: int
+    positions: np.ndarray  # the bit of each axis split once
+    levels: dict  # axis: its bits, from the root
+    splits: np.ndarray  # number of splits of each axis
+    n_bits: int
+
+
+def _layout(splittable, max_depth, n_sample):
+    """Split the ``splittable`` axes (equally wide) in turn, widest first.
+
+    Each split of an axis quarters its width, and an axis is split at most
+    ``log2(n_sample)`` times (its bins come from a sample of that size).
+    Returns None when no axis can be split.
+    """
+    if not np.any(splittable):
+        return None
+    max_bits = max(1, int(np.log2(n_sample)))
+    width = splittable.astype(np.float64)
+    splits, plan = np.zeros(width.shape[0], dtype=np.int64), []
     for _ in range(max_depth):
         j = int(np.argmax(width))
         if width[j] <= 0:
@@ -585,38 +654,41 @@ def _tree_plan(X, max_depth):
         levels[j].append(n_bits - 1 - depth)
     single = [j for j in levels if splits[j] == 1]
     multi = [j for j in levels if splits[j] > 1]
-    # Entries of X between 2**-100 and 2**100 are projected as they are;
-    # others are scaled by the power of two first (exact), so no product
-    # over- or underflows. Rows far from the origin (a mean above 2**20
-    # spreads) are centered first, which keeps the digits that tell them
-    # apart; closer ones lose at most 2**20 eps of a spread uncentered,
-    # and the projection alone costs a quarter less.
-    scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
-    near = np.abs(mean).max() <= 2.0**20 * np.sqrt(spread.max())
-    tree = _Tree(
-        center=None if scale == 1.0 and near else np.ldexp(mean, -shift),
-        scale=scale,
-        directions=np.ascontiguousarray(vt[single + multi].T),
+    return _Layout(
+        axes=single + multi,
         n_single=len(single),
-        single_edges=np.zeros(len(single)),
         positions=np.array([levels[j][0] for j in single], dtype=np.int64),
-        edges=[],
-        tables=[],
+        levels=levels,
+        splits=splits,
         n_bits=n_bits,
     )
-    # The bins come from the sample's coordinates, computed as every row's.
-    sample_z = _project(np.ldexp(sample, -shift, out=sample), tree)
-    for a, j in enumerate(single + multi):
-        bins = 2 ** splits[j]
+
+
+def _no_bins(layout):
+    """A :class:`_Tree`'s fields from ``layout``, its bins still to be set."""
+    return dict(
+        n_single=layout.n_single,
+        single_edges=np.zeros(layout.n_single),
+        positions=layout.positions,
+        edges=[],
+        tables=[],
+        n_bits=layout.n_bits,
+    )
+
+
+def _with_bins(tree, layout, sample_z):
+    """Set ``tree``'s bins from a sample's coordinates on ``layout.axes``."""
+    for a, j in enumerate(layout.axes):
+        bins = 2 ** layout.splits[j]
         edges = np.quantile(sample_z[:, a], np.arange(1, bins) / bins)
-        if a < len(single):
+        if a < layout.n_single:
             tree.single_edges[a] = edges[0]
             continue
         # Bin b's bits: its s binary digits, the first at the axis' first level.
         b = np.arange(bins, dtype=np.uint64)
         table = np.zeros(bins, dtype=np.uint64)
-        for k, position in enumerate(levels[j]):
-            digit = (b >> np.uint64(splits[j] - 1 - k)) & np.uint64(1)
+        for k, position in enumerate(layout.levels[j]):
+            digit = (b >> np.uint64(layout.splits[j] - 1 - k)) & np.uint64(1)
             table |= digit << np.uint64(position)
         tree.edges.append(edges)
         tree.tables.append(table)
@@ -656,12 +728,21 @@ def _buffers(n_rows, tree):
 _PACK_BITS = 24
 
 
-def _code_block(z, tree):
-    """The leaf codes (uint64) of a block's coordinates ``z``."""
-    code = np.zeros(z.shape[0], dtype=np.uint64)
+def code_block(z, tree, out=None):
+    """The leaf codes (uint64) of a block's coordinates ``z`` (into ``out``)."""
+    m = z.shape[0]
+    code = np.zeros(m, dtype=np.uint64) if out is None else out
+    if out is not None:
+        code.fill(0)
     k = tree.n_single
     if k:
-        bits = (z[:, :k] >= tree.single_edges).astype(np.float32)
+        # The comparisons into a bool buffer, then as float32 (0 or 1): two
+        # cheap passes, where comparing into float32 directly is slower.
+        above = np.greater_equal(
+            z[:, :k], tree.single_edges, out=np.empty((m, k), bool)
+        )
+        bits = np.empty((m, k), dtype=np.float32)
+        bits[...] = above
         # Axes whose bit positions span fewer than 24 bits are packed by one
         # matrix-vector product (weights 0 off the group), shifted into place.
         done = np.zeros(k, dtype=bool)
@@ -701,7 +782,7 @@ def _leaf_codes(X, tree):
                 buffers = _buffers(block.shape[0], tree)
             z = _project(block, tree, buffers)
             begin = start + offset
-            code[begin : begin + z.shape[0]] = _code_block(z, tree)
+            code_block(z, tree, out=code[begin : begin + z.shape[0]])
     return code
 
 
@@ -870,10 +951,11 @@ def settle_pending(probabilities, random_state):
     return selected
 
 
-def pivotal_select(X, pi, random_state, max_depth):
+def pivotal_select(X, pi, random_state, max_depth, order=None):
     """Pivotal sampling of ``X``'s rows with inclusion probabilities ``pi``.
 
-    The rows duel in :func:`spatial_order`; the tournament draws from its own
+    The rows duel in :func:`spatial_order` (or in ``order``, when the caller
+    has the rows' order already); the tournament draws from its own
     seed (as each federated client does) and the last open row is settled
     as the server settles the clients' (:func:`settle_pending`), so a
     centralized fit is the federated one with a single client.
@@ -884,9 +966,9 @@ def pivotal_select(X, pi, random_state, max_depth):
         Sorted rows, Horvitz-Thompson weights ``1 / pi``, counts 1, no draws.
     """
     seed = draw_seed(random_state)
-    outcome = pivotal_tournament(
-        pi, np.random.RandomState(seed), spatial_order(X, max_depth)
-    )
+    if order is None:
+        order = spatial_order(X, max_depth)
+    outcome = pivotal_tournament(pi, np.random.RandomState(seed), order)
     selected = outcome.selected
     if (
         outcome.pending >= 0
