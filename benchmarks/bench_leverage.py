@@ -12,10 +12,11 @@ rows scattered over ``X``, so the simulation first gathers each client's rows.
 Targets (issue 2): exact fit <= 0.15 x np.linalg.qr at 1,000,000 x 100; the
 ``qr`` protocol with 10 clients <= 1.5 x centralized; peak memory <= 3 x X.
 
-First, the Gram floor (issue 12): the centralized fit (default pivotal
-selection, and ``sampling="iid"``), and the exact scores alone
+First, the Gram floor (issues 12 and 23): the centralized fit (default
+pivotal selection, and ``sampling="iid"``), and the exact scores alone
 (``leverage_scores``), as ratios to one Gram product ``X.T @ X`` on the
-same array, float64 and float32, with the path the R factor took.
+same array (float32 against its own float32 product), at 1,000,000 x 20 and
+300,000 x 100, float64 and float32, with the path the R factor took.
 Target: fit <= 3 x ``X.T @ X``.
 
 Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]``.
@@ -36,8 +37,9 @@ def gram_floor(n, repeat, rng):
         f"{'shape':>14} {'dtype':>8} {'X.T@X s':>8} {'fit s':>7} {'/ gram':>7} "
         f"{'iid fit':>7} {'scores':>7} {'path':>22}"
     )
-    for d in (20, 100):
-        X64 = rng.standard_normal((n, d))
+    # The shapes of issue 23's table: 1,000,000 x 20 and 300,000 x 100.
+    for rows, d in ((n, 20), (3 * n // 10, 100)):
+        X64 = rng.standard_normal((rows, d))
         for X in (X64, X64.astype(np.float32)):
             t_gram = best_time(repeat, lambda X=X: X.T @ X)
             sampler = LeverageScoreSampler(budget=1000, random_state=0)
@@ -47,7 +49,7 @@ def gram_floor(n, repeat, rng):
             t_scores = best_time(repeat, leverage_scores, X)
             path = equilibrated_r_factor(X)[2]
             print(
-                f"{n:>8} x {d:<3} {X.dtype.name:>8} {t_gram:8.3f} {t_fit:7.2f} "
+                f"{rows:>8} x {d:<3} {X.dtype.name:>8} {t_gram:8.3f} {t_fit:7.2f} "
                 f"{t_fit / t_gram:7.1f} {t_iid / t_gram:7.1f} "
                 f"{t_scores / t_gram:7.1f} {path:>22}"
             )

@@ -183,7 +183,7 @@ def _squared_row_norms(X, W, intercept, tree=None):
     the same products ``x W`` (the tree's axes are ``W``'s first columns)."""
     out = np.empty(X.shape[0], dtype=np.float64)
     codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
-    W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
+    W_x, shift = (W[:-1], W[-1]) if intercept else (W, W.dtype.type(0))
     buffer = None
     for start, chunk in iter_blocks(X):
         for offset, block in cache_slices(chunk, max(W.shape)):
@@ -192,11 +192,18 @@ def _squared_row_norms(X, W, intercept, tree=None):
                 y = times(block, W_x)
             else:
                 if buffer is None or buffer.shape[0] < block.shape[0]:
-                    buffer = np.empty((block.shape[0], W.shape[1]))
+                    buffer = np.empty((block.shape[0], W.shape[1]), dtype=W.dtype)
                 y = np.matmul(block, W_x, out=buffer[: block.shape[0]])
             if intercept:
                 y += shift
-            np.einsum("ij,ij->i", y, y, out=out[begin : begin + block.shape[0]])
+            # Squares summed in float64 (float32 products: see float32_map).
+            np.einsum(
+                "ij,ij->i",
+                y,
+                y,
+                out=out[begin : begin + block.shape[0]],
+                dtype=np.float64,
+            )
             if tree is not None:
                 code_block(y, tree, out=codes[begin : begin + block.shape[0]])
     return out if tree is None else (out, codes)
@@ -236,6 +243,38 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     return squared_row_norms(X, T, intercept), W
 
 
+# The relative error of every score that the float32 products of
+# float32 rows may leave (float32_map): far below what sampling can detect,
+# and about what rounding the rows to float32 did to the scores already.
+_FLOAT32_SCORE_TOL = 1e-4
+
+
+def float32_map(M):
+    """``M`` in float32 when float32 products ``x M`` give the scores to
+    ``_FLOAT32_SCORE_TOL``; else ``M`` as it is (float64 products).
+
+    For float32 rows ``x`` (exact), the products with ``M32 = fl(M)`` in
+    float32 arithmetic (and the intercept's row added) err by at most
+    ``gamma_{k+2} |x| |M|`` entrywise (``k`` the rows of ``M``; Higham,
+    Accuracy and Stability of Numerical Algorithms, 3.5), so
+    ``||y - x M|| <= rho ||x M||`` with
+    ``rho = gamma_{k+2} || |M| ||_2 / s_min(M)`` for a square ``M`` of full
+    rank, and the score ``||y||^2``, its squares summed in float64, is off
+    by at most ``rho (2 + rho)`` relative. ``tests/test_leverage.py``
+    checks the float32 scores against the float64 ones within that bound.
+    """
+    k = M.shape[0]
+    if M.shape[1] != k or k == 0:
+        return M
+    u = np.finfo(np.float32).eps / 2
+    gamma = (k + 2) * u / (1 - (k + 2) * u)
+    s_min = np.linalg.svd(M, compute_uv=False)[-1]
+    if not s_min > 0:
+        return M
+    rho = gamma * np.linalg.norm(np.abs(M), 2) / s_min
+    return M.astype(np.float32) if rho * (2 + rho) <= _FLOAT32_SCORE_TOL else M
+
+
 def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
     """:func:`leverage_scores` and each row's leaf in a k-d tree, in one pass.
 
@@ -272,6 +311,8 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
         scores = squared_row_norms(X, T, intercept)
         return scores, W, np.zeros(n, dtype=np.uint64), 0
     M = np.ascontiguousarray(M[:, columns])
+    if X.dtype == np.float32 and U is not None:
+        M = float32_map(M)
     pieces = map_pieces(X, _squared_row_norms, M, intercept, tree)
     scores = np.concatenate([piece[0] for piece in pieces])
     codes = np.concatenate([piece[1] for piece in pieces])

@@ -593,8 +593,8 @@ def whitened_tree(sample_z, max_depth):
     ``sample_z`` holds a sample's coordinates along orthonormal principal
     axes of the whitened design (columns in the order of the singular values
     of ``X``, largest first), where every axis is equally wide: the levels
-    split the axes in turn, as :func:`_tree_plan` splits a sample's
-    principal axes.
+    split the axes along which the sample spreads in turn, as
+    :func:`_tree_plan` splits a sample's principal axes.
 
     Returns
     -------
@@ -606,7 +606,12 @@ def whitened_tree(sample_z, max_depth):
         ``code_block(z[:, columns], tree)``.
     """
     n_axes = sample_z.shape[1]
-    layout = _layout(np.ones(n_axes, dtype=bool), max_depth, sample_z.shape[0])
+    # An axis along which the sample does not spread (the constant column's
+    # direction of a centered table with an intercept) is never split: its
+    # median would send every row to one side.
+    spread = sample_z.var(axis=0) if sample_z.shape[0] else np.zeros(n_axes)
+    splittable = spread > 1e-12 * spread.sum()
+    layout = _layout(splittable, max_depth, sample_z.shape[0])
     if layout is None:
         return None, np.arange(n_axes)
     tree = _Tree(center=None, scale=1.0, directions=None, **_no_bins(layout))
@@ -738,9 +743,9 @@ def code_block(z, tree, out=None):
     if k:
         # The comparisons into a bool buffer, then as float32 (0 or 1): two
         # cheap passes, where comparing into float32 directly is slower.
-        above = np.greater_equal(
-            z[:, :k], tree.single_edges, out=np.empty((m, k), bool)
-        )
+        # (Edges in z's dtype: a float32 block is compared in float32.)
+        edges = tree.single_edges.astype(z.dtype, copy=False)
+        above = np.greater_equal(z[:, :k], edges, out=np.empty((m, k), dtype=bool))
         bits = np.empty((m, k), dtype=np.float32)
         bits[...] = above
         # Axes whose bit positions span fewer than 24 bits are packed by one

@@ -439,3 +439,28 @@ def test_stable_order_is_a_stable_argsort(n, n_bits):
     codes = rng.randint(0, 2 ** min(n_bits, 8), size=n).astype(np.uint64)  # ties
     codes <<= np.uint64(n_bits - min(n_bits, 8))
     assert np.array_equal(stable_order(codes, n_bits), np.argsort(codes, kind="stable"))
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_scores_and_leaves_from_one_pass(fit_intercept):
+    # leverage_scores_and_codes multiplies each row once by D R^-1 U: the
+    # squared norm of the product is the score (U is orthogonal), so it must
+    # equal the hat matrix's diagonal (the definition, through pinv); its
+    # first columns are the tree's axes, each split at a sample's median, so
+    # each level's bit sets about half the rows. On a centered table with an
+    # intercept the constant column's direction is a principal axis along
+    # which no row differs: it must not be split (every row would land on
+    # one side), so the leaves are as many as without the intercept.
+    from skfal._linalg import leverage_scores_and_codes
+    from tests._helpers import hat_diagonal
+
+    X = np.random.RandomState(0).standard_normal((20_000, 5))
+    X -= X.mean(axis=0)
+    scores, _, codes, n_bits = leverage_scores_and_codes(X, fit_intercept, max_depth=12)
+    design = np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
+    np.testing.assert_allclose(scores, hat_diagonal(design), rtol=1e-10)
+    assert n_bits == 12
+    for level in range(n_bits):
+        share = np.mean((codes >> np.uint64(level)) & np.uint64(1))
+        assert abs(share - 0.5) < 0.03
+    assert np.unique(codes).shape[0] > 0.9 * 2**n_bits
