@@ -19,7 +19,16 @@ same array (float32 against its own float32 product), at 1,000,000 x 20 and
 300,000 x 100, float64 and float32, with the path the R factor took.
 Target: fit <= 3 x ``X.T @ X``.
 
-Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]``.
+``--tree-quality``: the pivotal fit's spatial tree from the fused pass
+(whitened principal axes of the design, from its R factor) against the
+tree of a sample's principal axes (``spatial_order``, the one the fit used
+before issue 23), with the same scores and seeds: on the eight tables of
+``benchmarks/_tables.py`` (20% test split, standardized, budgets 2d, 5d and
+10d, 32 splits), the median test MSE of the weighted least-squares fit on
+the selection, as a ratio, and a two-sided Mann-Whitney p-value.
+
+Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]
+[--tree-quality]``.
 """
 
 import argparse
@@ -28,7 +37,13 @@ import numpy as np
 from _util import best_time, peak_memory
 
 from skfal import LeverageScoreSampler
-from skfal._linalg import equilibrated_r_factor, leverage_scores
+from skfal._base import select_rows
+from skfal._linalg import (
+    equilibrated_r_factor,
+    leverage_scores,
+    leverage_scores_and_codes,
+)
+from skfal._sampling import stable_order, tree_depth
 
 
 def gram_floor(n, repeat, rng):
@@ -55,6 +70,55 @@ def gram_floor(n, repeat, rng):
             )
 
 
+def tree_quality(n_splits=32):
+    """Test MSE with the fused pass's tree against a sample's principal axes."""
+    from _tables import TABLES, load_table
+    from scipy.stats import mannwhitneyu
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    print(f"{'table':>15} {'budget':>6} {'MSE fused / sample axes':>24} {'p':>6}")
+    for table in TABLES:
+        X, y = load_table(table)
+        d = X.shape[1] + 1
+        for factor in (2, 5, 10):
+            errors = {"fused": [], "sample axes": []}
+            for split in range(n_splits):
+                X_tr, X_te, y_tr, y_te = train_test_split(
+                    X, y, test_size=0.2, random_state=split
+                )
+                scaler = StandardScaler().fit(X_tr)
+                X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+                budget = factor * d
+                depth = tree_depth(X_tr.shape[0], budget)
+                scores, _, codes, n_bits = leverage_scores_and_codes(
+                    X_tr, True, max_depth=depth
+                )
+                orders = {"fused": stable_order(codes, n_bits), "sample axes": None}
+                for name, order in orders.items():
+                    chosen = select_rows(
+                        X_tr,
+                        scores,
+                        budget,
+                        np.random.RandomState(split),
+                        sampling="pivotal",
+                        uniform_mix=0.5,
+                        order=order,
+                    )
+                    model = LinearRegression().fit(
+                        X_tr[chosen.indices],
+                        y_tr[chosen.indices],
+                        sample_weight=chosen.weights,
+                    )
+                    residual = y_te - model.predict(X_te)
+                    errors[name].append(float(np.mean(residual**2)))
+            fused, sample = np.array(errors["fused"]), np.array(errors["sample axes"])
+            p = mannwhitneyu(fused, sample, alternative="two-sided")[1]
+            ratio = np.median(fused) / np.median(sample)
+            print(f"{table:>15} {f'{factor}d':>6} {ratio:24.3f} {p:6.3f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -64,7 +128,15 @@ def main():
     parser.add_argument(
         "--gram-only", action="store_true", help="only the Gram-floor table"
     )
+    parser.add_argument(
+        "--tree-quality",
+        action="store_true",
+        help="test MSE with the fused pass's tree against a sample's axes",
+    )
     args = parser.parse_args()
+    if args.tree_quality:
+        tree_quality()
+        return
     n = 100_000 if args.quick else 1_000_000
     rng = np.random.RandomState(0)
     gram_floor(n, args.repeat, rng)

@@ -282,7 +282,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     self.alpha,
                     max_depth=tree_depth(X.shape[0], n_selected),
                 )
-                order = stable_order(codes, n_bits)
+                order = stable_order(codes, n_bits, overwrite=True)
                 del codes
             else:
                 scores, self.whitener_ = leverage_scores(

@@ -314,6 +314,8 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
     if X.dtype == np.float32 and U is not None:
         M = float32_map(M)
     pieces = map_pieces(X, _squared_row_norms, M, intercept, tree)
+    if len(pieces) == 1:  # no copy of the n scores and codes
+        return pieces[0][0], W, pieces[0][1], tree.n_bits
     scores = np.concatenate([piece[0] for piece in pieces])
     codes = np.concatenate([piece[1] for piece in pieces])
     return scores, W, codes, tree.n_bits

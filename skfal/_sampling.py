@@ -387,7 +387,7 @@ def mixed_probabilities(scores, uniform_mix, eligible=None):
     return _mix(scores, eligible, *_totals(scores, eligible), uniform_mix)
 
 
-def inclusion_scale(p, budget):
+def inclusion_scale(p, budget, *, overwrite=False):
     """The ``c`` of ``pi_i = min(1, c p_i)`` with ``sum(pi) = budget``.
 
     Parameters
@@ -396,6 +396,8 @@ def inclusion_scale(p, budget):
         Non-negative probabilities (summing to one).
     budget : int
         Expected (and, with pivotal sampling, exact) number of rows.
+    overwrite : bool, default=False
+        Whether ``p`` may be reordered in place (no copy of ``n`` numbers).
 
     Returns
     -------
@@ -405,11 +407,18 @@ def inclusion_scale(p, budget):
     n_positive = _check_reachable(p, budget)
     if budget == n_positive:  # every positive row is capped at 1
         return 2.0 / p[p > 0].min()
+    total = p.sum()
     # At most budget - 1 rows are capped at 1, all among the budget largest:
     # sort only those values (O(n + budget log budget)).
-    ordered = np.sort(np.partition(p, p.shape[0] - budget)[p.shape[0] - budget :])[::-1]
+    n = p.shape[0]
+    if overwrite and p.flags.writeable:
+        p.partition(n - budget)
+        top = p[n - budget :]
+    else:
+        top = np.partition(p, n - budget)[n - budget :]
+    ordered = np.sort(top)[::-1]
     k = np.arange(budget)  # number of rows capped before the scale applies
-    tail = p.sum() - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
+    tail = total - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
     scale = (budget - k) / tail
     # With the first k rows capped, the scale must not push row k above 1.
     return float(scale[int(np.flatnonzero(scale * ordered <= 1.0)[0])])
@@ -429,8 +438,9 @@ def inclusion_probabilities(p, budget):
 def inclusion_terms(scores, budget, uniform_mix, eligible=None):
     """The server's :class:`Inclusion` for ``budget`` rows from all the scores."""
     total, n_eligible = _totals(scores, eligible)
-    p = _mix(scores, eligible, total, n_eligible, uniform_mix)
-    return Inclusion(inclusion_scale(p, budget), total, n_eligible, uniform_mix)
+    p = _mix(scores, eligible, total, n_eligible, uniform_mix)  # a new array
+    scale = inclusion_scale(p, budget, overwrite=True)
+    return Inclusion(scale, total, n_eligible, uniform_mix)
 
 
 def inclusion_from_terms(scores, terms, eligible=None):
@@ -440,7 +450,10 @@ def inclusion_from_terms(scores, terms, eligible=None):
     probabilities gets exactly the server's numbers for them.
     """
     p = _mix(scores, eligible, terms.total, int(terms.n_eligible), terms.uniform_mix)
-    return np.minimum(1.0, terms.scale * p)
+    if not (p.flags.owndata and p.flags.writeable):
+        p = p.copy()
+    p *= terms.scale  # in place: n numbers more, not 2 n
+    return np.minimum(p, 1.0, out=p)
 
 
 def tree_depth(n_samples, budget):
@@ -499,20 +512,30 @@ def spatial_order(X, max_depth):
     return stable_order(_tree_code(X, max_depth), max_depth)
 
 
-def stable_order(codes, n_bits):
+def stable_order(codes, n_bits, *, overwrite=False):
     """``np.argsort(codes, kind="stable")`` for codes below ``2**n_bits``.
 
     When the code and the row index fit in 64 bits together, sorting the
     packed keys ``code << b | index`` gives the same order (ties by index)
-    several times faster than an indirect sort.
+    several times faster than an indirect sort. With ``overwrite`` the keys
+    are built and sorted in ``codes`` itself (then garbage), so the order
+    costs no more memory than the codes did. The order is int32 when ``n``
+    rows fit (half the memory of ``n`` indices), else int64.
     """
     n = codes.shape[0]
+    index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
     index_bits = max(1, int(n - 1).bit_length())
     if n_bits + index_bits > 64:
-        return np.argsort(codes, kind="stable")
-    keys = (codes << np.uint64(index_bits)) | np.arange(n, dtype=np.uint64)
+        return np.argsort(codes, kind="stable").astype(index_dtype, copy=False)
+    keys = codes if overwrite else codes.copy()
+    keys <<= np.uint64(index_bits)
+    step = 2**20  # the row indices added a block at a time: no n-long arange
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        keys[start:stop] |= np.arange(start, stop, dtype=np.uint64)
     keys.sort()
-    return (keys & np.uint64((1 << index_bits) - 1)).astype(np.intp)
+    keys &= np.uint64((1 << index_bits) - 1)
+    return keys.astype(index_dtype)
 
 
 class _Tree(NamedTuple):
@@ -839,15 +862,14 @@ def pivotal_tournament(pi, random_state, order=None):
     np.clip(in_order, 0.0, 1.0, out=in_order)
     in_order[in_order < _SNAP] = 0.0
     in_order[in_order > 1.0 - _SNAP] = 1.0
-    # Positions in tournament order: those decided in, and the open ones.
+    # Positions in tournament order decided in; they (and the rows at 0)
+    # then stay in place at 0, where no duel and no run can move mass to
+    # them: a run never draws a row at 0, and a row at 0 loses every duel
+    # and leaves. So every position takes part, and no n-long list of open
+    # rows is made.
     decided = [np.flatnonzero(in_order >= 1.0)]
-    is_open = (in_order > 0.0) & (in_order < 1.0)
-    if decided[0].shape[0] == 0 and is_open.all():
-        rows, values = None, in_order  # rows None: every position, in order
-    else:
-        rows = np.flatnonzero(is_open)
-        values = in_order[rows]
-    rows, values = _pool_runs(rows, values, random_state, decided)
+    in_order[decided[0]] = 0.0
+    rows, values = _pool_runs(None, in_order, random_state, decided)
     while rows.shape[0] > 1:
         half = rows.shape[0] // 2
         a, b = values[0 : 2 * half : 2], values[1 : 2 * half : 2]
@@ -874,7 +896,7 @@ def pivotal_tournament(pi, random_state, order=None):
         rows, values = survivor, value
     if seq is None:
         seq = np.arange(n)
-    selected = np.sort(seq[np.concatenate(decided)])
+    selected = np.sort(seq[np.concatenate(decided)]).astype(np.intp, copy=False)
     if rows.shape[0]:
         return Tournament(selected, int(seq[rows[0]]), float(values[0]))
     return Tournament(selected, -1, 0.0)
@@ -886,12 +908,13 @@ _MAX_RUN = 1024  # longest run of neighbours settled by one draw
 def _pool_runs(rows, values, random_state, decided):
     """Settle runs of ``2**k`` neighbouring open rows, one draw per run.
 
-    ``k`` is the largest with ``2**k`` times the mean open probability at
-    most 1/2 (none when that is 1). A run whose total is below 1 leaves one
-    row, drawn with probability proportional to ``pi``, holding the total;
-    the rows of the other runs stay as they are. ``rows`` None stands for
-    every position in order. Returns the open rows and their values, in
-    order; rows decided in are appended to ``decided``.
+    ``k`` is the largest with ``2**k`` times the mean probability (rows at
+    0, which take no part, included) at most 1/2 (none when that is 1). A
+    run whose total is below 1 leaves one row, drawn with probability
+    proportional to ``pi``, holding the total; the rows of the other runs
+    stay as they are. ``rows`` None stands for every position in order.
+    Returns the open rows and their values, in order; rows decided in are
+    appended to ``decided``.
     """
     n_open = values.shape[0]
     if n_open < 4:
@@ -906,17 +929,23 @@ def _pool_runs(rows, values, random_state, decided):
     # the last n_open % size rows stay open as they are.
     n_runs = n_open // size
     runs = values[: n_runs * size].reshape(n_runs, size)
-    cumulative = np.cumsum(runs, axis=1)
-    totals = cumulative[:, -1].copy()
     u = random_state.random_sample(n_runs)
-    # The first row whose cumulative sum passes u * total (a row at 0 is
-    # never it).
-    pick = (cumulative <= (u * totals)[:, None]).sum(axis=1)
-    del cumulative
+    totals, pick = np.empty(n_runs), np.empty(n_runs, dtype=np.intp)
+    # A block of runs at a time (about 2**16 rows): no n-long temporary.
+    step = max(1, 2**16 // size)
+    for a in range(0, n_runs, step):
+        cumulative = np.cumsum(runs[a : a + step], axis=1)
+        totals[a : a + step] = cumulative[:, -1]
+        # The first row whose cumulative sum passes u * total (a row at 0
+        # is never it).
+        threshold = u[a : a + step] * totals[a : a + step]
+        pick[a : a + step] = (cumulative <= threshold[:, None]).sum(axis=1)
     pooled = totals < 1.0
     keep = np.ones(n_open, dtype=bool)
     keep[: n_runs * size].reshape(n_runs, size)[pooled] = False
-    run_index = np.flatnonzero(pooled)
+    # A run of rows at 0 leaves whole (it holds no mass, and its pick
+    # would point past its end).
+    run_index = np.flatnonzero(pooled & (totals > 0.0))
     picked = run_index * size + pick[run_index]
     keep[picked] = True
     values[picked] = totals[run_index]

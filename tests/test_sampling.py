@@ -464,3 +464,30 @@ def test_scores_and_leaves_from_one_pass(fit_intercept):
         share = np.mean((codes >> np.uint64(level)) & np.uint64(1))
         assert abs(share - 0.5) < 0.03
     assert np.unique(codes).shape[0] > 0.9 * 2**n_bits
+
+
+def test_tournament_keeps_the_mass_around_rows_at_zero_and_one():
+    # Rows at 0 (never drawn) and at 1 (decided in) stay in place in the
+    # tournament order at 0, so runs of neighbours can be all zeros: such a
+    # run holds no mass and must leave whole. Every duel and run keeps the
+    # total, so the selected rows plus the open row's probability must sum
+    # to sum(pi) exactly, no row at 0 may be selected and every row at 1
+    # must be. (A run of zeros once passed its draw past its end and set the
+    # next run's first row to 0: a row's probability lost.)
+    # Runs of 64 rows (mean 1/128): the last run of zeros ends where a run
+    # holding exactly 1, which is not pooled, begins; then rows at 1 among
+    # zeros and a block of larger probabilities after zeros.
+    zeros = np.zeros(4096)
+    after_zeros = np.concatenate([zeros, np.full(4096, 1 / 64)])
+    other = np.concatenate([zeros, np.full(64, 0.3), np.ones(10), zeros[:999]])
+    for pi in (after_zeros, np.concatenate([other, np.full(4096, 1 / 64)])):
+        _check_tournament_mass(pi)
+
+
+def _check_tournament_mass(pi):
+    for seed in range(20):
+        outcome = pivotal_tournament(pi, np.random.RandomState(seed))
+        held = outcome.selected.shape[0] + max(outcome.pending_probability, 0.0)
+        assert held == pytest.approx(pi.sum(), abs=1e-9)
+        assert np.all(pi[outcome.selected] > 0)
+        assert np.isin(np.flatnonzero(pi == 1), outcome.selected).all()
