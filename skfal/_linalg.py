@@ -178,24 +178,35 @@ def squared_row_norms(X, W, intercept=False):
     return np.concatenate(map_pieces(X, _squared_row_norms, W, intercept))
 
 
-def _squared_row_norms(X, W, intercept, tree=None):
+def _squared_row_norms(X, W, intercept, tree=None, W32=None):
     """The scores of a piece's rows; with ``tree``, also their leaf codes, from
-    the same products ``x W`` (the tree's axes are ``W``'s first columns)."""
+    the same products ``x W`` (the tree's axes are ``W``'s first columns).
+
+    ``W32``: ``W`` in float32, for the blocks that are float32 rows (an
+    in-memory table, a Dask chunk; blocks read from a memmap come as
+    float64), multiplied in float32 arithmetic (:func:`float32_map`).
+    """
     out = np.empty(X.shape[0], dtype=np.float64)
     codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
-    W_x, shift = (W[:-1], W[-1]) if intercept else (W, W.dtype.type(0))
-    buffer = None
+    maps = {np.dtype(np.float64): W}
+    if W32 is not None:
+        maps[np.dtype(np.float32)] = W32
+    buffers = {}
     for start, chunk in iter_blocks(X):
         for offset, block in cache_slices(chunk, max(W.shape)):
             begin = start + offset
+            M = W if sp.issparse(block) else maps.get(block.dtype, W)
+            M_x = M[:-1] if intercept else M
             if sp.issparse(block):
-                y = times(block, W_x)
+                y = times(block, M_x)
             else:
+                buffer = buffers.get(M.dtype)
                 if buffer is None or buffer.shape[0] < block.shape[0]:
-                    buffer = np.empty((block.shape[0], W.shape[1]), dtype=W.dtype)
-                y = np.matmul(block, W_x, out=buffer[: block.shape[0]])
+                    buffer = np.empty((block.shape[0], W.shape[1]), dtype=M.dtype)
+                    buffers[M.dtype] = buffer
+                y = np.matmul(block, M_x, out=buffer[: block.shape[0]])
             if intercept:
-                y += shift
+                y += M[-1]
             # Squares summed in float64 (float32 products: see float32_map).
             np.einsum(
                 "ij,ij->i",
@@ -251,7 +262,7 @@ _FLOAT32_SCORE_TOL = 1e-4
 
 def float32_map(M):
     """``M`` in float32 when float32 products ``x M`` give the scores to
-    ``_FLOAT32_SCORE_TOL``; else ``M`` as it is (float64 products).
+    ``_FLOAT32_SCORE_TOL``; else None (float64 products).
 
     For float32 rows ``x`` (exact), the products with ``M32 = fl(M)`` in
     float32 arithmetic (and the intercept's row added) err by at most
@@ -265,14 +276,14 @@ def float32_map(M):
     """
     k = M.shape[0]
     if M.shape[1] != k or k == 0:
-        return M
+        return None
     u = np.finfo(np.float32).eps / 2
     gamma = (k + 2) * u / (1 - (k + 2) * u)
     s_min = np.linalg.svd(M, compute_uv=False)[-1]
     if not s_min > 0:
-        return M
+        return None
     rho = gamma * np.linalg.norm(np.abs(M), 2) / s_min
-    return M.astype(np.float32) if rho * (2 + rho) <= _FLOAT32_SCORE_TOL else M
+    return M.astype(np.float32) if rho * (2 + rho) <= _FLOAT32_SCORE_TOL else None
 
 
 def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
@@ -311,9 +322,8 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
         scores = squared_row_norms(X, T, intercept)
         return scores, W, np.zeros(n, dtype=np.uint64), 0
     M = np.ascontiguousarray(M[:, columns])
-    if X.dtype == np.float32 and U is not None:
-        M = float32_map(M)
-    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree)
+    M32 = float32_map(M) if X.dtype == np.float32 and U is not None else None
+    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree, M32)
     if len(pieces) == 1:  # no copy of the n scores and codes
         return pieces[0][0], W, pieces[0][1], tree.n_bits
     scores = np.concatenate([piece[0] for piece in pieces])
