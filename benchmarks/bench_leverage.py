@@ -37,13 +37,7 @@ import numpy as np
 from _util import best_time, peak_memory
 
 from skfal import LeverageScoreSampler
-from skfal._base import select_rows
-from skfal._linalg import (
-    equilibrated_r_factor,
-    leverage_scores,
-    leverage_scores_and_codes,
-)
-from skfal._sampling import stable_order, tree_depth
+from skfal._linalg import equilibrated_r_factor, leverage_scores
 
 
 def gram_floor(n, repeat, rng):
@@ -77,6 +71,10 @@ def tree_quality(n_splits=32):
     from sklearn.linear_model import LinearRegression
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
+
+    from skfal._base import select_rows
+    from skfal._linalg import leverage_scores_and_codes
+    from skfal._sampling import stable_order, tree_depth
 
     print(f"{'table':>15} {'budget':>6} {'MSE fused / sample axes':>24} {'p':>6}")
     for table in TABLES:
