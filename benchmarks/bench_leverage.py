@@ -12,13 +12,23 @@ rows scattered over ``X``, so the simulation first gathers each client's rows.
 Targets (issue 2): exact fit <= 0.15 x np.linalg.qr at 1,000,000 x 100; the
 ``qr`` protocol with 10 clients <= 1.5 x centralized; peak memory <= 3 x X.
 
-First, the Gram floor (issue 12): the centralized fit (default pivotal
-selection, and ``sampling="iid"``), and the exact scores alone
+First, the Gram floor (issues 12 and 23): the centralized fit (default
+pivotal selection, and ``sampling="iid"``), and the exact scores alone
 (``leverage_scores``), as ratios to one Gram product ``X.T @ X`` on the
-same array, float64 and float32, with the path the R factor took.
+same array (float32 against its own float32 product), at 1,000,000 x 20 and
+300,000 x 100, float64 and float32, with the path the R factor took.
 Target: fit <= 3 x ``X.T @ X``.
 
-Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]``.
+``--tree-quality``: the pivotal fit's spatial tree from the fused pass
+(whitened principal axes of the design, from its R factor) against the
+tree of a sample's principal axes (``spatial_order``, the one the fit used
+before issue 23), with the same scores and seeds: on the eight tables of
+``benchmarks/_tables.py`` (20% test split, standardized, budgets 2d, 5d and
+10d, 32 splits), the median test MSE of the weighted least-squares fit on
+the selection, as a ratio, and a two-sided Mann-Whitney p-value.
+
+Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]
+[--tree-quality]``.
 """
 
 import argparse
@@ -36,8 +46,9 @@ def gram_floor(n, repeat, rng):
         f"{'shape':>14} {'dtype':>8} {'X.T@X s':>8} {'fit s':>7} {'/ gram':>7} "
         f"{'iid fit':>7} {'scores':>7} {'path':>22}"
     )
-    for d in (20, 100):
-        X64 = rng.standard_normal((n, d))
+    # The shapes of issue 23's table: 1,000,000 x 20 and 300,000 x 100.
+    for rows, d in ((n, 20), (3 * n // 10, 100)):
+        X64 = rng.standard_normal((rows, d))
         for X in (X64, X64.astype(np.float32)):
             t_gram = best_time(repeat, lambda X=X: X.T @ X)
             sampler = LeverageScoreSampler(budget=1000, random_state=0)
@@ -47,10 +58,63 @@ def gram_floor(n, repeat, rng):
             t_scores = best_time(repeat, leverage_scores, X)
             path = equilibrated_r_factor(X)[2]
             print(
-                f"{n:>8} x {d:<3} {X.dtype.name:>8} {t_gram:8.3f} {t_fit:7.2f} "
+                f"{rows:>8} x {d:<3} {X.dtype.name:>8} {t_gram:8.3f} {t_fit:7.2f} "
                 f"{t_fit / t_gram:7.1f} {t_iid / t_gram:7.1f} "
                 f"{t_scores / t_gram:7.1f} {path:>22}"
             )
+
+
+def tree_quality(n_splits=32):
+    """Test MSE with the fused pass's tree against a sample's principal axes."""
+    from _tables import TABLES, load_table
+    from scipy.stats import mannwhitneyu
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from skfal._base import select_rows
+    from skfal._linalg import leverage_scores_and_codes
+    from skfal._sampling import stable_order, tree_depth
+
+    print(f"{'table':>15} {'budget':>6} {'MSE fused / sample axes':>24} {'p':>6}")
+    for table in TABLES:
+        X, y = load_table(table)
+        d = X.shape[1] + 1
+        for factor in (2, 5, 10):
+            errors = {"fused": [], "sample axes": []}
+            for split in range(n_splits):
+                X_tr, X_te, y_tr, y_te = train_test_split(
+                    X, y, test_size=0.2, random_state=split
+                )
+                scaler = StandardScaler().fit(X_tr)
+                X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+                budget = factor * d
+                depth = tree_depth(X_tr.shape[0], budget)
+                scores, _, codes, n_bits = leverage_scores_and_codes(
+                    X_tr, True, max_depth=depth
+                )
+                orders = {"fused": stable_order(codes, n_bits), "sample axes": None}
+                for name, order in orders.items():
+                    chosen = select_rows(
+                        X_tr,
+                        scores,
+                        budget,
+                        np.random.RandomState(split),
+                        sampling="pivotal",
+                        uniform_mix=0.5,
+                        order=order,
+                    )
+                    model = LinearRegression().fit(
+                        X_tr[chosen.indices],
+                        y_tr[chosen.indices],
+                        sample_weight=chosen.weights,
+                    )
+                    residual = y_te - model.predict(X_te)
+                    errors[name].append(float(np.mean(residual**2)))
+            fused, sample = np.array(errors["fused"]), np.array(errors["sample axes"])
+            p = mannwhitneyu(fused, sample, alternative="two-sided")[1]
+            ratio = np.median(fused) / np.median(sample)
+            print(f"{table:>15} {f'{factor}d':>6} {ratio:24.3f} {p:6.3f}", flush=True)
 
 
 def main():
@@ -62,7 +126,15 @@ def main():
     parser.add_argument(
         "--gram-only", action="store_true", help="only the Gram-floor table"
     )
+    parser.add_argument(
+        "--tree-quality",
+        action="store_true",
+        help="test MSE with the fused pass's tree against a sample's axes",
+    )
     args = parser.parse_args()
+    if args.tree_quality:
+        tree_quality()
+        return
     n = 100_000 if args.quick else 1_000_000
     rng = np.random.RandomState(0)
     gram_floor(n, args.repeat, rng)

@@ -33,6 +33,7 @@ def select_rows(
     weighting="hansen-hurwitz",
     eligible=None,
     federation=None,
+    order=None,
 ):
     """The selection every sampler makes: ``n_selected`` rows by ``scores``.
 
@@ -49,7 +50,9 @@ def select_rows(
     :class:`~skfal._federated.Transport` whose clients kept their scores,
     and each client's number of rows; ``X`` may then be ``None``), or the
     simulation's ``(client_rows, channel)``, the scores handed to the
-    clients.
+    clients. ``order``: the rows in the order of their spatial tree (of
+    :func:`~skfal._sampling.tree_depth` levels), when the caller has it;
+    centralized pivotal sampling computes it from ``X`` otherwise.
 
     Returns
     -------
@@ -65,7 +68,7 @@ def select_rows(
     depth = tree_depth(n_samples, n_selected)
     if federation is None:
         pi = inclusion_from_terms(scores, terms, eligible)
-        return pivotal_select(X, pi, rng, depth)
+        return pivotal_select(X, pi, rng, depth, order)
     if isinstance(federation[0], Transport):
         transport, counts = federation
         return pivotal_selection(

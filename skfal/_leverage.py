@@ -16,9 +16,19 @@ from skfal._federated import (
     send_selection,
     simulated_federation,
 )
-from skfal._linalg import leverage_scores, squared_row_norms
+from skfal._linalg import (
+    leverage_scores,
+    leverage_scores_and_codes,
+    squared_row_norms,
+)
 from skfal._progress import Progress, describe
-from skfal._sampling import WEIGHTINGS, draw_seed, resolve_budget
+from skfal._sampling import (
+    WEIGHTINGS,
+    draw_seed,
+    resolve_budget,
+    stable_order,
+    tree_depth,
+)
 from skfal._shared_params import (
     BUDGET_CONSTRAINT,
     SAMPLING_CONSTRAINT,
@@ -263,7 +273,21 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
         if groups is None:
             self.clients_ = None
-            scores, self.whitener_ = leverage_scores(X, self.fit_intercept, self.alpha)
+            order = None
+            if self.sampling == "pivotal" and n_selected < X.shape[0]:
+                # The rows' spatial tree from the same pass as the scores.
+                scores, self.whitener_, codes, n_bits = leverage_scores_and_codes(
+                    X,
+                    self.fit_intercept,
+                    self.alpha,
+                    max_depth=tree_depth(X.shape[0], n_selected),
+                )
+                order = stable_order(codes, n_bits, overwrite=True)
+                del codes
+            else:
+                scores, self.whitener_ = leverage_scores(
+                    X, self.fit_intercept, self.alpha
+                )
             progress("leverage scores")
             selection = select_rows(
                 X,
@@ -273,6 +297,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                 sampling=self.sampling,
                 uniform_mix=self.uniform_mix,
                 weighting=self.weighting,
+                order=order,
             )
             self.scores_ = scores
             self.sample_indices_ = selection.indices

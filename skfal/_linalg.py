@@ -32,7 +32,16 @@ import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpstrf
 
-from skfal._rows import Rows, as_dense, cache_slices, iter_blocks, map_pieces, times
+from skfal._rows import (
+    Rows,
+    as_dense,
+    cache_slices,
+    dense_rows,
+    iter_blocks,
+    map_pieces,
+    times,
+)
+from skfal._sampling import code_block, whitened_tree
 
 
 def iter_chunks(X, size=None):
@@ -169,30 +178,56 @@ def squared_row_norms(X, W, intercept=False):
     return np.concatenate(map_pieces(X, _squared_row_norms, W, intercept))
 
 
-def _squared_row_norms(X, W, intercept):
+def _squared_row_norms(X, W, intercept, tree=None, W32=None):
+    """The scores of a piece's rows; with ``tree``, also their leaf codes, from
+    the same products ``x W`` (the tree's axes are ``W``'s first columns).
+
+    ``W32``: ``W`` in float32, for the blocks that are float32 rows (an
+    in-memory table, a Dask chunk; blocks read from a memmap come as
+    float64), multiplied in float32 arithmetic (:func:`float32_map`).
+    """
     out = np.empty(X.shape[0], dtype=np.float64)
-    W_x, shift = (W[:-1], W[-1]) if intercept else (W, 0.0)
-    buffer = None
+    codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
+    maps = {np.dtype(np.float64): W}
+    if W32 is not None:
+        maps[np.dtype(np.float32)] = W32
+    buffers = {}
     for start, chunk in iter_blocks(X):
         for offset, block in cache_slices(chunk, max(W.shape)):
             begin = start + offset
+            M = W if sp.issparse(block) else maps.get(block.dtype, W)
+            M_x = M[:-1] if intercept else M
             if sp.issparse(block):
-                y = times(block, W_x)
+                y = times(block, M_x)
             else:
+                buffer = buffers.get(M.dtype)
                 if buffer is None or buffer.shape[0] < block.shape[0]:
-                    buffer = np.empty((block.shape[0], W.shape[1]))
-                y = np.matmul(block, W_x, out=buffer[: block.shape[0]])
+                    buffer = np.empty((block.shape[0], W.shape[1]), dtype=M.dtype)
+                    buffers[M.dtype] = buffer
+                y = np.matmul(block, M_x, out=buffer[: block.shape[0]])
             if intercept:
-                y += shift
-            np.einsum("ij,ij->i", y, y, out=out[begin : begin + block.shape[0]])
-    return out
+                y += M[-1]
+            # Squares summed in float64 (float32 products: see float32_map).
+            np.einsum(
+                "ij,ij->i",
+                y,
+                y,
+                out=out[begin : begin + block.shape[0]],
+                dtype=np.float64,
+            )
+            if tree is not None:
+                code_block(y, tree, out=codes[begin : begin + block.shape[0]])
+    return out if tree is None else (out, codes)
 
 
-def leverage_scores(X, intercept=False, alpha=0.0):
-    """Exact (ridge) leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``.
+def _score_maps(X, intercept, alpha):
+    """The map ``T`` that scores the rows (``||x T||^2``), ``W``, and ``U``.
 
-    With ``alpha > 0`` the ridge leverage ``x^T (X^T X + alpha D)^{-1} x``,
-    ``D`` penalising the features and not the intercept.
+    ``W`` is the whitener (:func:`whitener`); ``T`` is ``W`` itself, or for
+    a certified CholeskyQR factor of full rank ``D R^{-1}``, the map
+    CholeskyQR itself uses, which gives the scores to its accuracy.
+    ``x T U`` are then the coordinates of ``x`` along the whitened
+    principal axes, largest singular value first (``U`` None: ``x T`` are).
     """
     r, exponents, path = equilibrated_r_factor(X, intercept)
     # The rank decision and the scores work on the equilibrated design (its
@@ -202,13 +237,98 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     ridge = ridge_r_factor(r, alpha, X.shape[1], np.diag(scale))
     W = scale[:, None] * whitener(ridge, X.shape[0])
     if path != "tsqr" and W.shape[1] == ridge.shape[0] == ridge.shape[1]:
-        # A certified CholeskyQR factor (or its ridge), full rank: score with
-        # ``D R^{-1}``, the map CholeskyQR itself uses. (NumPy's LAPACK: the
-        # LU of a triangular matrix needs no pivot, and back substitution
-        # leaves the lower triangle exactly zero.)
+        # (NumPy's LAPACK: the LU of a triangular matrix needs no pivot, and
+        # back substitution leaves the lower triangle exactly zero.)
         T = scale[:, None] * np.linalg.inv(ridge)
-        return squared_row_norms(X, T, intercept), W
-    return squared_row_norms(X, W, intercept), W
+        return T, W, np.linalg.svd(ridge)[0]
+    return W, W, None
+
+
+def leverage_scores(X, intercept=False, alpha=0.0):
+    """Exact (ridge) leverage scores of ``X`` (or ``[X, 1]``) and the map ``W``.
+
+    With ``alpha > 0`` the ridge leverage ``x^T (X^T X + alpha D)^{-1} x``,
+    ``D`` penalising the features and not the intercept.
+    """
+    T, W, _ = _score_maps(X, intercept, alpha)
+    return squared_row_norms(X, T, intercept), W
+
+
+# The relative error of every score that the float32 products of
+# float32 rows may leave (float32_map): far below what sampling can detect,
+# and about what rounding the rows to float32 did to the scores already.
+_FLOAT32_SCORE_TOL = 1e-4
+
+
+def float32_map(M):
+    """``M`` in float32 when float32 products ``x M`` give the scores to
+    ``_FLOAT32_SCORE_TOL``; else None (float64 products).
+
+    For float32 rows ``x`` (exact), the products with ``M32 = fl(M)`` in
+    float32 arithmetic (and the intercept's row added) err by at most
+    ``gamma_{k+2} |x| |M|`` entrywise (``k`` the rows of ``M``; Higham,
+    Accuracy and Stability of Numerical Algorithms, 3.5), so
+    ``||y - x M|| <= rho ||x M||`` with
+    ``rho = gamma_{k+2} || |M| ||_2 / s_min(M)`` for a square ``M`` of full
+    rank, and the score ``||y||^2``, its squares summed in float64, is off
+    by at most ``rho (2 + rho)`` relative. ``tests/test_leverage.py``
+    checks the float32 scores against the float64 ones within that bound.
+    """
+    k = M.shape[0]
+    if M.shape[1] != k or k == 0:
+        return None
+    u = np.finfo(np.float32).eps / 2
+    gamma = (k + 2) * u / (1 - (k + 2) * u)
+    s_min = np.linalg.svd(M, compute_uv=False)[-1]
+    if not s_min > 0:
+        return None
+    rho = gamma * np.linalg.norm(np.abs(M), 2) / s_min
+    return M.astype(np.float32) if rho * (2 + rho) <= _FLOAT32_SCORE_TOL else None
+
+
+def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
+    """:func:`leverage_scores` and each row's leaf in a k-d tree, in one pass.
+
+    The tree (:func:`~skfal._sampling.whitened_tree`, ``max_depth`` levels)
+    splits the whitened principal axes of the design in turn, at the
+    quantiles of a deterministic sample of at most 4096 rows: the space of
+    the scores, where a least-squares fit's geometry is. A row's
+    coordinates on those axes are ``x T U``, whose squared norm is its
+    score, so each block of rows is multiplied once and gives both.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,)
+    W : ndarray of shape (n_columns, rank)
+    codes : ndarray of shape (n_samples,) of uint64
+        Leaf codes with ``n_bits`` bits, read from the root.
+    n_bits : int
+    """
+    T, W, U = _score_maps(X, intercept, alpha)
+    M = T if U is None else T @ U
+    # An axis is fixed up to its sign, which rounding may flip (X * 10
+    # against X): the largest entry of each is made positive, so the codes
+    # do not depend on the unit of X.
+    if M.shape[1]:
+        largest = M[np.abs(M).argmax(axis=0), np.arange(M.shape[1])]
+        M = M * np.where(largest < 0, -1.0, 1.0)
+    n = X.shape[0]
+    sample = dense_rows(X, np.arange(0, n, max(1, n // 4096)))
+    sample_z = sample @ (M[:-1] if intercept else M)
+    if intercept:
+        sample_z += M[-1]
+    tree, columns = whitened_tree(sample_z, max_depth) if n > 2 else (None, None)
+    if tree is None:
+        scores = squared_row_norms(X, T, intercept)
+        return scores, W, np.zeros(n, dtype=np.uint64), 0
+    M = np.ascontiguousarray(M[:, columns])
+    M32 = float32_map(M) if X.dtype == np.float32 and U is not None else None
+    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree, M32)
+    if len(pieces) == 1:  # no copy of the n scores and codes
+        return pieces[0][0], W, pieces[0][1], tree.n_bits
+    scores = np.concatenate([piece[0] for piece in pieces])
+    codes = np.concatenate([piece[1] for piece in pieces])
+    return scores, W, codes, tree.n_bits
 
 
 def equilibrated_r_factor(X, intercept=False):

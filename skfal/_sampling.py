@@ -387,7 +387,7 @@ def mixed_probabilities(scores, uniform_mix, eligible=None):
     return _mix(scores, eligible, *_totals(scores, eligible), uniform_mix)
 
 
-def inclusion_scale(p, budget):
+def inclusion_scale(p, budget, *, overwrite=False):
     """The ``c`` of ``pi_i = min(1, c p_i)`` with ``sum(pi) = budget``.
 
     Parameters
@@ -396,6 +396,8 @@ def inclusion_scale(p, budget):
         Non-negative probabilities (summing to one).
     budget : int
         Expected (and, with pivotal sampling, exact) number of rows.
+    overwrite : bool, default=False
+        Whether ``p`` may be reordered in place (no copy of ``n`` numbers).
 
     Returns
     -------
@@ -405,12 +407,18 @@ def inclusion_scale(p, budget):
     n_positive = _check_reachable(p, budget)
     if budget == n_positive:  # every positive row is capped at 1
         return 2.0 / p[p > 0].min()
+    total = p.sum()
     # At most budget - 1 rows are capped at 1, all among the budget largest:
-    # sort only those (O(n + budget log budget)).
-    top = np.argpartition(-p, budget - 1)[:budget]
-    ordered = p[top[np.argsort(-p[top], kind="stable")]]
+    # sort only those values (O(n + budget log budget)).
+    n = p.shape[0]
+    if overwrite and p.flags.writeable:
+        p.partition(n - budget)
+        top = p[n - budget :]
+    else:
+        top = np.partition(p, n - budget)[n - budget :]
+    ordered = np.sort(top)[::-1]
     k = np.arange(budget)  # number of rows capped before the scale applies
-    tail = p.sum() - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
+    tail = total - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
     scale = (budget - k) / tail
     # With the first k rows capped, the scale must not push row k above 1.
     return float(scale[int(np.flatnonzero(scale * ordered <= 1.0)[0])])
@@ -430,8 +438,9 @@ def inclusion_probabilities(p, budget):
 def inclusion_terms(scores, budget, uniform_mix, eligible=None):
     """The server's :class:`Inclusion` for ``budget`` rows from all the scores."""
     total, n_eligible = _totals(scores, eligible)
-    p = _mix(scores, eligible, total, n_eligible, uniform_mix)
-    return Inclusion(inclusion_scale(p, budget), total, n_eligible, uniform_mix)
+    p = _mix(scores, eligible, total, n_eligible, uniform_mix)  # a new array
+    scale = inclusion_scale(p, budget, overwrite=True)
+    return Inclusion(scale, total, n_eligible, uniform_mix)
 
 
 def inclusion_from_terms(scores, terms, eligible=None):
@@ -441,7 +450,10 @@ def inclusion_from_terms(scores, terms, eligible=None):
     probabilities gets exactly the server's numbers for them.
     """
     p = _mix(scores, eligible, terms.total, int(terms.n_eligible), terms.uniform_mix)
-    return np.minimum(1.0, terms.scale * p)
+    if not (p.flags.owndata and p.flags.writeable):
+        p = p.copy()
+    p *= terms.scale  # in place: n numbers more, not 2 n
+    return np.minimum(p, 1.0, out=p)
 
 
 def tree_depth(n_samples, budget):
@@ -500,20 +512,30 @@ def spatial_order(X, max_depth):
     return stable_order(_tree_code(X, max_depth), max_depth)
 
 
-def stable_order(codes, n_bits):
+def stable_order(codes, n_bits, *, overwrite=False):
     """``np.argsort(codes, kind="stable")`` for codes below ``2**n_bits``.
 
     When the code and the row index fit in 64 bits together, sorting the
     packed keys ``code << b | index`` gives the same order (ties by index)
-    several times faster than an indirect sort.
+    several times faster than an indirect sort. With ``overwrite`` the keys
+    are built and sorted in ``codes`` itself (then garbage), so the order
+    costs no more memory than the codes did. The order is int32 when ``n``
+    rows fit (half the memory of ``n`` indices), else int64.
     """
     n = codes.shape[0]
+    index_dtype = np.int32 if n <= np.iinfo(np.int32).max else np.int64
     index_bits = max(1, int(n - 1).bit_length())
     if n_bits + index_bits > 64:
-        return np.argsort(codes, kind="stable")
-    keys = (codes << np.uint64(index_bits)) | np.arange(n, dtype=np.uint64)
+        return np.argsort(codes, kind="stable").astype(index_dtype, copy=False)
+    keys = codes if overwrite else codes.copy()
+    keys <<= np.uint64(index_bits)
+    step = 2**20  # the row indices added a block at a time: no n-long arange
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        keys[start:stop] |= np.arange(start, stop, dtype=np.uint64)
     keys.sort()
-    return (keys & np.uint64((1 << index_bits) - 1)).astype(np.intp)
+    keys &= np.uint64((1 << index_bits) - 1)
+    return keys.astype(index_dtype)
 
 
 class _Tree(NamedTuple):
@@ -521,7 +543,8 @@ class _Tree(NamedTuple):
 
     ``directions`` hold the split axes as columns; a row's coordinates
     are ``((x - center) * scale) @ directions``, or ``x @ directions`` when
-    ``center`` is None.
+    ``center`` is None (``directions`` None: the caller computes them,
+    :func:`whitened_tree`).
     The first ``n_single`` axes are split once: their bit is
     ``coordinate >= edge`` at ``positions[a]`` (counted from the code's low
     end). Each later axis ``a`` has the sorted ``edges[a]`` of its
@@ -564,11 +587,85 @@ def _tree_plan(X, max_depth):
     largest = vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)]
     vt *= np.where(largest < 0, -1.0, 1.0)[:, None]
     spread = sv**2 / sample.shape[0]
-    max_bits = max(1, int(np.log2(sample.shape[0])))
-    # Whitened, every principal axis with a spread is equally wide: split them
-    # in turn, widest first (quantile bins do not depend on an axis' scale).
-    width = (spread > 1e-12 * spread.sum()).astype(np.float64)
-    splits, plan = np.zeros(sv.shape[0], dtype=np.int64), []
+    layout = _layout(spread > 1e-12 * spread.sum(), max_depth, sample.shape[0])
+    if layout is None:
+        return None
+    # Entries of X between 2**-100 and 2**100 are projected as they are;
+    # others are scaled by the power of two first (exact), so no product
+    # over- or underflows. Rows far from the origin (a mean above 2**20
+    # spreads) are centered first, which keeps the digits that tell them
+    # apart; closer ones lose at most 2**20 eps of a spread uncentered,
+    # and the projection alone costs a quarter less.
+    scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
+    near = np.abs(mean).max() <= 2.0**20 * np.sqrt(spread.max())
+    tree = _Tree(
+        center=None if scale == 1.0 and near else np.ldexp(mean, -shift),
+        scale=scale,
+        directions=np.ascontiguousarray(vt[layout.axes].T),
+        **_no_bins(layout),
+    )
+    # The bins come from the sample's coordinates, computed as every row's.
+    return _with_bins(
+        tree, layout, _project(np.ldexp(sample, -shift, out=sample), tree)
+    )
+
+
+def whitened_tree(sample_z, max_depth):
+    """The k-d tree over coordinates that are whitened already.
+
+    ``sample_z`` holds a sample's coordinates along orthonormal principal
+    axes of the whitened design (columns in the order of the singular values
+    of ``X``, largest first), where every axis is equally wide: the levels
+    split the axes along which the sample spreads in turn, as
+    :func:`_tree_plan` splits a sample's principal axes.
+
+    Returns
+    -------
+    tree : _Tree or None
+        The tree (``directions`` None), None when no axis can be split.
+    columns : ndarray of int
+        An order of ``z``'s columns that puts the tree's axes first, as
+        :func:`code_block` reads them: a row's code is
+        ``code_block(z[:, columns], tree)``.
+    """
+    n_axes = sample_z.shape[1]
+    # An axis along which the sample does not spread (the constant column's
+    # direction of a centered table with an intercept) is never split: its
+    # median would send every row to one side.
+    spread = sample_z.var(axis=0) if sample_z.shape[0] else np.zeros(n_axes)
+    splittable = spread > 1e-12 * spread.sum()
+    layout = _layout(splittable, max_depth, sample_z.shape[0])
+    if layout is None:
+        return None, np.arange(n_axes)
+    tree = _Tree(center=None, scale=1.0, directions=None, **_no_bins(layout))
+    rest = [j for j in range(n_axes) if j not in layout.levels]
+    columns = np.array(layout.axes + rest, dtype=np.intp)
+    return _with_bins(tree, layout, sample_z[:, layout.axes]), columns
+
+
+class _Layout(NamedTuple):
+    """Which axis each level of a tree splits (:func:`_layout`)."""
+
+    axes: list  # the split axes: those split once first, in level order
+    n_single: int
+    positions: np.ndarray  # the bit of each axis split once
+    levels: dict  # axis: its bits, from the root
+    splits: np.ndarray  # number of splits of each axis
+    n_bits: int
+
+
+def _layout(splittable, max_depth, n_sample):
+    """Split the ``splittable`` axes (equally wide) in turn, widest first.
+
+    Each split of an axis quarters its width, and an axis is split at most
+    ``log2(n_sample)`` times (its bins come from a sample of that size).
+    Returns None when no axis can be split.
+    """
+    if not np.any(splittable):
+        return None
+    max_bits = max(1, int(np.log2(n_sample)))
+    width = splittable.astype(np.float64)
+    splits, plan = np.zeros(width.shape[0], dtype=np.int64), []
     for _ in range(max_depth):
         j = int(np.argmax(width))
         if width[j] <= 0:
@@ -585,38 +682,41 @@ def _tree_plan(X, max_depth):
         levels[j].append(n_bits - 1 - depth)
     single = [j for j in levels if splits[j] == 1]
     multi = [j for j in levels if splits[j] > 1]
-    # Entries of X between 2**-100 and 2**100 are projected as they are;
-    # others are scaled by the power of two first (exact), so no product
-    # over- or underflows. Rows far from the origin (a mean above 2**20
-    # spreads) are centered first, which keeps the digits that tell them
-    # apart; closer ones lose at most 2**20 eps of a spread uncentered,
-    # and the projection alone costs a quarter less.
-    scale = 1.0 if abs(shift) <= 100 else float(np.ldexp(1.0, shift))
-    near = np.abs(mean).max() <= 2.0**20 * np.sqrt(spread.max())
-    tree = _Tree(
-        center=None if scale == 1.0 and near else np.ldexp(mean, -shift),
-        scale=scale,
-        directions=np.ascontiguousarray(vt[single + multi].T),
+    return _Layout(
+        axes=single + multi,
         n_single=len(single),
-        single_edges=np.zeros(len(single)),
         positions=np.array([levels[j][0] for j in single], dtype=np.int64),
-        edges=[],
-        tables=[],
+        levels=levels,
+        splits=splits,
         n_bits=n_bits,
     )
-    # The bins come from the sample's coordinates, computed as every row's.
-    sample_z = _project(np.ldexp(sample, -shift, out=sample), tree)
-    for a, j in enumerate(single + multi):
-        bins = 2 ** splits[j]
+
+
+def _no_bins(layout):
+    """A :class:`_Tree`'s fields from ``layout``, its bins still to be set."""
+    return dict(
+        n_single=layout.n_single,
+        single_edges=np.zeros(layout.n_single),
+        positions=layout.positions,
+        edges=[],
+        tables=[],
+        n_bits=layout.n_bits,
+    )
+
+
+def _with_bins(tree, layout, sample_z):
+    """Set ``tree``'s bins from a sample's coordinates on ``layout.axes``."""
+    for a, j in enumerate(layout.axes):
+        bins = 2 ** layout.splits[j]
         edges = np.quantile(sample_z[:, a], np.arange(1, bins) / bins)
-        if a < len(single):
+        if a < layout.n_single:
             tree.single_edges[a] = edges[0]
             continue
         # Bin b's bits: its s binary digits, the first at the axis' first level.
         b = np.arange(bins, dtype=np.uint64)
         table = np.zeros(bins, dtype=np.uint64)
-        for k, position in enumerate(levels[j]):
-            digit = (b >> np.uint64(splits[j] - 1 - k)) & np.uint64(1)
+        for k, position in enumerate(layout.levels[j]):
+            digit = (b >> np.uint64(layout.splits[j] - 1 - k)) & np.uint64(1)
             table |= digit << np.uint64(position)
         tree.edges.append(edges)
         tree.tables.append(table)
@@ -656,12 +756,21 @@ def _buffers(n_rows, tree):
 _PACK_BITS = 24
 
 
-def _code_block(z, tree):
-    """The leaf codes (uint64) of a block's coordinates ``z``."""
-    code = np.zeros(z.shape[0], dtype=np.uint64)
+def code_block(z, tree, out=None):
+    """The leaf codes (uint64) of a block's coordinates ``z`` (into ``out``)."""
+    m = z.shape[0]
+    code = np.zeros(m, dtype=np.uint64) if out is None else out
+    if out is not None:
+        code.fill(0)
     k = tree.n_single
     if k:
-        bits = (z[:, :k] >= tree.single_edges).astype(np.float32)
+        # The comparisons into a bool buffer, then as float32 (0 or 1): two
+        # cheap passes, where comparing into float32 directly is slower.
+        # (Edges in z's dtype: a float32 block is compared in float32.)
+        edges = tree.single_edges.astype(z.dtype, copy=False)
+        above = np.greater_equal(z[:, :k], edges, out=np.empty((m, k), dtype=bool))
+        bits = np.empty((m, k), dtype=np.float32)
+        bits[...] = above
         # Axes whose bit positions span fewer than 24 bits are packed by one
         # matrix-vector product (weights 0 off the group), shifted into place.
         done = np.zeros(k, dtype=bool)
@@ -701,7 +810,7 @@ def _leaf_codes(X, tree):
                 buffers = _buffers(block.shape[0], tree)
             z = _project(block, tree, buffers)
             begin = start + offset
-            code[begin : begin + z.shape[0]] = _code_block(z, tree)
+            code_block(z, tree, out=code[begin : begin + z.shape[0]])
     return code
 
 
@@ -753,15 +862,14 @@ def pivotal_tournament(pi, random_state, order=None):
     np.clip(in_order, 0.0, 1.0, out=in_order)
     in_order[in_order < _SNAP] = 0.0
     in_order[in_order > 1.0 - _SNAP] = 1.0
-    # Positions in tournament order: those decided in, and the open ones.
+    # Positions in tournament order decided in; they (and the rows at 0)
+    # then stay in place at 0, where no duel and no run can move mass to
+    # them: a run never draws a row at 0, and a row at 0 loses every duel
+    # and leaves. So every position takes part, and no n-long list of open
+    # rows is made.
     decided = [np.flatnonzero(in_order >= 1.0)]
-    is_open = (in_order > 0.0) & (in_order < 1.0)
-    if decided[0].shape[0] == 0 and is_open.all():
-        rows, values = None, in_order  # rows None: every position, in order
-    else:
-        rows = np.flatnonzero(is_open)
-        values = in_order[rows]
-    rows, values = _pool_runs(rows, values, random_state, decided)
+    in_order[decided[0]] = 0.0
+    rows, values = _pool_runs(None, in_order, random_state, decided)
     while rows.shape[0] > 1:
         half = rows.shape[0] // 2
         a, b = values[0 : 2 * half : 2], values[1 : 2 * half : 2]
@@ -788,7 +896,7 @@ def pivotal_tournament(pi, random_state, order=None):
         rows, values = survivor, value
     if seq is None:
         seq = np.arange(n)
-    selected = np.sort(seq[np.concatenate(decided)])
+    selected = np.sort(seq[np.concatenate(decided)]).astype(np.intp, copy=False)
     if rows.shape[0]:
         return Tournament(selected, int(seq[rows[0]]), float(values[0]))
     return Tournament(selected, -1, 0.0)
@@ -800,12 +908,13 @@ _MAX_RUN = 1024  # longest run of neighbours settled by one draw
 def _pool_runs(rows, values, random_state, decided):
     """Settle runs of ``2**k`` neighbouring open rows, one draw per run.
 
-    ``k`` is the largest with ``2**k`` times the mean open probability at
-    most 1/2 (none when that is 1). A run whose total is below 1 leaves one
-    row, drawn with probability proportional to ``pi``, holding the total;
-    the rows of the other runs stay as they are. ``rows`` None stands for
-    every position in order. Returns the open rows and their values, in
-    order; rows decided in are appended to ``decided``.
+    ``k`` is the largest with ``2**k`` times the mean probability (rows at
+    0, which take no part, included) at most 1/2 (none when that is 1). A
+    run whose total is below 1 leaves one row, drawn with probability
+    proportional to ``pi``, holding the total; the rows of the other runs
+    stay as they are. ``rows`` None stands for every position in order.
+    Returns the open rows and their values, in order; rows decided in are
+    appended to ``decided``.
     """
     n_open = values.shape[0]
     if n_open < 4:
@@ -820,17 +929,23 @@ def _pool_runs(rows, values, random_state, decided):
     # the last n_open % size rows stay open as they are.
     n_runs = n_open // size
     runs = values[: n_runs * size].reshape(n_runs, size)
-    cumulative = np.cumsum(runs, axis=1)
-    totals = cumulative[:, -1].copy()
     u = random_state.random_sample(n_runs)
-    # The first row whose cumulative sum passes u * total (a row at 0 is
-    # never it).
-    pick = (cumulative <= (u * totals)[:, None]).sum(axis=1)
-    del cumulative
+    totals, pick = np.empty(n_runs), np.empty(n_runs, dtype=np.intp)
+    # A block of runs at a time (about 2**16 rows): no n-long temporary.
+    step = max(1, 2**16 // size)
+    for a in range(0, n_runs, step):
+        cumulative = np.cumsum(runs[a : a + step], axis=1)
+        totals[a : a + step] = cumulative[:, -1]
+        # The first row whose cumulative sum passes u * total (a row at 0
+        # is never it).
+        threshold = u[a : a + step] * totals[a : a + step]
+        pick[a : a + step] = (cumulative <= threshold[:, None]).sum(axis=1)
     pooled = totals < 1.0
     keep = np.ones(n_open, dtype=bool)
     keep[: n_runs * size].reshape(n_runs, size)[pooled] = False
-    run_index = np.flatnonzero(pooled)
+    # A run of rows at 0 leaves whole (it holds no mass, and its pick
+    # would point past its end).
+    run_index = np.flatnonzero(pooled & (totals > 0.0))
     picked = run_index * size + pick[run_index]
     keep[picked] = True
     values[picked] = totals[run_index]
@@ -870,10 +985,11 @@ def settle_pending(probabilities, random_state):
     return selected
 
 
-def pivotal_select(X, pi, random_state, max_depth):
+def pivotal_select(X, pi, random_state, max_depth, order=None):
     """Pivotal sampling of ``X``'s rows with inclusion probabilities ``pi``.
 
-    The rows duel in :func:`spatial_order`; the tournament draws from its own
+    The rows duel in :func:`spatial_order` (or in ``order``, when the caller
+    has the rows' order already); the tournament draws from its own
     seed (as each federated client does) and the last open row is settled
     as the server settles the clients' (:func:`settle_pending`), so a
     centralized fit is the federated one with a single client.
@@ -884,9 +1000,9 @@ def pivotal_select(X, pi, random_state, max_depth):
         Sorted rows, Horvitz-Thompson weights ``1 / pi``, counts 1, no draws.
     """
     seed = draw_seed(random_state)
-    outcome = pivotal_tournament(
-        pi, np.random.RandomState(seed), spatial_order(X, max_depth)
-    )
+    if order is None:
+        order = spatial_order(X, max_depth)
+    outcome = pivotal_tournament(pi, np.random.RandomState(seed), order)
     selected = outcome.selected
     if (
         outcome.pending >= 0

@@ -336,3 +336,28 @@ def test_ridge_leverage_is_the_ridge_hat_diagonal(fit_intercept, groups, protoco
     assert np.allclose(s.scores_, truth, rtol=1e-9)
     assert np.allclose(s.transform(X)[:, 0], truth, rtol=1e-9)
     assert s.scores_.sum() < A.shape[1]  # effective degrees of freedom < rank
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_float32_rows_scored_in_float32_within_the_bound(fit_intercept):
+    # A pivotal fit multiplies float32 rows by the map in float32 only when
+    # the rounding bound rho (2 + rho) of skfal._linalg.float32_map is below
+    # 1e-4; the exact scores are those of the same numbers in float64
+    # (float32 entries are exact there). Well conditioned: the float32
+    # products are taken, and every score is within the bound.
+    from skfal._linalg import _FLOAT32_SCORE_TOL
+
+    X32 = np.random.RandomState(3).standard_normal((4000, 10)).astype(np.float32)
+    X32 += 0.5
+    reference = LeverageScoreSampler(fit_intercept=fit_intercept, sampling="iid")
+    exact = reference.fit(X32.astype(np.float64)).scores_
+    sampler = LeverageScoreSampler(budget=50, fit_intercept=fit_intercept)
+    error = np.abs(sampler.fit(X32).scores_ - exact) / exact
+    assert 1e-12 < error.max() <= _FLOAT32_SCORE_TOL  # float32 products, bounded
+    # At condition number 1e3 the bound refuses float32: float64 products,
+    # exact to CholeskyQR's accuracy.
+    X, _ = matrix_with_known_basis(4000, 10, 1e3, random_state=0)
+    X32 = X.astype(np.float32)
+    exact = reference.fit(X32.astype(np.float64)).scores_
+    error = np.abs(sampler.fit(X32).scores_ - exact) / exact
+    assert error.max() <= 1e-9

@@ -439,3 +439,55 @@ def test_stable_order_is_a_stable_argsort(n, n_bits):
     codes = rng.randint(0, 2 ** min(n_bits, 8), size=n).astype(np.uint64)  # ties
     codes <<= np.uint64(n_bits - min(n_bits, 8))
     assert np.array_equal(stable_order(codes, n_bits), np.argsort(codes, kind="stable"))
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_scores_and_leaves_from_one_pass(fit_intercept):
+    # leverage_scores_and_codes multiplies each row once by D R^-1 U: the
+    # squared norm of the product is the score (U is orthogonal), so it must
+    # equal the hat matrix's diagonal (the definition, through pinv); its
+    # first columns are the tree's axes, each split at a sample's median, so
+    # each level's bit sets about half the rows. On a centered table with an
+    # intercept the constant column's direction is a principal axis along
+    # which no row differs: it must not be split (every row would land on
+    # one side), so the leaves are as many as without the intercept.
+    from skfal._linalg import leverage_scores_and_codes
+    from tests._helpers import hat_diagonal
+
+    X = np.random.RandomState(0).standard_normal((20_000, 5))
+    X -= X.mean(axis=0)
+    scores, _, codes, n_bits = leverage_scores_and_codes(X, fit_intercept, max_depth=12)
+    design = np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
+    np.testing.assert_allclose(scores, hat_diagonal(design), rtol=1e-10)
+    assert n_bits == 12
+    for level in range(n_bits):
+        share = np.mean((codes >> np.uint64(level)) & np.uint64(1))
+        assert abs(share - 0.5) < 0.03
+    assert np.unique(codes).shape[0] > 0.9 * 2**n_bits
+
+
+def test_tournament_keeps_the_mass_around_rows_at_zero_and_one():
+    # Rows at 0 (never drawn) and at 1 (decided in) stay in place in the
+    # tournament order at 0, so runs of neighbours can be all zeros: such a
+    # run holds no mass and must leave whole. Every duel and run keeps the
+    # total, so the selected rows plus the open row's probability must sum
+    # to sum(pi) exactly, no row at 0 may be selected and every row at 1
+    # must be. (A run of zeros once passed its draw past its end and set the
+    # next run's first row to 0: a row's probability lost.)
+    # Runs of 64 rows (mean 1/128): the last run of zeros ends where a run
+    # holding exactly 1, which is not pooled, begins; then rows at 1 among
+    # zeros and a block of larger probabilities after zeros.
+    zeros = np.zeros(4096)
+    after_zeros = np.concatenate([zeros, np.full(4096, 1 / 64)])
+    other = np.concatenate([zeros, np.full(64, 0.3), np.ones(10), zeros[:999]])
+    for pi in (after_zeros, np.concatenate([other, np.full(4096, 1 / 64)])):
+        _check_tournament_mass(pi)
+
+
+def _check_tournament_mass(pi):
+    for seed in range(20):
+        outcome = pivotal_tournament(pi, np.random.RandomState(seed))
+        held = outcome.selected.shape[0] + max(outcome.pending_probability, 0.0)
+        assert held == pytest.approx(pi.sum(), abs=1e-9)
+        assert np.all(pi[outcome.selected] > 0)
+        assert np.isin(np.flatnonzero(pi == 1), outcome.selected).all()
