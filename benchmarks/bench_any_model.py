@@ -12,8 +12,9 @@ rest is the pool (features standardized on it); budgets of 1%, 2%, 5% and
 10% of the pool.
 
 Methods, all but the peers through :class:`skfal.ActiveEstimator`:
-``uniform`` (``sampler=UniformSampler()``), ``skfal`` (the default),
-``skfal unw.`` (the default fitted unweighted). Peers from scikit-activeml
+``uniform`` (``sampler=UniformSampler()``), ``skfal`` (the default, fitted
+unweighted), ``skfal w.`` (the same rows fitted with the importance weights,
+``weighted=True``). Peers from scikit-activeml
 (the ``bench`` extra), one batch query of what is left after the same
 uniform third of the budget when they need a model: margin sampling
 (``UncertaintySampling(method="margin_sampling")``) and ``CoreSet`` for
@@ -83,7 +84,7 @@ PIPELINE_TABLE = "Wage"  # its categorical columns go through a OneHotEncoder
 
 CLASSIFICATION_PEERS = ("Margin", "CoreSet")
 REGRESSION_PEERS = ("GreedySamplingX", "CoreSet", "GSi")
-METHODS = ("uniform", "skfal", "skfal unw.")
+METHODS = ("uniform", "skfal", "skfal w.")
 
 
 def models():
@@ -163,7 +164,7 @@ def ours(estimator, budget, seed):
     return {
         "uniform": ActiveEstimator(estimator, sampler=UniformSampler(), **kw),
         "skfal": ActiveEstimator(estimator, **kw),
-        "skfal unw.": ActiveEstimator(estimator, weighted=False, **kw),
+        "skfal w.": ActiveEstimator(estimator, weighted=True, **kw),
     }
 
 

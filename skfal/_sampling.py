@@ -870,10 +870,12 @@ def settle_pending(probabilities, random_state):
     return selected
 
 
-def pivotal_select(X, pi, random_state, max_depth):
+def pivotal_select(X, pi, random_state, max_depth, order=None):
     """Pivotal sampling of ``X``'s rows with inclusion probabilities ``pi``.
 
-    The rows duel in :func:`spatial_order`; the tournament draws from its own
+    The rows duel in ``order`` (by default :func:`spatial_order` to
+    ``max_depth`` levels; any order keeps every inclusion probability
+    exact); the tournament draws from its own
     seed (as each federated client does) and the last open row is settled
     as the server settles the clients' (:func:`settle_pending`), so a
     centralized fit is the federated one with a single client.
@@ -884,9 +886,9 @@ def pivotal_select(X, pi, random_state, max_depth):
         Sorted rows, Horvitz-Thompson weights ``1 / pi``, counts 1, no draws.
     """
     seed = draw_seed(random_state)
-    outcome = pivotal_tournament(
-        pi, np.random.RandomState(seed), spatial_order(X, max_depth)
-    )
+    if order is None:
+        order = spatial_order(X, max_depth)
+    outcome = pivotal_tournament(pi, np.random.RandomState(seed), order)
     selected = outcome.selected
     if (
         outcome.pending >= 0

@@ -262,9 +262,11 @@ def test_callable_loss_is_called_on_labeled_rows_only():
 def test_estimator_without_sample_weight():
     X, y = _regression()
     with pytest.raises(ValueError, match="weighted=False"):
-        ActiveEstimator(KNeighborsRegressor(), budget=30, random_state=0).fit(X, y)
-    model = ActiveEstimator(
-        KNeighborsRegressor(n_neighbors=3), budget=30, weighted=False, random_state=0
+        ActiveEstimator(
+            KNeighborsRegressor(), budget=30, weighted=True, random_state=0
+        ).fit(X, y)
+    model = ActiveEstimator(  # the default fits unweighted
+        KNeighborsRegressor(n_neighbors=3), budget=30, random_state=0
     ).fit(X, y)
     assert model.predict(X).shape == (X.shape[0],)
 
@@ -497,10 +499,12 @@ def test_metadata_routing():
     tag = np.arange(X.shape[0])
     with pytest.raises(ValueError, match="enable_metadata_routing"):
         ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y, tag=tag)
-    plain = ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y)
+    plain = ActiveEstimator(
+        _SpyRegressor(), budget=30, weighted=True, random_state=0
+    ).fit(X, y)
     with sklearn.config_context(enable_metadata_routing=True):
         spy = _SpyRegressor().set_fit_request(sample_weight=True, tag=True)
-        routed = ActiveEstimator(spy, budget=30, random_state=0).fit(
+        routed = ActiveEstimator(spy, budget=30, weighted=True, random_state=0).fit(
             X, y, sample_weight=np.full(X.shape[0], 2.0), tag=tag
         )
     rows = routed.sample_indices_
@@ -568,7 +572,9 @@ def test_model_gets_the_weights_divided_by_their_mean():
     # estimator gets it divided by its mean, the same minimizer for an
     # unpenalized loss, and a penalty weighed against b labels, not n rows.
     X, y = _regression()
-    model = ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y)
+    model = ActiveEstimator(
+        _SpyRegressor(), budget=30, weighted=True, random_state=0
+    ).fit(X, y)
     received = model.estimator_.sample_weight_
     np.testing.assert_allclose(
         received, model.sample_weight_ / model.sample_weight_.mean()
