@@ -18,6 +18,7 @@ _LAZY = {
     "Resampler": "skfal._resampler",
     "SensitivitySampler": "skfal._sensitivity",
     "UniformSampler": "skfal._uniform",
+    "estimate_error": "skfal._error",
     "load_diamonds": "skfal._datasets",
     "non_iid_split": "skfal._split",
 }
@@ -30,6 +31,7 @@ __all__ = [
     "SensitivitySampler",
     "UniformSampler",
     "__version__",
+    "estimate_error",
     "load_diamonds",
     "non_iid_split",
 ]

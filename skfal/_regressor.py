@@ -8,7 +8,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skfal._base import DocLinkMixin
+from skfal._adaptive import (
+    combined_weights,
+    held_out_residuals,
+    pilot_size,
+    residual_scale,
+    scale_models,
+)
+from skfal._base import DocLinkMixin, select_rows
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, num_samples
 from skfal._federated import (
     Channel,
@@ -22,7 +29,7 @@ from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
 from skfal._progress import Progress, describe
 from skfal._rows import dense_rows, matvec
-from skfal._sampling import draw_seed
+from skfal._sampling import draw_seed, resolve_budget
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
 from skfal._validation import (
     MissingLabelsError,
@@ -67,6 +74,19 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         weighted least squares on them, and the models are averaged weighted
         by the clients' numbers of labeled rows by secure aggregation
         (FALE-local); clients with one labeled row sit out with a warning.
+    design : {"one-shot", "adaptive"}, default="one-shot"
+        ``"one-shot"``: the sampler selects all ``budget`` rows at once.
+        ``"adaptive"`` (centralized only, with a
+        :class:`LeverageScoreSampler`): a pilot round of ``pilot_share`` of
+        the budget by the sampler, a model of the residual scale learned
+        from the pilot's labels, then the rest by pivotal sampling on
+        leverage times predicted residual scale, mixed with uniform, among
+        the rows the pilot left (see Notes). :meth:`query` returns the
+        pilot's rows first, then the second round's.
+    pilot_share : float, default=0.3
+        Share of the budget bought in the pilot round of
+        ``design="adaptive"``. When it would leave fewer than 10 residual
+        degrees of freedom, the design stays one-shot.
     alpha : float, default=0.0
         Ridge penalty on the coefficients (never on the intercept). With
         ``alpha=0`` an underdetermined problem (fewer labels than features,
@@ -99,6 +119,14 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         Their importance weights.
     n_queries_ : int
         Number of distinct labels read.
+    n_pilot_ : int
+        Rows of the pilot round (0 for a one-shot design).
+    scale_correlation_ : float
+        Cross-validated rank correlation of the residual-scale model with
+        the pilot's held-out residual sizes (``NaN`` without pilot).
+    scale_used_ : bool
+        Whether the second round used the residual-scale model (else it
+        drew on leverage alone, like the pilot).
     communication_ : dict
         Bytes per phase, ``{phase: {"up": bytes, "down": bytes}}``, of the
         selection and the training; empty when fitted without ``groups``.
@@ -122,18 +150,39 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
 
     With ``training="global"`` the fit equals the centralized
     importance-weighted least squares on the same selection, at any feature
-    scale: the rotation and mixing are orthogonal, the secure sums exact in
-    fixed point, and the clients divide their columns by common powers of
-    two before rotating them. The intercept is handled by centering on the
-    weighted mean of the selected rows (a secure sum), so the ridge term
-    leaves it alone. In a federation of several clients, at least two must
-    hold selected rows (else the sum would be one client's upload).
+    scale: the rotation is orthogonal, the stack's Gram sum exact, the
+    secure sums exact in fixed point, and the clients divide their columns
+    by common powers of two before rotating them. The intercept is handled
+    by centering on the weighted mean of the selected rows (a secure sum),
+    so the ridge term leaves it alone. In a federation of several clients,
+    at least two must hold selected rows (else the sum would be one
+    client's upload).
+
+    ``design="adaptive"`` follows the A- and L-optimal subsampling of [2]_:
+    the variance of an importance-weighted least squares is smallest when
+    rows are drawn in proportion to their leverage times the size of their
+    residual. The pilot's weighted least squares gives each pilot row's
+    leave-one-out residual; the residual scale is modelled by least squares
+    of their sizes on the fitted value and the root leverage (three
+    parameters), or on the features when the pilot has ten rows per
+    feature, whichever ranks the held-out sizes best in 5-fold cross
+    validation, and it is used only when that rank correlation is positive
+    at the one-sided level 0.1 (Bonferroni over the candidates); otherwise
+    the second round draws on leverage alone. The weights combine the
+    rounds with fixed shares: pilot rows get ``lam w1 + 1 - lam``, second
+    round rows ``(1 - lam) / pi2`` (``lam`` the pilot's share, ``w1`` its
+    weights, ``pi2`` the second round's inclusion probabilities among the
+    rows the pilot left), so every weighted total of the normal equations
+    is unbiased given the pilot, whatever the pilot's labels made of the
+    second round.
 
     References
     ----------
     .. [1] Y.-P. Tang, C. Ren, X. Tang, S.-J. Huang, L. Cui and H. Yu,
        "Efficient Heterogeneity-Aware Federated Active Data Selection",
        ICML 2025.
+    .. [2] H. Wang, R. Zhu and P. Ma, "Optimal Subsampling for Large Sample
+       Logistic Regression", JASA 113(522), 2018.
 
     Examples
     --------
@@ -154,6 +203,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         "budget": BUDGET_CONSTRAINT,
         "sampler": [HasMethods(["fit", "get_params", "set_params"]), None],
         "training": [StrOptions({"global", "local"})],
+        "design": [StrOptions({"one-shot", "adaptive"})],
+        "pilot_share": [Interval(Real, 0, 1, closed="neither")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
         "n_jobs": [Integral, None],
@@ -167,6 +218,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         *,
         sampler=None,
         training="global",
+        design="one-shot",
+        pilot_share=0.3,
         alpha=0.0,
         fit_intercept=True,
         n_jobs=None,
@@ -176,6 +229,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self.budget = budget
         self.sampler = sampler
         self.training = training
+        self.design = design
+        self.pilot_share = pilot_share
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.n_jobs = n_jobs
@@ -210,24 +265,46 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
 
         self.sampler_ = self._make_sampler(rng)
+        self._check_design(self.sampler_, groups)
         self._fit(X, y, groups, rng, progress)
         return self
 
+    def _check_design(self, sampler, groups):
+        """The adaptive design's requirements, with the fix in the message."""
+        if self.design != "adaptive":
+            return
+        if groups is not None:
+            raise ValueError(
+                "design='adaptive' runs centralized only (groups=None): its "
+                "second round scores every row by a residual-scale model that "
+                "the federated protocols do not compute yet. Drop groups, or "
+                "use design='one-shot' for a federated fit."
+            )
+        if not isinstance(sampler, LeverageScoreSampler):
+            raise ValueError(
+                "design='adaptive' draws its second round on leverage scores, "
+                f"which {type(sampler).__name__} does not compute: use "
+                "sampler=None or a LeverageScoreSampler."
+            )
+
     def _fit(self, X, y, groups, rng, progress):
-        # The sampler's in-process federation (its clients keep their rows
-        # to label, their weights and the fit's keys), when it ran over one.
-        fit_in_federation = getattr(self.sampler_, "_fit_in_federation", None)
-        if fit_in_federation is not None:
-            federation = fit_in_federation(X, y, groups)
+        self.n_pilot_, self.scale_correlation_, self.scale_used_ = 0, np.nan, False
+        federation = None
+        if self.design == "adaptive":
+            indices, weights, pilot = self._adaptive_selection(self.sampler_, X, y, rng)
+            self.n_pilot_, self.scale_correlation_, self.scale_used_ = pilot
         else:
-            self.sampler_.fit(X, y, groups=groups)
-            federation = None
-        progress(
-            f"{type(self.sampler_).__name__} selected "
-            f"{self.sampler_.sample_indices_.shape[0]:,} rows"
-        )
-        indices = self.sampler_.sample_indices_
-        weights = self.sampler_.sample_weight_
+            # The sampler's in-process federation (its clients keep their
+            # rows to label, their weights and the fit's keys), when it ran
+            # over one.
+            fit_in_federation = getattr(self.sampler_, "_fit_in_federation", None)
+            if fit_in_federation is not None:
+                federation = fit_in_federation(X, y, groups)
+            else:
+                self.sampler_.fit(X, y, groups=groups)
+            indices = self.sampler_.sample_indices_
+            weights = self.sampler_.sample_weight_
+        progress(f"{type(self.sampler_).__name__} selected {indices.shape[0]:,} rows")
         check_labels_at(
             y,
             indices,
@@ -260,6 +337,69 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         self.sample_indices_ = indices
         self.sample_weight_ = weights
         self.n_queries_ = int(indices.shape[0])
+
+    def _adaptive_selection(self, sampler, X, y, rng):
+        """The adaptive design's rows and weights, and ``(n_pilot,
+        correlation, used)``: the pilot's size, the residual-scale model's
+        cross-validated rank correlation (``NaN`` without pilot) and whether
+        the second round used the model.
+
+        ``sampler`` (a :class:`LeverageScoreSampler`) draws the pilot; the
+        second round is drawn among the rows it left (see
+        :mod:`skfal._adaptive`). Raises :class:`MissingLabelsError` naming
+        the pilot rows while their labels are missing.
+        """
+        n_selected = resolve_budget(self.budget, num_samples(X))
+        n_columns = X.shape[1] + self.fit_intercept
+        n_pilot = pilot_size(n_selected, n_columns, self.pilot_share)
+        if n_pilot == 0:  # too few labels to learn where the noise is
+            sampler.set_params(budget=n_selected).fit(X)
+            return sampler.sample_indices_, sampler.sample_weight_, (0, np.nan, False)
+        sampler.set_params(budget=n_pilot).fit(X)
+        pilot, pilot_weights = sampler.sample_indices_, sampler.sample_weight_
+        check_labels_at(
+            y,
+            pilot,
+            "pilot rows",
+            "Label the pilot rows first: with an int random_state, "
+            "query(X, y) lists the rows to label next, round by round.",
+        )
+        X_pilot = dense_rows(X, pilot)
+        coef, intercept = weighted_least_squares(
+            X_pilot, y[pilot], pilot_weights, self.alpha, self.fit_intercept
+        )
+        sizes = np.abs(
+            held_out_residuals(
+                X_pilot, y[pilot], pilot_weights, coef, intercept, self.fit_intercept
+            )
+        )
+        known = np.isfinite(sizes)
+        models = scale_models(
+            X, X_pilot[known], coef, intercept, sampler.scores_, pilot[known]
+        )
+        scale, correlation = residual_scale(models, sizes[known], rng)
+        scores, mix = sampler.scores_, sampler.uniform_mix
+        if scale is not None:  # else the model does not predict: leverage only
+            scores = scores * scale
+        eligible = np.ones(num_samples(X), dtype=bool)
+        eligible[pilot] = False
+        second = select_rows(
+            X,
+            scores,
+            n_selected - n_pilot,
+            rng,
+            sampling="pivotal",
+            uniform_mix=mix,
+            eligible=eligible,
+        )
+        pilot_weights, second_weights = combined_weights(
+            pilot_weights, second.weights, n_pilot, n_selected
+        )
+        indices = np.concatenate([pilot, second.indices])
+        order = np.argsort(indices, kind="stable")
+        weights = np.concatenate([pilot_weights, second_weights])
+        pilot_info = (n_pilot, correlation, scale is not None)
+        return indices[order], weights[order], pilot_info
 
     def _check_finite_model(self):
         """A clear error when the model overflows (none when it was kept)."""
@@ -405,6 +545,22 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                 y, n_samples, type(self).__name__, allow_all_missing=True
             )
         )
+        if self.design == "adaptive":
+            self._check_design(sampler, groups)
+            if not isinstance(self.random_state, Integral):
+                raise ValueError(
+                    "query lists the rows of design='adaptive' only when both "
+                    "rounds are reproducible, but the second round draws from "
+                    f"random_state={self.random_state!r}. Set random_state to an "
+                    "int, e.g. FederatedActiveRegressor(design='adaptive', "
+                    "random_state=0)."
+                )
+            X = validate_rows(sampler, X)
+            try:
+                rows, *_ = self._adaptive_selection(sampler, X, y, rng)
+            except MissingLabelsError as need:  # the pilot round comes first
+                return need.rows
+            return rows[np.isnan(y[rows])]
         reads_labels = getattr(sampler, "_reads_labels", lambda: False)()
         try:
             sampler.fit(X, y if reads_labels else None, groups=groups)

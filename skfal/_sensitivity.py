@@ -453,7 +453,6 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         clustering = federated_clustering(
             transport,
             counts,
-            n_features=n_features,
             n_clusters=k,
             z=int(self.z),
             n_sub=min(n_sub, n_samples),

@@ -23,7 +23,7 @@ fit) and ``federation-seed``, one integer every client is handed. It fixes
 only the client's draws that decide which rows are selected (its
 :func:`~skfal._federated._transport.client_seeds`), which the server learns
 anyway. Keys, masks and the secrets the clients share (the rotation ``Q``,
-the mixing matrix ``M``, the order of the secure maximum's bins) are drawn
+the orders of the secure maximum's bins) are drawn
 from each node's operating-system randomness in every run and agreed by
 X25519 key agreement (``skfal._federated._secure``), so neither the server
 nor the seed's holder can compute them. :func:`federation_seed` gives the
@@ -41,7 +41,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from skfal._federated import Channel, Transport, client_seeds, run_client_step
-from skfal._federated._transport import LOCAL_KEYS, federation_seed
+from skfal._federated._transport import LOCAL_KEYS, dropout_advice, federation_seed
 from skfal._sampling import draw_seed
 from skfal.federated import transcript
 
@@ -173,7 +173,11 @@ class FlowerTransport(Transport):
             self._count(message, arrays)
             outgoing[c] = message
         pushed = _clock()
-        replies = exchange(self.grid, outgoing, self.timeout, self.poll_interval)
+        try:
+            replies = exchange(self.grid, outgoing, self.timeout, self.poll_interval)
+        except TimeoutError as error:
+            steps = sorted({r.step for requests in batches.values() for r in requests})
+            raise TimeoutError(f"{error} {dropout_advice(steps)}") from None
         pulled = _clock()
         self.serialized["round_trips"] += 1
         metas = [reply.content.config_records[_META] for reply in replies.values()]

@@ -190,12 +190,13 @@ def test_communication_accounting():
     qr = LeverageScoreSampler(budget=budget, random_state=0).fit(X, groups=groups)
     comm = qr.communication_
     # r_factor: the row counts, the factors' heights, the secure maximum's
-    # marks (69 coarse + 32 fine bins per column), the masked shares of the
-    # 15 x d mixed stack; the layout and the summed marks come back down.
-    k, stack = 3, 6 + 6 + 3
+    # marks (69 coarse + 32 fine bins per column), each factor's masked Gram
+    # digits (9 per entry of the d x d upper triangle, whatever the factors'
+    # heights or the number of clients); the summed marks come back down.
+    k, digits = 3, 9 * d * (d + 1) // 2
     marks = d * (69 + 32)
-    assert comm["r_factor"]["up"] == 8 * (k + k + k * marks + k * stack * d)
-    assert comm["r_factor"]["down"] == 8 * (2 * k + k * marks)
+    assert comm["r_factor"]["up"] == 8 * (k + k + k * marks + k * digits)
+    assert comm["r_factor"]["down"] == 8 * k * marks
     # Key agreement: public keys up and the leader's k sealed group secrets
     # (48 bytes); down, per client the session id (16), the ring seed (32),
     # its k - 1 neighbours' ids and keys, the leader's key; the leader all k

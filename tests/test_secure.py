@@ -216,6 +216,50 @@ def test_two_runs_of_the_same_sum_share_no_masked_word():
     assert np.intersect1d(words[0], words[1]).size == 0
 
 
+def test_a_client_refuses_to_mask_twice_under_one_round():
+    # A server that sends a round id again would get two uploads under the
+    # same pairwise masks, whose difference is the difference of the
+    # plaintexts. Catches the round check in _masked removed: the second
+    # upload then comes back, and the attack below recovers the client's
+    # change from the two uploads.
+    values = [np.arange(8.0)[None, :] * (c + 1) for c in range(3)]
+    _, transport = summed(values)
+    state = transport.states[1]
+    config = {
+        "participants": [0, 1, 2],
+        "round": int(state["last_round"][0]),
+        "phase": "test",
+        "values": "v",
+        "bounds": "v_bounds",
+    }
+    step = _secure.step_masked_words
+    fresh = dict(config, round=config["round"] + 1)
+    (first,) = step(state, fresh)
+    state["v"] = state["v"] + 1.0
+    with pytest.raises(ValueError, match="mask under round .* Refused"):
+        step(state, fresh)
+    # What the refusal prevents: the same masks twice give away the change.
+    state["last_round"] = np.array([-1])
+    (second,) = step(state, fresh)
+    change = _secure.client_decode(
+        _secure.decode_units(second - first), state["v_bounds"]
+    )
+    assert np.allclose(change, 1.0)
+
+
+def test_the_bin_order_is_fresh_in_every_round():
+    # The secure maximum's bins are permuted by the clients' secret, afresh
+    # in every masked round: the server cannot tell that two sums' columns
+    # fell in the same (permuted) bin. Catches the round id dropped from
+    # the order's derivation (one order for the whole fit).
+    secret = _secure.fresh_bytes(32)
+    orders = [_secure._bin_permutations(4, 69, secret, r) for r in range(3)]
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[1], orders[2])
+    # Every client derives the same order for a round from the same secret.
+    assert np.array_equal(orders[2], _secure._bin_permutations(4, 69, secret, 2))
+
+
 def test_the_mask_graph_is_sparse_symmetric_and_cancels():
     # Bell et al.'s sparse graph: with 64 clients each masks with 12
     # neighbours, not 63, and the sum is still exact. Catches a graph that
@@ -250,42 +294,80 @@ def test_a_sum_over_some_clients_pairs_them_among_themselves():
 
 
 def test_secure_stack_reveals_the_gram_matrix_and_the_r_factor():
-    # The server's M [R_1; R_2; R_3] has the Gram matrix of the stack, so its
-    # R factor is the stack's; yet no block of it is any client's R_i.
-    # Catches a stack uploaded without the mixing matrix.
+    # The server's result is an R factor of the stack [R_1; R_2; R_3], as
+    # accurate as stacking them in the clear, of d rows whatever the stack's
+    # height; each upload (the exact Gram digits of a client's factor) is
+    # masked, hence uniform words. Catches digits uploaded unmasked, and
+    # digits that are not the exact Gram matrix (a float Gram, or a limb
+    # dropped, would miss the 1e-13 match).
     rng = np.random.RandomState(5)
     factors = [r_factor([rng.standard_normal((n, 4))], 4) for n in (10, 2, 30)]
     transport = federation(3, f=factors)
     heights = {c: np.array([f.shape[0]]) for c, f in enumerate(factors)}
     units = secure_stack(transport, heights, "stack", "f")
     transport.flush()
-    mixed = np.ldexp(units, transport.states[0]["share_bounds"])
+    found = np.ldexp(units, transport.states[0]["share_bounds"])
     stack = np.vstack(factors)
-    assert mixed.shape == stack.shape
-    assert np.allclose(mixed.T @ mixed, stack.T @ stack, rtol=1e-13, atol=1e-13)
-    assert np.allclose(r_factor([mixed], 4), r_factor([stack], 4), rtol=1e-12)
-    for r in factors:
-        for start in range(mixed.shape[0] - r.shape[0] + 1):
-            assert not np.allclose(mixed[start : start + r.shape[0]], r, atol=1e-3)
+    assert found.shape == (4, 4)
+    assert np.allclose(found.T @ found, stack.T @ stack, rtol=1e-13, atol=1e-13)
+    assert np.allclose(found, r_factor([stack], 4), rtol=1e-12, atol=1e-13)
+    uploads = uploads_of(transport, "stack", (9, 10))
+    assert len(uploads) == 3
+    for share in uploads:
+        bits = np.unpackbits(share.view(np.uint8))
+        assert abs(bits.sum() - bits.size / 2) < 6 * np.sqrt(bits.size / 4)
 
 
-def test_a_colluding_client_unmixes_the_stack_as_documented():
-    # The threat model says: the server colluding with one client (who knows
-    # the mixing matrix M) recovers every client's R_i from M [R_1; ...].
-    # This test shows that claim is true, so the docs do not understate it.
-    rng = np.random.RandomState(7)
-    factors = [r_factor([rng.standard_normal((n, 3))], 3) for n in (8, 5)]
-    transport = federation(2, f=factors)
-    heights = {c: np.array([f.shape[0]]) for c, f in enumerate(factors)}
+def test_the_secure_stack_is_exact_at_condition_1e8():
+    # A stack of condition 1e8 split over four clients: the server's R gives
+    # the same leverage scores as a QR of all rows in one place (to 1e-9,
+    # the QR's own accuracy there); the Gram matrix in float64, whose
+    # condition is 1e16, would not. Catches a Gram summed in float64 or
+    # factored in float64 (its Cholesky fails or loses every digit).
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((200, 6)))
+    V, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    X = U @ np.diag(np.logspace(0, -8, 6)) @ V.T
+    parts = np.array_split(X, 4)
+    transport = federation(4, f=parts)
+    heights = {c: np.array([p.shape[0]]) for c, p in enumerate(parts)}
     units = secure_stack(transport, heights, "stack", "f")
     transport.flush()
-    colluder = transport.states[1]
-    mixed = np.ldexp(units, colluder["share_bounds"])
-    eye = np.eye(mixed.shape[0])
-    M = _secure.client_mixed_block(eye, 0, eye.shape[0], colluder["group_secret"])
-    unmixed = M.T @ mixed
-    assert np.allclose(unmixed[:3], factors[0], atol=1e-12)
-    assert np.allclose(unmixed[3:], factors[1], atol=1e-12)
+    R = np.ldexp(units, transport.states[0]["share_bounds"])
+    central = np.linalg.qr(X, mode="r")
+    scores = np.sum((X @ np.linalg.inv(R)) ** 2, axis=1)
+    expected = np.sum((X @ np.linalg.inv(central)) ** 2, axis=1)
+    assert np.allclose(scores, expected, rtol=0, atol=1e-9)
+    assert np.isclose(scores.sum(), 6, atol=1e-9)
+
+
+def test_a_colluding_client_learns_only_the_stacks_total():
+    # The server colluding with client 2 (the group secret and its own pair
+    # keys) removes the one mask it knows from client 0's upload: client 0
+    # also masks with client 1, so what is left is uniform words, not client
+    # 0's Gram digits. Catches client 0 masking with the colluder alone
+    # (client_mask skipping its other partners), and guards against a stack
+    # hidden by a secret all clients share (the Haar mixing of before, which
+    # one colluder unmixed) rather than by pairwise masks.
+    rng = np.random.RandomState(7)
+    factors = [r_factor([rng.standard_normal((n, 3))], 3) for n in (8, 5, 6)]
+    transport = federation(3, f=factors)
+    heights = {c: np.array([f.shape[0]]) for c, f in enumerate(factors)}
+    secure_stack(transport, heights, "stack", "f")
+    transport.flush()
+    colluder = transport.states[2]
+    (upload,) = [
+        m[3]
+        for m in transport.channel.messages
+        if m[0] == "stack" and m[1] == "up" and m[2] == 0 and m[3].shape == (9, 6)
+    ]
+    round_id = int(colluder["last_round"][0])
+    known = _secure._pair_mask(colluder["pair_keys"][0], round_id, upload.size)
+    left = upload.reshape(-1) - known  # client 0 added the mask of (0, 2)
+    plain = _secure.client_gram_digits(factors[0], colluder["share_bounds"])
+    assert not np.array_equal(left, plain.reshape(-1))
+    bits = np.unpackbits(left.view(np.uint8))
+    assert abs(bits.sum() - bits.size / 2) < 6 * np.sqrt(bits.size / 4)
 
 
 def test_one_participant_among_several_is_refused():

@@ -54,11 +54,13 @@ from skfal._federated._regression import global_training
 from skfal._federated._secure import (
     _check_participants,
     client_decode,
-    decode_units,
+    finish_bounds,
     key_agreement,
+    masked_round,
+    relay_partner_keys,
     secure_bounds,
-    server_sum_words,
     shared_generator,
+    summed_words,
 )
 from skfal._federated._transport import CLIENT_STEPS, client_step, read_labels, stream
 from skfal._rows import Rows, max_abs, scale_rows
@@ -387,28 +389,35 @@ def step_sens_local_centres(state, config, n_sub):
     )
 
 
-@client_step("lloyd_marks")
-def step_lloyd_marks(state, config, *totals):
-    """Step 3, one Lloyd round: move the centres by the summed shares (when
-    sent), reply whether they moved less than the tolerance; unless done,
-    keep the next share and upload the first round of its secure maximum."""
-    sub_rows = state["sub_rows"]
-    rotation = cluster_rotation(state, sub_rows.shape[1])
-    centres = state["centres_rot"]
+@client_step("lloyd_move")
+def step_lloyd_move(state, config, *totals):
+    """Step 3, end of a Lloyd round: move the centres by the summed shares
+    (when sent); reply whether they moved less than the tolerance."""
     done = False
     if totals:
+        centres = state["centres_rot"]
         summed = client_decode(totals[0], state["lloyd_share_bounds"])
         new = client_lloyd_update(centres, summed)
         done = bool(np.allclose(new, centres, rtol=0, atol=1e-10))
-        state["centres_rot"] = centres = new
-    flag = np.array([int(done)])
-    if done or config["final"]:
-        return (flag,)
-    share = client_lloyd_statistics(sub_rows, centres, config["z"], rotation)
+        state["centres_rot"] = new
+    return (np.array([int(done)]),)
+
+
+@client_step("lloyd_marks")
+def step_lloyd_marks(state, config, *totals):
+    """Step 3, one Lloyd round: move the centres (:func:`step_lloyd_move`),
+    keep the next share and upload the first round of its secure maximum,
+    with whether the centres moved in the clear after it (the server stops
+    when they did not, and drops this round)."""
+    (flag,) = step_lloyd_move(state, config, *totals)
+    sub_rows = state["sub_rows"]
+    rotation = cluster_rotation(state, sub_rows.shape[1])
+    share = client_lloyd_statistics(
+        sub_rows, state["centres_rot"], config["z"], rotation
+    )
     state["lloyd_share"] = share
     state["lloyd_share_magnitudes"] = np.abs(share).max(axis=0, initial=0.0)
-    (marks,) = CLIENT_STEPS["exponent_marks"](state, config)
-    return flag, marks
+    return (*CLIENT_STEPS["exponent_marks"](state, config), flag)
 
 
 @client_step("sens_assign")
@@ -540,17 +549,6 @@ def _agreed(replies, what):
     return values[0]
 
 
-def _global_rows(transport, c, local, counts):
-    """Client ``c``'s local rows as rows of the federation, in their order."""
-    local = np.asarray(local, dtype=np.int64)
-    order = np.argsort(local, kind="stable")
-    found = {d: np.empty(0, dtype=np.int64) for d in transport.clients}
-    found[c] = local[order]
-    rows = np.empty(local.shape[0], dtype=np.int64)
-    rows[order] = transport.rows(found, counts)
-    return rows
-
-
 def sensitivity_counts(transport):
     """Key agreement, then the clients' row counts and the common scale.
 
@@ -566,7 +564,7 @@ def sensitivity_counts(transport):
 
 
 def federated_clustering(
-    transport, counts, *, n_features, n_clusters, z, n_sub, max_iter, random_state
+    transport, counts, *, n_clusters, z, n_sub, max_iter, random_state
 ):
     """Steps 1-4 over ``transport``; what the server holds of the clustering.
 
@@ -613,7 +611,7 @@ def federated_clustering(
     medoids = np.empty(owners.shape[0], dtype=np.int64)
     for c in everyone:
         owned = np.flatnonzero(owners == c)
-        medoids[owned] = _global_rows(transport, c, replies[c][0], counts)
+        medoids[owned] = transport.rows_of(c, replies[c][0], counts)
     cluster_counts = np.vstack([assigned[c][0][keep] for c in everyone])
     return Clustering(sizes, owners, medoids, cluster_counts, n_iter)
 
@@ -621,63 +619,46 @@ def federated_clustering(
 def lloyd_rounds(transport, *, z, max_iter):
     """Step 3: Lloyd rounds on secure sums, from the centres every client kept.
 
-    Each round is one secure sum of the clients' rotated per-cluster sums and
-    weights (its secure maximum's first round rides on the message that
-    moves the centres by the previous sum); every client moves the centres
-    itself and replies whether they moved, so the server stops when they
-    agree they did not (or after ``max_iter`` rounds). Returns the rounds.
+    Each round is one secure sum (:func:`~skfal._federated._secure.secure_sum`'s
+    rounds) of the clients' rotated per-cluster sums and weights; its secure
+    maximum's first round rides on the message that moves the centres by
+    the previous sum. Every client moves the centres itself and replies
+    whether they moved, so the server stops when they agree they did not
+    (or after ``max_iter`` rounds). Returns the rounds.
     """
     everyone = list(transport.clients)
     _check_participants(everyone, transport.n_clients, "lloyd")
-    headroom = int(np.ceil(np.log2(len(everyone))))
-    config = {
-        "participants": everyone,
-        "magnitudes": "lloyd_share_magnitudes",
-        "z": int(z),
-    }
-    n_iter, totals = 0, ()
     if max_iter == 0:
         return 0
-    while True:
-        round_id = transport.next_round()
-        replies = transport.ask(
+    key_agreement(transport)
+    bounds = {
+        "magnitudes": "lloyd_share_magnitudes",
+        "headroom": int(np.ceil(np.log2(len(everyone)))),
+        "store": "lloyd_share_bounds",
+    }
+    n_iter, totals = 0, ()
+    while n_iter < max_iter:
+        relay_partner_keys(transport, everyone, "lloyd")
+        first = masked_round(
+            transport,
             "lloyd_marks",
             "lloyd",
+            everyone,
+            config={"magnitudes": bounds["magnitudes"], "z": int(z)},
             broadcast=totals,
-            config={**config, "round": round_id, "final": n_iter == max_iter},
         )
-        done = _agreed(replies, "whether Lloyd's centres moved")
-        if totals and (done or n_iter == max_iter):
+        moved = {c: first.replies[c][-1:] for c in first.participants}
+        if totals and _agreed(moved, "whether Lloyd's centres moved"):
             return n_iter
-        summed = server_sum_words([replies[c][1] for c in everyone])
-        round_id = transport.next_round()
-        marks = transport.ask(
-            "exponent_marks",
-            "lloyd",
-            broadcast=(summed,),
-            config={**config, "round": round_id},
+        everyone = finish_bounds(transport, first, "lloyd", bounds)
+        total, everyone = summed_words(
+            transport, everyone, "lloyd", "lloyd_share", bounds["store"]
         )
-        summed = server_sum_words([marks[c][0] for c in everyone])
-        transport.tell(
-            "exponent_bounds",
-            "lloyd",
-            broadcast=(summed,),
-            config={"headroom": headroom, "store": "lloyd_share_bounds"},
-        )
-        round_id = transport.next_round()
-        words = transport.ask(
-            "masked_words",
-            "lloyd",
-            config={
-                "participants": everyone,
-                "round": round_id,
-                "phase": "lloyd",
-                "values": "lloyd_share",
-                "bounds": "lloyd_share_bounds",
-            },
-        )
-        totals = (decode_units(server_sum_words([words[c][0] for c in everyone])),)
+        totals = (total,)
         n_iter += 1
+    replies = transport.ask("lloyd_move", "lloyd", broadcast=totals, clients=everyone)
+    _agreed(replies, "whether Lloyd's centres moved")
+    return n_iter
 
 
 def federated_scores(
@@ -737,7 +718,7 @@ def federated_scores(
                 list(clustering.cluster_counts), owners, max_probes, random_state
             )
             picked = transport.ask("sens_probe_rows", "probe", broadcast=(plan,))
-            found = [_global_rows(transport, c, picked[c][0], counts) for c in everyone]
+            found = [transport.rows_of(c, picked[c][0], counts) for c in everyone]
             probes = np.sort(np.concatenate(found)) if found else probes
             transport.check_labels(probes, "Holder probes", _NEEDED)
             replies = transport.ask("sens_probe_losses", "probe", config={"z": int(z)})

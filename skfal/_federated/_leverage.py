@@ -21,10 +21,10 @@ authority hands it out).
 ``"qr"`` (communication-efficient, with secure aggregation)
     1. client: the R factor ``R_i`` of ``X_i Q`` (non-negative diagonal):
        ``O(d^2)`` numbers instead of ``O(n_i d)``; the server receives only
-       the secure sum of the shares ``M[:, rows_i] R_i`` (``M`` a Haar matrix
-       the clients share; :func:`~skfal._federated._secure.secure_stack`),
-       which reveals the global ``Q^T X^T X Q`` and no client's part;
-    2. server: ``R`` = R factor of that sum = R factor of ``X Q``; send it to
+       the secure sum of their exact Gram matrices ``R_i^T R_i`` as integer
+       digits (:func:`~skfal._federated._secure.secure_stack`), which is
+       the global ``Q^T X^T X Q`` and no client's part;
+    2. server: ``R`` = the factor of that exact sum = R factor of ``X Q``; send it to
        every client;
     3. client: scores ``||x_j Q W||^2`` with ``W`` from the SVD of ``R``
        (``W = R^{-1}`` when ``X`` has full column rank), upload them.
@@ -152,7 +152,8 @@ def server_masked_svd(masked_uploads):
 
 
 def server_combine_r(units, row_counts):
-    """QR: the R factor of the mixed stack of R factors, and the total rows."""
+    """The R factor of the secure stack's result (upper triangular, non-negative
+    diagonal), and the total rows."""
     total = np.array([int(sum(int(count[0]) for count in row_counts))])
     return r_factor([units], units.shape[1]), total
 

@@ -2,9 +2,11 @@
 
 ``"global"`` training (FALE, Algorithm 1, lines 14-19, with secure
 aggregation): the server helps solve the importance-weighted least squares
-over all clients' labeled rows, and sees neither a row, a label, a client's
-contribution, nor the model. With ``S = diag(sqrt(w))`` the weights of client
-``i``'s selected rows:
+over all clients' labeled rows, and sees neither a row, a label, nor a
+client's contribution; it receives the model only if the clients release it
+(and when a single client holds every labeled row, that model is the
+client's own: :func:`_one_holder_training`'s warning). With
+``S = diag(sqrt(w))`` the weights of client ``i``'s selected rows:
 
 1. (intercept only) secure sum of ``[sum_j w_j x_j, sum_j w_j]``; the server
    passes the total back and every client has the global weighted mean
@@ -17,9 +19,9 @@ contribution, nor the model. With ``S = diag(sqrt(w))`` the weights of client
    Haar matrix ``Q`` (label column included, so no column of the upload is
    the labels'), then takes its R factor ``R_i``.
 3. Secure stacked factors (:func:`~skfal._federated._secure.secure_stack`):
-   the server receives only ``M [R_1; ...; R_k]`` for a Haar ``M`` it does
-   not know, factors it and broadcasts the ``R``: a function of the
-   equilibrated, rotated global Gram matrix alone.
+   the server receives only the exact sum of the clients' Gram matrices
+   ``R_i^T R_i`` (masked integer digits), factors it and broadcasts the
+   ``R``: a function of the equilibrated, rotated global Gram matrix alone.
 4. Each client undoes the rotation (``R Q^T`` has the Gram matrix of the
    equilibrated system), factors it again and multiplies the columns back by
    ``2^E``. With the constant column first, the rest of this ``R`` is the R
@@ -159,7 +161,8 @@ def client_fedavg(sums):
 
 # ---------------------------------------------------------------------- server
 def server_factor(units):
-    """Step 3: an R factor of the mixed stack (in the clients' unknown units)."""
+    """Step 3: an R factor of the secure stack's result (in the clients'
+    unknown units)."""
     return r_factor([units], units.shape[1])
 
 
@@ -601,8 +604,8 @@ def run_local_training(
     clients : list of tuple (X_l, y_l, weights)
         Each client's labeled rows, their labels and importance weights.
     random_state : numpy.random.RandomState
-        Draws the federation's seed (the clients' keys and masks derive
-        from it).
+        Draws the federation's seed (the clients' sampling seeds; keys and
+        masks come from OS randomness, fresh in every run).
     channel : Channel
         Where every message is counted (and recorded).
     alpha : float, default=0.0
@@ -639,8 +642,8 @@ def run_global_training(
         Each client's labeled rows, their labels and importance weights
         (clients with no labeled row may be included; they sit out).
     random_state : numpy.random.RandomState
-        Draws the federation's seed (the clients' shared secrets and key
-        material derive from it).
+        Draws the federation's seed (the clients' sampling seeds; keys and
+        masks come from OS randomness, fresh in every run).
     channel : Channel
         Where every message is counted (and recorded).
     alpha : float, default=0.0

@@ -26,19 +26,20 @@ the operating system's randomness (``os.urandom``) in every fit.
    under a key derived like a pair key (purpose ``group``); the server
    relays the sealed secrets. From it each client derives, by HKDF with a
    purpose string, every secret all clients share: the Haar rotations of
-   the protocols, the stacking matrix ``M`` and the secret order of the
-   secure maximum's bins (:func:`shared_generator`). The server never
-   receives it, nor anything it is derived from.
+   the protocols and the secret orders of the secure maximum's bins
+   (:func:`shared_generator`). The server never receives it, nor anything
+   it is derived from.
 3. Every secure sum (a fresh public round id each time): client ``i``
    encodes its array in fixed point as 64-bit words and adds the ChaCha20
-   keystream of the pair key (nonce: the round id) for every neighbour
+   keystream of the pair's round key (:func:`round_key`) for every neighbour
    ``j > i`` among the sum's participants and subtracts it for ``j < i``,
-   modulo ``2^64``. In the server's sum every mask appears once with each
-   sign and cancels, leaving exactly the sum of the encoded arrays. A sum
-   over some of the clients pairs each participant with its ``d``
-   neighbours on the ring restricted to the participants; a participant
-   receives the public keys of the partners it does not know yet with the
-   request (no extra round trip).
+   modulo ``2^64``; it never masks twice under one round id
+   (:func:`masked_round` is the one place a masked round is run). In the
+   server's sum every mask appears once with each sign and cancels, leaving
+   exactly the sum of the encoded arrays. A sum over some of the clients
+   pairs each participant with its ``d`` neighbours on the ring restricted
+   to the participants; a participant receives the public keys of the
+   partners it does not know yet with the request (no extra round trip).
 
 Each upload alone is uniformly distributed whatever it encodes, unless the
 server colludes with all of the client's partners in that sum. A sum over
@@ -47,19 +48,19 @@ some clients, the totals of the pieces the others' graph falls into; the
 ring of ``d = 2 ceil(log2 k)`` neighbours stays in one piece unless ``d / 2``
 consecutive clients on the server's ring collude.
 
-Masks cancel exactly only in integer arithmetic, hence the fixed point: a
-float ``v`` in column ``m`` travels as ``round(v 2^(62 - E_m))``, with ``2^E_m``
-a bound on every client's entries and on the sum in that column. The clients
+Masks cancel exactly only in integer arithmetic, hence the fixed point: a float
+``v`` in column ``m`` travels as ``round(v 2^(62 - E_m))``, with ``2^E_m`` a
+bound on every client's entries and on the sum in that column. The clients
 agree on the bounds without the server learning them: a secure *maximum* of
 their exponents, each client marking the bin of its exponent with a random
-non-zero word in a table whose bins are permuted by a secret all clients share
-(two rounds: 69 coarse bins of 32 exponents, then the 32 exponents of the
-winning coarse bin). The server adds the tables as in any secure sum and sends
-the result back; it sees which permuted bins are occupied, that is, how many
-distinct exponents occur, never which. So the server handles every sum in
-units of ``2^E_m`` it does not know: it either passes the sum back to the
-clients, or factors it (a QR factorization commutes with scaling the columns
-by powers of two, exactly).
+non-zero word in a table whose bins are permuted by a secret all clients share,
+afresh in every round (two rounds: 69 coarse bins of 32 exponents, then the 32
+exponents of the winning coarse bin). The server adds the tables as in any
+secure sum and sends the result back; it sees which permuted bins are occupied,
+that is, how many distinct exponents occur, never which. So the server handles
+every sum in units of ``2^E_m`` it does not know: it either passes the sum back
+to the clients, or factors it (a QR factorization commutes with scaling the
+columns by powers of two, exactly).
 
 Rounding: each client's value is rounded once to ``2^(E_m - 62)``, so a sum of
 ``k`` arrays is exact to ``k 2^(E_m - 63)``, about ``k 1e-19`` relative to the
@@ -68,11 +69,13 @@ change a fit's numbers by rounding only: the masks cancel exactly, and a
 fresh rotation only reorders the rounding; the rows selected and their
 weights are a function of the data and ``random_state``.
 
-Dropouts: a client that does not reply stops the fit with an error naming it
-(the transport's timeout). Restarting the fit among the survivors is *not*
-safe when the late client's upload reached the server (the sum over all minus
-the sum over the survivors is its input): start a new fit, whose keys and
-masks are fresh, over a federation without that client.
+Dropouts: on a transport with ``tolerate_dropouts`` a masked round survives
+clients that drop (:func:`masked_round`: Bonawitz et al.'s double masking).
+Otherwise a client that does not reply stops the fit with an error naming it
+(the transport's timeout); a new fit without it is safe only if it uploaded
+to no sum that completed (:func:`~skfal._federated._transport.dropout_advice`):
+the sum over all minus the sum over the survivors is its input, fresh keys
+or not.
 
 A secure sum needs at least :data:`MIN_PARTICIPANTS` participants in a
 federation of several clients (a sum of one is that client's upload). With
@@ -81,9 +84,12 @@ A federation of one client has nobody to hide from but the server, which
 then learns that client's totals (the threat model in the user guide).
 """
 
+import decimal
 import functools
+import hashlib
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 from Crypto.Protocol.SecretSharing import Shamir
@@ -97,9 +103,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from skfal._federated._masks import haar_orthogonal
 from skfal._federated._transport import client_step
-from skfal._linalg import column_norms
 
 MIN_PARTICIPANTS = 2
 
@@ -119,7 +123,8 @@ _ABSENT = np.iinfo(np.int64).min  # the exponent of an all-zero column
 # magnitudes "<v>_magnitudes" and the bounds "<v>_bounds" (with
 # "<v>_bounds_zero"); a secure maximum stored under "<s>" keeps "<s>_zero".
 STATE = {
-    "share": "float64 (H, d): its share M[:, rows_i] R_i of the mixed stack",
+    "stack_magnitudes": "float64 (d,): its factor's largest entry per column",
+    "share_bounds": "int64 (d,): the secure stack's column bounds E_m",
     "coarse_bins": "int64 (d,): the secure maximum's first round (transient)",
     "group_key": "uint8 (32,): the key that opens the group secret (transient)",
 }
@@ -133,6 +138,7 @@ KEY_STATE = {
     "paired": "bool (k,): which rows of pair_keys are set",
     "group_secret": "uint8 (32,): the secret all clients share",
     "share_keys": "uint8 (k, 32): pair keys that seal self-mask shares",
+    "last_round": "int64 (1,): the last round it masked under (never again)",
 }
 STATE.update(KEY_STATE)
 
@@ -200,13 +206,22 @@ def _keystream(key, nonce, n_words):
 
 
 def round_key(key, round_id):
-    """The pair's key of one round: HKDF of the pair key and the round id.
+    """The pair's key of one round: keyed BLAKE2b (RFC 7693, a PRF) of the
+    round id under the pair key.
 
     A client that must let the server remove its masks with a partner who
     dropped out reveals this key, and only it: the pair key, hence every
-    other round's mask, stays secret.
+    other round's mask, stays secret. BLAKE2b rather than HKDF here: it is
+    drawn for every pair in every round (20,000 times a round at 1,000
+    clients), and :mod:`hashlib`'s keyed BLAKE2b costs a fifth of an HKDF
+    call through :mod:`cryptography`.
     """
-    return _hkdf(key, b"skfal round " + int(round_id).to_bytes(8, "little"))
+    return hashlib.blake2b(
+        int(round_id).to_bytes(8, "little"),
+        key=bytes(key),
+        digest_size=_KEY_BYTES,
+        person=b"skfal round",
+    ).digest()
 
 
 def _pair_mask(key, round_id, size):
@@ -258,7 +273,8 @@ def mask_partners(me, participants, order):
     if mask_degree(len(participants)) >= len(participants) - 1:
         return sorted(int(c) for c in participants if c != me)
     ring, place = _ring(
-        tuple(int(c) for c in participants), np.asarray(order).tobytes()
+        np.asarray(participants, dtype=np.int64).tobytes(),
+        np.asarray(order, dtype=np.int64).tobytes(),
     )
     n, half = len(ring), mask_degree(len(ring)) // 2
     at = place[me]
@@ -269,15 +285,16 @@ def mask_partners(me, participants, order):
 def _ring(participants, order):
     """The participants in ring order, and each one's place (cached: every
     participant of a sum computes the same ring)."""
+    participants = np.frombuffer(participants, dtype=np.int64)
     order = np.frombuffer(order, dtype=np.int64)
-    ring = sorted(participants, key=lambda c: order[c])
+    ring = participants[np.argsort(order[participants], kind="stable")].tolist()
     return ring, {c: i for i, c in enumerate(ring)}
 
 
 def shared_generator(group_secret, purpose):
     """A generator every client seeds alike from the group secret.
 
-    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"mixing 40"``,
+    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"bins 3 69 round 7"``,
     ...): each gets its own 256-bit HKDF key, so no two secrets share a
     stream.
     """
@@ -374,21 +391,24 @@ def column_exponents(magnitudes):
     return exponents
 
 
-def _bin_permutations(n_columns, n_bins, group_secret):
-    """The clients' secret order of each column's bins (the server never sees
-    it): row ``m`` maps bin ``b`` of column ``m`` to its position."""
-    return _bin_order(n_columns, n_bins, bytes(group_secret))
+def _bin_permutations(n_columns, n_bins, group_secret, round_id):
+    """The clients' secret order of each column's bins in one masked round
+    (the server never sees it): row ``m`` maps bin ``b`` of column ``m`` to
+    its position. A fresh order every round, so the server cannot tell that
+    two sums' columns fell in the same bin."""
+    return _bin_order(n_columns, n_bins, bytes(group_secret), int(round_id))
 
 
-@functools.lru_cache(maxsize=8)
-def _bin_order(n_columns, n_bins, group_secret):
-    """Cached by the secret (bytes): the clients of a simulated fit draw the
-    order once; a fresh fit has a fresh secret."""
-    rng = shared_generator(group_secret, f"bins {n_columns} {n_bins}")
+@functools.lru_cache(maxsize=4)
+def _bin_order(n_columns, n_bins, group_secret, round_id):
+    """Cached (the last four) for the clients of a simulated fit, who share
+    one process and draw the same order; a deployed client's process holds
+    its own secrets only."""
+    rng = shared_generator(group_secret, f"bins {n_columns} {n_bins} round {round_id}")
     return np.argsort(rng.random((n_columns, n_bins)), axis=1)
 
 
-def client_exponent_marks(exponents, coarse, group_secret):
+def client_exponent_marks(exponents, coarse, group_secret, round_id):
     """One round of the secure maximum: a random word at the bin of each exponent.
 
     Parameters
@@ -400,6 +420,8 @@ def client_exponent_marks(exponents, coarse, group_secret):
         coarse bin of each column (``-1``: every column was zero).
     group_secret : ndarray of shape (32,) of uint8
         The clients' shared secret that permutes the bins.
+    round_id : int
+        The masked round's public id: the bins' order is fresh in each.
 
     Returns
     -------
@@ -416,17 +438,18 @@ def client_exponent_marks(exponents, coarse, group_secret):
         present &= offsets // _BIN_WIDTH == coarse
         bins = offsets % _BIN_WIDTH
     columns = np.flatnonzero(present)
-    order = _bin_permutations(n_columns, n_bins, group_secret)
+    order = _bin_permutations(n_columns, n_bins, group_secret, round_id)
     # Fresh words of OS randomness, odd: never zero.
     words = np.frombuffer(os.urandom(8 * columns.size), dtype=np.uint64) | 1
     marks[columns, order[columns, bins[columns]]] = words
     return marks
 
 
-def client_highest_bins(summed_marks, group_secret):
-    """Unpermute the summed marks: the highest occupied bin per column (or -1)."""
+def client_highest_bins(summed_marks, group_secret, round_id):
+    """Unpermute the summed marks of round ``round_id``: the highest occupied
+    bin per column (or -1)."""
     n_columns, n_bins = summed_marks.shape
-    order = _bin_permutations(n_columns, n_bins, group_secret)
+    order = _bin_permutations(n_columns, n_bins, group_secret, round_id)
     occupied = np.take_along_axis(summed_marks, order, axis=1) != 0
     highest = n_bins - 1 - np.argmax(occupied[:, ::-1], axis=1)
     return np.where(occupied.any(axis=1), highest, -1).astype(np.int64)
@@ -492,29 +515,74 @@ def _finite(values, phase):
 
 
 # ------------------------------------------------------ secure stacked factors
-@functools.lru_cache(maxsize=2)
-def _mixing(n_rows, key):
-    """The clients' shared Haar matrix ``M`` (``n_rows x n_rows``) of ``key``.
+# A client's factor in fixed point, a = round(F 2^(62 - E_m)) with |a| <= 2^62,
+# is split into 5 signed limbs of 13 bits (a = sum_p c_p 2^(13 p)); the limbs'
+# products are below 2^26, so float64 products and sums of them are exact
+# integers, and the Gram matrix comes out as 9 exact "digits" (D_s, the sum of
+# the limb products with p + q = s): G = sum_s D_s 2^(13 s), exactly.
+_LIMB_BITS = 13
+_N_LIMBS = 5
+_N_DIGITS = 2 * _N_LIMBS - 1
 
-    Cached by the derived key (bytes), so the clients of one simulated fit
-    draw it once; a fresh fit has a fresh key.
+
+def client_gram_digits(factor, bounds):
+    """The exact Gram matrix of ``factor`` in fixed point, as digit words.
+
+    Returns ``uint64`` words of shape ``(9, d (d + 1) / 2)``: for each digit
+    ``s``, the upper triangle of ``D_s`` (two's complement), with
+    ``sum_s D_s 2^(13 s) = a^T a`` exactly for ``a = round(F 2^(62 - E))``.
     """
-    rng = np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
-    return haar_orthogonal(n_rows, rng)
+    a = client_encode(factor, bounds).view(np.int64)
+    sign, magnitude = np.sign(a), np.abs(a)
+    mask = (1 << _LIMB_BITS) - 1
+    limbs = [
+        (sign * ((magnitude >> (_LIMB_BITS * p)) & mask)).astype(np.float64)
+        for p in range(_N_LIMBS)
+    ]
+    stacked = np.hstack(limbs)  # (h, 5 d): small integers, exact in float64
+    products = stacked.T @ stacked  # exact: |sums| < 2^26 h << 2^53
+    d = factor.shape[1]
+    upper = np.triu_indices(d)
+    digits = np.zeros((_N_DIGITS, upper[0].size), dtype=np.int64)
+    for p in range(_N_LIMBS):
+        for q in range(_N_LIMBS):
+            block = products[p * d : (p + 1) * d, q * d : (q + 1) * d]
+            digits[p + q] += block[upper].astype(np.int64)
+    return digits.view(np.uint64)
 
 
-def client_mixed_block(factor, offset, n_rows, group_secret):
-    """A client's share ``M[:, rows] R_i`` of the mixed stack ``M [R_1; ...; R_k]``."""
-    key = _hkdf(group_secret, b"skfal shared mixing " + str(n_rows).encode())
-    block = _mixing(n_rows, key)[:, offset : offset + factor.shape[0]]
-    return block @ factor
+def server_gram_factor(words, n_columns):
+    """The R factor (upper triangular, ``R^T R = G``) of the summed Gram digits.
 
-
-def server_stack_layout(row_counts):
-    """Where each client's factor sits in the stack, and the stack's height."""
-    counts = [int(count[0]) for count in row_counts]
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return offsets, int(sum(counts))
+    The digits give the Gram matrix ``G`` exactly, as Python integers; its
+    Cholesky factor is computed in 100-digit decimal arithmetic (so a Gram
+    matrix of condition 1e16, a factor of condition 1e8, loses nothing a
+    float64 result can hold) and rounded once to float64, in units of
+    ``2^E_m`` per column. A zero pivot (a rank-deficient stack) leaves a
+    zero row.
+    """
+    digits = np.asarray(words).view(np.int64).reshape(_N_DIGITS, -1)
+    upper = zip(*np.triu_indices(n_columns), strict=True)
+    gram = [[0] * n_columns for _ in range(n_columns)]
+    for column, (row, col) in enumerate(upper):
+        total = sum(
+            int(digits[s, column]) << (_LIMB_BITS * s) for s in range(_N_DIGITS)
+        )
+        gram[row][col] = gram[col][row] = total
+    with decimal.localcontext() as context:
+        context.prec = 100
+        G = [[decimal.Decimal(g) for g in row] for row in gram]
+        R = [[decimal.Decimal(0)] * n_columns for _ in range(n_columns)]
+        for j in range(n_columns):
+            pivot = G[j][j] - sum(R[i][j] * R[i][j] for i in range(j))
+            if pivot <= G[j][j] * decimal.Decimal("1e-60"):
+                continue  # a zero pivot: G is singular here; the row stays 0
+            R[j][j] = pivot.sqrt()
+            for col in range(j + 1, n_columns):
+                dot = sum(R[i][j] * R[i][col] for i in range(j))
+                R[j][col] = (G[j][col] - dot) / R[j][j]
+        out = np.array([[float(r) for r in row] for row in R])
+    return np.ldexp(out, -_FRACTION_BITS)
 
 
 # ------------------------------------------------- over a transport (steps)
@@ -542,7 +610,15 @@ def _masked(state, words, config):
     survivors reveal (never both for one client).
     """
     partners, keys = _partners(state, config["participants"])
-    me, round_id = state["client"], config["round"]
+    me, round_id = state["client"], int(config["round"])
+    last = int(state["last_round"][0])
+    if round_id <= last:
+        raise ValueError(
+            f"The server asked client {me} to mask under round {round_id}, "
+            f"not after its last masked round {last}: the same masks twice "
+            "would let the server subtract two uploads. Refused."
+        )
+    state["last_round"] = np.array([round_id], dtype=np.int64)
     masked = client_mask(words, me, partners, keys, round_id)
     if not config.get("tolerant"):
         return (masked,)
@@ -566,6 +642,7 @@ def _masked(state, words, config):
 def step_key_pair(state, config):
     """Key agreement, 1: draw a fresh X25519 key pair (kept), upload the public key."""
     state["private_key"], state["public_key"] = client_key_pair()
+    state["last_round"] = np.array([-1], dtype=np.int64)  # fresh keys, fresh masks
     return (state["public_key"],)
 
 
@@ -646,6 +723,7 @@ def step_solo_secret(state, config):
     state["pair_keys"] = np.zeros((1, _KEY_BYTES), dtype=np.uint8)
     state["paired"] = np.zeros(1, dtype=bool)
     state["group_secret"] = np.zeros(_KEY_BYTES, dtype=np.uint8)
+    state["last_round"] = np.array([-1], dtype=np.int64)
 
 
 @client_step("partner_keys")
@@ -700,9 +778,9 @@ def step_exponent_marks(state, config, *summed):
     secret = state["group_secret"]
     coarse = None
     if summed:
-        coarse = client_highest_bins(summed[0], secret)
+        coarse = client_highest_bins(summed[0], secret, config["rounds"][0])
         state["coarse_bins"] = coarse
-    marks = client_exponent_marks(exponents, coarse, secret)
+    marks = client_exponent_marks(exponents, coarse, secret, config["round"])
     return _masked(state, marks, config)
 
 
@@ -715,12 +793,12 @@ def step_exponent_bounds(state, config, *summed):
     sum but needs its bounds (to decode the total it is sent) receives both
     rounds' sums and reads the bounds off them the same way.
     """
-    secret = state["group_secret"]
+    secret, (first, second) = state["group_secret"], config["rounds"]
     if len(summed) == 2:
-        coarse = client_highest_bins(summed[0], secret)
+        coarse = client_highest_bins(summed[0], secret, first)
     else:
         coarse = state.pop("coarse_bins")
-    fine = client_highest_bins(summed[-1], secret)
+    fine = client_highest_bins(summed[-1], secret, second)
     state[config["store"]] = bounds_from_bins(coarse, fine, config["headroom"])
     state[config["store"] + "_zero"] = coarse < 0
 
@@ -743,14 +821,19 @@ def step_masked_words(state, config):
     return _masked(state, client_encode(values, state[config["bounds"]]), config)
 
 
-@client_step("mixed_block")
-def step_mixed_block(state, config, layout):
-    """Secure stack: keep the share ``M[:, rows] R_i`` of the kept factor."""
+@client_step("stack_magnitudes")
+def step_stack_magnitudes(state, config):
+    """Secure stack, 1: keep the kept factor's largest entry per column."""
     factor = state[config["factor"]]
-    state["share"] = client_mixed_block(
-        factor, int(layout[0]), int(layout[1]), state["group_secret"]
-    )
-    state["share_magnitudes"] = column_norms(factor)
+    _finite([factor], config["phase"])
+    state["stack_magnitudes"] = np.abs(factor).max(axis=0, initial=0.0)
+
+
+@client_step("gram_digits")
+def step_gram_digits(state, config):
+    """Secure stack, 2: the kept factor's exact Gram digits, masked."""
+    digits = client_gram_digits(state[config["factor"]], state["share_bounds"])
+    return _masked(state, digits, config)
 
 
 # ------------------------------------------------ over a transport (server)
@@ -807,7 +890,7 @@ def key_agreement(transport):
     }
 
 
-def _relay_partner_keys(transport, participants, phase):
+def relay_partner_keys(transport, participants, phase):
     """Send each participant the public keys of its partners in this sum that
     it has no pair key with yet (one-way, with the sum's first message)."""
     keys = transport.session["keys"]
@@ -823,12 +906,24 @@ def _relay_partner_keys(transport, participants, phase):
             keys["known"][c].update(new.tolist())
 
 
-def _summed(transport, step, phase, participants, *, config, broadcast=()):
+class MaskedRound(NamedTuple):
+    """One masked round as the server holds it: the sum of the uploads (the
+    masks removed), the participants whose upload is in it, their replies,
+    and the round's public id."""
+
+    total: np.ndarray
+    participants: list
+    replies: dict
+    round_id: int
+
+
+def masked_round(transport, step, phase, participants, *, config, broadcast=()):
     """One masked round: the participants upload, the server adds.
 
-    Returns the sum of the uploads (the masks removed) and the participants
-    whose upload is in it (also kept as ``transport.session["keys"]
-    ["survivors"]``). Without dropouts survived, every participant must
+    A participant's reply is its masked words, then (dropouts survived) the
+    sealed shares of its self mask, then whatever else ``step`` replies in
+    the clear (:func:`lloyd_rounds`'s flag). Returns a :class:`MaskedRound`.
+    Without dropouts survived, every participant must
     reply (a missing reply is the transport's error). With them
     (``transport.tolerate_dropouts``), the server asks the participants
     still there for the shares of the self masks of the uploads that
@@ -850,10 +945,9 @@ def _summed(transport, step, phase, participants, *, config, broadcast=()):
         tolerate=tolerant,
     )
     survivors = [c for c in participants if c in replies]
-    keys["survivors"] = survivors
     total = server_sum_words([replies[c][0] for c in survivors])
     if not tolerant:
-        return total, participants
+        return MaskedRound(total, participants, replies, round_id)
     dropped = [c for c in participants if c not in replies]
     keys["dead"].update(dropped)
     order = keys["order"]
@@ -911,7 +1005,7 @@ def _summed(transport, step, phase, participants, *, config, broadcast=()):
             "uploading, and they left before revealing them. Start a new fit "
             "without the clients that left."
         )
-    return total, survivors
+    return MaskedRound(total, survivors, replies, round_id)
 
 
 def _enough(shares, n_holders, client, phase):
@@ -948,33 +1042,53 @@ def secure_bounds(
         transport.tell("own_bounds", phase, config=config, clients=participants)
         return participants
     others = [c for c in (receivers or ()) if c not in participants]
-    config = {"magnitudes": magnitudes}
-    summed, sums = (), []
-    for _ in range(2):
-        _relay_partner_keys(transport, participants, phase)
-        total, participants = _summed(
-            transport,
-            "exponent_marks",
-            phase,
-            participants,
-            config=config,
-            broadcast=summed,
-        )
-        summed = (total,)
-        sums.append(total)
-    ending = {"headroom": headroom, "store": store}
+    relay_partner_keys(transport, participants, phase)
+    first = masked_round(
+        transport,
+        "exponent_marks",
+        phase,
+        participants,
+        config={"magnitudes": magnitudes},
+    )
+    ending = {"magnitudes": magnitudes, "headroom": headroom, "store": store}
+    return finish_bounds(transport, first, phase, ending, others)
+
+
+def finish_bounds(transport, first, phase, config, others=()):
+    """The secure maximum's second round (the fine bins of the first round,
+    the :class:`MaskedRound` ``first``) and its end: the participants keep
+    the bounds under ``config["store"]``; ``others`` are sent both sums and
+    keep them too. Returns the participants still there."""
+    relay_partner_keys(transport, first.participants, phase)
+    second = masked_round(
+        transport,
+        "exponent_marks",
+        phase,
+        first.participants,
+        config={"magnitudes": config["magnitudes"], "rounds": [first.round_id]},
+        broadcast=(first.total,),
+    )
+    ending = {
+        "headroom": config["headroom"],
+        "store": config["store"],
+        "rounds": [first.round_id, second.round_id],
+    }
     transport.tell(
-        "exponent_bounds", phase, broadcast=summed, config=ending, clients=participants
+        "exponent_bounds",
+        phase,
+        broadcast=(second.total,),
+        config=ending,
+        clients=second.participants,
     )
     if others:
         transport.tell(
             "exponent_bounds",
             phase,
-            broadcast=tuple(sums),
+            broadcast=(first.total, second.total),
             config=ending,
-            clients=others,
+            clients=list(others),
         )
-    return participants
+    return second.participants
 
 
 def secure_sum(
@@ -985,7 +1099,7 @@ def secure_sum(
     Returns the sum as the server holds it, in units of ``2^E_m`` per column;
     the participants (and ``receivers``, see :func:`secure_bounds`) keep the
     bounds under ``values + "_bounds"``. With dropouts survived, the sum of
-    the participants whose uploads arrived (see :func:`_summed`).
+    the participants whose uploads arrived (see :func:`masked_round`).
     """
     participants = list(participants)
     _check_participants(participants, transport.n_clients, phase)
@@ -993,46 +1107,56 @@ def secure_sum(
     participants = secure_bounds(
         transport, participants, phase, magnitudes, headroom, bounds, receivers
     )
-    _relay_partner_keys(transport, participants, phase)
+    return summed_words(transport, participants, phase, values, bounds)[0]
+
+
+def summed_words(transport, participants, phase, values, bounds):
+    """A secure sum's last round: the participants' kept ``values`` in fixed
+    point under the kept ``bounds``, masked; the server's sum (in units of
+    ``2^E_m``) and the participants still there."""
+    relay_partner_keys(transport, participants, phase)
     config = {"phase": phase, "values": values, "bounds": bounds}
-    total, _ = _summed(transport, "masked_words", phase, participants, config=config)
-    return decode_units(total)
+    summed = masked_round(transport, "masked_words", phase, participants, config=config)
+    return decode_units(summed.total), summed.participants
 
 
 def secure_stack(transport, heights, phase, factor, receivers=None):
-    """Secure aggregation of stacked factors: the server gets ``M [R_1; ...; R_k]``.
+    """Secure aggregation of stacked factors: the server gets an ``R`` of
+    ``[R_1; ...; R_k]``, that is, of ``sum_i R_i^T R_i``, and nothing else.
 
-    The server needs an ``R`` of the stacked factors, a function of
-    ``sum_i R_i^T R_i`` alone; ``M`` is a Haar orthogonal matrix the clients
-    derive from their group secret. The server receives only the secure sum
-    of the clients' shares ``M[:, rows_i] R_i``, and for a Haar ``M`` that
-    sum is distributed as ``U R`` with ``U`` uniform on the orthonormal
-    frames: it reveals ``sum_i R_i^T R_i`` and nothing else, not even which
-    client contributed what. A QR factorization of it gives an ``R`` as
-    accurate as stacking the ``R_i`` in the clear.
+    Each participant encodes its factor in fixed point (per-column bounds
+    from a secure maximum) and uploads the exact Gram matrix of the encoded
+    factor as integer digits (:func:`client_gram_digits`), masked like any
+    secure sum: the server's sum is the global Gram matrix, exactly, and
+    nothing per client, even to a server that colludes with some clients
+    (the pairwise masks hold unless it colludes with all of a client's
+    partners). It factors the exact integers in high precision
+    (:func:`server_gram_factor`), so the ``R`` is as accurate as stacking the
+    ``R_i`` in the clear, at any condition number float64 can resolve. A
+    client's work and upload, ``O(h_i d^2)`` and ``9 d (d + 1) / 2`` words,
+    do not grow with the number of clients.
 
     ``heights`` are the clients' numbers of factor rows (uploaded, or known
     to the server); those with a factor kept it under ``factor``. Returns
-    ``M [R_1; ...; R_k]`` in units of ``2^E_m``; the participants (and
+    the ``d x d`` factor in units of ``2^E_m``; the participants (and
     ``receivers``) keep the bounds under ``"share_bounds"``.
     """
     key_agreement(transport)
     participants = [c for c in transport.clients if int(heights[c][0]) > 0]
-    offsets, n_rows = server_stack_layout([heights[c] for c in participants])
-    transport.tell(
-        "mixed_block",
-        phase,
-        {c: (np.array([offsets[i], n_rows]),) for i, c in enumerate(participants)},
-        config={"factor": factor},
-        clients=participants,
-    )
-    headroom = int(np.ceil(np.log2(len(participants)) / 2))
-    return secure_sum(
+    _check_participants(participants, transport.n_clients, phase)
+    config = {"factor": factor, "phase": phase}
+    transport.tell("stack_magnitudes", phase, config=config, clients=participants)
+    participants = secure_bounds(
         transport,
         participants,
         phase,
-        "share",
-        "share_magnitudes",
-        headroom,
+        "stack_magnitudes",
+        0,
+        "share_bounds",
         receivers,
     )
+    relay_partner_keys(transport, participants, phase)
+    summed = masked_round(transport, "gram_digits", phase, participants, config=config)
+    n_upper = summed.total.shape[1]  # d (d + 1) / 2
+    n_columns = (math.isqrt(8 * n_upper + 1) - 1) // 2
+    return server_gram_factor(summed.total, n_columns)

@@ -104,6 +104,18 @@ def run_client_step(state, name, config, arrays):
     return tuple(np.asarray(array) for array in (reply or ()))
 
 
+def dropout_advice(steps):
+    """What to do when clients stopped replying to ``steps`` (an error's end)."""
+    return (
+        f"They were asked {', '.join(map(repr, steps))}; this protocol needs "
+        "every client. Start a new fit once they are back. A fit without "
+        "them is safe only if they uploaded to no secure sum that completed "
+        "(they stopped at the key agreement or before their first upload): "
+        "otherwise the server would hold two totals whose difference is "
+        "their input (docs/threat_model.rst, Dropouts)."
+    )
+
+
 def read_labels(state, local_indices):
     """A client's labels at its own rows ``local_indices``, read only there.
 
@@ -313,9 +325,8 @@ class Transport:
         missing = [c for c in clients if c not in replies]
         if missing and not tolerate:
             raise RuntimeError(
-                f"No reply from clients {missing} to step {step!r}: they "
-                "dropped out. This protocol needs every client; start a new "
-                "fit without them."
+                f"No reply from clients {missing}: they dropped out. "
+                + dropout_advice([step])
             )
         up = phase if reply_phase is None else reply_phase
         return {
@@ -347,6 +358,12 @@ class Transport:
         offsets = np.cumsum([0] + [int(counts[c]) for c in self.clients])
         found = [offsets[i] + np.asarray(local[c]) for i, c in enumerate(self.clients)]
         return np.sort(np.concatenate(found).astype(np.int64))
+
+    def rows_of(self, client, local, counts):
+        """Client ``client``'s rows ``local`` (positions among its own) as
+        rows of the federation, in the order given."""
+        before = self.clients[: list(self.clients).index(client)]
+        return sum(int(counts[c]) for c in before) + np.asarray(local, dtype=np.int64)
 
     def split(self, indices, counts):
         """Which of its own rows each client holds among sorted row ``indices``.
@@ -498,6 +515,13 @@ class InProcessTransport(Transport):
             return super().rows(local, counts)
         found = [self.client_rows[c][np.asarray(local[c])] for c in self.clients]
         return np.sort(np.concatenate(found).astype(np.int64))
+
+    def rows_of(self, client, local, counts):
+        if self.client_rows is None:
+            return super().rows_of(client, local, counts)
+        return self.client_rows[client][np.asarray(local, dtype=np.int64)].astype(
+            np.int64
+        )
 
     def split(self, indices, counts):
         if self.client_rows is None:

@@ -1,0 +1,288 @@
+"""Coverage of :func:`skfal.estimate_error`'s interval on real tables.
+
+Every label of the tables is known, so the fitted model's true error on the
+pool can be computed and compared with the interval built from the bought
+rows alone. Per split: a random 80% of the table is the pool (the FALE
+protocol's training split, features standardized on it; the 20% test part
+plays no role here), a :class:`skfal.FederatedActiveRegressor` buys
+``budget`` labels (budgets 2d, 5d, 10d, 20d, 50d, ``d`` features +
+intercept; ``min(budget, pool / 2)``) with a selection that changes with the
+split, and its true mean squared error over the pool is the target.
+
+Methods estimating it (nominal 90%):
+
+* ``design local`` / ``design hajek``: :func:`skfal.estimate_error` (10
+  folds) with the local-mean (Grafström-Schelin) or Hájek variance;
+* ``in-sample``: the unweighted mean of the model's squared errors at its
+  own training rows, +- 1.645 s / sqrt(n) (what one gets by ignoring both
+  the overfitting and the design);
+* ``plain CV``: 10-fold cross-validation over the bought rows, unweighted
+  fits and means (it ignores the design), +- 1.645 s / sqrt(n).
+
+Each cell: coverage (share of splits whose interval holds the true error),
+the median of ``|estimate - truth| / truth`` and the median interval width
+relative to the truth. A coverage is flagged ``*`` when its binomial
+95% interval lies wholly outside [0.85, 0.95].
+
+``--active``: the same for :class:`skfal.ActiveEstimator` wrapping
+``LogisticRegression`` on scikit-learn's digits (a random 70% as the pool,
+budgets of 10% and 20% of it, the default model-based selection and uniform
+sampling; the error rate, 5 folds).
+
+``--stopping``: the stopping rule against fixed budgets. A labeling loop
+buys batches of ``2d`` labels (a nested selection: leverage i.i.d. draws
+mixed with uniform, one seed per session) from ``2d`` up to ``40d``, and
+stops when :meth:`expected_gain`'s upper bound for the next batch is below
+1% of the estimated error. The oracle knows the mean true learning curve
+over the sessions and stops at the first budget whose next batch improves
+it by less than 1%. Reported: the median labels the rule spends, the
+median ratio of its true error to the error at the oracle's budget (same
+session), and that ratio for fixed budgets of 10d, 20d and 40d.
+
+Run: ``python benchmarks/bench_error.py --repeats 100`` (tables one after
+another, each printed when done; selections run as joblib tasks,
+``--n-jobs``); ``--quick`` for three tables, 20 splits, budgets 5d and 20d.
+Output: Markdown tables on standard output.
+"""
+
+import argparse
+import time
+
+import numpy as np
+from _tables import TABLES, load_table
+from joblib import Parallel, delayed
+from scipy.stats import binomtest, norm
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import KFold, train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from skfal import (
+    ActiveEstimator,
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    UniformSampler,
+    estimate_error,
+)
+
+BUDGET_FACTORS = (2, 5, 10, 20, 50)
+CONFIDENCE = 0.9
+Z = norm.ppf(0.5 + CONFIDENCE / 2)
+SAMPLERS = {
+    "leverage pivotal": lambda: LeverageScoreSampler(),
+    "leverage iid": lambda: LeverageScoreSampler(sampling="iid", uniform_mix=0.0),
+    "uniform pivotal": lambda: UniformSampler(sampling="pivotal"),
+    "uniform iid": lambda: UniformSampler(),
+}
+ESTIMATORS = ("design local", "design hajek", "in-sample", "plain CV")
+
+
+def _plain(values):
+    mean = float(np.mean(values))
+    half = Z * float(np.std(values, ddof=1)) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def one_split(table, X, y, repeat, factor, sampler_name):
+    """Every estimator's (estimate, low, high) and the true pool error."""
+    X_pool, _, y_pool, _ = train_test_split(X, y, test_size=0.2, random_state=repeat)
+    X_pool = StandardScaler().fit_transform(X_pool)
+    n_samples = X_pool.shape[0]
+    budget = min(factor * (X_pool.shape[1] + 1), n_samples // 2)
+    reg = FederatedActiveRegressor(
+        budget=budget, sampler=SAMPLERS[sampler_name](), random_state=repeat
+    ).fit(X_pool, y_pool)
+    truth = float(np.mean((reg.predict(X_pool) - y_pool) ** 2))
+    y_bought = np.full(n_samples, np.nan)
+    rows = reg.sample_indices_
+    y_bought[rows] = y_pool[rows]
+    out = {}
+    for variance in ("local", "hajek"):
+        r = estimate_error(
+            reg, X_pool, y_bought, variance=variance, random_state=repeat
+        )
+        out[f"design {variance}"] = (r.estimate, r.low, r.high)
+    X_rows, y_rows = X_pool[rows], y_pool[rows]
+    out["in-sample"] = _plain((reg.predict(X_rows) - y_rows) ** 2)
+    held_out = np.empty(rows.size)
+    for train, test in KFold(10, shuffle=True, random_state=repeat).split(X_rows):
+        model = LinearRegression().fit(X_rows[train], y_rows[train])
+        held_out[test] = (model.predict(X_rows[test]) - y_rows[test]) ** 2
+    out["plain CV"] = _plain(held_out)
+    return table, f"{factor}d", sampler_name, truth, out
+
+
+def one_active_split(repeat, fraction, sampler_name):
+    """``ActiveEstimator`` on digits: the same estimators, for the error rate."""
+    X, y = load_digits(return_X_y=True)
+    X_pool, _, y_pool, _ = train_test_split(X, y, test_size=0.3, random_state=repeat)
+    X_pool = StandardScaler().fit_transform(X_pool)
+    sampler = UniformSampler() if sampler_name == "uniform" else None
+    est = ActiveEstimator(
+        LogisticRegression(max_iter=500),
+        sampler=sampler,
+        budget=fraction,
+        random_state=repeat,
+    ).fit(X_pool, y_pool)
+    truth = float(np.mean(est.predict(X_pool) != y_pool))
+    rows = est.sample_indices_
+    y_bought = np.full(y_pool.shape[0], -1)
+    y_bought[rows] = y_pool[rows]
+    r = estimate_error(est, X_pool, y_bought, cv=5, random_state=repeat)
+    out = {f"design {r.variance_estimator}": (r.estimate, r.low, r.high)}
+    X_rows, y_rows = X_pool[rows], y_pool[rows]
+    out["in-sample"] = _plain(est.predict(X_rows) != y_rows)
+    held_out = np.empty(rows.size)
+    for train, test in KFold(5, shuffle=True, random_state=repeat).split(X_rows):
+        model = LogisticRegression(max_iter=500).fit(X_rows[train], y_rows[train])
+        held_out[test] = model.predict(X_rows[test]) != y_rows[test]
+    out["plain CV"] = _plain(held_out)
+    return "digits", f"{fraction:.0%}", sampler_name, truth, out
+
+
+def stopping_session(table, X, y, repeat, max_factor=40, relative=0.01):
+    """A labeling loop by batches of 2d labels: where the rule stops.
+
+    The loop grows the budget of a nested selection (leverage i.i.d. draws
+    mixed with uniform, one seed) and records, at each budget, the true pool
+    error and the rule's verdict: stop when the upper bound on the next
+    batch's gain is below ``relative`` times the estimated error.
+    """
+    X_pool, _, y_pool, _ = train_test_split(X, y, test_size=0.2, random_state=repeat)
+    X_pool = StandardScaler().fit_transform(X_pool)
+    d = X_pool.shape[1] + 1
+    sampler = LeverageScoreSampler(sampling="iid", uniform_mix=0.5)
+    truths, stops = [], []
+    for factor in range(2, max_factor + 1, 2):
+        reg = FederatedActiveRegressor(
+            budget=factor * d, sampler=sampler, random_state=repeat
+        ).fit(X_pool, y_pool)
+        truths.append(float(np.mean((reg.predict(X_pool) - y_pool) ** 2)))
+        r = estimate_error(reg, X_pool, y_pool, random_state=repeat)
+        stops.append(r.expected_gain(2 * d).upper < relative * r.estimate)
+    return table, np.array(truths), np.array(stops)
+
+
+def stopping_report(sessions, max_factor=40, relative=0.01):
+    """Labels spent and error reached: the rule, the oracle, fixed budgets."""
+    factors = np.arange(2, max_factor + 1, 2)
+    lines = [
+        "| table | rule: median labels (d) | rule: median error / oracle's | "
+        "oracle stop (d) | fixed 10d: error / oracle's | fixed 20d | fixed 40d |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for table in dict.fromkeys(s[0] for s in sessions):
+        truths = np.array([s[1] for s in sessions if s[0] == table])
+        stops = np.array([s[2] for s in sessions if s[0] == table])
+        # The oracle knows the mean learning curve: it stops at the first
+        # budget whose next batch improves the mean error by < relative.
+        mean = truths.mean(axis=0)
+        gain = mean[:-1] - mean[1:]
+        below = np.flatnonzero(gain < relative * mean[:-1])
+        oracle = int(below[0]) if below.size else len(factors) - 1
+        # A session that never stops spends the largest budget.
+        at = np.array([np.argmax(s) if s.any() else len(factors) - 1 for s in stops])
+        reached = truths[np.arange(len(at)), at] / truths[:, oracle]
+        fixed = [
+            np.median(truths[:, list(factors).index(f)] / truths[:, oracle])
+            for f in (10, 20, 40)
+        ]
+        lines.append(
+            f"| {table} | {np.median(factors[at]):.0f} | {np.median(reached):.3f} | "
+            f"{factors[oracle]} | {fixed[0]:.3f} | {fixed[1]:.3f} | {fixed[2]:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def summarise(results):
+    """One Markdown row per (table, budget, sampler, estimator)."""
+    cells = {}
+    for table, factor, sampler, truth, out in results:
+        for name, (estimate, low, high) in out.items():
+            cell = cells.setdefault((table, factor, sampler, name), [])
+            cell.append(
+                (
+                    low <= truth <= high,
+                    abs(estimate - truth) / max(truth, 1e-12),
+                    (high - low) / truth,
+                )
+            )
+    lines = [
+        "| table | budget | sampler | estimator | splits | coverage | "
+        "median rel. error | median width / truth |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (table, factor, sampler, name), values in cells.items():
+        values = np.array(values, dtype=np.float64)
+        covered = int(values[:, 0].sum())
+        ci = binomtest(covered, len(values)).proportion_ci(0.95)
+        flag = "*" if ci.high < 0.85 or ci.low > 0.95 else ""
+        lines.append(
+            f"| {table} | {factor} | {sampler} | {name} | {len(values)} | "
+            f"{covered / len(values):.2f}{flag} | {np.median(values[:, 1]):.3f} | "
+            f"{np.median(values[:, 2]):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--tables", nargs="*", default=list(TABLES))
+    parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS))
+    parser.add_argument("--budgets", nargs="*", type=int, default=BUDGET_FACTORS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--active",
+        action="store_true",
+        help="ActiveEstimator(LogisticRegression) on digits, budgets 10%% and 20%%",
+    )
+    parser.add_argument(
+        "--stopping",
+        action="store_true",
+        help="the stopping rule against the oracle and fixed budgets",
+    )
+    args = parser.parse_args()
+    if args.stopping:
+        data = {t: load_table(t) for t in args.tables}
+        sessions = Parallel(n_jobs=args.n_jobs)(
+            delayed(stopping_session)(t, *data[t], r)
+            for t in args.tables
+            for r in range(args.repeats)
+        )
+        print(f"{args.repeats} sessions per table")
+        print(stopping_report(sessions))
+        return
+    if args.active:
+        results = Parallel(n_jobs=args.n_jobs)(
+            delayed(one_active_split)(r, f, s)
+            for f in (0.1, 0.2)
+            for s in ("active", "uniform")
+            for r in range(args.repeats)
+        )
+        print(summarise(results).replace("| budget |", "| budget (pool) |"))
+        return
+    if args.quick:
+        args.tables, args.repeats, args.budgets = (
+            ["Computers", "Wage", "SaratogaHouses"],
+            20,
+            [5, 20],
+        )
+    print(f"{args.repeats} splits per cell, nominal {CONFIDENCE:.0%}", flush=True)
+    for i, table in enumerate(args.tables):  # one table at a time, printed when done
+        start = time.perf_counter()
+        X, y = load_table(table)
+        results = Parallel(n_jobs=args.n_jobs)(
+            delayed(one_split)(table, X, y, r, f, s)
+            for f in args.budgets
+            for s in args.samplers
+            for r in range(args.repeats)
+        )
+        lines = summarise(results).splitlines()
+        print("\n".join(lines if i == 0 else lines[2:]), flush=True)
+        print(f"<!-- {table}: {time.perf_counter() - start:.0f} s -->", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,742 @@
+"""Design-based estimate of a fitted model's error on the whole pool.
+
+:func:`estimate_error` takes a fitted skfal estimator (or a sampler and a
+model) and the pool with labels at the bought rows only, and returns an
+:class:`ErrorEstimate`: the model's mean loss over every row of the pool,
+with a confidence interval, from the bought rows and their design weights.
+
+The bought rows are a probability sample: row ``i`` was bought with a
+known inclusion probability, and its weight ``w_i`` (``1 / pi_i`` for
+pivotal and uniform sampling, the Hansen-Hurwitz or Des Raj weight for
+i.i.d. draws, the mixture weight of :class:`~skfal.ActiveEstimator`'s
+rounds) makes ``sum_i w_i l_i`` an unbiased estimate of the pool's total
+``sum_j l_j`` of any fixed per-row loss ``l``. The model was fitted on the
+same rows, so its losses there are optimistic; the unbought rows' losses are
+estimated by cross-fitting instead: the bought rows are split into ``cv``
+folds, and each fold's losses come from a model trained, with the design
+weights, on the other folds only.
+"""
+
+import warnings
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier
+from sklearn.metrics import check_scoring
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from skfal._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    num_samples,
+    safe_indexing,
+    validate_params,
+)
+from skfal._linalg import weighted_least_squares
+from skfal._rows import dense_rows, matvec
+
+_EPS = 1e-15  # probabilities are clipped here, as ActiveEstimator does
+
+# Scorer names whose value is the mean of a per-row term, computed row by row
+# here in one call per fold: name -> (per-row function, greater is better).
+
+
+def _squared_error(model, X, y):
+    return (np.asarray(model.predict(X), dtype=np.float64) - y) ** 2
+
+
+def _absolute_error(model, X, y):
+    return np.abs(np.asarray(model.predict(X), dtype=np.float64) - y)
+
+
+def _error_rate(model, X, y):
+    return (np.asarray(model.predict(X)) != y).astype(np.float64)
+
+
+def _log_loss(model, X, y):
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    position = {c: i for i, c in enumerate(np.asarray(model.classes_).tolist())}
+    at = np.array([position.get(v, -1) for v in np.asarray(y).tolist()], dtype=int)
+    p_true = np.where(at >= 0, proba[np.arange(len(at)), np.maximum(at, 0)], 0.0)
+    return -np.log(np.clip(p_true, _EPS, 1.0))
+
+
+_PER_ROW = {
+    "squared_error": (_squared_error, False),
+    "neg_mean_squared_error": (lambda m, X, y: -_squared_error(m, X, y), True),
+    "neg_mean_absolute_error": (lambda m, X, y: -_absolute_error(m, X, y), True),
+    "error_rate": (_error_rate, False),
+    "accuracy": (lambda m, X, y: 1.0 - _error_rate(m, X, y), True),
+    "log_loss": (_log_loss, False),
+    "neg_log_loss": (lambda m, X, y: -_log_loss(m, X, y), True),
+}
+_NON_NEGATIVE = {"squared_error", "error_rate", "log_loss"}
+# Shares of the other folds the learning curve trains on: half and all, the
+# two ends whose paired difference ErrorEstimate.expected_gain extrapolates.
+_FRACTIONS = (0.5, 1.0)
+
+
+class LearningCurve(NamedTuple):
+    """The cross-fitted error at training sets of growing size.
+
+    Every point is evaluated on the same held-out rows (each bought row by a
+    model trained on other folds), so differences between points are paired.
+    """
+
+    n_train: np.ndarray
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+class ExpectedGain(NamedTuple):
+    """What ``k`` more labels are expected to buy (see
+    :meth:`ErrorEstimate.expected_gain`)."""
+
+    gain: float
+    upper: float
+    confidence: float
+
+
+class ErrorEstimate:
+    """A model's estimated error on the whole pool, with its interval.
+
+    Returned by :func:`estimate_error`; not meant to be built by hand.
+
+    Attributes
+    ----------
+    estimate : float
+        The estimated mean of the scorer's per-row value over every row of
+        the pool, for ``model``: its exact in-sample value at the bought rows
+        plus the design-weighted, cross-fitted estimate for the others.
+    low, high : float
+        The two-sided interval at level ``confidence``: ``estimate -+ z sd``
+        (``z`` the normal quantile, ``sd`` the square root of ``variance``).
+    variance : float
+        Estimated design variance of ``estimate``.
+    confidence : float
+        Level of ``low``, ``high`` and of :meth:`expected_gain`'s bound.
+    scoring : str or callable
+        What is estimated: ``"squared_error"`` (regressor's default),
+        ``"error_rate"`` (classifier's default), or the scorer passed.
+    greater_is_better : bool
+        Whether a larger value of the scorer is better (``True`` for
+        scikit-learn's scorers, ``False`` for the default losses).
+    model : estimator
+        The fitted model the estimate is about (the one the estimator
+        predicts with; for a sampler, ``model`` fitted on the bought rows
+        with their weights).
+    n_labels : int
+        Number of bought rows the estimate used.
+    n_samples : int
+        Number of rows of the pool.
+    in_sample : float
+        The naive design-weighted estimate from ``model``'s own training
+        rows, ``sum_i w_i l_i / n_samples``: optimistic, for comparison.
+    variance_estimator : str
+        The variance estimator used (``"local"`` or ``"hajek"``).
+    sample_indices : ndarray of shape (n_labels,)
+        The bought rows.
+    sample_weight : ndarray of shape (n_labels,)
+        Their design weights.
+    fold : ndarray of shape (n_labels,)
+        The cross-fitting fold of each bought row: its value comes from a
+        model trained on the rows of the other folds.
+    held_out : ndarray of shape (n_labels,)
+        The scorer's per-row value at each bought row under the model
+        trained without its fold.
+    learning_curve : LearningCurve
+        The cross-fitted error for training sets of half and all of the
+        other folds, on the same held-out rows.
+    """
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+    def __repr__(self):
+        return (
+            f"ErrorEstimate(estimate={self.estimate:.6g}, low={self.low:.6g}, "
+            f"high={self.high:.6g}, confidence={self.confidence}, "
+            f"n_labels={self.n_labels}, scoring={self.scoring!r})"
+        )
+
+    def expected_gain(self, k, *, confidence=None):
+        """What the next ``k`` labels are expected to buy, with a bound.
+
+        The gain is the expected improvement of the scorer (a decrease of a
+        loss, an increase of a score) from training on ``n_labels + k``
+        labels instead of ``n_labels``. It is extrapolated from the paired
+        difference ``D`` between the held-out error of models trained on
+        half of the other folds and on all of them (the two ends of
+        :attr:`learning_curve`): for any learning curve of the form
+        ``a + b m^{-c}`` with ``c > 0`` (the usual parametric and
+        nonparametric rates), the gain of ``k`` more labels at ``n`` is at
+        most ``D log2(1 + k / n)``; that bound is reported, so the rule errs
+        toward buying more.
+
+        Parameters
+        ----------
+        k : int
+            Number of further labels.
+        confidence : float in (0, 1), default=None
+            Level of the one-sided upper bound ``upper``; ``None`` means the
+            estimate's ``confidence``.
+
+        Returns
+        -------
+        gain : ExpectedGain
+            ``gain`` (the extrapolated gain from the estimated ``D``),
+            ``upper`` (from the upper confidence bound of ``D``) and the
+            ``confidence``. Stop buying when ``upper`` is below the gain that
+            ``k`` labels are worth to you.
+        """
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be an int >= 1 (further labels), got {k!r}.")
+        confidence = self.confidence if confidence is None else confidence
+        if not (isinstance(confidence, Real) and 0 < confidence < 1):
+            raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+        factor = np.log2(1.0 + k / self.n_labels)
+        z = norm.ppf(confidence)
+        upper = self._half_gain + z * np.sqrt(self._half_gain_variance)
+        return ExpectedGain(
+            gain=float(factor * self._half_gain),
+            upper=float(factor * upper),
+            confidence=float(confidence),
+        )
+
+
+# ------------------------------------------------------------------ models
+
+
+class _Linear(RegressorMixin, BaseEstimator):
+    """A fitted linear model (coef, intercept): what a fold's fit returns."""
+
+    def __init__(self, coef, intercept):
+        self.coef_, self.intercept_ = coef, intercept
+
+    def predict(self, X):
+        return matvec(X, self.coef_) + self.intercept_
+
+
+class _Design(NamedTuple):
+    """Everything the estimate needs from the fitted estimator."""
+
+    indices: np.ndarray
+    weights: np.ndarray
+    fit: object  # fit(X_rows, y_rows, weights) -> fitted model
+    final: object  # the fitted model the estimate is about
+    classifier: bool
+    design: str  # "pivotal", "iid" or "mixed": which variance "auto" picks
+    linear: bool  # a FederatedActiveRegressor's least squares: dense float rows
+
+
+def _weighted_fit(template, X, y, w, weighted=True):
+    """``clone(template)`` fitted with the weights divided by their mean."""
+    model = clone(template)
+    if not weighted:
+        return model.fit(X, y)
+    w = w / w.mean()
+    if isinstance(model, Pipeline):
+        return model.fit(X, y, **{f"{model.steps[-1][0]}__sample_weight": w})
+    return model.fit(X, y, sample_weight=w)
+
+
+def _sampling_of(sampler):
+    params = sampler.get_params(deep=False) if hasattr(sampler, "get_params") else {}
+    return params.get("sampling", "iid")
+
+
+def _design(estimator, model):
+    """The bought rows, their weights, and how a model is fitted on rows."""
+    # Imported here: the estimators import scikit-learn's heavier parts.
+    from skfal._active import ActiveEstimator
+    from skfal._regressor import FederatedActiveRegressor
+
+    if isinstance(estimator, FederatedActiveRegressor):
+        check_is_fitted(estimator, "sample_indices_")
+        if estimator.coef_ is None:
+            raise ValueError(
+                "The clients kept the model (coef_ is None): the error of a model "
+                "the server does not hold cannot be estimated here."
+            )
+        alpha, intercept = estimator.alpha, estimator.fit_intercept
+
+        def fit(X, y, w):
+            return _Linear(*weighted_least_squares(X, y, w, alpha, intercept))
+
+        final, classifier = estimator, False
+        design = _sampling_of(estimator.sampler_)
+    elif isinstance(estimator, ActiveEstimator):
+        check_is_fitted(estimator, "estimator_")
+        template, weighted = estimator.estimator, estimator.weighted
+
+        def fit(X, y, w):
+            return _weighted_fit(template, X, y, w, weighted)
+
+        final = estimator.estimator_
+        classifier = is_classifier(estimator)
+        design = "mixed" if len(getattr(estimator, "rounds_", [])) > 1 else "iid"
+        sampler = estimator.sampler
+        if design == "iid" and sampler is not None:
+            design = _sampling_of(sampler)
+    elif hasattr(estimator, "sample_indices_") and hasattr(estimator, "sample_weight_"):
+        if model is None:
+            raise ValueError(
+                f"{type(estimator).__name__} is a sampler: pass the model to "
+                "evaluate, e.g. estimate_error(sampler, X, y, model=Ridge()); it "
+                "is fitted on the bought rows with their weights."
+            )
+
+        def fit(X, y, w):
+            return _weighted_fit(model, X, y, w)
+
+        final, classifier = None, is_classifier(model)
+        design = _sampling_of(estimator)
+    else:
+        raise TypeError(
+            f"estimator must be a fitted FederatedActiveRegressor, ActiveEstimator "
+            f"or skfal sampler (with sample_indices_ and sample_weight_); got "
+            f"{type(estimator).__name__}. Fit it first."
+        )
+    if model is not None and final is not None:
+        raise ValueError(
+            "model is only for a sampler: a FederatedActiveRegressor or an "
+            "ActiveEstimator is evaluated with its own model."
+        )
+    return _Design(
+        indices=np.asarray(estimator.sample_indices_),
+        weights=np.asarray(estimator.sample_weight_, dtype=np.float64),
+        fit=fit,
+        final=final,
+        classifier=classifier,
+        design=design,
+        linear=isinstance(estimator, FederatedActiveRegressor),
+    )
+
+
+# ----------------------------------------------------------------- scoring
+
+
+def _per_row_scorer(scoring, classifier):
+    """``(name, per_row(model, X, y) -> values, greater_is_better)``."""
+    if scoring is None:
+        scoring = "error_rate" if classifier else "squared_error"
+    if isinstance(scoring, str) and scoring in _PER_ROW:
+        function, greater = _PER_ROW[scoring]
+        return scoring, function, greater
+    scorer = check_scoring(None, scoring=scoring) if isinstance(scoring, str) else None
+    scorer = scorer if scorer is not None else scoring
+    if not callable(scorer):
+        raise ValueError(
+            f"scoring must be None, a scorer name or a scorer; got {scoring!r}."
+        )
+
+    def per_row(model, X, y):
+        """The scorer at each row alone; refused unless its mean is the scorer."""
+        with warnings.catch_warnings():  # e.g. R^2 on one row, refused below
+            warnings.simplefilter("ignore")
+            values = np.array(
+                [scorer(model, _take(X, [i]), y[i : i + 1]) for i in range(len(y))],
+                dtype=np.float64,
+            )
+        if len(y) > 1:
+            whole = float(scorer(model, X, y))
+            if not np.isclose(whole, values.mean(), rtol=1e-6, atol=1e-12):
+                raise ValueError(
+                    f"scoring={scoring!r} is not the mean of a per-row value (on "
+                    f"{len(y)} rows it gives {whole:.6g}, the mean of its values "
+                    f"at each row {values.mean():.6g}), so its value on the pool "
+                    "cannot be estimated from a sample of rows. Use a per-row "
+                    "loss: 'neg_mean_squared_error', 'neg_mean_absolute_error', "
+                    "'accuracy' or 'neg_log_loss' (R^2 and ROC AUC are not)."
+                )
+        return values
+
+    return scoring, per_row, getattr(scorer, "_sign", 1) > 0
+
+
+# ---------------------------------------------------------------- variance
+
+
+def neighbourhoods(points, n_neighbors=3, groups=None):
+    """Each sampled row and its ``n_neighbors`` nearest sampled rows.
+
+    Within its group when ``groups`` is given (a client with a single
+    sampled row takes its neighbours from all rows). Returns a list of
+    ``(rows, neighbourhood)`` pairs: ``neighbourhood[r]`` holds the indices
+    (into all sampled rows) of ``rows[r]``'s neighbourhood, itself first.
+    """
+    from scipy.spatial import cKDTree
+
+    n = points.shape[0]
+    labels = np.zeros(n, dtype=int) if groups is None else np.asarray(groups)
+    parts = []
+    for label in np.unique(labels):
+        at = np.flatnonzero(labels == label)
+        pool = at if at.size > 1 else np.arange(n)
+        k = min(n_neighbors + 1, pool.size)
+        _, neighbours = cKDTree(points[pool]).query(points[at], k=k)
+        parts.append((at, pool[np.asarray(neighbours).reshape(at.size, k)]))
+    return parts
+
+
+def local_variance(values, weights, parts):
+    """Grafström and Schelin's local-mean variance of a Horvitz-Thompson total.
+
+    ``sum_i k / (k - 1) (w_i v_i - m_i)^2``, where ``m_i`` is the mean of
+    ``w_j v_j`` over the neighbourhood of row ``i`` (``parts``, from
+    :func:`neighbourhoods`: itself and its nearest sampled rows; ``k`` its
+    size). A spatially balanced sample has no usable joint inclusion
+    probabilities; a row and its neighbours are close to a stratum of a few
+    rows, whose variance this is.
+    """
+    z = values * weights
+    total = 0.0
+    for at, neighbours in parts:
+        k = neighbours.shape[1]
+        local_mean = z[neighbours].mean(axis=1)
+        total += k / (k - 1) * float(((z[at] - local_mean) ** 2).sum())
+    return total
+
+
+def hajek_variance(values, weights):
+    """Hájek's approximation to the variance of a Horvitz-Thompson total.
+
+    ``n / (n - 1) sum_i (1 - pi_i) (w_i v_i - G)^2`` with ``pi_i =
+    min(1, 1 / w_i)`` and ``G`` the ``(1 - pi)``-weighted mean of ``w v``: the
+    variance of a high-entropy design (conditional Poisson, simple random
+    sampling, and close to that for i.i.d. draws) from first-order
+    probabilities alone.
+    """
+    n = len(values)
+    z = values * weights
+    c = 1.0 - np.minimum(1.0, 1.0 / weights)
+    if c.sum() <= 0:  # a census: no sampling variance
+        return 0.0
+    centre = float(c @ z / c.sum())
+    return n / (n - 1) * float(c @ (z - centre) ** 2)
+
+
+# ---------------------------------------------------------------- estimate
+
+
+@validate_params(
+    {
+        "estimator": [HasMethods(["get_params"])],
+        "X": ["array-like", "sparse matrix"],
+        "y": ["array-like"],
+        "groups": ["array-like", None],
+        "scoring": [str, callable, None],
+        "confidence": [Interval(Real, 0, 1, closed="neither")],
+        "model": [HasMethods(["fit", "predict"]), None],
+        "cv": [Interval(Integral, 2, None, closed="left")],
+        "variance": [StrOptions({"auto", "local", "hajek"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def estimate_error(
+    estimator,
+    X,
+    y,
+    *,
+    groups=None,
+    scoring=None,
+    confidence=0.9,
+    model=None,
+    cv=10,
+    variance="auto",
+    n_neighbors=3,
+    random_state=None,
+):
+    """Estimate a fitted model's error on the whole pool, with an interval.
+
+    From the labels bought only. The estimate is about the model the
+    estimator predicts with (``estimator.predict``): the mean of the
+    scorer's per-row value over every row of ``X``. At the bought rows that
+    value is known exactly; at the other rows it is estimated by
+    cross-fitting: the bought rows are split into ``cv`` folds, each fold is
+    scored by the same kind of model trained on the other folds with the
+    design's weights, and the held-out values are weighted by the design
+    (Horvitz-Thompson; unbiased for a model that does not depend on its
+    training rows, pessimistic by the gap between ``(cv - 1) / cv`` of the
+    labels and all of them otherwise). The interval adds the design
+    variance, estimated to respect the design (see ``variance``).
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted :class:`~skfal.FederatedActiveRegressor` or
+        :class:`~skfal.ActiveEstimator`, or a fitted skfal sampler (any
+        object with ``sample_indices_`` and ``sample_weight_``) together
+        with ``model``.
+    X : array-like of shape (n_samples, n_features)
+        The pool the estimator was fitted on: every row, bought or not.
+    y : array-like of shape (n_samples,)
+        Labels at the bought rows; the others are read never and may be
+        ``NaN`` or ``None``.
+    groups : array-like of shape (n_samples,), default=None
+        Client of each row, when the selection ran over clients: the
+        federated pivotal tournament spreads the sample within each client,
+        so the local variance compares rows of the same client.
+    scoring : str, callable or None, default=None
+        ``None``: the squared error for a regressor, the error rate
+        (``1 - accuracy``) for a classifier. ``"squared_error"``,
+        ``"error_rate"``, ``"log_loss"`` (losses), or any scikit-learn scorer
+        (a name such as ``"neg_mean_absolute_error"``, ``"accuracy"``,
+        ``"neg_log_loss"``, or a callable ``scorer(model, X, y)``) whose value
+        is the mean of a per-row value; one that is not (``"r2"``,
+        ``"roc_auc"``) is refused.
+    confidence : float in (0, 1), default=0.9
+        Level of the two-sided interval ``[low, high]``.
+    model : estimator, default=None
+        With a sampler only: the unfitted model to evaluate, fitted on the
+        bought rows with the sampler's weights (divided by their mean).
+    cv : int, default=10
+        Cross-fitting folds (at most the number of bought rows; each fold's
+        model is trained on ``(cv - 1) / cv`` of them).
+    variance : {"auto", "local", "hajek"}, default="auto"
+        ``"local"``: Grafström and Schelin's local-mean estimator, for
+        spatially balanced (pivotal) samples, neighbours among the bought
+        rows in ``X`` scaled to unit variance; ``"hajek"``: Hájek's
+        approximation, for high-entropy designs (i.i.d. draws, a mix of
+        rounds). ``"auto"``: ``"local"`` when the selection was pivotal (a
+        single batch), else ``"hajek"``.
+    n_neighbors : int, default=3
+        Neighbours of each bought row in the local estimator.
+    random_state : int, RandomState instance or None, default=None
+        Controls the folds.
+
+    Returns
+    -------
+    result : ErrorEstimate
+        ``estimate``, ``low``, ``high``, ``variance``, ``model`` (what the
+        estimate is about), the learning curve and
+        :meth:`ErrorEstimate.expected_gain`.
+
+    Raises
+    ------
+    ValueError
+        When fewer than 4 rows were bought, a bought row has no label, or a
+        fold's training rows cannot fit the model (a classifier's with one
+        class only).
+
+    Notes
+    -----
+    The cross-fitted values come from models trained on ``(cv - 1) / cv``
+    of the labels, so for the unbought rows the estimate is about a model
+    slightly weaker than the one fitted: it errs on the pessimistic side,
+    by an amount that shrinks as labels grow (see :doc:`/error_estimates`
+    for the coverage measured on real tables).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfal import FederatedActiveRegressor, estimate_error
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.standard_normal((2000, 3))
+    >>> y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(2000)
+    >>> reg = FederatedActiveRegressor(budget=100, random_state=0).fit(X, y)
+    >>> y_bought = np.full(2000, np.nan)
+    >>> y_bought[reg.sample_indices_] = y[reg.sample_indices_]
+    >>> result = estimate_error(reg, X, y_bought, random_state=0)
+    >>> bool(result.low < np.mean((reg.predict(X) - y) ** 2) < result.high)
+    True
+    """
+    design = _design(estimator, model)
+    n_samples = num_samples(X)
+    y = np.asarray(y, dtype=None if design.classifier else np.float64)
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"y must hold one label per row of X ({n_samples}), NaN at the rows "
+            f"not bought; got shape {y.shape}."
+        )
+    if groups is not None and num_samples(groups) != n_samples:
+        raise ValueError(
+            f"groups must name the client of each row of X ({n_samples}); got "
+            f"{num_samples(groups)} entries."
+        )
+    rows, weights = design.indices, design.weights
+    n = rows.shape[0]
+    if n < 4:
+        raise ValueError(
+            f"Only {n} rows were bought: an error estimate with an interval needs "
+            "at least 4 (cross-fitting holds some out, the variance needs "
+            "several). Buy more labels (raise the budget)."
+        )
+    if rows.max() >= n_samples:
+        raise ValueError(
+            f"The estimator bought row {int(rows.max())}, but X has {n_samples} "
+            "rows: pass the pool the estimator was fitted on."
+        )
+    from skfal._active import _is_missing  # NaN, None, pd.NA or pd.NaT
+
+    labels = y[rows]
+    missing = _is_missing(labels)
+    if missing.any():
+        raise ValueError(
+            f"{int(missing.sum())} of the {n} bought rows have no label in y, e.g. "
+            f"rows {rows[missing][:10].tolist()}: pass y with the labels bought "
+            "(NaN only at rows not bought)."
+        )
+    if design.classifier is False:
+        labels = labels.astype(np.float64)
+    name, per_row, greater = _per_row_scorer(scoring, design.classifier)
+    X_rows = _rows_of(X, rows, design)
+
+    final = design.final
+    if final is None:
+        final = design.fit(X_rows, labels, weights)
+    rng = check_random_state(random_state)
+    n_folds = min(cv, n)
+    fold, curve = _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng)
+    held_out = curve[-1]
+    own = per_row(final, X_rows, labels)  # the model's values at its own rows
+
+    # Sum over the pool = known sum at the bought rows + HT estimate of the
+    # rest: sum_S l_i + sum_S (w_i - 1) l^cf_i. Its error is the HT error of
+    # sum_S w_i l^cf_i, whose variance the estimator below estimates.
+    estimate = (own.sum() + (weights - 1.0) @ held_out) / n_samples
+    choice = variance
+    if choice == "auto":
+        choice = "local" if design.design == "pivotal" else "hajek"
+    if choice == "local":
+        group_of = None if groups is None else np.asarray(groups)[rows]
+        parts = neighbourhoods(_points(X_rows), n_neighbors, group_of)
+
+    def design_variance(values):
+        if choice == "local":
+            total = local_variance(values, weights, parts)
+        else:
+            total = hajek_variance(values, weights)
+        return total / n_samples**2
+
+    var = design_variance(held_out)
+    half = norm.ppf(0.5 + confidence / 2) * np.sqrt(var)
+    low, high = estimate - half, estimate + half
+    if name in _NON_NEGATIVE:
+        low = max(low, 0.0)
+    # The gain of doubling the training rows, in the "better" direction.
+    sign = 1.0 if greater else -1.0
+    difference = sign * (curve[-1] - curve[0])
+    points_estimates = curve @ weights / n_samples
+    points_half = np.array(
+        [norm.ppf(0.5 + confidence / 2) * np.sqrt(design_variance(c)) for c in curve]
+    )
+    n_train = np.array([fraction * (n - n / n_folds) for fraction in _FRACTIONS])
+    return ErrorEstimate(
+        estimate=float(estimate),
+        low=float(low),
+        high=float(high),
+        variance=float(var),
+        confidence=float(confidence),
+        scoring=name,
+        greater_is_better=bool(greater),
+        model=final,
+        n_labels=int(n),
+        n_samples=int(n_samples),
+        in_sample=float(weights @ own / n_samples),
+        variance_estimator=choice,
+        sample_indices=rows,
+        sample_weight=weights,
+        fold=fold,
+        held_out=held_out,
+        learning_curve=LearningCurve(
+            n_train=n_train,
+            estimate=points_estimates,
+            low=points_estimates - points_half,
+            high=points_estimates + points_half,
+        ),
+        _half_gain=float(difference @ weights / n_samples),
+        _half_gain_variance=float(design_variance(difference)),
+    )
+
+
+def _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng):
+    """Held-out values of every bought row, for each training fraction.
+
+    The rows are dealt into ``n_folds`` folds at random; each fold is scored
+    by models trained on ``_FRACTIONS`` of the other folds (a random subset
+    for a fraction below 1), never on the fold itself.
+
+    Returns
+    -------
+    fold : ndarray of shape (n,)
+    curve : ndarray of shape (len(_FRACTIONS), n)
+    """
+    n = labels.shape[0]
+    fold = rng.permutation(np.arange(n) % n_folds)
+    curve = np.empty((len(_FRACTIONS), n))
+    for k in range(n_folds):
+        test = np.flatnonzero(fold == k)
+        train = np.flatnonzero(fold != k)
+        for j, fraction in enumerate(_FRACTIONS):
+            part = train
+            if fraction < 1:
+                size = max(2, int(round(fraction * train.size)))
+                part = np.sort(rng.choice(train, size=size, replace=False))
+            fitted = _fit_fold(design, X_rows, labels, weights, part, fraction, k)
+            curve[j, test] = per_row(fitted, _take(X_rows, test), labels[test])
+    return fold, curve
+
+
+def _take(X, rows):
+    """Rows of ``X`` (an ndarray directly: scikit-learn's helper is slower)."""
+    if isinstance(X, np.ndarray):
+        return X[rows]
+    return safe_indexing(X, rows)
+
+
+def _rows_of(X, rows, design):
+    """The bought rows of ``X``, as the model reads them."""
+    from skfal._rows import Rows
+
+    if not design.linear:
+        return _take(X, rows)
+    return dense_rows(X, rows) if isinstance(X, Rows) else _dense(X, rows)
+
+
+def _dense(X, rows):
+    import scipy.sparse as sp
+
+    taken = _take(X, rows)
+    if sp.issparse(taken):
+        return taken.toarray().astype(np.float64)
+    return np.asarray(taken, dtype=np.float64)
+
+
+def _points(X_rows):
+    """The bought rows as numbers scaled to unit variance, for neighbours."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X_rows):
+        X_rows = X_rows.toarray()
+    try:
+        points = np.asarray(X_rows, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "variance='local' finds neighbours among the bought rows, so X "
+            "must be numeric; pass variance='hajek' for a table with text "
+            f"columns ({exc})."
+        ) from exc
+    scale = points.std(axis=0)
+    return points / np.where(scale > 0, scale, 1.0)
+
+
+def _fit_fold(design, X_rows, labels, weights, part, fraction, fold):
+    """A model trained on the bought rows ``part`` (never on the held-out fold)."""
+    if design.classifier and np.unique(labels[part].astype(str)).size < 2:
+        raise ValueError(
+            f"The training rows of cross-fitting fold {fold} (fraction {fraction} "
+            f"of the other folds) hold one class only, so no classifier can be "
+            "fitted there. Buy more labels of the rare classes, or lower cv."
+        )
+    # Weights divided by the fraction kept: a subsample of a probability
+    # sample is one, with inclusion probabilities pi * fraction.
+    return design.fit(_take(X_rows, part), labels[part], weights[part] / fraction)

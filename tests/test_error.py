@@ -1,0 +1,261 @@
+"""Tests for skfal.estimate_error: the design-based error estimate."""
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import make_scorer, mean_absolute_error
+
+from skfal import (
+    ActiveEstimator,
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    UniformSampler,
+    estimate_error,
+)
+from tests._helpers import monte_carlo_runs
+
+
+class _Fixed(RegressorMixin, BaseEstimator):
+    """A model that learns nothing: ``2 x_0`` whatever it is fitted on."""
+
+    def fit(self, X, y, sample_weight=None):
+        return self
+
+    def predict(self, X):
+        return 2.0 * np.asarray(X)[:, 0]
+
+
+class _Spy(RegressorMixin, BaseEstimator):
+    """Least squares that logs the row ids (column 0) it trains and predicts on.
+
+    ``log`` is a class attribute, shared by every clone (``clone`` copies
+    parameters), so the test sees every fit that cross-fitting makes.
+    """
+
+    log = []
+
+    def fit(self, X, y, sample_weight=None):
+        X = np.asarray(X)
+        self.trained_ = frozenset(X[:, 0].astype(int).tolist())
+        self.model_ = LinearRegression().fit(X[:, 1:], y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X)
+        self.log.append((self.trained_, X[:, 0].astype(int).tolist()))
+        return self.model_.predict(X[:, 1:])
+
+
+def _pool(n_samples=600, random_state=0):
+    rng = np.random.RandomState(random_state)
+    X = rng.standard_normal((n_samples, 3))
+    y = (
+        X @ [1.0, -1.0, 0.5]
+        + np.sin(3 * X[:, 1])
+        + 0.3 * rng.standard_normal(n_samples)
+    )
+    return X, y
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        UniformSampler(budget=60),
+        LeverageScoreSampler(budget=60),
+        LeverageScoreSampler(budget=60, sampling="iid", weighting="des-raj"),
+    ],
+    ids=["uniform-iid", "leverage-pivotal", "leverage-iid-desraj"],
+)
+def test_unbiased_for_a_fixed_model_with_a_variance_that_covers(sampler):
+    # For a model that does not depend on its training rows, every fold's
+    # model is the model itself, so the estimate is the Horvitz-Thompson
+    # mean sum_S w_i l_i / N of its fixed losses: unbiased under every design
+    # whose weights are inverse inclusion probabilities (Des Raj's for the
+    # i.i.d. draws). Its mean over many selections must match the true pool
+    # error within 4 Monte Carlo standard errors, and the variance
+    # estimator "auto" picks for the design (local for pivotal, Hajek for
+    # i.i.d.) must neither miss much of the true design variance (an
+    # interval too narrow) nor overstate it by half. Catches the wrong
+    # estimator for the design: Hajek's on the pivotal sample is 1.6 times
+    # the true variance, the local one on i.i.d. draws 0.5 to 0.6 times.
+    X, y = _pool()
+    truth = np.mean((2.0 * X[:, 0] - y) ** 2)
+    n_runs = monte_carlo_runs(150)
+    estimates, variances = [], []
+    for run in range(n_runs):
+        sampler.set_params(random_state=run).fit(X)
+        result = estimate_error(sampler, X, y, model=_Fixed(), cv=4, random_state=run)
+        estimates.append(result.estimate)
+        variances.append(result.variance)
+    estimates = np.array(estimates)
+    standard_error = estimates.std(ddof=1) / np.sqrt(n_runs)
+    assert abs(estimates.mean() - truth) < 4 * standard_error
+    ratio = np.mean(variances) / estimates.var(ddof=1)
+    assert 0.7 < ratio < 1.45, ratio
+
+
+def test_cross_fitting_never_scores_a_row_with_a_model_trained_on_it():
+    # Each bought row's held-out value must come from a model whose training
+    # rows exclude it (else the estimate is the optimistic in-sample error).
+    # The spy logs every (training rows, predicted rows) pair; only the
+    # final model, trained on all bought rows, may predict its own rows.
+    # Catches: training a fold's model on all rows (train = every row).
+    X, y = _pool(300)
+    X_ids = np.column_stack([np.arange(300), X])
+    sampler = UniformSampler(budget=40, random_state=0).fit(X_ids)
+    _Spy.log.clear()
+    result = estimate_error(sampler, X_ids, y, model=_Spy(), random_state=0)
+    bought = frozenset(sampler.sample_indices_.tolist())
+    scored = []
+    for trained, predicted in _Spy.log:
+        if trained == bought:  # the final model, at its own rows
+            continue
+        assert trained.isdisjoint(predicted)
+        scored.extend(predicted)
+    # Every bought row was scored held out, once per learning-curve point.
+    assert sorted(scored) == sorted(2 * list(bought))
+    assert np.unique(result.fold).size == 10
+
+
+def test_held_out_values_equal_an_independent_weighted_refit():
+    # A FederatedActiveRegressor's folds are refitted by skfal's weighted
+    # least squares; scikit-learn's LinearRegression with the same weights
+    # on the other folds must give the same held-out squared errors.
+    X, y = _pool(800)
+    reg = FederatedActiveRegressor(budget=50, random_state=0).fit(X, y)
+    y_bought = np.full(800, np.nan)
+    rows = reg.sample_indices_
+    y_bought[rows] = y[rows]
+    result = estimate_error(reg, X, y_bought, cv=5, random_state=0)
+    expected = np.empty(rows.size)
+    for k in range(5):
+        test, train = result.fold == k, result.fold != k
+        ref = LinearRegression().fit(
+            X[rows[train]], y[rows[train]], sample_weight=reg.sample_weight_[train]
+        )
+        expected[test] = (ref.predict(X[rows[test]]) - y[rows[test]]) ** 2
+    np.testing.assert_allclose(result.held_out, expected, rtol=1e-8)
+    # Known part exact, the rest estimated: sum_S l + sum_S (w - 1) l_cf.
+    own = (reg.predict(X[rows]) - y[rows]) ** 2
+    w = reg.sample_weight_
+    assert result.estimate == pytest.approx((own.sum() + (w - 1) @ expected) / 800)
+    assert result.model is reg
+    assert result.low < result.estimate < result.high
+
+
+def test_scorers_agree_with_the_default_and_with_each_other():
+    X, y = _pool(500)
+    reg = FederatedActiveRegressor(budget=40, random_state=0).fit(X, y)
+    common = dict(random_state=0)
+    mse = estimate_error(reg, X, y, **common)
+    neg = estimate_error(reg, X, y, scoring="neg_mean_squared_error", **common)
+    assert neg.estimate == pytest.approx(-mse.estimate)
+    assert (neg.low, neg.high) == pytest.approx((-mse.high, -mse.low))
+    assert neg.greater_is_better and not mse.greater_is_better
+    # A scorer object goes through the generic row-by-row path.
+    mae = estimate_error(reg, X, y, scoring="neg_mean_absolute_error", **common)
+    scorer = make_scorer(mean_absolute_error, greater_is_better=False)
+    generic = estimate_error(reg, X, y, scoring=scorer, **common)
+    assert generic.estimate == pytest.approx(mae.estimate)
+    assert generic.variance == pytest.approx(mae.variance)
+
+
+def test_classifier_error_rate_and_log_loss():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((800, 2))
+    y = np.where(X[:, 0] + 0.5 * rng.standard_normal(800) > 0, "yes", "no")
+    model = ActiveEstimator(LogisticRegression(), budget=100, random_state=0)
+    model.fit(X, y)
+    y_bought = np.full(800, None, dtype=object)
+    y_bought[model.sample_indices_] = y[model.sample_indices_]
+    result = estimate_error(model, X, y_bought, cv=5, random_state=0)
+    assert result.scoring == "error_rate" and result.model is model.estimator_
+    truth = np.mean(model.predict(X) != y)
+    assert result.low <= truth <= result.high
+    loss = estimate_error(model, X, y_bought, scoring="log_loss", cv=5, random_state=0)
+    assert 0 < loss.low < loss.estimate < loss.high
+
+
+def test_learning_curve_and_expected_gain():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((2000, 15))
+    y = X[:, :3] @ [1.0, -1.0, 0.5] + 0.5 * rng.standard_normal(2000)
+    reg = FederatedActiveRegressor(budget=40, random_state=0).fit(X, y)
+    small = estimate_error(reg, X, y, random_state=0)
+    curve = small.learning_curve
+    assert curve.n_train[0] < curve.n_train[1]
+    # 16 coefficients from 18 rows against 36: the half-size models are far
+    # worse, so doubling the labels has a gain clearly above zero.
+    assert curve.estimate[0] > curve.estimate[1]
+    gain = small.expected_gain(40)
+    assert 0 < gain.gain < gain.upper
+    assert small.expected_gain(10).gain < gain.gain
+    big = FederatedActiveRegressor(budget=1000, random_state=0).fit(X, y)
+    large = estimate_error(big, X, y, random_state=0)
+    # Near the noise floor the next 40 labels buy far less.
+    assert large.expected_gain(40).upper < gain.gain / 10
+
+
+def test_bad_input_is_a_clear_error():
+    X, y = _pool(200)
+    reg = FederatedActiveRegressor(budget=3, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="Only 3 rows were bought"):
+        estimate_error(reg, X, y)
+    reg = FederatedActiveRegressor(budget=20, random_state=0).fit(X, y)
+    y_missing = y.copy()
+    y_missing[reg.sample_indices_[0]] = np.nan
+    with pytest.raises(ValueError, match="bought rows have no label"):
+        estimate_error(reg, X, y_missing)
+    with pytest.raises(ValueError, match="one label per row"):
+        estimate_error(reg, X, y[:100])
+    with pytest.raises(ValueError, match="client of each row"):
+        estimate_error(reg, X, y, groups=np.zeros(10))
+    with pytest.raises(ValueError, match="not the mean of a per-row value"):
+        estimate_error(reg, X, y, scoring="r2")
+    with pytest.raises(ValueError, match="model is only for a sampler"):
+        estimate_error(reg, X, y, model=LinearRegression())
+    with pytest.raises(NotFittedError):
+        estimate_error(FederatedActiveRegressor(), X, y)
+    sampler = UniformSampler(budget=20, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="pass the model to evaluate"):
+        estimate_error(sampler, X, y)
+    with pytest.raises(ValueError, match="k must be an int"):
+        estimate_error(reg, X, y).expected_gain(0)
+
+
+class _Majority(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+def test_a_fold_with_one_class_is_a_clear_error():
+    X, _ = _pool(200)
+    y = np.zeros(200, dtype=int)
+    y[0] = 1
+    sampler = UniformSampler(budget=1.0).fit(X)
+    with pytest.raises(ValueError, match="hold one class only"):
+        estimate_error(sampler, X, y, model=_Majority(), random_state=0)
+
+
+def test_local_neighbourhoods_stay_within_a_client():
+    # The federated pivotal tournament spreads the sample within each
+    # client, so the local variance compares a row with rows of its own
+    # client; a client with one bought row borrows neighbours from all.
+    from skfal._error import local_variance, neighbourhoods
+
+    rng = np.random.RandomState(0)
+    points = rng.standard_normal((40, 2))
+    groups = np.repeat([0, 1, 2], [19, 20, 1])
+    parts = neighbourhoods(points, 3, groups)
+    for rows, near in parts:
+        assert np.array_equal(near[:, 0], rows)  # each row is its own nearest
+        if rows.size > 1:
+            assert np.all(groups[near] == groups[rows][:, None])
+    # Equal weighted values have no local variation.
+    assert local_variance(np.ones(40), np.full(40, 2.0), parts) == 0.0
