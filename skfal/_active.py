@@ -27,6 +27,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from skfal._base import DocLinkMixin, select_rows
+from skfal._clustering import assign, cluster
 from skfal._compat import (
     HasMethods,
     Interval,
@@ -44,12 +45,28 @@ from skfal._federated import (
     send_labeled,
     simulated_clients,
 )
-from skfal._sampling import Selection, resolve_budget
+from skfal._sampling import (
+    Selection,
+    inclusion_from_terms,
+    inclusion_terms,
+    pivotal_select,
+    resolve_budget,
+    spatial_order,
+    tree_depth,
+)
 from skfal._sensitivity import SensitivitySampler
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
 from skfal._validation import MissingLabelsError, check_groups, check_target_labels
 
 _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
+
+# The default selection's constants, chosen by benchmarks/bench_any_model.py
+# over all its tables at once (user guide, "ActiveEstimator"), never per table.
+_CANDIDATES = 3  # a round draws among this many times its quota of unsure rows
+_UNIFORM_MIX = 0.1  # share of a round's probability spread over every row
+_COMMITTEE = 5  # bootstrap models whose spread is a regressor's uncertainty
+_MIN_LABELS = 20  # a fractional budget buys at least this many labels
+_DOUBT_ROWS = 100_000  # the model's doubt is ranked on at most this many rows
 
 
 class _Batch(NamedTuple):
@@ -172,25 +189,104 @@ def _model_loss(loss, estimator, X, y, classifier):
     return values, loss
 
 
+def _top_two_gap(values):
+    """Per row, the largest of ``values`` less the second largest."""
+    top = np.partition(values, values.shape[1] - 2, axis=1)[:, -2:]
+    return top[:, 1] - top[:, 0]
+
+
+def _classifier_doubt(model, X):
+    """How unsure a classifier is at each row: minus its top-two margin.
+
+    The margin of the probabilities (Scheffer et al.'s margin sampling, the
+    measure of Citovsky et al.'s Cluster-Margin), else of the decision
+    function; ``None`` when the model has neither or knows one class (every
+    row then counts as unsure alike).
+    """
+    if len(model.classes_) < 2:  # a model of one class doubts nothing
+        return None
+    if hasattr(model, "predict_proba"):
+        return -_top_two_gap(np.asarray(model.predict_proba(X), dtype=np.float64))
+    if hasattr(model, "decision_function"):
+        d = np.asarray(model.decision_function(X), dtype=np.float64)
+        return -np.abs(d) if d.ndim == 1 else -_top_two_gap(d)
+    return None
+
+
+def _candidates(doubt, rows, n_candidates):
+    """The ``n_candidates`` of ``rows`` of most ``doubt`` (sorted), or ``None``.
+
+    ``None`` when there is no doubt to rank by or it does not vary (e.g. a
+    first model that saw one class), or when every row would be a
+    candidate: the round is then uniform over the eligible rows.
+    """
+    if doubt is None or n_candidates >= rows.size or np.ptp(doubt) == 0:
+        return None
+    # Ties broken by row order (a stable sort), so a replay picks the same.
+    return np.sort(rows[np.argsort(-doubt, kind="stable")[:n_candidates]])
+
+
+def _spread_draw(X, candidates, n_draws, eligible, rng):
+    """``n_draws`` eligible rows, most among the ``candidates``, spread over them.
+
+    Inclusion probabilities ``min(1, c p)`` with ``p`` mixing
+    ``_UNIFORM_MIX`` of uniform over the eligible rows into uniform over the
+    candidates. Pivotal sampling settles them in an order where the
+    candidates come grouped by k-means cluster (as many clusters as draws
+    among them), then the other eligible rows in k-d tree order: the
+    candidates of a cluster duel among themselves first, so a cluster
+    holding about one draw's probability gives one row (Cluster-Margin's
+    round robin over clusters, Citovsky et al. 2021), and the probabilities
+    stay exact whatever the order, hence the Horvitz-Thompson weights.
+    """
+    scores = np.zeros(eligible.shape[0])
+    scores[candidates] = 1.0
+    terms = inclusion_terms(scores, n_draws, _UNIFORM_MIX, eligible)
+    pi = inclusion_from_terms(scores, terms, eligible)
+    k = int(min(candidates.size, max(1, round(pi[candidates].sum()))))
+    centres, _ = cluster(X[candidates], k, 2, rng)
+    groups, _ = assign(X[candidates], centres)
+    rest = spatial_order(X, tree_depth(X.shape[0], n_draws))
+    rest = rest[eligible[rest] & (scores[rest] == 0)]
+    order = np.concatenate(
+        [candidates[np.argsort(groups, kind="stable")], rest, np.flatnonzero(~eligible)]
+    )
+    return pivotal_select(X, pi, rng, None, order=order)
+
+
 @fill_doc
 class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
-    """Active learning for any scikit-learn estimator, by sensitivity sampling.
+    """Active learning for any scikit-learn estimator: buy the labels it doubts.
 
-    Buys ``budget`` labels and fits ``estimator`` on the labeled rows with
-    importance weights that make its weighted training loss an unbiased
-    estimate of the loss over every row. With the default sampler the labels
-    are bought in batches (Axiotis et al., Algorithms 1 and 3):
+    Buys ``budget`` labels in rounds and fits ``estimator`` on the labeled
+    rows. Their importance weights (``sample_weight_``, and the fit's with
+    ``weighted=True``) make a weighted sum over them an unbiased estimate
+    of the sum over every row. By default (centralized):
 
-    1. a uniform sample of ``initial_fraction`` of the budget, on which a
-       first model is fitted;
-    2. in each of ``n_rounds`` rounds: the medoids of the next ``k``
-       clusters of a D^z prefix ordering of the rows (the centres of a
-       (k, z)-clustering, in seeding order), then a sample drawn with
-       probability proportional to ``loss(medoid) + Lambda d^z`` (``d``
-       the distance to the nearest centre so far, ``loss`` the current
-       model's loss at that centre's medoid, ``Lambda`` the cluster's Holder
-       constant, estimated as in Lemma 8 from the labeled rows of the
-       cluster); the model is refitted after each round.
+    1. a uniform sample of ``initial_fraction`` of the budget (pivotal
+       sampling along a k-d tree order, so it is spread over the pool), on
+       which a first model is fitted;
+    2. in each of ``n_rounds`` rounds, its share of the rest of the budget
+       drawn where the current model is least sure: the 3 x quota rows of
+       smallest top-two probability margin for a classifier (margin
+       sampling), of largest spread among 5 copies of the estimator fitted
+       on bootstrap resamples of the labeled rows for a regressor (query by
+       bagging). The round draws 90% of its probability among those
+       candidates and 10% among every row not labeled yet, by pivotal
+       sampling in which the candidates of each k-means cluster of them
+       duel for about one place (Cluster-Margin's spread, Citovsky et al.
+       2021): a batch is not a clump of near-duplicates. The inclusion
+       probabilities are exact, hence Horvitz-Thompson weights; the model
+       is refitted after each round.
+
+    A :class:`SensitivitySampler` with a finite ``holder_constant`` runs
+    Axiotis et al.'s Algorithms 1 and 3 instead, which is also the default
+    with ``groups`` (the model never leaves the trainer, and those rounds
+    need its loss only at labeled rows): the medoids of the next ``k``
+    clusters of a D^z prefix ordering, then a sample drawn with probability
+    proportional to ``loss(medoid) + Lambda d^z`` (``d`` the distance to the
+    nearest centre so far, ``Lambda`` the cluster's Holder constant of
+    Lemma 8).
 
     A wrapped regressor makes a regressor, a classifier a classifier.
 
@@ -201,12 +297,13 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         cloned; with ``weighted=True`` its ``fit`` must accept
         ``sample_weight`` (for a pipeline, its last step's).
     sampler : estimator or None, default=None
-        How rows are chosen. ``None``: ``SensitivitySampler(holder_constant=
-        "auto")``, the model-based selection above. A
+        How rows are chosen. ``None``: the model's doubt above, or with
+        ``groups`` ``SensitivitySampler(holder_constant="auto")``. A
         :class:`SensitivitySampler` with ``holder_constant`` ``"auto"`` or a
-        float gives its clustering and drawing parameters (``n_clusters``
-        clusters per round, ``z``, ``subsample_size``, ``max_iter``,
-        ``sampling``, ``uniform_mix``, ``weighting``) to that selection.
+        float runs Algorithms 1 and 3 and gives them its clustering and
+        drawing parameters (``n_clusters`` clusters per round, ``z``,
+        ``subsample_size``, ``max_iter``, ``sampling``, ``uniform_mix``,
+        ``weighting``).
         Any other skfal sampler (``LeverageScoreSampler``,
         ``UniformSampler``, a ``SensitivitySampler`` with
         ``holder_constant=np.inf``) selects the whole budget in one batch,
@@ -214,29 +311,36 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         part). The sampler is cloned, its ``budget`` set to this estimator's,
         and its ``random_state`` too when that is not ``None``.
     {budget}
-    n_rounds : int, default=1
+        A fractional budget buys at least 20 labels (every row of a smaller
+        table), so that a classifier sees its classes on small tables.
+    n_rounds : int, default=2
         Rounds of model-based selection after the initial sample
         (Algorithm 3 for ``n_rounds > 1``): the rest of the budget is split
         evenly among them and the model is refitted after each.
-    initial_fraction : float in (0, 1], default=0.2
+    initial_fraction : float in (0, 1], default=1/3
         Share of the budget bought uniformly at random before any model
-        exists (the paper uses 0.2). ``1.0`` is uniform sampling.
+        exists (Axiotis et al. use 0.2). ``1.0`` is uniform sampling.
     loss : {"loss", "gradient"} or callable, default="loss"
-        The per-row quantity whose sum the selection estimates.
+        For Algorithms 1 and 3 (a :class:`SensitivitySampler`, or
+        ``groups``): the per-row quantity whose sum the selection estimates.
         ``"loss"``: the squared error for a regressor, the log-loss for a
         classifier (0-1 loss without ``predict_proba``). ``"gradient"``: the
         squared norm of the loss's gradient in the coefficients of a linear
         model (``coef_``, of the last step of a pipeline); other models fall
         back to the loss. A callable ``loss(estimator, X, y)`` returns the
         losses of the fitted estimator at rows ``X`` with labels ``y``.
-    weighted : bool, default=True
-        Fit the final (and every intermediate) model with the importance
-        weights as ``sample_weight``, divided by their mean (a constant
-        factor: the weighted training loss stays proportional to the
-        unbiased estimate of the loss over all rows, and a penalized model
-        is regularized as for the labels bought, not for ``n`` rows).
+    weighted : bool, default=False
+        ``True`` fits the final (and every intermediate) model with the
+        importance weights as ``sample_weight``, divided by their mean (a
+        constant factor: the weighted training loss stays proportional to
+        the unbiased estimate of the loss over all rows, and a penalized
+        model is regularized as for the labels bought, not for ``n`` rows).
         ``False`` fits unweighted, as in the paper's experiments: the
-        training loss is then no longer an unbiased estimate.
+        training loss is then no longer an unbiased estimate, but the
+        weights stay in ``sample_weight_``. Unweighted is the default
+        because it was more accurate on ``benchmarks/bench_any_model.py``
+        (the user guide's table): the few rows of weight ``1 / pi`` with a
+        small ``pi`` swing a model fitted on tens of labels.
     random_state : int, RandomState instance or None, default=None
         Controls every draw. An int makes :meth:`query` and :meth:`fit`
         reproducible, which the labeling loop requires (set the wrapped
@@ -261,8 +365,10 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         :meth:`query` returns one after another).
     n_queries_ : int
         Labels read (the budget).
-    loss_ : str or callable
-        The loss used: ``"loss"`` when ``"gradient"`` fell back to it.
+    loss_ : str, callable or None
+        The loss Algorithms 1 and 3 used (``"loss"`` when ``"gradient"``
+        fell back to it); ``None`` for the default centralized selection,
+        which ranks rows by the model's doubt, not by a loss.
     classes_ : ndarray of shape (n_classes,)
         The classes the classifier was fitted on (classifiers only).
     clients_ : ndarray of shape (n_clients,)
@@ -286,18 +392,27 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     -----
     The weights combine one unbiased estimate per round: round 0's uniform
     sample (weight ``n / b_0``), and for round ``i`` the rows labeled before
-    it (and its medoids) at weight 1 plus its sample at Horvitz-Thompson
-    weight ``1 / pi`` over the rows not labeled yet. Each estimates the total
-    loss without bias given what came before, so their mix with fixed shares
-    ``b_i / b`` (each round's share of the budget) does too.
+    it (and Algorithm 1's medoids) at weight 1 plus its sample at
+    Horvitz-Thompson weight ``1 / pi`` over the rows not labeled yet. Each
+    estimates the total loss without bias given what came before, so their
+    mix with fixed shares ``b_i / b`` (each round's share of the budget)
+    does too.
 
-    The loss is evaluated only at labeled rows (medoids and the rows of each
-    cluster that estimate ``Lambda``), so the selection costs a clustering
-    pass per round whatever the model.
+    The default's round costs a prediction at every unlabeled row (6 model
+    fits on the labeled rows and 5 predictions for a regressor's
+    committee), a sort and a k-means of 3 x quota rows. Algorithm 1
+    evaluates the loss only at labeled rows (medoids and the rows of each
+    cluster that estimate ``Lambda``): a clustering pass per round
+    whatever the model.
 
     References
     ----------
-    .. [1] K. Axiotis, V. Cohen-Addad, M. Henzinger, S. Jerome, V. Mirrokni,
+    .. [1] G. Citovsky, G. DeSalvo, C. Gentile, L. Karydas, A. Rajagopalan,
+       A. Rostamizadeh and S. Kumar, "Batch Active Learning at Scale",
+       NeurIPS 2021.
+    .. [2] N. Abe and H. Mamitsuka, "Query Learning Strategies Using
+       Boosting and Bagging", ICML 1998.
+    .. [3] K. Axiotis, V. Cohen-Addad, M. Henzinger, S. Jerome, V. Mirrokni,
        D. Saulpic, D. Woodruff and M. Wunder, "Data-Efficient Learning via
        Clustering-Based Sensitivity Sampling: Foundation Models and Beyond",
        ICML 2024.
@@ -335,10 +450,10 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         *,
         sampler=None,
         budget=0.1,
-        n_rounds=1,
-        initial_fraction=0.2,
+        n_rounds=2,
+        initial_fraction=1 / 3,
         loss="loss",
-        weighted=True,
+        weighted=False,
         random_state=None,
     ):
         self.estimator = estimator
@@ -610,32 +725,53 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
             )
         return {}
 
-    def _resolve_sampler(self):
-        sampler = (
-            SensitivitySampler(holder_constant="auto")
-            if self.sampler is None
-            else clone(self.sampler)
-        )
+    def _resolve_sampler(self, federated):
+        """The sampler and the selection it runs.
+
+        ``"uncertainty"`` (the default, centralized), ``"sensitivity"``
+        (Algorithm 1: a :class:`SensitivitySampler` with a finite Holder
+        constant, and the default with ``groups``: its model never travels)
+        or ``"model-free"`` (any other sampler, one batch).
+        """
+        if self.sampler is None:
+            if not federated:
+                return None, "uncertainty"
+            return SensitivitySampler(holder_constant="auto"), "sensitivity"
+        sampler = clone(self.sampler)
         model_based = (
             isinstance(sampler, SensitivitySampler)
             and sampler.holder_constant != np.inf
         )
-        return sampler, model_based
+        return sampler, "sensitivity" if model_based else "model-free"
+
+    def _n_labels(self, n_samples):
+        """The labels to buy: the budget, at least ``_MIN_LABELS`` for a fraction.
+
+        A fraction of a small table (scikit-learn's common checks use 20 to
+        30 rows) would otherwise buy two or three labels, too few to hold two
+        classes.
+        """
+        n_selected = resolve_budget(self.budget, n_samples)
+        if isinstance(self.budget, Integral):
+            return n_selected
+        return max(n_selected, min(n_samples, _MIN_LABELS))
 
     def _select(self, X, labels, groups, rng, params=None):
         """Run the selection, reading the labels batch by batch."""
         params = {} if params is None else params
         n_samples = X.shape[0]
-        n_selected = resolve_budget(self.budget, n_samples)
-        sampler, model_based = self._resolve_sampler()
+        n_selected = self._n_labels(n_samples)
+        sampler, mode = self._resolve_sampler(groups is not None)
         self.batches_, self.rounds_, self.loss_ = [], [], None
         if n_selected == n_samples:  # every row: a census, weight 1
             rows = np.arange(n_samples)
             labels.read(_Batch(0, "sample", rows), self.batches_)
             self._record_round(np.empty(0, dtype=np.int64), rows, None, n_samples)
             self.sample_indices_, self.sample_weight_ = rows, np.ones(n_samples)
-        elif not model_based:
+        elif mode == "model-free":
             self._select_model_free(X, labels, groups, rng, sampler, n_selected)
+        elif mode == "uncertainty":
+            self._select_uncertainty(X, labels, rng, n_selected, params)
         else:
             self._select_model_based(
                 X, labels, groups, rng, sampler, n_selected, params
@@ -668,6 +804,77 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         rest, r = n_selected - initial, self.n_rounds
         quotas = [initial] + [rest // r + (i < rest % r) for i in range(r)]
         return [q for q in quotas if q > 0]
+
+    def _select_uncertainty(self, X, labels, rng, n_selected, params):
+        """The default selection: spread draws among the rows the model doubts.
+
+        Round 0 draws its quota uniformly; each later round fits the model on
+        the rows labeled so far, takes the ``_CANDIDATES`` times its quota
+        rows where the model is least sure (:meth:`_doubt`) and draws its
+        quota from them (``1 - _UNIFORM_MIX`` of the probability) and from
+        every row not labeled yet (the rest) by :func:`_spread_draw`. The
+        inclusion probabilities are known, hence the Horvitz-Thompson
+        weights.
+        """
+        n_samples = X.shape[0]
+        quotas = self._quotas(n_selected)
+        shares = np.asarray(quotas, dtype=np.float64) / n_selected
+        labeled = np.zeros(n_samples, dtype=bool)
+        weights = np.zeros(n_samples)  # sum over rounds of share x round weight
+        for i, quota in enumerate(quotas):
+            candidates = None
+            if i > 0:
+                rows = np.flatnonzero(labeled)
+                model = self._fit_model(
+                    X, labels, rows, weights[rows] / shares[:i].sum(), params
+                )
+                # Ranked on a uniform subsample of the unlabeled rows past
+                # _DOUBT_ROWS (a 1,000,000-row pool costs as 100,000): the
+                # probabilities are exact given the candidates, so the
+                # weights stay unbiased.
+                pool = np.flatnonzero(~labeled)
+                if pool.size > _DOUBT_ROWS:
+                    pool = np.sort(rng.choice(pool, _DOUBT_ROWS, replace=False))
+                doubt = self._doubt(model, X, pool, labels, rows, rng)
+                candidates = _candidates(doubt, pool, _CANDIDATES * quota)
+            if candidates is None or quota >= (~labeled).sum():
+                # Uniform, spread along the k-d tree order.
+                drawn = self._draw(
+                    X, np.ones(n_samples), quota, ~labeled, rng, None, None
+                )
+            else:
+                drawn = _spread_draw(X, candidates, quota, ~labeled, rng)
+            # Round i's estimate: rows labeled before it at weight 1, its
+            # sample at Horvitz-Thompson weight over the rest.
+            weights[labeled] += shares[i]
+            weights[drawn.indices] += shares[i] * drawn.weights
+            kind = "initial" if i == 0 else "sample"
+            labels.read(_Batch(i, kind, drawn.indices), self.batches_)
+            labeled[drawn.indices] = True
+            self._record_round(
+                np.empty(0, dtype=np.int64), drawn.indices, None, labeled.sum()
+            )
+        self.sample_indices_ = np.flatnonzero(labeled)
+        self.sample_weight_ = weights[self.sample_indices_]
+
+    def _doubt(self, model, X, pool, labels, rows, rng):
+        """How unsure the model is at the rows ``pool`` (higher: more).
+
+        A classifier: minus its top-two margin. A regressor: the spread of
+        ``_COMMITTEE`` copies of the estimator fitted on bootstrap resamples
+        of the labeled rows (query by bagging, Abe and Mamitsuka 1998),
+        where the model's own error is largest in expectation.
+        """
+        X_pool = X[pool]
+        if self._is_classifier():
+            return _classifier_doubt(model, X_pool)
+        y_rows = labels.values[rows]
+        predictions = np.empty((_COMMITTEE, X_pool.shape[0]))
+        for k in range(_COMMITTEE):
+            boot = rng.randint(0, rows.size, rows.size)
+            member = clone(self.estimator).fit(X[rows[boot]], y_rows[boot])
+            predictions[k] = member.predict(X_pool)
+        return predictions.std(axis=0)
 
     def _select_model_based(self, X, labels, groups, rng, sampler, n_selected, params):
         n_samples = X.shape[0]
@@ -773,20 +980,23 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
 
     @staticmethod
     def _draw(X, scores, n_draws, eligible, rng, sampler, federation):
-        """The round's sample among the rows not labeled yet."""
+        """The round's sample among the rows not labeled yet.
+
+        By ``sampler``'s scheme, else (``None``) by pivotal sampling.
+        """
         if n_draws >= eligible.sum():  # what is left: all of it, weight 1
             rows = np.flatnonzero(eligible)
             return Selection(rows, np.ones(rows.size), np.ones(rows.size, int), 0)
+        if sampler is None:
+            how = {"sampling": "pivotal"}
+        else:
+            how = {
+                "sampling": sampler.sampling,
+                "uniform_mix": sampler.uniform_mix,
+                "weighting": sampler.weighting,
+            }
         return select_rows(
-            X,
-            scores,
-            n_draws,
-            rng,
-            sampling=sampler.sampling,
-            uniform_mix=sampler.uniform_mix,
-            weighting=sampler.weighting,
-            eligible=eligible,
-            federation=federation,
+            X, scores, n_draws, rng, eligible=eligible, federation=federation, **how
         )
 
     @staticmethod

@@ -988,8 +988,9 @@ def settle_pending(probabilities, random_state):
 def pivotal_select(X, pi, random_state, max_depth, order=None):
     """Pivotal sampling of ``X``'s rows with inclusion probabilities ``pi``.
 
-    The rows duel in :func:`spatial_order` (or in ``order``, when the caller
-    has the rows' order already); the tournament draws from its own
+    The rows duel in ``order`` (by default :func:`spatial_order` to
+    ``max_depth`` levels; any order keeps every inclusion probability
+    exact); the tournament draws from its own
     seed (as each federated client does) and the last open row is settled
     as the server settles the clients' (:func:`settle_pending`), so a
     centralized fit is the federated one with a single client.

@@ -7,12 +7,19 @@ from sklearn.base import BaseEstimator, RegressorMixin, is_classifier, is_regres
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import GridSearchCV
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skfal import ActiveEstimator, LeverageScoreSampler, SensitivitySampler
+from skfal._active import _spread_draw
 from tests._helpers import monte_carlo_runs
+
+# Algorithm 1 (the clustering's medoids, the model's loss there, Holder
+# constants): the default with groups, and with this sampler centralized.
+ALG1 = SensitivitySampler(holder_constant="auto")
 
 
 def _regression(n=300, seed=0):
@@ -50,26 +57,70 @@ def test_type_follows_the_wrapped_estimator():
     assert hasattr(ActiveEstimator(LogisticRegression()), "predict_proba")
 
 
-@pytest.mark.parametrize("n_rounds", [1, 2])
-def test_weighted_loss_sum_is_unbiased(n_rounds):
+@pytest.mark.parametrize(
+    "kind, n_rounds",
+    [("regressor", 2), ("classifier", 2), ("Algorithm 1", 1), ("Algorithm 1", 2)],
+)
+def test_weighted_loss_sum_is_unbiased(kind, n_rounds):
     # Round 0's uniform sample (weight n / b_0) and, for each later round,
     # the rows labeled before it at weight 1 plus its Horvitz-Thompson sample
     # over the rest, each estimate the total of any fixed per-row loss without
     # bias given the earlier rounds; a mix with fixed shares does too. The
     # selection itself depends on the labels (the model), the loss does not.
+    # For the default the rounds' draws are pivotal with the probabilities
+    # _spread_draw states (whatever order the rows duel in); a wrong pi (for
+    # instance the candidates' share without the uniform mix) biases the sum.
     X, y = _regression(n=200)
     reference = LinearRegression().fit(X[:40], y[:40])
     loss = (reference.predict(X) - y) ** 2
+    estimator, kw = LinearRegression(), {}
+    if kind == "classifier":  # a cheap one: the design, not the model, is tested
+        estimator, y = GaussianNB(), (y > 0).astype(int)
+    elif kind == "Algorithm 1":
+        kw = {"sampler": ALG1}
     estimates = []
     for seed in range(monte_carlo_runs(250)):
         model = ActiveEstimator(
-            LinearRegression(), budget=24, n_rounds=n_rounds, random_state=seed
+            estimator, budget=24, n_rounds=n_rounds, random_state=seed, **kw
         ).fit(X, y)
         assert model.n_queries_ == 24
         estimates.append(model.sample_weight_ @ loss[model.sample_indices_])
     estimates = np.asarray(estimates)
     error = estimates.std() / np.sqrt(estimates.size)
     assert abs(estimates.mean() - loss.sum()) < 4 * error
+
+
+def _close_share(points):
+    """Share of the rows whose nearest other row is nearer than half the
+    batch's median nearest-neighbour distance: near-duplicates."""
+    distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    nearest = distances.min(axis=1)
+    return np.mean(nearest < 0.5 * np.median(nearest))
+
+
+def test_batches_are_spread():
+    # A round draws among the rows the model doubts (here a disc of them),
+    # the rows of each k-means cluster of candidates dueling for about one
+    # place: fewer near-duplicates than a uniform batch of the pool or of
+    # the candidates. Dueling in a random order instead (the k-means
+    # grouping removed) gives as many as a uniform batch: this fails then.
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, (2000, 2))
+    candidates = np.flatnonzero(np.hypot(X[:, 0] - 0.3, X[:, 1]) < 0.45)
+    eligible = np.ones(2000, dtype=bool)
+    ours, pool, among = [], [], []
+    for seed in range(100):
+        drawn = _spread_draw(
+            X, candidates, candidates.size // 3, eligible, np.random.RandomState(seed)
+        ).indices
+        batch = np.intersect1d(drawn, candidates)
+        other = np.random.RandomState(10**6 + seed)
+        ours.append(_close_share(X[batch]))
+        among.append(_close_share(X[other.choice(candidates, batch.size, False)]))
+        pool.append(_close_share(X[other.choice(2000, batch.size, False)]))
+    assert np.mean(ours) < 0.9 * np.mean(pool)
+    assert np.mean(ours) < 0.9 * np.mean(among)
 
 
 @pytest.mark.parametrize("n_rounds", [1, 3])
@@ -139,7 +190,7 @@ def test_query_needs_an_int_seed_and_leaves_the_estimator_unfitted():
         ActiveEstimator(LinearRegression()).query(X)
     model = ActiveEstimator(LinearRegression(), budget=20, random_state=0)
     rows = model.query(X)
-    assert rows.size == 4  # the uniform initial fifth of the budget
+    assert rows.size == 7  # the uniform initial third of the budget
     assert not hasattr(model, "estimator_") and not hasattr(model, "n_features_in_")
 
 
@@ -152,7 +203,7 @@ def test_a_class_missing_from_the_initial_sample_is_found():
     y = np.array(["a"] * 290 + ["b"] * 290 + ["rare"] * 20, dtype=object)
     y[:580] = np.where(X[:580, 0] > 0, "a", "b")
     model = ActiveEstimator(
-        LogisticRegression(), budget=60, n_rounds=2, random_state=2
+        LogisticRegression(), sampler=ALG1, budget=60, n_rounds=2, random_state=2
     ).fit(X, y)
     initial = model.rounds_[0]["sampled"]
     assert "rare" not in set(y[initial])  # the case this test is about
@@ -165,6 +216,7 @@ def test_pipeline_and_losses(loss):
     X, y = _classification()
     model = ActiveEstimator(
         make_pipeline(StandardScaler(), LogisticRegression()),
+        sampler=ALG1,
         budget=40,
         loss=loss,
         random_state=0,
@@ -177,6 +229,7 @@ def test_gradient_falls_back_to_the_loss_without_coefficients():
     X, y = _regression()
     model = ActiveEstimator(
         HistGradientBoostingRegressor(max_iter=20),
+        sampler=ALG1,
         budget=60,
         loss="gradient",
         random_state=0,
@@ -193,21 +246,27 @@ def test_callable_loss_is_called_on_labeled_rows_only():
         return np.abs(estimator.predict(X_rows) - y_rows)
 
     model = ActiveEstimator(
-        LinearRegression(), budget=30, loss=absolute, random_state=0
+        LinearRegression(), sampler=ALG1, budget=30, loss=absolute, random_state=0
     ).fit(X, y)
     assert seen and max(seen) <= 30 and model.loss_ is absolute
     with pytest.raises(ValueError, match="one loss per row"):
         ActiveEstimator(
-            LinearRegression(), budget=30, loss=lambda e, X, y: [1.0], random_state=0
+            LinearRegression(),
+            sampler=ALG1,
+            budget=30,
+            loss=lambda e, X, y: [1.0],
+            random_state=0,
         ).fit(X, y)
 
 
 def test_estimator_without_sample_weight():
     X, y = _regression()
     with pytest.raises(ValueError, match="weighted=False"):
-        ActiveEstimator(KNeighborsRegressor(), budget=30, random_state=0).fit(X, y)
-    model = ActiveEstimator(
-        KNeighborsRegressor(n_neighbors=3), budget=30, weighted=False, random_state=0
+        ActiveEstimator(
+            KNeighborsRegressor(), budget=30, weighted=True, random_state=0
+        ).fit(X, y)
+    model = ActiveEstimator(  # the default fits unweighted
+        KNeighborsRegressor(n_neighbors=3), budget=30, random_state=0
     ).fit(X, y)
     assert model.predict(X).shape == (X.shape[0],)
 
@@ -381,7 +440,7 @@ def test_centralized_fit_runs_the_round_with_one_client():
     X, y = _regression(n=200)
     with transcript() as messages:
         model = ActiveEstimator(
-            LinearRegression(), budget=30, n_rounds=2, random_state=0
+            LinearRegression(), sampler=ALG1, budget=30, n_rounds=2, random_state=0
         ).fit(X, y)
     assert {m.sender for m in messages} | {m.receiver for m in messages} == {
         "server",
@@ -440,10 +499,12 @@ def test_metadata_routing():
     tag = np.arange(X.shape[0])
     with pytest.raises(ValueError, match="enable_metadata_routing"):
         ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y, tag=tag)
-    plain = ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y)
+    plain = ActiveEstimator(
+        _SpyRegressor(), budget=30, weighted=True, random_state=0
+    ).fit(X, y)
     with sklearn.config_context(enable_metadata_routing=True):
         spy = _SpyRegressor().set_fit_request(sample_weight=True, tag=True)
-        routed = ActiveEstimator(spy, budget=30, random_state=0).fit(
+        routed = ActiveEstimator(spy, budget=30, weighted=True, random_state=0).fit(
             X, y, sample_weight=np.full(X.shape[0], 2.0), tag=tag
         )
     rows = routed.sample_indices_
@@ -457,7 +518,9 @@ def test_holder_constants_follow_lemma_8():
     # Lambda_j = log(n) max |loss(x) - loss(medoid_j)| / d(x)^z over the
     # labeled rows of cluster j; a float holder_constant is used as given.
     X, y = _regression()
-    model = ActiveEstimator(LinearRegression(), budget=60, random_state=0).fit(X, y)
+    model = ActiveEstimator(
+        LinearRegression(), sampler=ALG1, budget=60, random_state=0
+    ).fit(X, y)
     holder = model.rounds_[1]["holder_constants"]
     assert holder is not None and np.all(holder > 0)
     fixed = ActiveEstimator(
@@ -509,7 +572,9 @@ def test_model_gets_the_weights_divided_by_their_mean():
     # estimator gets it divided by its mean, the same minimizer for an
     # unpenalized loss, and a penalty weighed against b labels, not n rows.
     X, y = _regression()
-    model = ActiveEstimator(_SpyRegressor(), budget=30, random_state=0).fit(X, y)
+    model = ActiveEstimator(
+        _SpyRegressor(), budget=30, weighted=True, random_state=0
+    ).fit(X, y)
     received = model.estimator_.sample_weight_
     np.testing.assert_allclose(
         received, model.sample_weight_ / model.sample_weight_.mean()
@@ -535,3 +600,16 @@ def test_no_varying_loss_means_distance_scores():
     assert server_holder_constants([np.zeros(3), np.full(3, -np.inf)], 100) is None
     holder = server_holder_constants([np.array([0.0, 2.0, -np.inf])], 100)
     np.testing.assert_allclose(holder, np.log(100) * np.array([0.0, 2.0, 2.0]))
+
+
+@parametrize_with_checks(
+    [
+        ActiveEstimator(LogisticRegression()),
+        ActiveEstimator(HistGradientBoostingRegressor()),
+    ]
+)
+def test_default_parameters_pass_sklearn_checks(estimator, check):
+    # The defaults on scikit-learn's own small tables: a fractional budget
+    # buys at least 20 labels (or every row), so a classifier sees every
+    # class of their 20- to 30-row tables.
+    check(estimator)
