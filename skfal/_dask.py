@@ -14,10 +14,27 @@ deterministic subsamples the spatial order (at most 8,192 rows) and the
 clustering (``subsample_size`` rows) are built on.
 """
 
+from typing import NamedTuple
+
 import dask
 import numpy as np
 
-from skfal._rows import Rows
+from skfal._federated._selection import server_settle_open_rows
+from skfal._linalg import _score_maps, _squared_row_norms, float32_map
+from skfal._rows import Rows, dense_rows
+from skfal._sampling import (
+    Inclusion,
+    Selection,
+    census,
+    draw_seed,
+    draw_until_distinct,
+    inclusion_from_terms,
+    mixed_probabilities,
+    pivotal_tournament,
+    stable_order,
+    tree_depth,
+    whitened_tree,
+)
 
 
 def check_dask_array(X):
@@ -96,17 +113,40 @@ class DaskRows(Rows):
 
     def map_pieces(self, func, *args):
         """``[func(piece, *args)]`` for each row chunk, computed where it lives."""
+        results = list(dask.compute(*self._tasks(func, args)))
+        self._report()
+        return results
+
+    def keep_pieces(self, func, *args):
+        """``func(piece, *args)`` for each row chunk, computed and kept there.
+
+        Returns one :class:`dask.delayed.Delayed` per chunk, persisted: with
+        a :class:`distributed.Client` each result stays in the memory of
+        the worker that holds the chunk (nothing comes back), for later
+        tasks (:func:`on_parts`) to read where it is.
+        """
+        parts = list(dask.persist(*self._tasks(func, args)))
+        _wait(parts)  # the pass is done here, as map_pieces' is
+        self._report()
+        return parts
+
+    @property
+    def chunk_sizes(self):
+        """The number of rows of each row chunk."""
+        return tuple(int(size) for size in self._view().chunks[0])
+
+    def _tasks(self, func, args):
         chunks = self._view().to_delayed(optimize_graph=True).ravel()
         options = (self.shift, self.ones, self.check_finite)
-        tasks = [
+        return [
             dask.delayed(_run_on_piece)(chunk, func, args, options) for chunk in chunks
         ]
-        results = list(dask.compute(*tasks))
+
+    def _report(self):
         if self.on_block is not None:  # progress: each chunk's rows, once done
-            bounds = np.cumsum((0, *self._view().chunks[0]))
+            bounds = np.cumsum((0, *self.chunk_sizes))
             for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
                 self.on_block(int(start), int(stop), self.shape[0])
-        return results
 
 
 def _take(chunk, rows):
@@ -132,3 +172,257 @@ def dask_rows(X):
     """``X`` (a Dask array) checked and viewed as :class:`DaskRows`."""
     check_dask_array(X)
     return DaskRows(X, check_finite=True)
+
+
+def _wait(parts):
+    """Wait for persisted parts computed on a cluster (the local scheduler's
+    are done when :func:`dask.persist` returns)."""
+    try:
+        from distributed import futures_of, wait
+    except ImportError:  # dask without distributed: the local scheduler
+        return
+    futures = futures_of(parts)
+    if futures:
+        wait(futures)
+
+
+def on_parts(parts, func, *args, each=None):
+    """``[func(part, *args)]`` for each kept part, run where it lives.
+
+    ``each``: a value per part, passed after the part
+    (``func(part, each[i], *args)``). Only ``func``'s results come back,
+    so ``func`` returns a few numbers (a reduction) or a few rows' worth.
+    """
+    extra = [()] * len(parts) if each is None else [(e,) for e in each]
+    tasks = [
+        dask.delayed(func, pure=True)(p, *e, *args)
+        for p, e in zip(parts, extra, strict=True)
+    ]
+    return list(dask.compute(*tasks, optimize_graph=False))
+
+
+def dask_vector(parts, sizes, item):
+    """The kept parts' ``item``-th arrays as one lazy Dask array (nothing moves)."""
+    import dask.array as da
+
+    return da.concatenate(
+        [
+            da.from_delayed(dask.delayed(_item)(p, item), (size,), np.float64)
+            for p, size in zip(parts, sizes, strict=True)
+        ]
+    )
+
+
+def _item(part, item):
+    return part[item]
+
+
+# ------------------------------------------------------------------ leverage
+class KeptScores(NamedTuple):
+    """Leverage scores kept on the workers (:func:`leverage_on_workers`).
+
+    ``parts`` hold each chunk's ``(scores, codes)`` (``codes`` None without
+    the spatial tree), where the chunk lives; ``sizes`` the chunks' rows.
+    """
+
+    parts: list
+    sizes: tuple
+    whitener: np.ndarray
+    n_bits: int
+
+
+def leverage_on_workers(X, intercept, alpha, *, max_depth=None):
+    """Each chunk's leverage scores (and leaf codes), kept where it lives.
+
+    The maps come from ``d x d`` reductions (:func:`skfal._linalg._score_maps`);
+    with ``max_depth`` each chunk's rows also get their leaf codes in the
+    spatial tree of :func:`skfal._linalg.leverage_scores_and_codes` (planned
+    at the client from its deterministic sample of at most 4096 rows), from
+    the same products. Nothing per row comes back.
+
+    Returns
+    -------
+    kept : KeptScores
+    """
+    T, W, U = _score_maps(X, intercept, alpha)
+    tree, M, M32 = None, T, None
+    n = X.shape[0]
+    if max_depth is not None and n > 2:
+        M = T if U is None else T @ U
+        # Axis signs fixed, tree planned on the sample: as in memory.
+        if M.shape[1]:
+            largest = M[np.abs(M).argmax(axis=0), np.arange(M.shape[1])]
+            M = M * np.where(largest < 0, -1.0, 1.0)
+        sample = dense_rows(X, np.arange(0, n, max(1, n // 4096)))
+        sample_z = sample @ (M[:-1] if intercept else M)
+        if intercept:
+            sample_z += M[-1]
+        tree, columns = whitened_tree(sample_z, max_depth)
+        if tree is None:
+            M = T
+        else:
+            M = np.ascontiguousarray(M[:, columns])
+            M32 = float32_map(M) if X.dtype == np.float32 and U is not None else None
+    parts = X.keep_pieces(_scored, M, intercept, tree, M32)
+    return KeptScores(parts, X.chunk_sizes, W, 0 if tree is None else tree.n_bits)
+
+
+def _scored(piece, M, intercept, tree, M32):
+    """On a worker: a chunk's ``(scores, codes)`` (codes None without tree)."""
+    if tree is None:
+        return _squared_row_norms(piece, M, intercept), None
+    return _squared_row_norms(piece, M, intercept, tree, M32)
+
+
+def gather_scores(kept):
+    """The kept scores, brought to the client (``n`` numbers)."""
+    return np.concatenate([scores for scores, _ in dask.compute(*kept.parts)])
+
+
+# ------------------------------------------------------------------- pivotal
+def pivotal_on_workers(kept, n_selected, random_state, *, uniform_mix):
+    """Pivotal sampling of kept scores, the chunks as the federation's parties.
+
+    The federated tournament of :mod:`skfal._federated._selection` with one
+    party per chunk, each running where its chunk lives:
+
+    1. the client (the server) computes the :class:`Inclusion` terms by
+       reductions over the chunks: the total score and the number of rows,
+       then the water-filling scale ``c`` of ``pi = min(1, c p)``: with the
+       rows ``c_k p > 1`` capped, ``c_{k+1} = (budget - #capped) / (P -
+       sum of capped p)`` (``P`` the sum of all ``p``); each round the
+       chunks send how many of their rows ``c_k p`` caps and their sum.
+       ``c`` only grows, and it stops at the smallest number of capped rows
+       consistent with it: the in-memory :func:`~skfal._sampling.inclusion_scale`
+       (to rounding, as the sums add in another order);
+    2. each chunk: its rows' ``pi`` from the terms, the pivotal tournament
+       over its rows in the order of their leaf codes (the one spatial tree
+       of all rows, so neighbours within a chunk duel first), its own seed;
+       it sends the rows decided in with their ``pi``, and its at most one
+       open row;
+    3. the client settles the open rows (:func:`server_settle_open_rows`).
+
+    Every duel keeps each row's inclusion probability, so each row is
+    selected with probability exactly ``pi_i`` and the sample has exactly
+    ``n_selected`` rows; the rows differ from an in-memory fit's with the
+    same seed (other pairings, other streams), the law does not
+    (``tests/test_dask.py`` checks the frequencies). What comes back: the
+    selected rows and ``O(1)`` numbers per chunk and round.
+
+    Returns
+    -------
+    selection : Selection
+        Sorted rows, weights ``1 / pi``.
+    """
+    stats = np.array(on_parts(kept.parts, _score_summary))
+    n_rows = int(sum(kept.sizes))
+    terms = Inclusion(1.0, float(stats[:, 0].sum()), n_rows, float(uniform_mix))
+    # p of a row from its score, as every chunk computes it (scale 1: p).
+    least = stats[:, 2].min()  # inf: no positive score anywhere
+    p_least, p_zero = inclusion_from_terms(
+        np.array([least if np.isfinite(least) else 0.0, 0.0]), terms
+    )
+    n_positive = n_rows if p_zero > 0 else int(stats[:, 1].sum())
+    if n_selected > n_positive:
+        raise ValueError(
+            f"budget={n_selected} distinct rows cannot be selected: only "
+            f"{n_positive} of the {n_rows} rows have a positive sampling "
+            "probability (rows whose score is zero, such as all-zero rows, are "
+            f"never selected). Lower the budget to at most {n_positive}, select "
+            "every row (budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
+        )
+    if n_selected == n_positive:  # every positive row is capped at 1
+        scale = 2.0 / (p_zero if p_zero > 0 else p_least)
+    else:
+        n_capped, capped = 0, 0.0
+        while True:  # the p sum to 1
+            scale = (n_selected - n_capped) / (1.0 - capped)
+            stats = np.array(on_parts(kept.parts, _capped, terms, scale))
+            # No more capped rows: a fixed point (``<``: rounding only).
+            if int(stats[:, 0].sum()) <= n_capped:
+                break
+            n_capped, capped = int(stats[:, 0].sum()), float(stats[:, 1].sum())
+    terms = terms._replace(scale=float(scale))
+    seeds = draw_seed(random_state, size=len(kept.parts))
+    outcomes = on_parts(
+        kept.parts, _tournament, terms, kept.n_bits, each=seeds.tolist()
+    )
+    open_rows = [outcome[2] for outcome in outcomes]
+    verdicts = server_settle_open_rows(open_rows, random_state)
+    offsets = np.cumsum((0, *kept.sizes))
+    indices, pi = [], []
+    for offset, (rows, row_pi, open_row), won in zip(
+        offsets[:-1], outcomes, verdicts, strict=True
+    ):
+        indices.append(offset + rows)
+        pi.append(row_pi)
+        if won:
+            indices.append(np.array([offset + int(open_row[0])]))
+            pi.append(open_row[2:3])
+    indices = np.concatenate(indices).astype(np.int64)
+    pi = np.concatenate(pi)
+    order = np.argsort(indices)
+    indices, pi = indices[order], pi[order]
+    return Selection(indices, 1.0 / pi, np.ones(indices.shape[0], np.int64), 0)
+
+
+def _score_summary(part):
+    """On a worker: a chunk's total score, positive scores, least positive."""
+    scores = part[0]
+    positive = scores[scores > 0]
+    least = float(positive.min()) if positive.size else np.inf
+    return float(scores.sum()), positive.shape[0], least
+
+
+def _capped(part, terms, scale):
+    """On a worker: how many of a chunk's ``p`` are capped (``scale p > 1``),
+    and their sum."""
+    p = inclusion_from_terms(part[0], terms)  # terms.scale 1: p itself
+    capped = p[scale * p > 1.0]
+    return capped.shape[0], float(capped.sum())
+
+
+def _tournament(part, seed, terms, n_bits):
+    """On a worker: the chunk's pivotal tournament (step 2 of the protocol).
+
+    Returns the local rows decided in, their ``pi``, and the open row as
+    ``[local index, probability left, pi]`` (``[-1, 0, 1]`` when none).
+    """
+    scores, codes = part
+    pi = inclusion_from_terms(scores, terms)
+    order = None if codes is None else stable_order(codes, n_bits)
+    outcome = pivotal_tournament(pi, np.random.RandomState(seed), order)
+    pending = outcome.pending
+    open_row = np.array(
+        [pending, outcome.pending_probability, pi[pending] if pending >= 0 else 1.0]
+    )
+    return outcome.selected, pi[outcome.selected], open_row
+
+
+def leverage_selection(
+    X, n_selected, random_state, *, intercept, alpha, sampling, uniform_mix, weighting
+):
+    """A centralized leverage fit of a Dask array, per-row state on the workers.
+
+    Returns ``(scores, W, selection)``: ``scores`` a lazy Dask array over
+    the kept per-chunk scores (nothing per row reaches the client),
+    ``W`` the whitener, and the selection (pivotal: on the workers, by
+    :func:`pivotal_on_workers`; ``"iid"``: FALE's draw over all the
+    scores, gathered at the client; every row: a census).
+    """
+    n = X.shape[0]
+    census_ = n_selected == n
+    pivotal = sampling == "pivotal" and not census_
+    kept = leverage_on_workers(
+        X, intercept, alpha, max_depth=tree_depth(n, n_selected) if pivotal else None
+    )
+    if pivotal:
+        selection = pivotal_on_workers(
+            kept, n_selected, random_state, uniform_mix=uniform_mix
+        )
+    elif census_:
+        selection = census(n)
+    else:
+        p = mixed_probabilities(gather_scores(kept), uniform_mix)
+        selection = draw_until_distinct(p, n_selected, random_state, weighting)
+    return dask_vector(kept.parts, kept.sizes, 0), kept.whitener, selection

@@ -274,7 +274,21 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         if groups is None:
             self.clients_ = None
             order = None
-            if self.sampling == "pivotal" and n_selected < X.shape[0]:
+            on_workers = getattr(X, "distributed", False)
+            if on_workers:  # a Dask array: per-row state stays on its workers
+                from skfal._dask import leverage_selection
+
+                scores, self.whitener_, selection = leverage_selection(
+                    X,
+                    n_selected,
+                    rng,
+                    intercept=self.fit_intercept,
+                    alpha=self.alpha,
+                    sampling=self.sampling,
+                    uniform_mix=self.uniform_mix,
+                    weighting=self.weighting,
+                )
+            elif self.sampling == "pivotal" and n_selected < X.shape[0]:
                 # The rows' spatial tree from the same pass as the scores.
                 scores, self.whitener_, codes, n_bits = leverage_scores_and_codes(
                     X,
@@ -289,16 +303,17 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     X, self.fit_intercept, self.alpha
                 )
             progress("leverage scores")
-            selection = select_rows(
-                X,
-                scores,
-                n_selected,
-                rng,
-                sampling=self.sampling,
-                uniform_mix=self.uniform_mix,
-                weighting=self.weighting,
-                order=order,
-            )
+            if not on_workers:
+                selection = select_rows(
+                    X,
+                    scores,
+                    n_selected,
+                    rng,
+                    sampling=self.sampling,
+                    uniform_mix=self.uniform_mix,
+                    weighting=self.weighting,
+                    order=order,
+                )
             self.scores_ = scores
             self.sample_indices_ = selection.indices
             self.sample_weight_ = selection.weights

@@ -6,9 +6,15 @@ accuracy, and the table never travels to the client (counted in bytes on the
 workers). Skips without the ``dask`` extra (``pip install skfal[dask]``).
 """
 
+import gc
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
@@ -17,10 +23,28 @@ from skfal import (  # noqa: E402
     LeverageScoreSampler,
     SensitivitySampler,
 )
-from skfal._dask import DaskRows  # noqa: E402
-from skfal._linalg import equilibrated_r_factor, leverage_scores  # noqa: E402
+from skfal._dask import (  # noqa: E402
+    DaskRows,
+    gather_scores,
+    leverage_on_workers,
+    pivotal_on_workers,
+)
+from skfal._linalg import (  # noqa: E402
+    equilibrated_r_factor,
+    leverage_scores,
+    weighted_least_squares,
+)
+from skfal._sampling import (  # noqa: E402
+    inclusion_probabilities,
+    mixed_probabilities,
+    tree_depth,
+)
 from skfal._validation import validate_rows  # noqa: E402
-from tests._helpers import hat_diagonal, matrix_with_known_basis  # noqa: E402
+from tests._helpers import (  # noqa: E402
+    hat_diagonal,
+    matrix_with_known_basis,
+    monte_carlo_runs,
+)
 
 # Uneven row chunks, one of them shorter than the number of columns.
 CHUNKS = (1500, 3, 997, 2000, 1500)
@@ -78,6 +102,12 @@ def _bytes_to_client(client, run):
     return sum(client.run(sent).values())
 
 
+def _in_memory_pi(sampler, budget):
+    """The in-memory fit's inclusion probabilities (of its scores)."""
+    p = mixed_probabilities(sampler.scores_, sampler.uniform_mix)
+    return inclusion_probabilities(p, budget)
+
+
 @pytest.mark.parametrize("sampling", ["pivotal", "iid"])
 @pytest.mark.parametrize(
     "make",
@@ -94,14 +124,32 @@ def _bytes_to_client(client, run):
 def test_samplers_select_as_in_memory(client, make, sampling):
     # Every kernel pass is the in-memory arithmetic on each chunk; reductions
     # (Gram products) add the same terms in another order (rounding), so the
-    # scores agree to ~1e-15 and the same seed draws the same rows.
+    # scores agree to ~1e-15 and the same seed draws the same rows, except
+    # where leverage's pivotal tournament runs on the workers (its chunks
+    # duel apart, from their own seeds): then the same inclusion
+    # probabilities (the weights are 1 / pi of the in-memory fit), and
+    # test_pivotal_on_chunks_keeps_the_law checks the frequencies.
     X, y = _table()
     Xd = _on_cluster(client, X)
     local = make(sampling).fit(X, y)
     remote = make(sampling).fit(Xd, y)
-    assert np.array_equal(remote.sample_indices_, local.sample_indices_)
-    np.testing.assert_allclose(remote.sample_weight_, local.sample_weight_, rtol=1e-9)
-    np.testing.assert_allclose(remote.scores_, local.scores_, rtol=1e-9, atol=1e-15)
+    on_workers = isinstance(local, LeverageScoreSampler)
+    if on_workers:  # per-row state stays on the workers: a Dask array
+        assert isinstance(remote.scores_, da.Array)
+    scores = np.asarray(remote.scores_)
+    np.testing.assert_allclose(scores, local.scores_, rtol=1e-9, atol=1e-15)
+    if on_workers and sampling == "pivotal":
+        assert remote.sample_indices_.shape == (150,)
+        assert np.all(np.diff(remote.sample_indices_) > 0)
+        pi = _in_memory_pi(local, 150)
+        np.testing.assert_allclose(
+            remote.sample_weight_, 1 / pi[remote.sample_indices_], rtol=1e-9
+        )
+    else:
+        assert np.array_equal(remote.sample_indices_, local.sample_indices_)
+        np.testing.assert_allclose(
+            remote.sample_weight_, local.sample_weight_, rtol=1e-9
+        )
     assert remote.n_draws_ == local.n_draws_
     np.testing.assert_allclose(
         remote.transform(Xd), local.transform(X), rtol=1e-9, atol=1e-15
@@ -112,22 +160,134 @@ def test_samplers_select_as_in_memory(client, make, sampling):
 @pytest.mark.parametrize("sampling", ["pivotal", "iid"])
 def test_regressor_fits_as_in_memory(client, sampler, sampling):
     # The model is fitted on the gathered selected rows: the same rows and
-    # weights give the same coefficients.
+    # weights give the same coefficients. The default sampler's pivotal
+    # rows are drawn on the workers (other rows than in memory, the same
+    # law): its model is the in-memory fit on the rows it drew.
     X, y = _table(seed=1)
     Xd = _on_cluster(client, X)
     sampler = (sampler or LeverageScoreSampler()).set_params(sampling=sampling)
     params = dict(budget=200, sampler=sampler, alpha=0.1, random_state=0)
+    remote = FederatedActiveRegressor(**params).fit(Xd, y)
     # The rows to label, then the model on them.
     assert np.array_equal(
-        FederatedActiveRegressor(**params).query(Xd),
-        FederatedActiveRegressor(**params).query(X),
+        FederatedActiveRegressor(**params).query(Xd), remote.sample_indices_
     )
+    if isinstance(sampler, LeverageScoreSampler) and sampling == "pivotal":
+        rows, weights = remote.sample_indices_, remote.sample_weight_
+        coef, intercept = weighted_least_squares(X[rows], y[rows], weights, 0.1)
+        np.testing.assert_allclose(remote.coef_, coef, rtol=1e-9)
+        assert remote.intercept_ == pytest.approx(intercept, rel=1e-9, abs=1e-12)
+        return
     local = FederatedActiveRegressor(**params).fit(X, y)
-    remote = FederatedActiveRegressor(**params).fit(Xd, y)
     assert np.array_equal(remote.sample_indices_, local.sample_indices_)
     np.testing.assert_allclose(remote.coef_, local.coef_, rtol=1e-9)
     assert remote.intercept_ == pytest.approx(local.intercept_, rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(remote.predict(Xd), local.predict(X), rtol=1e-9)
+
+
+def test_pivotal_on_chunks_keeps_the_law():
+    # The chunks as the parties of the federated tournament: the client
+    # computes pi = min(1, c p) by reductions (water-filling rounds), each
+    # chunk runs its tournament, the client settles the open rows. Each
+    # duel keeps every row's inclusion probability, so over independent
+    # draws each row is selected with frequency pi_i (the in-memory pi),
+    # each sample has exactly the budget and each weight is 1 / pi_i.
+    # Skewed scores (4 rows capped at 1, so the water filling takes rounds)
+    # over uneven chunks, one of 2 rows. The local scheduler: the same
+    # tasks, no cluster to start. Catches a scale from the wrong rounds, a
+    # dropped or doubly counted open row, a biased duel.
+    X = np.random.RandomState(0).standard_normal((60, 3))
+    X[:4] *= 8
+    budget, mix = 12, 0.3
+    with dask.config.set(scheduler="synchronous"):
+        rows = validate_rows(
+            LeverageScoreSampler(), da.from_array(X, chunks=((17, 2, 25, 16), 3))
+        )
+        kept = leverage_on_workers(rows, False, 0.0, max_depth=tree_depth(60, budget))
+        scores = gather_scores(kept)
+        pi = inclusion_probabilities(mixed_probabilities(scores, mix), budget)
+        assert np.sum(pi == 1.0) == 4
+        runs, rng = monte_carlo_runs(300), np.random.RandomState(1)
+        hits = np.zeros(60)
+        for _ in range(runs):
+            selection = pivotal_on_workers(kept, budget, rng, uniform_mix=mix)
+            assert selection.indices.shape == (budget,)
+            np.testing.assert_allclose(
+                selection.weights, 1 / pi[selection.indices], rtol=1e-12
+            )
+            hits[selection.indices] += 1
+    np.testing.assert_allclose(scores, hat_diagonal(X), rtol=1e-9)
+    se = np.sqrt(pi * (1 - pi) / runs)
+    # 4.5 standard errors for the largest of 60 rows; rows at 1 exactly.
+    assert np.all(np.abs(hits / runs - pi) <= 4.5 * se + 1e-12)
+
+
+def _rss():
+    """This process's resident set, in bytes (/proc/self/statm, else psutil)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+def _client_growth(run):
+    """The largest growth of the resident set while ``run()`` runs."""
+    gc.collect()
+    start = _rss()
+    peak, done = [start], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak[0], _rss()) - start
+
+
+def test_client_memory_stays_small():
+    # A billion-row pool needs the client to hold no per-row state: the
+    # scores, leaf codes, order and probabilities stay with the chunks on
+    # the workers (worker processes, apart from this one), and only the
+    # selection, O(d^2) factors and the spatial tree's sample of at most
+    # 4096 rows come back. The client's resident set (sampled in a thread)
+    # must grow by under 5% of the array during the fit; a length-n float64
+    # vector at the client is 10% of this 10-column array, so scores,
+    # codes or probabilities gathered there fail it (checked by hand:
+    # gathering the kept scores at the client measured 11% growth). Each
+    # estimator first fits a small array, so first-call costs (imports,
+    # caches) are not counted.
+    n, d = 1_000_000, 10
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        X = client.persist(
+            da.random.RandomState(0).standard_normal((n, d), chunks=(n // 8, d))
+        )
+        small = client.persist(
+            da.random.RandomState(1).standard_normal((20_000, d), chunks=(5000, d))
+        )
+        distributed.wait([X, small])
+        y, y_small = np.zeros(n), np.zeros(20_000)
+        for make in [
+            lambda: LeverageScoreSampler(budget=200, random_state=0),
+            lambda: FederatedActiveRegressor(budget=200, random_state=0),
+        ]:
+            make().fit(small, y_small)
+            growth = _client_growth(lambda make=make: make().fit(X, y))
+            assert growth <= 0.05 * X.nbytes, (make(), growth / X.nbytes)
 
 
 @pytest.mark.parametrize(
@@ -176,15 +336,20 @@ def test_float32_chunks_score_as_in_memory(client):
         _on_cluster(client, X32)
     )
     local = LeverageScoreSampler(budget=100, random_state=0).fit(X32)
-    assert np.array_equal(remote.sample_indices_, local.sample_indices_)
-    np.testing.assert_allclose(remote.scores_, local.scores_, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(remote.scores_), local.scores_, rtol=1e-9)
+    # The same law (the rows are drawn on the workers).
+    pi = _in_memory_pi(local, 100)
+    np.testing.assert_allclose(
+        remote.sample_weight_, 1 / pi[remote.sample_indices_], rtol=1e-9
+    )
 
 
 def test_table_is_not_gathered(client):
-    # What comes back per row: a score and a leaf code of the spatial order
-    # (8 bytes each), a cluster label and distance for the clustering; and
-    # only the rows asked for: the spatial order's subsample (every
-    # (n // 4096)-th row), the clustering's subsample and the selection. A
+    # What comes back per row: nothing for leverage (its scores, leaf codes
+    # and tournament stay on the workers), a score, a leaf code, a cluster
+    # label and distance for the clustering; and only the rows asked for:
+    # the spatial order's subsample (every (n // 4096)-th row), the
+    # clustering's subsample and the selection. A
     # gather of the table sends all its 320 bytes a row to the client
     # (checked first, so the counter is shown to count it).
     n, d, budget, n_sub = 40_000, 40, 200, 2000
@@ -195,7 +360,7 @@ def test_table_is_not_gathered(client):
     y = np.zeros(n)
     axes_sample = -(-n // (n // 4096))
     for estimator, per_row, rows_asked in [
-        (LeverageScoreSampler(budget=budget, random_state=0), 16, axes_sample),
+        (LeverageScoreSampler(budget=budget, random_state=0), 0, axes_sample),
         (
             SensitivitySampler(budget=budget, subsample_size=n_sub, random_state=0),
             32,
@@ -203,7 +368,7 @@ def test_table_is_not_gathered(client):
         ),
         (
             FederatedActiveRegressor(budget=budget, random_state=0),
-            16,
+            0,
             axes_sample + budget,
         ),
     ]:
