@@ -100,9 +100,11 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
     Attributes
     ----------
-    scores_ : ndarray of shape (n_samples,)
+    scores_ : ndarray or dask.array.Array of shape (n_samples,)
         Leverage score of every row; they sum to the rank of ``X`` (of
-        ``[X, 1]`` with ``fit_intercept``).
+        ``[X, 1]`` with ``fit_intercept``). For a Dask ``X``, a Dask array
+        whose chunks stay on the workers that computed them (call
+        ``.compute()`` to bring the scores to the client).
     sample_indices_ : ndarray of shape (n_selected,)
         Sorted distinct indices of the selected rows.
     sample_weight_ : ndarray of shape (n_selected,)
