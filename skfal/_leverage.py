@@ -261,7 +261,9 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         """:meth:`fit`, returning the federated fit's federation
         (:class:`~skfal._base.FederatedFit`; ``None`` without ``groups``)."""
         progress = Progress(self, self.verbose)
-        X = validate_rows(self, X)
+        # Without groups the first pass is the Gram kernel, which refuses
+        # NaN and infinity itself: no separate scan of a dense X.
+        X = validate_rows(self, X, finite_by_gram=groups is None)
         refuse_distributed_groups(X, groups)
         progress(describe(X))
         X = progress.watch(X)

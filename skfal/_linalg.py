@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpstrf
+from sklearn.utils import assert_all_finite
 
 from skfal._rows import (
     Rows,
@@ -356,6 +357,7 @@ def equilibrated_r_factor(X, intercept=False):
     found = cholesky_qr_r(X, intercept)
     if found is not None:
         return found
+    refuse_non_finite(X)
     # Each piece's R factor (one piece in memory; a cluster's chunks each
     # factor their own rows), stacked and factored again, as the "qr"
     # protocol's server combines its clients' factors.
@@ -365,6 +367,23 @@ def equilibrated_r_factor(X, intercept=False):
     # equilibrated design.
     exponents = column_exponents(r)
     return np.ldexp(r, -exponents), exponents, "tsqr"
+
+
+def refuse_non_finite(X):
+    """Raise scikit-learn's ValueError when an in-memory ``X`` holds NaN or inf.
+
+    The estimators whose first pass is this module's Gram kernel skip the
+    scan of a dense ``X`` at validation (``validate_rows(...,
+    finite_by_gram=True)``): a finite Gram matrix certifies every entry
+    (its diagonal sums their squares), and the kernel's paths for a Gram
+    that is not finite, or not certified, come here first. Rows read in
+    blocks check themselves as they are read.
+    """
+    if isinstance(X, np.ndarray):
+        assert_all_finite(X, input_name="X")
+    elif isinstance(X, Rows) and not X.check_finite:  # in memory, wrapped
+        for _, block in iter_blocks(X):
+            assert_all_finite(block, input_name="X")
 
 
 def _tsqr_r(X, intercept):
@@ -525,8 +544,10 @@ def cholesky_qr_r(X, intercept=False):
         scale = np.ldexp(1.0, -exponents)
         G = G * scale[:, None] * scale
     else:
-        # Some column's squares over- or underflow: scale X's columns (by
-        # powers of two, exactly) before the product, chunk by chunk.
+        # Some column's squares over- or underflow, or X holds NaN or
+        # infinity (then its Gram does, and the error is raised here): scale
+        # X's columns (by powers of two, exactly) before the product.
+        refuse_non_finite(X)
         norms = column_norms(X)
         if intercept:
             norms = np.append(norms, np.sqrt(n_rows))

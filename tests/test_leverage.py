@@ -1,5 +1,7 @@
 """LeverageScoreSampler, centralized: accuracy, selection, weights, API, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.pipeline import make_pipeline
@@ -361,3 +363,37 @@ def test_float32_rows_scored_in_float32_within_the_bound(fit_intercept):
     exact = reference.fit(X32.astype(np.float64)).scores_
     error = np.abs(sampler.fit(X32).scores_ - exact) / exact
     assert error.max() <= 1e-9
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(
+    "where, params",
+    [
+        ((7, 1), {}),  # the Gram is not finite: its first branch refuses
+        ((0, 0), {"sampling": "iid", "fit_intercept": False}),
+        ((7, 1), {"verbose": 2}),  # X wrapped to report progress
+        ((2, 4), {"n_rows": 4}),  # fewer rows than columns: straight to TSQR
+        ((7, 1), {"scale": 1e200}),  # finite squares overflow: a second branch
+    ],
+)
+def test_a_non_finite_entry_is_refused_without_a_validation_scan(bad, where, params):
+    # Centralized, X is not scanned for NaN or infinity at validation: the
+    # Gram kernel's paths for a Gram that is not finite or not certified
+    # scan it first (refuse_non_finite). This catches a path that skips the
+    # scan: NaN scores, or a silently wrong selection, instead of the error;
+    # and a scan that comes late, after arithmetic on NaN has warned.
+    params = dict(params)
+    n_rows, scale = params.pop("n_rows", 60), params.pop("scale", 1.0)
+    X = np.random.RandomState(0).standard_normal((n_rows, 6)) * scale
+    X[where] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+            LeverageScoreSampler(budget=3, random_state=0, **params).fit(X)
+
+
+def test_huge_finite_entries_are_not_refused():
+    # The scan runs where the Gram overflows; finite entries pass it.
+    X = np.random.RandomState(0).standard_normal((60, 6)) * 1e200
+    scores = LeverageScoreSampler(budget=3, random_state=0).fit(X).scores_
+    assert np.allclose(scores, hat_diagonal(X / 1e200), rtol=1e-9)
