@@ -223,6 +223,25 @@ def test_pivotal_on_chunks_keeps_the_law():
     assert np.all(np.abs(hits / runs - pi) <= 4.5 * se + 1e-12)
 
 
+def test_one_chunk_selects_as_in_memory():
+    # A federation of one party is the in-memory fit: its tournament runs
+    # over all rows in the same leaf order from the same seed, and the
+    # client settles its one open row as in memory. So one chunk selects
+    # the in-memory rows; and zero scores make the same error.
+    X = np.random.RandomState(0).standard_normal((300, 4))
+    X[20:] = 0.0
+    with dask.config.set(scheduler="synchronous"):
+        Xd = da.from_array(X, chunks=(300, 4))
+        for budget in (12, 20):  # 20: every row of positive score, at 1
+            params = dict(budget=budget, uniform_mix=0.0, random_state=0)
+            local = LeverageScoreSampler(**params).fit(X)
+            remote = LeverageScoreSampler(**params).fit(Xd)
+            assert np.array_equal(remote.sample_indices_, local.sample_indices_)
+            np.testing.assert_allclose(remote.sample_weight_, local.sample_weight_)
+        with pytest.raises(ValueError, match="only 20 of the 300 rows have a posi"):
+            LeverageScoreSampler(budget=21, uniform_mix=0.0).fit(Xd)
+
+
 def _rss():
     """This process's resident set, in bytes (/proc/self/statm, else psutil)."""
     try:
