@@ -49,11 +49,10 @@ memory-mapped, 100,000 x 200 sparse, 1,000,000 x 20 on Dask.
 """
 
 import argparse
-import gc
 import os
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -61,10 +60,18 @@ import numpy as np
 import scipy.sparse as sp
 from _util import best_time, peak_memory
 
-import skfal._rows
-from skfal import FederatedActiveRegressor, LeverageScoreSampler, SensitivitySampler
-from skfal._linalg import equilibrated_r_factor, leverage_scores
-from skfal._rows import Rows
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import skfal._rows  # noqa: E402
+from skfal import (  # noqa: E402
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    SensitivitySampler,
+)
+from skfal._linalg import equilibrated_r_factor, leverage_scores  # noqa: E402
+from skfal._rows import Rows  # noqa: E402
+from tests._helpers import rss_growth  # noqa: E402
 
 _WRITE_ROWS = 1_000_000
 
@@ -194,38 +201,6 @@ def sparse_table(n, repeat):
             f"{t_scores / t_gram:7.1f} {path:>17} "
             f"{peak / 1e6:8.1f} {dense / 1e6:9.1f} {peak / dense:10.3f}"
         )
-
-
-def _rss():
-    """This process's resident set, in bytes."""
-    import psutil  # a dependency of distributed
-
-    return psutil.Process().memory_info().rss
-
-
-def rss_growth(func, *args):
-    """``(seconds, bytes)``: ``func(*args)``'s wall time, and the largest
-    growth of this process's resident set while it runs (sampled every
-    millisecond in a thread)."""
-    gc.collect()
-    start_rss = _rss()
-    peak, done = [start_rss], threading.Event()
-
-    def watch():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    start = time.perf_counter()
-    try:
-        func(*args)
-    finally:
-        elapsed = time.perf_counter() - start
-        done.set()
-        watcher.join()
-    return elapsed, max(peak[0], _rss()) - start_rss
 
 
 def on_dask(n, d, repeat):

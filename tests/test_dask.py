@@ -6,11 +6,6 @@ accuracy, and the table never travels to the client (counted in bytes on the
 workers). Skips without the ``dask`` extra (``pip install skfal[dask]``).
 """
 
-import gc
-import os
-import threading
-import time
-
 import numpy as np
 import pytest
 
@@ -44,6 +39,7 @@ from tests._helpers import (  # noqa: E402
     hat_diagonal,
     matrix_with_known_basis,
     monte_carlo_runs,
+    rss_growth,
 )
 
 # Uneven row chunks, one of them shorter than the number of columns.
@@ -242,38 +238,6 @@ def test_one_chunk_selects_as_in_memory():
             LeverageScoreSampler(budget=21, uniform_mix=0.0).fit(Xd)
 
 
-def _rss():
-    """This process's resident set, in bytes (/proc/self/statm, else psutil)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-
-def _client_growth(run):
-    """The largest growth of the resident set while ``run()`` runs."""
-    gc.collect()
-    start = _rss()
-    peak, done = [start], threading.Event()
-
-    def watch():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.001)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        run()
-    finally:
-        done.set()
-        watcher.join()
-    return max(peak[0], _rss()) - start
-
-
 def test_client_memory_stays_small():
     # A billion-row pool needs the client to hold no per-row state: the
     # scores, leaf codes, order and probabilities stay with the chunks on
@@ -306,7 +270,7 @@ def test_client_memory_stays_small():
             lambda: FederatedActiveRegressor(budget=200, random_state=0),
         ]:
             make().fit(small, y_small)
-            growth = _client_growth(lambda make=make: make().fit(X, y))
+            _, growth = rss_growth(make().fit, X, y)
             assert growth <= 0.05 * X.nbytes, (make(), growth / X.nbytes)
 
 
