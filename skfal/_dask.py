@@ -195,20 +195,25 @@ def on_parts(parts, func, *args, each=None):
     """
     extra = [()] * len(parts) if each is None else [(e,) for e in each]
     tasks = [
-        dask.delayed(func, pure=True)(p, *e, *args)
-        for p, e in zip(parts, extra, strict=True)
+        dask.delayed(func)(p, *e, *args) for p, e in zip(parts, extra, strict=True)
     ]
     return list(dask.compute(*tasks, optimize_graph=False))
 
 
 def dask_vector(parts, sizes, item):
-    """The kept parts' ``item``-th arrays as one lazy Dask array (nothing moves)."""
+    """The kept parts' ``item``-th arrays as one Dask array.
+
+    Each chunk's array is kept on its own where the part lives (one small
+    task per part), so the rest of the part (leaf codes) can be let go.
+    """
     import dask.array as da
 
+    arrays = list(dask.persist(*[dask.delayed(_item)(p, item) for p in parts]))
+    _wait(arrays)
     return da.concatenate(
         [
-            da.from_delayed(dask.delayed(_item)(p, item), (size,), np.float64)
-            for p, size in zip(parts, sizes, strict=True)
+            da.from_delayed(a, (size,), np.float64)
+            for a, size in zip(arrays, sizes, strict=True)
         ]
     )
 
