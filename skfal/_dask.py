@@ -19,12 +19,22 @@ from typing import NamedTuple
 import dask
 import numpy as np
 
+from skfal._clustering import assign, cluster, lloyd_statistics, lloyd_update
+from skfal._federated import (
+    Channel,
+    InProcessTransport,
+    client_seeds,
+    sensitivity_counts,
+)
+from skfal._federated._clustering import server_seed_centres
 from skfal._federated._selection import server_settle_open_rows
 from skfal._linalg import _score_maps, _squared_row_norms, float32_map
 from skfal._rows import Rows, dense_rows
 from skfal._sampling import (
     Inclusion,
     Selection,
+    _leaf_codes,
+    _tree_plan,
     census,
     draw_seed,
     draw_until_distinct,
@@ -200,7 +210,7 @@ def on_parts(parts, func, *args, each=None):
     return list(dask.compute(*tasks, optimize_graph=False))
 
 
-def dask_vector(parts, sizes, item):
+def dask_vector(parts, sizes, item, dtype=np.float64):
     """The kept parts' ``item``-th arrays as one Dask array.
 
     Each chunk's array is kept on its own where the part lives (one small
@@ -212,7 +222,7 @@ def dask_vector(parts, sizes, item):
     _wait(arrays)
     return da.concatenate(
         [
-            da.from_delayed(a, (size,), np.float64)
+            da.from_delayed(a, (size,), dtype)
             for a, size in zip(arrays, sizes, strict=True)
         ]
     )
@@ -393,7 +403,7 @@ def _tournament(part, seed, terms, n_bits):
     Returns the local rows decided in, their ``pi``, and the open row as
     ``[local index, probability left, pi]`` (``[-1, 0, 1]`` when none).
     """
-    scores, codes = part
+    scores, codes = part[0], part[1]
     pi = inclusion_from_terms(scores, terms)
     order = None if codes is None else stable_order(codes, n_bits)
     outcome = pivotal_tournament(pi, np.random.RandomState(seed), order)
@@ -431,3 +441,176 @@ def leverage_selection(
         p = mixed_probabilities(gather_scores(kept), uniform_mix)
         selection = draw_until_distinct(p, n_selected, random_state, weighting)
     return dask_vector(kept.parts, kept.sizes, 0), kept.whitener, selection
+
+
+# --------------------------------------------------------------- sensitivity
+class KeptClustering(NamedTuple):
+    """:func:`sensitivity_on_workers`' result (distance-only scores).
+
+    ``scores`` (``d^z`` in the working units ``X / 2**x``, 0 at the medoids)
+    and ``labels`` (each row's kept cluster) are Dask arrays whose chunks
+    stay on the workers; ``centres`` are in the working units.
+    """
+
+    selection: Selection
+    scores: object
+    labels: object
+    centres: np.ndarray
+    medoids: np.ndarray
+    n_iter: int
+    exponent: int
+
+
+def sensitivity_on_workers(
+    X,
+    n_selected,
+    random_state,
+    *,
+    n_clusters,
+    z,
+    n_sub,
+    max_iter,
+    uniform_mix,
+    n_jobs=None,
+):
+    """A centralized distance-only sensitivity fit of a Dask array, pivotal.
+
+    The protocol of :mod:`skfal._federated._clustering` with one owner
+    (so no rotation and no secure sum: nobody to hide from) and its chunks
+    as the parties of every pass over all rows:
+
+    0. the common scale ``x`` (``max |X| < 2**x``, on the workers);
+    1-3. a uniform subsample of ``n_sub`` rows (drawn in ``O(n_sub)``
+       memory) is brought to the client, clustered there (D^z seeding and
+       Lloyd steps), the centres seeded again from those local centres and
+       moved by Lloyd rounds on the subsample, as the one client and the
+       server of an in-memory fit do;
+    4. each chunk assigns its rows (kept where it lives) and sends, per
+       cluster, its number of rows and its nearest row; the medoid of a
+       cluster is its nearest row (the first, in row order, on a tie);
+    6. each row's score ``d^z`` (0 at the medoids, whose labels are bought)
+       and leaf code in the spatial tree of :func:`~skfal._sampling.spatial_order`
+       are kept on the workers, and :func:`pivotal_on_workers` selects.
+
+    Only the subsample, the selected rows, ``k`` numbers per chunk and the
+    spatial tree's sample come back. The subsample's stream differs from
+    the in-memory fit's (whose uniform draw shuffles all ``n`` positions),
+    so the clustering, and the rows, differ; the scores are the distances
+    to this fit's centres and the law of the selection is the in-memory
+    one for these scores.
+
+    Returns
+    -------
+    result : KeptClustering
+    """
+    transport = InProcessTransport(
+        [{"X": X, "client": 0, **client_seeds(draw_seed(random_state), 0)}],
+        Channel(),
+    )
+    sensitivity_counts(transport)  # the common scale, kept by the client
+    transport.flush()
+    x = int(transport.kept("row_exponent")[0][0])
+    rows = X if x == 0 else X.scaled(-x)
+    n = X.shape[0]
+    sub = np.sort(
+        np.random.default_rng(draw_seed(random_state)).choice(
+            n, n_sub, replace=False, shuffle=False
+        )
+    )
+    X_sub = dense_rows(rows, sub)
+    local, sizes = cluster(
+        X_sub,
+        min(n_clusters, n_sub),
+        z,
+        np.random.RandomState(draw_seed(random_state)),
+        max_iter,
+    )
+    centres = server_seed_centres(
+        [local[sizes > 0]], [sizes[sizes > 0]], n_clusters, z, random_state
+    )
+    n_iter = 0
+    while n_iter < max_iter:  # Lloyd rounds on the subsample (lloyd_rounds)
+        sums, weights, _ = lloyd_statistics(X_sub, centres, z)
+        moved = lloyd_update(centres, sums, weights)
+        n_iter += 1
+        done = np.allclose(moved, centres, rtol=0, atol=1e-10)
+        centres = moved
+        if done:
+            break
+    del X_sub
+    assigned = rows.keep_pieces(_assign_piece, centres)
+    summaries = on_parts(assigned, _cluster_summary, centres.shape[0])
+    counts = np.sum([s[0] for s in summaries], axis=0)
+    keep = counts > 0
+    nearest = np.vstack([s[1] for s in summaries])[:, keep]
+    owner = np.argmin(nearest, axis=0)  # the first chunk on a tie
+    offsets = np.cumsum((0, *X.chunk_sizes))
+    local_rows = np.vstack([s[2] for s in summaries])[:, keep]
+    medoids = offsets[owner] + local_rows[owner, np.arange(owner.shape[0])]
+    medoids = medoids.astype(np.int64)
+    relabel = np.cumsum(keep) - 1
+    depth = tree_depth(n, n_selected)
+    tree = _tree_plan(X, depth) if n_selected < n else None
+    codes = X.keep_pieces(_leaf_codes, tree) if tree is not None else None
+    mine = [
+        medoids[(medoids >= a) & (medoids < b)] - a
+        for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+    ]
+    parts = list(
+        dask.persist(
+            *[
+                dask.delayed(_sensitivity_part)(
+                    part, None if codes is None else codes[i], mine[i], relabel, z
+                )
+                for i, part in enumerate(assigned)
+            ]
+        )
+    )
+    _wait(parts)
+    del assigned, codes
+    if n_selected == n:
+        selection = census(n)
+    else:
+        kept = KeptScores(
+            parts, X.chunk_sizes, None, 0 if tree is None else tree.n_bits
+        )
+        selection = pivotal_on_workers(
+            kept, n_selected, random_state, uniform_mix=uniform_mix
+        )
+    return KeptClustering(
+        selection=selection,
+        scores=dask_vector(parts, X.chunk_sizes, 0),
+        labels=dask_vector(parts, X.chunk_sizes, 2, np.int64),
+        centres=centres[keep],
+        medoids=medoids,
+        n_iter=n_iter,
+        exponent=x,
+    )
+
+
+def _assign_piece(piece, centres):
+    """On a worker: each row's nearest centre and distance (kept there)."""
+    return assign(piece, centres)
+
+
+def _cluster_summary(part, n_clusters):
+    """On a worker: per cluster, the chunk's rows, smallest distance and the
+    first row at it (0 where none)."""
+    labels, distances = part
+    counts = np.bincount(labels, minlength=n_clusters)
+    nearest = np.full(n_clusters, np.inf)
+    np.minimum.at(nearest, labels, distances)
+    first = np.zeros(n_clusters, dtype=np.int64)
+    at = np.flatnonzero(distances == nearest[labels])
+    clusters, where = np.unique(labels[at], return_index=True)  # first rows
+    first[clusters] = at[where]
+    return counts, nearest, first
+
+
+def _sensitivity_part(part, codes, medoids, relabel, z):
+    """On a worker: a chunk's ``(scores, codes, labels)``: ``d^z``, 0 at its
+    medoids, and the kept clusters' numbers."""
+    labels, distances = part
+    scores = distances**z
+    scores[medoids] = 0.0
+    return scores, codes, relabel[labels]

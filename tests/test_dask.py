@@ -152,13 +152,43 @@ def test_samplers_select_as_in_memory(client, make, sampling):
     )
 
 
+@pytest.mark.parametrize("z", [1, 2])
+def test_sensitivity_keeps_rows_on_workers(client, z):
+    # Distance-only scores by pivotal sampling (the defaults): each row's
+    # cluster, distance and score stay on the workers. The clustering's
+    # subsample is drawn by another stream than in memory (so other
+    # centres); given the centres: every row in its nearest cluster, its
+    # score d^z to that centre (what transform computes in memory), 0 at
+    # the medoids, each the row nearest its centre, and the selection's
+    # law the in-memory one for these scores (weights 1 / pi).
+    X, _ = _table(seed=2)
+    budget = 150
+    fit = SensitivitySampler(budget=budget, z=z, random_state=0)
+    fit.fit(_on_cluster(client, X))
+    assert isinstance(fit.scores_, da.Array) and isinstance(fit.labels_, da.Array)
+    scores, labels = np.asarray(fit.scores_), np.asarray(fit.labels_)
+    distances = np.linalg.norm(X[:, None, :] - fit.cluster_centers_[None], axis=2)
+    assert np.array_equal(labels, distances.argmin(axis=1))
+    expected = fit.transform(X)[:, 0]
+    expected[fit.medoid_indices_] = 0.0
+    np.testing.assert_allclose(scores, expected, rtol=1e-9)
+    nearest = distances[np.arange(N_ROWS), labels]
+    for j, medoid in enumerate(fit.medoid_indices_):
+        assert nearest[medoid] == nearest[labels == j].min()
+    pi = inclusion_probabilities(mixed_probabilities(scores, fit.uniform_mix), budget)
+    assert fit.sample_indices_.shape == (budget,)
+    np.testing.assert_allclose(
+        fit.sample_weight_, 1 / pi[fit.sample_indices_], rtol=1e-9
+    )
+
+
 @pytest.mark.parametrize("sampler", [None, SensitivitySampler(n_clusters=5)])
 @pytest.mark.parametrize("sampling", ["pivotal", "iid"])
 def test_regressor_fits_as_in_memory(client, sampler, sampling):
     # The model is fitted on the gathered selected rows: the same rows and
-    # weights give the same coefficients. The default sampler's pivotal
-    # rows are drawn on the workers (other rows than in memory, the same
-    # law): its model is the in-memory fit on the rows it drew.
+    # weights give the same coefficients. Pivotal rows are drawn on the
+    # workers (other rows than in memory, the same law): the model is then
+    # the in-memory fit on the rows drawn.
     X, y = _table(seed=1)
     Xd = _on_cluster(client, X)
     sampler = (sampler or LeverageScoreSampler()).set_params(sampling=sampling)
@@ -168,7 +198,7 @@ def test_regressor_fits_as_in_memory(client, sampler, sampling):
     assert np.array_equal(
         FederatedActiveRegressor(**params).query(Xd), remote.sample_indices_
     )
-    if isinstance(sampler, LeverageScoreSampler) and sampling == "pivotal":
+    if sampling == "pivotal":  # drawn on the workers
         rows, weights = remote.sample_indices_, remote.sample_weight_
         coef, intercept = weighted_least_squares(X[rows], y[rows], weights, 0.1)
         np.testing.assert_allclose(remote.coef_, coef, rtol=1e-9)
@@ -240,16 +270,17 @@ def test_one_chunk_selects_as_in_memory():
 
 def test_client_memory_stays_small():
     # A billion-row pool needs the client to hold no per-row state: the
-    # scores, leaf codes, order and probabilities stay with the chunks on
-    # the workers (worker processes, apart from this one), and only the
-    # selection, O(d^2) factors and the spatial tree's sample of at most
-    # 4096 rows come back. The client's resident set (sampled in a thread)
-    # must grow by under 5% of the array during the fit; a length-n float64
-    # vector at the client is 10% of this 10-column array, so scores,
-    # codes or probabilities gathered there fail it (checked by hand: the
-    # kept scores gathered at the client, and kept, measured 27%). Each
-    # estimator first fits a small array, so first-call costs (imports,
-    # caches) are not counted.
+    # scores, leaf codes, clusters, distances and probabilities stay with
+    # the chunks on the workers (worker processes, apart from this one),
+    # and only the selection, O(d^2) factors, the spatial tree's sample of
+    # at most 4096 rows and the clustering's subsample come back. The
+    # client's resident set (sampled in a thread) must grow by under 5% of
+    # the array during the fit; a length-n float64 vector at the client is
+    # 10% of this 10-column array, so scores, codes or probabilities
+    # gathered there fail it (checked by hand: the kept leverage scores
+    # gathered at the client, and kept, measured 27%). Each estimator first
+    # fits a small array, so first-call costs (imports, caches) are not
+    # counted.
     n, d = 1_000_000, 10
     with (
         distributed.LocalCluster(
@@ -268,6 +299,7 @@ def test_client_memory_stays_small():
         for make in [
             lambda: LeverageScoreSampler(budget=200, random_state=0),
             lambda: FederatedActiveRegressor(budget=200, random_state=0),
+            lambda: SensitivitySampler(budget=200, random_state=0),
         ]:
             make().fit(small, y_small)
             _, growth = rss_growth(make().fit, X, y)
@@ -329,9 +361,9 @@ def test_float32_chunks_score_as_in_memory(client):
 
 
 def test_table_is_not_gathered(client):
-    # What comes back per row: nothing for leverage (its scores, leaf codes
-    # and tournament stay on the workers), a score, a leaf code, a cluster
-    # label and distance for the clustering; and only the rows asked for:
+    # What comes back per row: nothing (scores, leaf codes, clusters,
+    # distances and the tournament stay on the workers); and only the rows
+    # asked for:
     # the spatial order's subsample (every (n // 4096)-th row), the
     # clustering's subsample and the selection. A
     # gather of the table sends all its 320 bytes a row to the client
@@ -347,7 +379,7 @@ def test_table_is_not_gathered(client):
         (LeverageScoreSampler(budget=budget, random_state=0), 0, axes_sample),
         (
             SensitivitySampler(budget=budget, subsample_size=n_sub, random_state=0),
-            32,
+            0,
             axes_sample + n_sub + budget,
         ),
         (
