@@ -340,14 +340,13 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         from skfal._dask import sensitivity_on_workers
 
         n_selected, k = self._sizes(X.shape[0])
-        n_sub = self.subsample_size or max(10_000, 40 * k)
         fit = sensitivity_on_workers(
             X,
             n_selected,
             rng,
             n_clusters=k,
             z=int(self.z),
-            n_sub=min(n_sub, X.shape[0]),
+            n_sub=self._n_sub(k, X.shape[0]),
             max_iter=self.max_iter,
             uniform_mix=self.uniform_mix,
         )
@@ -370,6 +369,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             f"rounds) on the workers, selected {self.sample_indices_.shape[0]:,} "
             "rows (pivotal)"
         )
+
+    def _n_sub(self, n_clusters, n_samples):
+        """Rows of the clustering's subsample (``subsample_size``'s default)."""
+        return min(self.subsample_size or max(10_000, 40 * n_clusters), n_samples)
 
     def _sizes(self, n_samples):
         """The budget in rows and the number of clusters, checked."""
@@ -502,13 +505,12 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         counts = sensitivity_counts(transport)
         n_samples = int(sum(counts.values()))
         n_selected, k = self._sizes(n_samples)
-        n_sub = self.subsample_size or max(10_000, 40 * k)
         clustering = federated_clustering(
             transport,
             counts,
             n_clusters=k,
             z=int(self.z),
-            n_sub=min(n_sub, n_samples),
+            n_sub=self._n_sub(k, n_samples),
             max_iter=self.max_iter,
             random_state=rng,
         )
