@@ -234,10 +234,13 @@ def _item(part, item):
 
 # ------------------------------------------------------------------ leverage
 class KeptScores(NamedTuple):
-    """Leverage scores kept on the workers (:func:`leverage_on_workers`).
+    """Scores kept on the workers (:func:`leverage_on_workers`), as
+    :func:`pivotal_on_workers` reads them.
 
-    ``parts`` hold each chunk's ``(scores, codes)`` (``codes`` None without
-    the spatial tree), where the chunk lives; ``sizes`` the chunks' rows.
+    ``parts`` hold each chunk's ``(scores, codes, ...)`` (``codes`` None
+    without the spatial tree) where the chunk lives; ``sizes`` the chunks'
+    rows; ``whitener`` the leverage map ``W`` (None for other scores);
+    ``n_bits`` the codes' bits.
     """
 
     parts: list
@@ -471,7 +474,6 @@ def sensitivity_on_workers(
     n_sub,
     max_iter,
     uniform_mix,
-    n_jobs=None,
 ):
     """A centralized distance-only sensitivity fit of a Dask array, pivotal.
 
