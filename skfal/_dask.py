@@ -2,16 +2,20 @@
 
 The only module that imports dask; :func:`~skfal._validation.validate_rows`
 imports it when (and only when) ``X`` is a Dask array. The array's row
-chunks act as the parties of the federated ``"qr"`` protocol with one owner
-(no masks): each kernel pass (:func:`~skfal._rows.map_pieces`) runs on every
-chunk where it lives, through :func:`dask.compute` on the current scheduler
-(a :class:`dask.distributed.Client` once one is created), and only its
-result comes back: a ``d x d`` Gram or R factor per chunk, which the
-kernels add or stack at the client, or a few numbers per row (scores, leaf
-codes of the spatial order, cluster labels and distances). Rows themselves
-come back only when asked for by index: the selected rows, and the
-deterministic subsamples the spatial order (at most 8,192 rows) and the
-clustering (``subsample_size`` rows) are built on.
+chunks act as the parties of skfal's protocols with one owner (no masks):
+each kernel pass (:func:`~skfal._rows.map_pieces`) runs on every chunk
+where it lives, through :func:`dask.compute` on the current scheduler (a
+:class:`dask.distributed.Client` once one is created), and only its result
+comes back: a ``d x d`` Gram or R factor per chunk, which the kernels add
+or stack at the client, or a few numbers per chunk. Per-row state (scores,
+leaf codes of the spatial order, clusters and distances) is kept where its
+chunk lives (:meth:`DaskRows.keep_pieces`), and the pivotal tournament runs
+there, the chunks as the parties of the federated tournament
+(:func:`pivotal_on_workers`): :func:`leverage_selection` and
+:func:`sensitivity_on_workers` are the fits that work this way. Rows
+themselves come back only when asked for by index: the selected rows, and
+the deterministic subsample the spatial order is built on (at most 8,192
+rows) and the clustering's (``subsample_size`` rows).
 """
 
 from typing import NamedTuple
