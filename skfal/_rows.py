@@ -13,8 +13,13 @@ so the same steps serve every input. Only the rows asked for are read:
 one), slices and ``take`` return views that read nothing yet.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
 
 _CHUNK_BYTES = 8 * 2**20
 
@@ -359,6 +364,59 @@ def map_pieces(X, func, *args):
     if pieces is not None:
         return pieces(func, *args)
     return [func(X, *args)]
+
+
+# Fewer rows than this are one thread's work: below, asking the BLAS how
+# many threads it has, and starting them, costs more than they save.
+_THREADED_ROWS = 2**17
+
+
+def kernel_threads(X):
+    """Threads for a kernel pass over ``X``: the BLAS's, for a large ndarray.
+
+    As many as the BLAS uses (so ``OMP_NUM_THREADS``, ``threadpoolctl``
+    limits and the machine's cores bound them, as they bound NumPy's own
+    products), for a dense in-memory ``X`` of at least ``_THREADED_ROWS``
+    rows, called from the main thread; 1 otherwise (rows read in blocks
+    stream through one thread; a cluster's chunks, and work that a pool
+    runs, such as simulated clients or Dask's tasks, already share the
+    cores).
+    """
+    if (
+        not isinstance(X, np.ndarray)
+        or X.shape[0] < _THREADED_ROWS
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return 1
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(1, min(blas, default=1))
+
+
+@contextmanager
+def thread_map(n_threads):
+    """A ``map(func, items)`` (a list, in order) on ``n_threads`` threads.
+
+    NumPy releases the GIL in its products and ufuncs, so calls on disjoint
+    row ranges run side by side; the BLAS runs one thread per call
+    meanwhile (no oversubscription). Each call does exactly what it would
+    alone, so results do not depend on the number of threads. One thread:
+    a plain loop.
+    """
+    if n_threads <= 1:
+        yield lambda func, items: [func(item) for item in items]
+        return
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=n_threads) as pool,
+    ):
+        yield lambda func, items: list(pool.map(func, items))
+
+
+def split_evenly(items, n_parts):
+    """``items`` (a list) cut into at most ``n_parts`` contiguous runs."""
+    n_parts = max(1, min(n_parts, len(items)))
+    bounds = np.linspace(0, len(items), n_parts + 1).astype(int)
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def iter_blocks(X, size=None, dense=False):
