@@ -37,11 +37,12 @@ from skfal._rows import (
     Rows,
     as_dense,
     cache_slices,
+    chunk_size,
     dense_rows,
     iter_blocks,
     kernel_threads,
     map_pieces,
-    split_evenly,
+    row_ranges,
     thread_map,
     times,
 )
@@ -189,9 +190,8 @@ def _squared_row_norms(X, W, intercept, tree=None, W32=None):
     ``W32``: ``W`` in float32, for the blocks that are float32 rows (an
     in-memory table, a Dask chunk; blocks read from a memmap come as
     float64), multiplied in float32 arithmetic (:func:`float32_map`).
-    A large in-memory table's cache-sized slices are shared among
-    :func:`~skfal._rows.kernel_threads` threads, each slice multiplied as
-    it would be alone.
+    A large dense table's rows are cut into :func:`~skfal._rows.kernel_threads`
+    ranges scored side by side, each slice multiplied as it would be alone.
     """
     out = np.empty(X.shape[0], dtype=np.float64)
     codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
@@ -225,17 +225,16 @@ def _squared_row_norms(X, W, intercept, tree=None, W32=None):
             if tree is not None:
                 code_block(y, tree, out=codes[begin : begin + block.shape[0]])
 
-    slices = (
-        (start + offset, block)
-        for start, chunk in iter_blocks(X)
-        for offset, block in cache_slices(chunk, max(W.shape))
-    )
+    def slices(rows):
+        begin, stop = rows
+        for start, chunk in iter_blocks(X[begin:stop]):
+            for offset, block in cache_slices(chunk, max(W.shape)):
+                yield begin + start + offset, block
+
     n_threads = kernel_threads(X)
-    if n_threads == 1:
-        score(slices)  # streamed: a block read from disk is scored as it comes
-    else:
-        with thread_map(n_threads) as parallel:
-            parallel(score, split_evenly(list(slices), n_threads))
+    ranges = row_ranges(X.shape[0], chunk_size(X.shape[1]), n_threads)
+    with thread_map(n_threads) as parallel:  # blocks read as they are scored
+        parallel(lambda rows: score(slices(rows)), ranges)
     return out if tree is None else (out, codes)
 
 
@@ -494,7 +493,7 @@ _GRAM_WAVE = 8
 def _gram_of(X, intercept, M, scale):
     """The Gram of a piece's chunks, added up in chunk order.
 
-    A large in-memory table's chunk products are formed on
+    A large dense table's chunk products are formed on
     :func:`~skfal._rows.kernel_threads` threads, a wave at a time, and
     added in the same order as one thread adds them: the same sum, to the
     last bit, whatever the number of threads.
@@ -510,8 +509,8 @@ def _gram_of(X, intercept, M, scale):
     starts = list(range(0, X.shape[0], rows))
 
     def product(start):
-        block = _design_block(X[start : start + rows], intercept, scale)
-        return _chunk_gram(block, M)
+        chunk = next(iter_chunks(X[start : start + rows], rows))
+        return _chunk_gram(_design_block(chunk, intercept, scale), M)
 
     G = None
     with thread_map(n_threads) as parallel:

@@ -372,24 +372,45 @@ _THREADED_ROWS = 2**17
 
 
 def kernel_threads(X):
-    """Threads for a kernel pass over ``X``: the BLAS's, for a large ndarray.
+    """Threads for a kernel pass over ``X``: the BLAS's, for a large dense table.
 
     As many as the BLAS uses (so ``OMP_NUM_THREADS``, ``threadpoolctl``
     limits and the machine's cores bound them, as they bound NumPy's own
-    products), for a dense in-memory ``X`` of at least ``_THREADED_ROWS``
-    rows, called from the main thread; 1 otherwise (rows read in blocks
-    stream through one thread; a cluster's chunks, and work that a pool
-    runs, such as simulated clients or Dask's tasks, already share the
-    cores).
+    products), for a dense ndarray or memory-mapped file of at least
+    ``_THREADED_ROWS`` rows, called from the main thread; 1 otherwise
+    (sparse rows, datasets read through their own library, a view with
+    progress messages, a cluster's chunks, and work that a pool runs, such
+    as simulated clients or Dask's tasks, which share the cores already).
     """
+    if isinstance(X, Rows):
+        dense = (
+            not X.sparse
+            and isinstance(X.base, np.ndarray)
+            and isinstance(X.index, slice)
+            and X.on_block is None
+            and not X.distributed
+        )
+    else:
+        dense = isinstance(X, np.ndarray)
     if (
-        not isinstance(X, np.ndarray)
+        not dense
         or X.shape[0] < _THREADED_ROWS
         or threading.current_thread() is not threading.main_thread()
     ):
         return 1
     blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     return max(1, min(blas, default=1))
+
+
+def row_ranges(n_rows, size, n_parts):
+    """``(start, stop)`` of at most ``n_parts`` contiguous row ranges that
+    start at multiples of ``size`` (so each reads the blocks one pass would)."""
+    n_blocks = -(-n_rows // size)
+    n_parts = max(1, min(n_parts, n_blocks))
+    cuts = np.linspace(0, n_blocks, n_parts + 1).astype(int) * size
+    return [
+        (int(a), int(min(b, n_rows))) for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 @contextmanager
@@ -410,13 +431,6 @@ def thread_map(n_threads):
         ThreadPoolExecutor(max_workers=n_threads) as pool,
     ):
         yield lambda func, items: list(pool.map(func, items))
-
-
-def split_evenly(items, n_parts):
-    """``items`` (a list) cut into at most ``n_parts`` contiguous runs."""
-    n_parts = max(1, min(n_parts, len(items)))
-    bounds = np.linspace(0, len(items), n_parts + 1).astype(int)
-    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def iter_blocks(X, size=None, dense=False):
