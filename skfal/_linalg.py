@@ -37,6 +37,7 @@ from skfal._rows import (
     Rows,
     as_dense,
     cache_slices,
+    checked,
     chunk_size,
     dense_rows,
     iter_blocks,
@@ -269,6 +270,7 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     ``D`` penalising the features and not the intercept.
     """
     T, W, _ = _score_maps(X, intercept, alpha)
+    X = checked(X)  # every row was read, and checked, by the R factor's pass
     return squared_row_norms(X, T, intercept), W
 
 
@@ -323,6 +325,7 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
     n_bits : int
     """
     T, W, U = _score_maps(X, intercept, alpha)
+    X = checked(X)  # every row was read, and checked, by the R factor's pass
     M = T if U is None else T @ U
     # An axis is fixed up to its sign, which rounding may flip (X * 10
     # against X): the largest entry of each is made positive, so the codes
