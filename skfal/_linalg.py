@@ -37,9 +37,14 @@ from skfal._rows import (
     Rows,
     as_dense,
     cache_slices,
+    checked,
+    chunk_size,
     dense_rows,
     iter_blocks,
+    kernel_threads,
     map_pieces,
+    row_ranges,
+    thread_map,
     times,
 )
 from skfal._sampling import code_block, whitened_tree
@@ -186,16 +191,18 @@ def _squared_row_norms(X, W, intercept, tree=None, W32=None):
     ``W32``: ``W`` in float32, for the blocks that are float32 rows (an
     in-memory table, a Dask chunk; blocks read from a memmap come as
     float64), multiplied in float32 arithmetic (:func:`float32_map`).
+    A large dense table's rows are cut into :func:`~skfal._rows.kernel_threads`
+    ranges scored side by side, each slice multiplied as it would be alone.
     """
     out = np.empty(X.shape[0], dtype=np.float64)
     codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
     maps = {np.dtype(np.float64): W}
     if W32 is not None:
         maps[np.dtype(np.float32)] = W32
-    buffers = {}
-    for start, chunk in iter_blocks(X):
-        for offset, block in cache_slices(chunk, max(W.shape)):
-            begin = start + offset
+
+    def score(slices):
+        buffers = {}
+        for begin, block in slices:
             M = W if sp.issparse(block) else maps.get(block.dtype, W)
             M_x = M[:-1] if intercept else M
             if sp.issparse(block):
@@ -218,6 +225,17 @@ def _squared_row_norms(X, W, intercept, tree=None, W32=None):
             )
             if tree is not None:
                 code_block(y, tree, out=codes[begin : begin + block.shape[0]])
+
+    def slices(rows):
+        begin, stop = rows
+        for start, chunk in iter_blocks(X[begin:stop]):
+            for offset, block in cache_slices(chunk, max(W.shape)):
+                yield begin + start + offset, block
+
+    n_threads = kernel_threads(X)
+    ranges = row_ranges(X.shape[0], chunk_size(X.shape[1]), n_threads)
+    with thread_map(n_threads) as parallel:  # blocks read as they are scored
+        parallel(lambda rows: score(slices(rows)), ranges)
     return out if tree is None else (out, codes)
 
 
@@ -252,6 +270,7 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     ``D`` penalising the features and not the intercept.
     """
     T, W, _ = _score_maps(X, intercept, alpha)
+    X = checked(X)  # every row was read, and checked, by the R factor's pass
     return squared_row_norms(X, T, intercept), W
 
 
@@ -306,6 +325,7 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
     n_bits : int
     """
     T, W, U = _score_maps(X, intercept, alpha)
+    X = checked(X)  # every row was read, and checked, by the R factor's pass
     M = T if U is None else T @ U
     # An axis is fixed up to its sign, which rounding may flip (X * 10
     # against X): the largest entry of each is made positive, so the codes
@@ -425,16 +445,26 @@ def _design_chunks(X, intercept, scale=None):
 
     Chunks of sparse rows stay sparse (CSR).
     """
-    for chunk in iter_chunks(X, max(_GRAM_ROWS, 2 * X.shape[1] + 2)):
-        if intercept:
-            block = with_intercept(chunk)
-        elif sp.issparse(chunk):
-            block = chunk
-        else:
-            block = np.asarray(chunk, np.float64)
-        if scale is not None:
-            block = block @ sp.diags(scale) if sp.issparse(block) else block * scale
-        yield block
+    for chunk in iter_chunks(X, _gram_rows(X)):
+        yield _design_block(chunk, intercept, scale)
+
+
+def _gram_rows(X):
+    """Rows per chunk of the Gram products."""
+    return max(_GRAM_ROWS, 2 * X.shape[1] + 2)
+
+
+def _design_block(chunk, intercept, scale):
+    """One chunk of the (scaled) design, as :func:`_design_chunks` makes it."""
+    if intercept:
+        block = with_intercept(chunk)
+    elif sp.issparse(chunk):
+        block = chunk
+    else:
+        block = np.asarray(chunk, np.float64)
+    if scale is not None:
+        block = block @ sp.diags(scale) if sp.issparse(block) else block * scale
+    return block
 
 
 def _gram(X, intercept, M=None, scale=None):
@@ -448,17 +478,48 @@ def _gram(X, intercept, M=None, scale=None):
     return sum(parts[1:], parts[0]) if parts else None
 
 
+def _chunk_gram(block, M):
+    """``(C M)^T (C M)`` of one chunk of the design."""
+    if M is not None:
+        block = times(block, M)
+    if sp.issparse(block):
+        return (block.T @ block).toarray()
+    # ``block.T @ block`` is one symmetric rank-k update (BLAS syrk).
+    return block.T @ block
+
+
+# Chunks whose products are formed side by side before they are added up
+# (in order), per thread: a bounded number of d x d products in memory.
+_GRAM_WAVE = 8
+
+
 def _gram_of(X, intercept, M, scale):
+    """The Gram of a piece's chunks, added up in chunk order.
+
+    A large dense table's chunk products are formed on
+    :func:`~skfal._rows.kernel_threads` threads, a wave at a time, and
+    added in the same order as one thread adds them: the same sum, to the
+    last bit, whatever the number of threads.
+    """
+    n_threads = kernel_threads(X)
+    if n_threads == 1:
+        G = None
+        for block in _design_chunks(X, intercept, scale):
+            product = _chunk_gram(block, M)
+            G = product if G is None else G + product
+        return G
+    rows = _gram_rows(X)
+    starts = list(range(0, X.shape[0], rows))
+
+    def product(start):
+        chunk = next(iter_chunks(X[start : start + rows], rows))
+        return _chunk_gram(_design_block(chunk, intercept, scale), M)
+
     G = None
-    for block in _design_chunks(X, intercept, scale):
-        if M is not None:
-            block = times(block, M)
-        if sp.issparse(block):
-            product = (block.T @ block).toarray()
-        else:
-            # ``block.T @ block`` is one symmetric rank-k update (BLAS syrk).
-            product = block.T @ block
-        G = product if G is None else G + product
+    with thread_map(n_threads) as parallel:
+        for wave in range(0, len(starts), _GRAM_WAVE * n_threads):
+            for part in parallel(product, starts[wave : wave + _GRAM_WAVE * n_threads]):
+                G = part if G is None else G + part
     return G
 
 
