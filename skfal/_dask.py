@@ -544,7 +544,7 @@ def sensitivity_on_workers(
         if done:
             break
     del X_sub
-    assigned = rows.keep_pieces(_assign_piece, centres)
+    assigned = rows.keep_pieces(assign, centres)  # (labels, distances), kept
     summaries = on_parts(assigned, _cluster_summary, centres.shape[0])
     counts = np.sum([s[0] for s in summaries], axis=0)
     keep = counts > 0
@@ -592,11 +592,6 @@ def sensitivity_on_workers(
         n_iter=n_iter,
         exponent=x,
     )
-
-
-def _assign_piece(piece, centres):
-    """On a worker: each row's nearest centre and distance (kept there)."""
-    return assign(piece, centres)
 
 
 def _cluster_summary(part, n_clusters):
