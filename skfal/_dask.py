@@ -32,7 +32,7 @@ from skfal._federated import (
 )
 from skfal._federated._clustering import server_seed_centres
 from skfal._federated._selection import server_settle_open_rows
-from skfal._linalg import _score_maps, _squared_row_norms, float32_map
+from skfal._linalg import _score_maps, _squared_row_norms, score_plan
 from skfal._rows import Rows, dense_rows
 from skfal._sampling import (
     Inclusion,
@@ -47,7 +47,6 @@ from skfal._sampling import (
     pivotal_tournament,
     stable_order,
     tree_depth,
-    whitened_tree,
 )
 
 
@@ -266,25 +265,11 @@ def leverage_on_workers(X, intercept, alpha, *, max_depth=None):
     -------
     kept : KeptScores
     """
-    T, W, U = _score_maps(X, intercept, alpha)
-    tree, M, M32 = None, T, None
-    n = X.shape[0]
-    if max_depth is not None and n > 2:
-        M = T if U is None else T @ U
-        # Axis signs fixed, tree planned on the sample: as in memory.
-        if M.shape[1]:
-            largest = M[np.abs(M).argmax(axis=0), np.arange(M.shape[1])]
-            M = M * np.where(largest < 0, -1.0, 1.0)
-        sample = dense_rows(X, np.arange(0, n, max(1, n // 4096)))
-        sample_z = sample @ (M[:-1] if intercept else M)
-        if intercept:
-            sample_z += M[-1]
-        tree, columns = whitened_tree(sample_z, max_depth)
-        if tree is None:
-            M = T
-        else:
-            M = np.ascontiguousarray(M[:, columns])
-            M32 = float32_map(M) if X.dtype == np.float32 and U is not None else None
+    if max_depth is None:
+        M, W, _ = _score_maps(X, intercept, alpha)
+        tree = M32 = None
+    else:
+        M, W, tree, M32 = score_plan(X, intercept, alpha, max_depth)
     parts = X.keep_pieces(_scored, M, intercept, tree, M32)
     return KeptScores(parts, X.chunk_sizes, W, 0 if tree is None else tree.n_bits)
 

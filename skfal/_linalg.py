@@ -324,8 +324,35 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
         Leaf codes with ``n_bits`` bits, read from the root.
     n_bits : int
     """
-    T, W, U = _score_maps(X, intercept, alpha)
+    M, W, tree, M32 = score_plan(X, intercept, alpha, max_depth)
     X = checked(X)  # every row was read, and checked, by the R factor's pass
+    n = X.shape[0]
+    if tree is None:
+        scores = squared_row_norms(X, M, intercept)
+        return scores, W, np.zeros(n, dtype=np.uint64), 0
+    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree, M32)
+    if len(pieces) == 1:  # no copy of the n scores and codes
+        return pieces[0][0], W, pieces[0][1], tree.n_bits
+    scores = np.concatenate([piece[0] for piece in pieces])
+    codes = np.concatenate([piece[1] for piece in pieces])
+    return scores, W, codes, tree.n_bits
+
+
+def score_plan(X, intercept, alpha, max_depth):
+    """What the fused pass multiplies each row by: ``(M, W, tree, M32)``.
+
+    ``M`` maps a row to its coordinates on the whitened principal axes (the
+    tree's axes first), whose squared norm is its score; ``tree`` is the
+    spatial tree over them (:func:`~skfal._sampling.whitened_tree`,
+    planned from a deterministic sample of at most 4096 rows; None, and
+    ``M`` the scoring map, when no axis can be split); ``M32`` is ``M`` in
+    float32 for float32 rows (:func:`float32_map`), else None. One pass
+    over ``X`` (the R factor's) and the sample's rows are read.
+    """
+    T, W, U = _score_maps(X, intercept, alpha)
+    n = X.shape[0]
+    if n <= 2:
+        return T, W, None, None
     M = T if U is None else T @ U
     # An axis is fixed up to its sign, which rounding may flip (X * 10
     # against X): the largest entry of each is made positive, so the codes
@@ -333,23 +360,16 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
     if M.shape[1]:
         largest = M[np.abs(M).argmax(axis=0), np.arange(M.shape[1])]
         M = M * np.where(largest < 0, -1.0, 1.0)
-    n = X.shape[0]
     sample = dense_rows(X, np.arange(0, n, max(1, n // 4096)))
     sample_z = sample @ (M[:-1] if intercept else M)
     if intercept:
         sample_z += M[-1]
-    tree, columns = whitened_tree(sample_z, max_depth) if n > 2 else (None, None)
+    tree, columns = whitened_tree(sample_z, max_depth)
     if tree is None:
-        scores = squared_row_norms(X, T, intercept)
-        return scores, W, np.zeros(n, dtype=np.uint64), 0
+        return T, W, None, None
     M = np.ascontiguousarray(M[:, columns])
     M32 = float32_map(M) if X.dtype == np.float32 and U is not None else None
-    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree, M32)
-    if len(pieces) == 1:  # no copy of the n scores and codes
-        return pieces[0][0], W, pieces[0][1], tree.n_bits
-    scores = np.concatenate([piece[0] for piece in pieces])
-    codes = np.concatenate([piece[1] for piece in pieces])
-    return scores, W, codes, tree.n_bits
+    return M, W, tree, M32
 
 
 def equilibrated_r_factor(X, intercept=False):
