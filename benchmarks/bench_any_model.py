@@ -38,6 +38,10 @@ Run: ``python benchmarks/bench_any_model.py --repeats 20`` (tables can run
 as separate processes: ``--tables digits,Default``); ``--no-peers``,
 ``--no-speed``, ``--only-speed``, ``--budgets 0.05,0.1``. Results are
 written as JSON with ``--json PATH`` and the figure with ``--figure PATH``.
+The peers cost most of the time: ``--peer-splits 8`` runs them on the
+first 8 splits only, and ``--reuse OLD.json`` takes their scores on the
+splits an earlier run measured (same code, same seeded splits) from it; a
+cell's Mann-Whitney test then compares its own numbers of splits.
 """
 
 import argparse
@@ -274,8 +278,12 @@ def run_peer(name, X, y, budget, seed, estimator, cap):
 
 
 # --------------------------------------------------------------- one split
-def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap):
-    """``{(method, fraction): (score, seconds)}`` of one split."""
+def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap, known=None):
+    """``{(method, fraction): (score, seconds)}`` of one split.
+
+    ``known``: the peers' entries of this split measured by an earlier run
+    (``--reuse``), taken as they are instead of running the peers again.
+    """
     stratify = y if task == "classification" else None
     X_pool, X_test, y_pool, y_test = train_test_split(
         X, y, test_size=TEST_SIZE, random_state=repeat, stratify=stratify
@@ -298,6 +306,9 @@ def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap):
                 model, seconds, _ = fit_active(model, X_pool, y_pool)
                 out[method, fraction] = (score(model), float(seconds[1]))
             for peer in peers:
+                if known and (peer, fraction) in known:
+                    out[peer, fraction] = known[peer, fraction]
+                    continue
                 if peer_memory(peer, min(n_pool, cap), budget) > 2 * 2**30:
                     continue
                 rows, seconds = run_peer(
@@ -401,9 +412,18 @@ def quality(n_repeats, budgets, args, summary):
             X, y, piped = load(task, model_name, table)
             model = estimator if piped is None else piped
             start = time.perf_counter()
+            known = reused(args.reuse, task, model_name, table, peers)
             runs = Parallel(n_jobs=args.n_jobs)(
                 delayed(one_repeat)(
-                    task, X, y, r, model, budgets, peers, args.peer_pool
+                    task,
+                    X,
+                    y,
+                    r,
+                    model,
+                    budgets,
+                    peers if r < args.peer_splits else (),
+                    args.peer_pool,
+                    known.get(r),
                 )
                 for r in range(n_repeats)
             )
@@ -421,6 +441,26 @@ def quality(n_repeats, budgets, args, summary):
             if args.json:
                 to_json(results, args.json)
     return results
+
+
+def reused(path, task, model_name, table, peers):
+    """``{split: {(peer, fraction): (score, seconds)}}`` from an earlier JSON.
+
+    The peers' code, the splits (seeded by the split's number) and the
+    models are the same run to run, so a peer's score on a split measured
+    once is that peer's score on that split.
+    """
+    if not path:
+        return {}
+    with open(path) as handle:
+        entry = json.load(handle).get(f"{task}|{model_name}|{table}")
+    out = {}
+    for r, run in enumerate(entry["runs"] if entry else []):
+        for key, value in run.items():
+            name, fraction = key.split("|")
+            if name in peers:
+                out.setdefault(r, {})[name, float(fraction)] = tuple(value)
+    return out
 
 
 def figure(results, budgets, path):
@@ -557,6 +597,13 @@ def main():
     parser.add_argument("--only-speed", action="store_true")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--peer-pool", type=int, default=5000)
+    parser.add_argument(
+        "--peer-splits",
+        type=int,
+        default=10**9,
+        help="run the peers on the first this many splits only",
+    )
+    parser.add_argument("--reuse", help="JSON of an earlier run: its peers' scores")
     parser.add_argument("--peer-speed-cap", type=int, default=100_000)
     parser.add_argument("--speed-sizes", default="10000,100000,1000000")
     parser.add_argument("--json")
