@@ -214,10 +214,18 @@ def fit_unweighted(estimator, X, y):
 
 # ------------------------------------------------------------------- peers
 def peer_memory(name, n, budget):
-    """Bytes a peer strategy allocates for an ``n``-row pool (its big arrays)."""
-    if name == "GreedySamplingX":  # n x n distances, copied every step
+    """Bytes a peer strategy allocates for an ``n``-row pool (its big arrays).
+
+    scikit-activeml's greedy sampling (``GreedySamplingX``, and
+    ``GreedySamplingTarget`` behind GSi) fills an unlabeled x all-rows
+    distance matrix and copies it every step; ``CoreSet`` a budget x rows
+    matrix of utilities; margin sampling a probability per row.
+    """
+    if name in ("GreedySamplingX", "GSi"):
         return 2 * 8 * n * n
-    return 2 * 8 * budget * n  # budget x n distances or utilities
+    if name == "Margin":
+        return 8 * 8 * n
+    return 2 * 8 * budget * n
 
 
 def peer_query(name, X, y, budget, seed, estimator):
@@ -565,8 +573,9 @@ def speed(sizes, n_features, budget, args):
                 ("GreedySamplingX", y_reg, None, reg),
                 ("GSi", y_reg, HistGradientBoostingRegressor(), reg),
             ):
-                if peer_memory(peer, n, budget) > limit:
-                    print(f"| {n} | | | {peer} | over 2 GiB | |")
+                need = peer_memory(peer, n, budget)
+                if need > limit:
+                    print(f"| {n} | | | {peer} | needs {need / 2**30:.0f} GiB | |")
                     continue
                 if n > args.peer_speed_cap:
                     print(
