@@ -163,7 +163,7 @@ def test_regressor_rounds_draw_among_the_largest_greedy_scores():
     # largest score under the model fitted on round 0's rows (10% uniform):
     # about 90% of its rows are among them, where a uniform draw puts 10 x
     # quota / n = 25%, and about 0.9 x 3 / 10 = 27% among the top 3 x quota.
-    # Ranking by another doubt (a bootstrap committee's spread) fails the
+    # Ranking by another doubt (|f(x)| in place of |f(x) - y_l|) fails the
     # first, a narrower pool of candidates (3 x quota) the second.
     X, y = _regression(n=1200, seed=1)
     shares, narrow = [], []
