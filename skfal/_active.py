@@ -1,13 +1,16 @@
-"""Active learning for any scikit-learn estimator: a model's loss picks the rows.
+"""Active learning for any scikit-learn estimator: the model's doubt picks the rows.
 
 :class:`ActiveEstimator` wraps a regressor or a classifier. It buys labels in
-batches: a uniform initial sample, then, in each of ``n_rounds`` rounds, the
-medoids of the next clusters of a D^z prefix ordering and a sample drawn with
-probability proportional to ``loss(medoid) + Lambda d^z`` under the model
-fitted so far (Axiotis et al., Algorithms 1 and 3). The batches are a pure
-function of the rows, the seed and the labels of earlier batches, so a
-labeling session spread over days (:meth:`ActiveEstimator.query`) ends with
-the same model as :meth:`ActiveEstimator.fit` reading the labels at once.
+batches: a uniform initial sample, then, in each of ``n_rounds`` rounds, a
+spread draw among the rows the model fitted so far doubts most (a
+classifier's smallest top-two margin; a regressor's improved greedy sampling
+score), or with a :class:`SensitivitySampler` (and with ``groups``) the
+medoids of the next clusters of a D^z prefix ordering and a sample drawn
+with probability proportional to ``loss(medoid) + Lambda d^z`` (Axiotis et
+al., Algorithms 1 and 3). The batches are a pure function of the rows, the
+seed and the labels of earlier batches, so a labeling session spread over
+days (:meth:`ActiveEstimator.query`) ends with the same model as
+:meth:`ActiveEstimator.fit` reading the labels at once.
 """
 
 from numbers import Integral, Real
