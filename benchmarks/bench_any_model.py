@@ -89,6 +89,7 @@ PIPELINE_TABLE = "Wage"  # its categorical columns go through a OneHotEncoder
 CLASSIFICATION_PEERS = ("Margin", "CoreSet")
 REGRESSION_PEERS = ("GreedySamplingX", "CoreSet", "GSi")
 METHODS = ("uniform", "skfal", "skfal w.")
+COLOURS = (*METHODS, "Margin", "CoreSet", "GreedySamplingX", "GSi")  # figure
 
 
 def models():
@@ -494,7 +495,14 @@ def figure(results, budgets, path):
                 for f in budgets
             ]
             style = "-" if name in METHODS else ":"
-            ax.plot([100 * f for f in budgets], med, style, marker="o", label=name)
+            ax.plot(
+                [100 * f for f in budgets],
+                med,
+                style,
+                marker="o",
+                label=name,
+                color=f"C{COLOURS.index(name)}",
+            )
         ax.set_title(f"{table}, {model_name}", fontsize=9)
         ax.set_xlabel("labels (% of pool)")
         ax.set_ylabel("accuracy" if task == "classification" else "test MSE")
