@@ -42,6 +42,8 @@ The peers cost most of the time: ``--peer-splits 8`` runs them on the
 first 8 splits only, and ``--reuse OLD.json`` takes their scores on the
 splits an earlier run measured (same code, same seeded splits) from it; a
 cell's Mann-Whitney test then compares its own numbers of splits.
+``--load A.json,B.json`` prints the tables (and ``--figure``) of saved
+runs without running anything; ``--speed-peers GSi`` times only that peer.
 """
 
 import argparse
@@ -520,6 +522,25 @@ def figure(results, budgets, path):
     fig.savefig(path, dpi=80)
 
 
+def from_json(paths):
+    """``results`` as :func:`quality` returns them, from ``--json`` files."""
+    results = {}
+    for path in paths:
+        with open(path) as handle:
+            saved = json.load(handle)
+        for key, entry in saved.items():
+            task, model_name, table = key.split("|")
+            runs = [
+                {
+                    (k.split("|")[0], float(k.split("|")[1])): tuple(v)
+                    for k, v in r.items()
+                }
+                for r in entry["runs"]
+            ]
+            results.setdefault((task, model_name), {})[table] = (entry["n_pool"], runs)
+    return results
+
+
 def to_json(results, path):
     out = {}
     for (task, model_name), tables in results.items():
@@ -581,6 +602,8 @@ def speed(sizes, n_features, budget, args):
                 ("GreedySamplingX", y_reg, None, reg),
                 ("GSi", y_reg, HistGradientBoostingRegressor(), reg),
             ):
+                if peer not in args.speed_peers.split(","):
+                    continue
                 need = peer_memory(peer, n, budget)
                 if need > limit:
                     print(f"| {n} | | | {peer} | needs {need / 2**30:.0f} GiB | |")
@@ -621,6 +644,14 @@ def main():
         help="run the peers on the first this many splits only",
     )
     parser.add_argument("--reuse", help="JSON of an earlier run: its peers' scores")
+    parser.add_argument(
+        "--load", help="comma-separated --json outputs: report them, run nothing"
+    )
+    parser.add_argument(
+        "--speed-peers",
+        default="Margin,CoreSet,GreedySamplingX,GSi",
+        help="comma-separated peers the speed section times",
+    )
     parser.add_argument("--peer-speed-cap", type=int, default=100_000)
     parser.add_argument("--speed-sizes", default="10000,100000,1000000")
     parser.add_argument("--json")
@@ -631,7 +662,11 @@ def main():
     )
     if not args.only_speed:
         summary = {(m, v): [] for m in METHODS[1:] for v in ("uniform", "peer")}
-        results = quality(args.repeats, budgets, args, summary)
+        if args.load:
+            results = from_json(args.load.split(","))
+            report(results, budgets, summary)
+        else:
+            results = quality(args.repeats, budgets, args, summary)
         print("\n### targets (W/T/L per cell)\n")
         for (method, against), marks in summary.items():
             counts = {k: marks.count(k) for k in "WTL"}
