@@ -299,7 +299,9 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
        greedy sampling score ``min_l ||x - x_l|| |f(x) - y_l|`` over the
        labeled rows ``l`` (Wu, Lin and Huang 2019): far in the features from
        every labeled row, or predicted far from the labels near it (a round
-       is uniform while the model predicts one value everywhere). The round
+       is uniform while the model predicts one value everywhere; distances
+       are in ``X`` as given, so put features of different units on one
+       scale first). The round
        draws 90% of its probability among those
        candidates and 10% among every row not labeled yet, by pivotal
        sampling in which the candidates of each k-means cluster of them
