@@ -38,6 +38,12 @@ Run: ``python benchmarks/bench_any_model.py --repeats 20`` (tables can run
 as separate processes: ``--tables digits,Default``); ``--no-peers``,
 ``--no-speed``, ``--only-speed``, ``--budgets 0.05,0.1``. Results are
 written as JSON with ``--json PATH`` and the figure with ``--figure PATH``.
+The peers cost most of the time: ``--peer-splits 8`` runs them on the
+first 8 splits only, and ``--reuse OLD.json`` takes their scores on the
+splits an earlier run measured (same code, same seeded splits) from it; a
+cell's Mann-Whitney test then compares its own numbers of splits.
+``--load A.json,B.json`` prints the tables (and ``--figure``) of saved
+runs without running anything; ``--speed-peers GSi`` times only that peer.
 """
 
 import argparse
@@ -85,6 +91,7 @@ PIPELINE_TABLE = "Wage"  # its categorical columns go through a OneHotEncoder
 CLASSIFICATION_PEERS = ("Margin", "CoreSet")
 REGRESSION_PEERS = ("GreedySamplingX", "CoreSet", "GSi")
 METHODS = ("uniform", "skfal", "skfal w.")
+COLOURS = (*METHODS, "Margin", "CoreSet", "GreedySamplingX", "GSi")  # figure
 
 
 def models():
@@ -210,10 +217,18 @@ def fit_unweighted(estimator, X, y):
 
 # ------------------------------------------------------------------- peers
 def peer_memory(name, n, budget):
-    """Bytes a peer strategy allocates for an ``n``-row pool (its big arrays)."""
-    if name == "GreedySamplingX":  # n x n distances, copied every step
+    """Bytes a peer strategy allocates for an ``n``-row pool (its big arrays).
+
+    scikit-activeml's greedy sampling (``GreedySamplingX``, and
+    ``GreedySamplingTarget`` behind GSi) fills an unlabeled x all-rows
+    distance matrix and copies it every step; ``CoreSet`` a budget x rows
+    matrix of utilities; margin sampling a probability per row.
+    """
+    if name in ("GreedySamplingX", "GSi"):
         return 2 * 8 * n * n
-    return 2 * 8 * budget * n  # budget x n distances or utilities
+    if name == "Margin":
+        return 8 * 8 * n
+    return 2 * 8 * budget * n
 
 
 def peer_query(name, X, y, budget, seed, estimator):
@@ -274,8 +289,12 @@ def run_peer(name, X, y, budget, seed, estimator, cap):
 
 
 # --------------------------------------------------------------- one split
-def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap):
-    """``{(method, fraction): (score, seconds)}`` of one split."""
+def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap, known=None):
+    """``{(method, fraction): (score, seconds)}`` of one split.
+
+    ``known``: the peers' entries of this split measured by an earlier run
+    (``--reuse``), taken as they are instead of running the peers again.
+    """
     stratify = y if task == "classification" else None
     X_pool, X_test, y_pool, y_test = train_test_split(
         X, y, test_size=TEST_SIZE, random_state=repeat, stratify=stratify
@@ -298,6 +317,9 @@ def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap):
                 model, seconds, _ = fit_active(model, X_pool, y_pool)
                 out[method, fraction] = (score(model), float(seconds[1]))
             for peer in peers:
+                if known and (peer, fraction) in known:
+                    out[peer, fraction] = known[peer, fraction]
+                    continue
                 if peer_memory(peer, min(n_pool, cap), budget) > 2 * 2**30:
                     continue
                 rows, seconds = run_peer(
@@ -401,9 +423,18 @@ def quality(n_repeats, budgets, args, summary):
             X, y, piped = load(task, model_name, table)
             model = estimator if piped is None else piped
             start = time.perf_counter()
+            known = reused(args.reuse, task, model_name, table, peers)
             runs = Parallel(n_jobs=args.n_jobs)(
                 delayed(one_repeat)(
-                    task, X, y, r, model, budgets, peers, args.peer_pool
+                    task,
+                    X,
+                    y,
+                    r,
+                    model,
+                    budgets,
+                    peers if r < args.peer_splits else (),
+                    args.peer_pool,
+                    known.get(r),
                 )
                 for r in range(n_repeats)
             )
@@ -421,6 +452,26 @@ def quality(n_repeats, budgets, args, summary):
             if args.json:
                 to_json(results, args.json)
     return results
+
+
+def reused(path, task, model_name, table, peers):
+    """``{split: {(peer, fraction): (score, seconds)}}`` from an earlier JSON.
+
+    The peers' code, the splits (seeded by the split's number) and the
+    models are the same run to run, so a peer's score on a split measured
+    once is that peer's score on that split.
+    """
+    if not path:
+        return {}
+    with open(path) as handle:
+        entry = json.load(handle).get(f"{task}|{model_name}|{table}")
+    out = {}
+    for r, run in enumerate(entry["runs"] if entry else []):
+        for key, value in run.items():
+            name, fraction = key.split("|")
+            if name in peers:
+                out.setdefault(r, {})[name, float(fraction)] = tuple(value)
+    return out
 
 
 def figure(results, budgets, path):
@@ -446,7 +497,14 @@ def figure(results, budgets, path):
                 for f in budgets
             ]
             style = "-" if name in METHODS else ":"
-            ax.plot([100 * f for f in budgets], med, style, marker="o", label=name)
+            ax.plot(
+                [100 * f for f in budgets],
+                med,
+                style,
+                marker="o",
+                label=name,
+                color=f"C{COLOURS.index(name)}",
+            )
         ax.set_title(f"{table}, {model_name}", fontsize=9)
         ax.set_xlabel("labels (% of pool)")
         ax.set_ylabel("accuracy" if task == "classification" else "test MSE")
@@ -462,6 +520,25 @@ def figure(results, budgets, path):
     fig.legend(seen.values(), seen.keys(), loc="lower center", ncol=len(seen))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=80)
+
+
+def from_json(paths):
+    """``results`` as :func:`quality` returns them, from ``--json`` files."""
+    results = {}
+    for path in paths:
+        with open(path) as handle:
+            saved = json.load(handle)
+        for key, entry in saved.items():
+            task, model_name, table = key.split("|")
+            runs = [
+                {
+                    (k.split("|")[0], float(k.split("|")[1])): tuple(v)
+                    for k, v in r.items()
+                }
+                for r in entry["runs"]
+            ]
+            results.setdefault((task, model_name), {})[table] = (entry["n_pool"], runs)
+    return results
 
 
 def to_json(results, path):
@@ -525,8 +602,11 @@ def speed(sizes, n_features, budget, args):
                 ("GreedySamplingX", y_reg, None, reg),
                 ("GSi", y_reg, HistGradientBoostingRegressor(), reg),
             ):
-                if peer_memory(peer, n, budget) > limit:
-                    print(f"| {n} | | | {peer} | over 2 GiB | |")
+                if peer not in args.speed_peers.split(","):
+                    continue
+                need = peer_memory(peer, n, budget)
+                if need > limit:
+                    print(f"| {n} | | | {peer} | needs {need / 2**30:.0f} GiB | |")
                     continue
                 if n > args.peer_speed_cap:
                     print(
@@ -557,6 +637,21 @@ def main():
     parser.add_argument("--only-speed", action="store_true")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--peer-pool", type=int, default=5000)
+    parser.add_argument(
+        "--peer-splits",
+        type=int,
+        default=10**9,
+        help="run the peers on the first this many splits only",
+    )
+    parser.add_argument("--reuse", help="JSON of an earlier run: its peers' scores")
+    parser.add_argument(
+        "--load", help="comma-separated --json outputs: report them, run nothing"
+    )
+    parser.add_argument(
+        "--speed-peers",
+        default="Margin,CoreSet,GreedySamplingX,GSi",
+        help="comma-separated peers the speed section times",
+    )
     parser.add_argument("--peer-speed-cap", type=int, default=100_000)
     parser.add_argument("--speed-sizes", default="10000,100000,1000000")
     parser.add_argument("--json")
@@ -567,7 +662,11 @@ def main():
     )
     if not args.only_speed:
         summary = {(m, v): [] for m in METHODS[1:] for v in ("uniform", "peer")}
-        results = quality(args.repeats, budgets, args, summary)
+        if args.load:
+            results = from_json(args.load.split(","))
+            report(results, budgets, summary)
+        else:
+            results = quality(args.repeats, budgets, args, summary)
         print("\n### targets (W/T/L per cell)\n")
         for (method, against), marks in summary.items():
             counts = {k: marks.count(k) for k in "WTL"}

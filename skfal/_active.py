@@ -1,13 +1,16 @@
-"""Active learning for any scikit-learn estimator: a model's loss picks the rows.
+"""Active learning for any scikit-learn estimator: the model's doubt picks the rows.
 
 :class:`ActiveEstimator` wraps a regressor or a classifier. It buys labels in
-batches: a uniform initial sample, then, in each of ``n_rounds`` rounds, the
-medoids of the next clusters of a D^z prefix ordering and a sample drawn with
-probability proportional to ``loss(medoid) + Lambda d^z`` under the model
-fitted so far (Axiotis et al., Algorithms 1 and 3). The batches are a pure
-function of the rows, the seed and the labels of earlier batches, so a
-labeling session spread over days (:meth:`ActiveEstimator.query`) ends with
-the same model as :meth:`ActiveEstimator.fit` reading the labels at once.
+batches: a uniform initial sample, then, in each of ``n_rounds`` rounds, a
+spread draw among the rows the model fitted so far doubts most (a
+classifier's smallest top-two margin; a regressor's improved greedy sampling
+score), or with a :class:`SensitivitySampler` (and with ``groups``) the
+medoids of the next clusters of a D^z prefix ordering and a sample drawn
+with probability proportional to ``loss(medoid) + Lambda d^z`` (Axiotis et
+al., Algorithms 1 and 3). The batches are a pure function of the rows, the
+seed and the labels of earlier batches, so a labeling session spread over
+days (:meth:`ActiveEstimator.query`) ends with the same model as
+:meth:`ActiveEstimator.fit` reading the labels at once.
 """
 
 from numbers import Integral, Real
@@ -16,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
 from sklearn.dummy import DummyClassifier
+from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.metadata_routing import (
@@ -62,9 +66,14 @@ _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
 
 # The default selection's constants, chosen by benchmarks/bench_any_model.py
 # over all its tables at once (user guide, "ActiveEstimator"), never per table.
-_CANDIDATES = 3  # a round draws among this many times its quota of unsure rows
+# A round draws among this many times its quota of unsure rows: a
+# classifier's margin ranks the rows near its boundary, few; a regressor's
+# greedy score ranks far-out rows first, and a wider pool of them keeps the
+# round off the few outliers (bench_any_model: 10 lost in no regression
+# cell, 3 in one).
+_CANDIDATES = {"classifier": 3, "regressor": 10}
 _UNIFORM_MIX = 0.1  # share of a round's probability spread over every row
-_COMMITTEE = 5  # bootstrap models whose spread is a regressor's uncertainty
+_CHUNK = 2**21  # distances computed at once for a regressor's doubt (16 MB)
 _MIN_LABELS = 20  # a fractional budget buys at least this many labels
 _DOUBT_ROWS = 100_000  # the model's doubt is ranked on at most this many rows
 
@@ -226,6 +235,23 @@ def _candidates(doubt, rows, n_candidates):
     return np.sort(rows[np.argsort(-doubt, kind="stable")[:n_candidates]])
 
 
+def _greedy_score(X_pool, predicted, X_labeled, y_labeled):
+    """Improved greedy sampling's score of each pool row (Wu et al. 2019).
+
+    ``min_l ||x - x_l|| |f(x) - y_l|`` over the labeled rows ``l``, in
+    chunks of the pool of at most ``_CHUNK`` distances each.
+    """
+    y_labeled = np.asarray(y_labeled, dtype=np.float64)
+    step = max(1, _CHUNK // max(1, X_labeled.shape[0]))
+    score = np.empty(X_pool.shape[0])
+    for start in range(0, X_pool.shape[0], step):
+        stop = start + step
+        apart = euclidean_distances(X_pool[start:stop], X_labeled)
+        apart *= np.abs(predicted[start:stop, None] - y_labeled[None, :])
+        score[start:stop] = apart.min(axis=1)
+    return score
+
+
 def _spread_draw(X, candidates, n_draws, eligible, rng):
     """``n_draws`` eligible rows, most among the ``candidates``, spread over them.
 
@@ -267,11 +293,16 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
        sampling along a k-d tree order, so it is spread over the pool), on
        which a first model is fitted;
     2. in each of ``n_rounds`` rounds, its share of the rest of the budget
-       drawn where the current model is least sure: the 3 x quota rows of
-       smallest top-two probability margin for a classifier (margin
-       sampling), of largest spread among 5 copies of the estimator fitted
-       on bootstrap resamples of the labeled rows for a regressor (query by
-       bagging). The round draws 90% of its probability among those
+       drawn where the current model is least sure: for a classifier the
+       3 x quota rows of smallest top-two probability margin (margin
+       sampling); for a regressor the 10 x quota rows of largest improved
+       greedy sampling score ``min_l ||x - x_l|| |f(x) - y_l|`` over the
+       labeled rows ``l`` (Wu, Lin and Huang 2019): far in the features from
+       every labeled row, or predicted far from the labels near it (a round
+       is uniform while the model predicts one value everywhere; distances
+       are in ``X`` as given, so put features of different units on one
+       scale first). The round
+       draws 90% of its probability among those
        candidates and 10% among every row not labeled yet, by pivotal
        sampling in which the candidates of each k-means cluster of them
        duel for about one place (Cluster-Margin's spread, Citovsky et al.
@@ -398,9 +429,10 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     mix with fixed shares ``b_i / b`` (each round's share of the budget)
     does too.
 
-    The default's round costs a prediction at every unlabeled row (6 model
-    fits on the labeled rows and 5 predictions for a regressor's
-    committee), a sort and a k-means of 3 x quota rows. Algorithm 1
+    The default's round costs a model fit on the labeled rows, a
+    prediction at every unlabeled row (at most 100,000 of them, a uniform
+    subsample past that), for a regressor their distances to every labeled
+    row, a sort and a k-means of the candidates. Algorithm 1
     evaluates the loss only at labeled rows (medoids and the rows of each
     cluster that estimate ``Lambda``): a clustering pass per round
     whatever the model.
@@ -410,8 +442,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     .. [1] G. Citovsky, G. DeSalvo, C. Gentile, L. Karydas, A. Rajagopalan,
        A. Rostamizadeh and S. Kumar, "Batch Active Learning at Scale",
        NeurIPS 2021.
-    .. [2] N. Abe and H. Mamitsuka, "Query Learning Strategies Using
-       Boosting and Bagging", ICML 1998.
+    .. [2] D. Wu, C.-T. Lin and J. Huang, "Active learning for regression
+       using greedy sampling", Information Sciences 474, 2019.
     .. [3] K. Axiotis, V. Cohen-Addad, M. Henzinger, S. Jerome, V. Mirrokni,
        D. Saulpic, D. Woodruff and M. Wunder, "Data-Efficient Learning via
        Clustering-Based Sensitivity Sampling: Foundation Models and Beyond",
@@ -808,11 +840,12 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     def _select_uncertainty(self, X, labels, rng, n_selected, params):
         """The default selection: spread draws among the rows the model doubts.
 
-        Round 0 draws its quota uniformly; each later round fits the model on
-        the rows labeled so far, takes the ``_CANDIDATES`` times its quota
-        rows where the model is least sure (:meth:`_doubt`) and draws its
-        quota from them (``1 - _UNIFORM_MIX`` of the probability) and from
-        every row not labeled yet (the rest) by :func:`_spread_draw`. The
+        Round 0 draws its quota uniformly; each later round fits the model
+        on the rows labeled so far, takes the ``_CANDIDATES`` (per model
+        family) times its quota rows where the model is least sure
+        (:meth:`_doubt`) and draws its quota from them (``1 - _UNIFORM_MIX``
+        of the probability) and from every row not labeled yet (the rest) by
+        :func:`_spread_draw`. The
         inclusion probabilities are known, hence the Horvitz-Thompson
         weights.
         """
@@ -835,8 +868,9 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
                 pool = np.flatnonzero(~labeled)
                 if pool.size > _DOUBT_ROWS:
                     pool = np.sort(rng.choice(pool, _DOUBT_ROWS, replace=False))
-                doubt = self._doubt(model, X, pool, labels, rows, rng)
-                candidates = _candidates(doubt, pool, _CANDIDATES * quota)
+                doubt = self._doubt(model, X, pool, labels, rows)
+                family = "classifier" if self._is_classifier() else "regressor"
+                candidates = _candidates(doubt, pool, _CANDIDATES[family] * quota)
             if candidates is None or quota >= (~labeled).sum():
                 # Uniform, spread along the k-d tree order.
                 drawn = self._draw(
@@ -857,24 +891,24 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         self.sample_indices_ = np.flatnonzero(labeled)
         self.sample_weight_ = weights[self.sample_indices_]
 
-    def _doubt(self, model, X, pool, labels, rows, rng):
+    def _doubt(self, model, X, pool, labels, rows):
         """How unsure the model is at the rows ``pool`` (higher: more).
 
-        A classifier: minus its top-two margin. A regressor: the spread of
-        ``_COMMITTEE`` copies of the estimator fitted on bootstrap resamples
-        of the labeled rows (query by bagging, Abe and Mamitsuka 1998),
-        where the model's own error is largest in expectation.
+        A classifier: minus its top-two margin. A regressor: improved
+        greedy sampling's score (Wu, Lin and Huang 2019), the smallest over
+        the labeled rows ``l`` of ``||x - x_l|| |f(x) - y_l|``: a row far
+        from every labeled row in the features, or whose prediction is far
+        from the labels near it; ``None`` (a uniform round) while the model
+        predicts one value everywhere (a gradient-boosting model on fewer
+        rows than two leaves need), which says nothing about where it errs.
         """
         X_pool = X[pool]
         if self._is_classifier():
             return _classifier_doubt(model, X_pool)
-        y_rows = labels.values[rows]
-        predictions = np.empty((_COMMITTEE, X_pool.shape[0]))
-        for k in range(_COMMITTEE):
-            boot = rng.randint(0, rows.size, rows.size)
-            member = clone(self.estimator).fit(X[rows[boot]], y_rows[boot])
-            predictions[k] = member.predict(X_pool)
-        return predictions.std(axis=0)
+        predicted = np.asarray(model.predict(X_pool), dtype=np.float64)
+        if np.ptp(predicted) == 0:
+            return None
+        return _greedy_score(X_pool, predicted, X[rows], labels.values[rows])
 
     def _select_model_based(self, X, labels, groups, rng, sampler, n_selected, params):
         n_samples = X.shape[0]
