@@ -782,7 +782,11 @@ def code_block(z, tree, out=None):
             low = tree.positions[~done].min()
             group = ~done & (tree.positions - low < _PACK_BITS)
             weights = np.where(group, np.ldexp(1.0, tree.positions - low), 0.0)
-            packed = bits @ weights.astype(np.float32)
+            # (Some OpenBLAS builds raise a spurious "invalid" flag in this
+            # float32 product of 0/1 entries by powers of two, seen in the
+            # error benchmark; its result is exact integers below 2**24.)
+            with np.errstate(invalid="ignore"):
+                packed = bits @ weights.astype(np.float32)
             code |= packed.astype(np.uint64) << np.uint64(low)
             done |= group
     for a, (edges, table) in enumerate(zip(tree.edges, tree.tables, strict=True)):
