@@ -470,13 +470,20 @@ def test_one_hot_rank_deficiency_is_decided_on_the_exact_gram(intercept):
 def test_dask_array_without_a_cluster_selects_as_in_memory():
     # Without a distributed Client a Dask array's chunks are processed by
     # dask's local scheduler, with the in-memory arithmetic on each chunk
-    # (tests/test_dask.py runs them on a cluster).
+    # (tests/test_dask.py runs them on a cluster). I.i.d. draws gather the
+    # scores and draw the in-memory rows; the pivotal tournament runs per
+    # chunk (same law, other rows: tests/test_dask.py checks the law), on
+    # the in-memory scores.
     da = pytest.importorskip("dask.array")
     X, y, _ = _table()
     lazy = da.from_array(X, chunks=(400, X.shape[1]))
     for estimator in [
-        LeverageScoreSampler(budget=40, random_state=0),
-        SensitivitySampler(budget=50, random_state=0),
+        LeverageScoreSampler(budget=40, sampling="iid", random_state=0),
+        SensitivitySampler(budget=50, sampling="iid", random_state=0),
     ]:
         expected = estimator.fit(X).sample_indices_.copy()
         assert np.array_equal(estimator.fit(lazy).sample_indices_, expected)
+    pivotal = LeverageScoreSampler(budget=40, random_state=0)
+    expected = pivotal.fit(X).scores_.copy()
+    assert np.allclose(np.asarray(pivotal.fit(lazy).scores_), expected, rtol=1e-12)
+    assert pivotal.sample_indices_.shape == (40,)
