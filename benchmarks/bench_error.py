@@ -64,6 +64,13 @@ from skfal import (
     UniformSampler,
     estimate_error,
 )
+from skfal._error import (
+    _combined_variance,
+    _points,
+    hajek_variance,
+    local_variance,
+    neighbourhoods,
+)
 
 BUDGET_FACTORS = (2, 5, 10, 20, 50)
 CONFIDENCE = 0.9
@@ -83,6 +90,29 @@ def _plain(values):
     return mean, mean - half, mean + half
 
 
+def _design_intervals(r, X_rows):
+    """The interval of ``r`` with each variance: the local and Hajek design
+    variances alone (``design only``), and each combined with the nested
+    cross-validation's (what :func:`skfal.estimate_error` reports)."""
+    n_folds = int(r.fold.max()) + 1
+    designs = {
+        "local": local_variance(
+            r.held_out, r.sample_weight, neighbourhoods(_points(X_rows), 3)
+        ),
+        "hajek": hajek_variance(r.held_out, r.sample_weight),
+    }
+    out = {}
+    for name, total in designs.items():
+        design = total / r.n_samples**2
+        for label, var in (
+            (f"{name} design only", design),
+            (f"{name} + nested", _combined_variance(design, r._nested_excess, n_folds)),
+        ):
+            half = Z * np.sqrt(var)
+            out[label] = (r.estimate, max(r.estimate - half, 0.0), r.estimate + half)
+    return out
+
+
 def one_split(table, X, y, repeat, factor, sampler_name):
     """Every estimator's (estimate, low, high) and the true pool error."""
     X_pool, _, y_pool, _ = train_test_split(X, y, test_size=0.2, random_state=repeat)
@@ -96,12 +126,8 @@ def one_split(table, X, y, repeat, factor, sampler_name):
     y_bought = np.full(n_samples, np.nan)
     rows = reg.sample_indices_
     y_bought[rows] = y_pool[rows]
-    out = {}
-    for variance in ("local", "hajek"):
-        r = estimate_error(
-            reg, X_pool, y_bought, variance=variance, random_state=repeat
-        )
-        out[f"design {variance}"] = (r.estimate, r.low, r.high)
+    r = estimate_error(reg, X_pool, y_bought, random_state=repeat)
+    out = _design_intervals(r, X_pool[rows])
     X_rows, y_rows = X_pool[rows], y_pool[rows]
     out["in-sample"] = _plain((reg.predict(X_rows) - y_rows) ** 2)
     held_out = np.empty(rows.size)
@@ -129,7 +155,7 @@ def one_active_split(repeat, fraction, sampler_name):
     y_bought = np.full(y_pool.shape[0], -1)
     y_bought[rows] = y_pool[rows]
     r = estimate_error(est, X_pool, y_bought, cv=5, random_state=repeat)
-    out = {f"design {r.variance_estimator}": (r.estimate, r.low, r.high)}
+    out = _design_intervals(r, X_pool[rows])
     X_rows, y_rows = X_pool[rows], y_pool[rows]
     out["in-sample"] = _plain(est.predict(X_rows) != y_rows)
     held_out = np.empty(rows.size)

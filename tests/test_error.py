@@ -81,20 +81,30 @@ def test_unbiased_for_a_fixed_model_with_a_variance_that_covers(sampler):
     # interval too narrow) nor overstate it by half. Catches the wrong
     # estimator for the design: Hajek's on the pivotal sample is 1.6 times
     # the true variance, the local one on i.i.d. draws 0.5 to 0.6 times.
+    # The fold models of a fixed model share nothing with their rows, so
+    # nested cross-validation's excess (what one model per fold adds to the
+    # design variance) is zero on average: its mean over the runs must be
+    # within 4 standard errors of 0. Catches Bates et al.'s term left as it
+    # is (a - b without subtracting c, the inner mean's own sampling
+    # variance): that excess is about the whole design variance, and the
+    # test fails (checked by hand).
     X, y = _pool()
     truth = np.mean((2.0 * X[:, 0] - y) ** 2)
     n_runs = monte_carlo_runs(150)
-    estimates, variances = [], []
+    estimates, variances, excess = [], [], []
     for run in range(n_runs):
         sampler.set_params(random_state=run).fit(X)
         result = estimate_error(sampler, X, y, model=_Fixed(), cv=4, random_state=run)
         estimates.append(result.estimate)
-        variances.append(result.variance)
+        variances.append(result.design_variance)
+        excess.append(result.nested_excess / result.design_variance)
+        assert result.variance >= result.design_variance
     estimates = np.array(estimates)
     standard_error = estimates.std(ddof=1) / np.sqrt(n_runs)
     assert abs(estimates.mean() - truth) < 4 * standard_error
     ratio = np.mean(variances) / estimates.var(ddof=1)
     assert 0.7 < ratio < 1.45, ratio
+    assert abs(np.mean(excess)) < 4 * np.std(excess, ddof=1) / np.sqrt(n_runs)
 
 
 def test_cross_fitting_never_scores_a_row_with_a_model_trained_on_it():
@@ -102,12 +112,15 @@ def test_cross_fitting_never_scores_a_row_with_a_model_trained_on_it():
     # rows exclude it (else the estimate is the optimistic in-sample error).
     # The spy logs every (training rows, predicted rows) pair; only the
     # final model, trained on all bought rows, may predict its own rows.
-    # Catches: training a fold's model on all rows (train = every row).
+    # The nested cross-validation's models (trained without two folds) are
+    # held to the same rule. Catches: training a fold's model on all rows
+    # (train = every row), in the cross-fit or in the nested one (checked
+    # by hand on each).
     X, y = _pool(300)
     X_ids = np.column_stack([np.arange(300), X])
     sampler = UniformSampler(budget=40, random_state=0).fit(X_ids)
     _Spy.log.clear()
-    result = estimate_error(sampler, X_ids, y, model=_Spy(), random_state=0)
+    result = estimate_error(sampler, X_ids, y, model=_Spy(), nested=2, random_state=0)
     bought = frozenset(sampler.sample_indices_.tolist())
     scored = []
     for trained, predicted in _Spy.log:
@@ -115,8 +128,10 @@ def test_cross_fitting_never_scores_a_row_with_a_model_trained_on_it():
             continue
         assert trained.isdisjoint(predicted)
         scored.extend(predicted)
-    # Every bought row was scored held out, once per learning-curve point.
-    assert sorted(scored) == sorted(2 * list(bought))
+    # Every bought row was scored held out, once per learning-curve point,
+    # and in each of the 2 nested repeats by the 9 models trained without
+    # its fold and another and by the one trained without its fold.
+    assert sorted(scored) == sorted((2 + 2 * 10) * list(bought))
     assert np.unique(result.fold).size == 10
 
 
@@ -149,11 +164,13 @@ def test_held_out_values_equal_an_independent_weighted_refit():
 def test_scorers_agree_with_the_default_and_with_each_other():
     X, y = _pool(500)
     reg = FederatedActiveRegressor(budget=40, random_state=0).fit(X, y)
-    common = dict(random_state=0)
+    common = dict(nested=1, random_state=0)
     mse = estimate_error(reg, X, y, **common)
     neg = estimate_error(reg, X, y, scoring="neg_mean_squared_error", **common)
     assert neg.estimate == pytest.approx(-mse.estimate)
-    assert (neg.low, neg.high) == pytest.approx((-mse.high, -mse.low))
+    # Same variance; only the loss's interval is clipped at 0 from below.
+    assert neg.variance == pytest.approx(mse.variance)
+    assert neg.low == pytest.approx(-mse.high)
     assert neg.greater_is_better and not mse.greater_is_better
     # A scorer object goes through the generic row-by-row path.
     mae = estimate_error(reg, X, y, scoring="neg_mean_absolute_error", **common)
@@ -178,11 +195,13 @@ def test_classifier_error_rate_and_log_loss():
     model.fit(X, y)
     y_bought = np.full(800, None, dtype=object)
     y_bought[model.sample_indices_] = y[model.sample_indices_]
-    result = estimate_error(model, X, y_bought, cv=5, random_state=0)
+    result = estimate_error(model, X, y_bought, cv=5, nested=2, random_state=0)
     assert result.scoring == "error_rate" and result.model is model.estimator_
     truth = np.mean(model.predict(X) != y)
     assert result.low <= truth <= result.high
-    loss = estimate_error(model, X, y_bought, scoring="log_loss", cv=5, random_state=0)
+    loss = estimate_error(
+        model, X, y_bought, scoring="log_loss", cv=5, nested=0, random_state=0
+    )
     assert 0 < loss.low < loss.estimate < loss.high
 
 
@@ -191,7 +210,8 @@ def test_learning_curve_and_expected_gain():
     X = rng.standard_normal((2000, 15))
     y = X[:, :3] @ [1.0, -1.0, 0.5] + 0.5 * rng.standard_normal(2000)
     reg = FederatedActiveRegressor(budget=40, random_state=0).fit(X, y)
-    small = estimate_error(reg, X, y, random_state=0)
+    # The learning curve does not depend on the nested cross-validation.
+    small = estimate_error(reg, X, y, nested=0, random_state=0)
     curve = small.learning_curve
     assert curve.n_train[0] < curve.n_train[1]
     # 16 coefficients from 18 rows against 36: the half-size models are far
@@ -201,7 +221,7 @@ def test_learning_curve_and_expected_gain():
     assert 0 < gain.gain < gain.upper
     assert small.expected_gain(10).gain < gain.gain
     big = FederatedActiveRegressor(budget=1000, random_state=0).fit(X, y)
-    large = estimate_error(big, X, y, random_state=0)
+    large = estimate_error(big, X, y, nested=0, random_state=0)
     # Near the noise floor the next 40 labels buy far less.
     assert large.expected_gain(40).upper < gain.gain / 10
 
