@@ -64,12 +64,12 @@ from skfal import (
     UniformSampler,
     estimate_error,
 )
-from skfal._error import (
-    _combined_variance,
-    _points,
+from skfal._error import _combined_variance
+from skfal._federated._error import (
     hajek_variance,
     local_variance,
     neighbourhoods,
+    scaled_points,
 )
 
 BUDGET_FACTORS = (2, 5, 10, 20, 50)
@@ -97,7 +97,7 @@ def _design_intervals(r, X_rows):
     n_folds = int(r.fold.max()) + 1
     designs = {
         "local": local_variance(
-            r.held_out, r.sample_weight, neighbourhoods(_points(X_rows), 3)
+            r.held_out, r.sample_weight, neighbourhoods(scaled_points(X_rows), 3)
         ),
         "hajek": hajek_variance(r.held_out, r.sample_weight),
     }
