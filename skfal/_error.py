@@ -170,9 +170,10 @@ class ErrorEstimate:
     fold : ndarray of shape (n_labels,)
         The cross-fitting fold of each bought row: its value comes from a
         model trained on the rows of the other folds.
-    held_out : ndarray of shape (n_labels,)
+    held_out : ndarray of shape (n_labels,) or None
         The scorer's per-row value at each bought row under the model
-        trained without its fold.
+        trained without its fold; ``None`` over clients (no party holds
+        every value).
     learning_curve : LearningCurve
         The cross-fitted error for training sets of half and all of the
         other folds, on the same held-out rows.
@@ -462,7 +463,13 @@ def estimate_error(
     groups : array-like of shape (n_samples,), default=None
         Client of each row, when the selection ran over clients: the
         federated pivotal tournament spreads the sample within each client,
-        so the local variance compares rows of the same client.
+        so the local variance compares rows of the same client. For a
+        :class:`~skfal.FederatedActiveRegressor` fitted over these clients
+        (``training="global"``), the estimate runs over them: every fold's
+        model is trained by the secure-sum least squares and kept by the
+        clients, and the server adds the clients' sums by a secure sum (it
+        learns the estimate and nothing per client; scorers: the squared or
+        absolute error; see :doc:`/threat_model`).
     scoring : str, callable or None, default=None
         ``None``: the squared error for a regressor, the error rate
         (``1 - accuracy``) for a classifier. ``"squared_error"``,

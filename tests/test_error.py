@@ -374,6 +374,13 @@ def test_federated_equals_centralized():
         near = neighbourhoods(scaled_points(X[rows[at]]), 3)
         expected += local_variance(central.held_out[at], w[at], near)
     assert local.design_variance * 600**2 == pytest.approx(expected, rel=1e-9)
+    # What the clients cannot compute is a clear error.
+    scorer = make_scorer(mean_absolute_error, greater_is_better=False)
+    with pytest.raises(ValueError, match="Over clients, scoring must be"):
+        estimate_error(reg, X, y_bought, groups=groups, scoring=scorer, cv=4)
+    reg.set_params(training="local")
+    with pytest.raises(ValueError, match="training='local'"):
+        estimate_error(reg, X, y_bought, groups=groups, cv=4)
 
 
 def test_the_server_sees_only_masked_sums_and_no_fold_model(monkeypatch):
