@@ -39,6 +39,11 @@ sampling; the error rate, 5 folds).
 the true variance of ``estimate - truth`` over the mean design variance,
 and the coverage of both intervals.
 
+``--doubt``: :class:`skfal.ActiveEstimator` (``LogisticRegression``, 100
+labels of a two-class table of 800 rows, one table per seed) with its
+doubt-driven default selection and with Algorithm 1: how often each
+interval holds the true error rate, and how often it lies below it.
+
 ``--stopping``: the stopping rule against fixed budgets. A labeling loop
 buys batches of ``2d`` labels (a nested selection: leverage i.i.d. draws
 mixed with uniform, one seed per session) from ``2d`` up to ``40d``, and
@@ -57,6 +62,7 @@ Output: Markdown tables on standard output.
 
 import argparse
 import time
+import warnings
 
 import numpy as np
 from _tables import TABLES, load_table
@@ -71,6 +77,7 @@ from skfal import (
     ActiveEstimator,
     FederatedActiveRegressor,
     LeverageScoreSampler,
+    SensitivitySampler,
     UniformSampler,
     estimate_error,
 )
@@ -217,6 +224,28 @@ def synthetic_report(repeats, n_jobs):
     return "\n".join(lines)
 
 
+def doubt_seed(seed, selection):
+    """ActiveEstimator(LogisticRegression) on a two-class table of 800 rows,
+    100 labels: whether each interval holds the true error rate."""
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((800, 2))
+    y = np.where(X[:, 0] + 0.5 * rng.standard_normal(800) > 0, "yes", "no")
+    sampler = (
+        None if selection == "doubt" else SensitivitySampler(holder_constant="auto")
+    )
+    model = ActiveEstimator(
+        LogisticRegression(), budget=100, sampler=sampler, random_state=seed
+    ).fit(X, y)
+    y_bought = np.full(800, None, dtype=object)
+    y_bought[model.sample_indices_] = y[model.sample_indices_]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the doubt-driven warning
+        r = estimate_error(model, X, y_bought, cv=5, random_state=seed)
+    truth = float(np.mean(model.predict(X) != y))
+    design = abs(r.estimate - truth) <= Z * np.sqrt(r.design_variance)
+    return design, r.low <= truth <= r.high, r.high < truth
+
+
 def stopping_session(table, X, y, repeat, max_factor=40, relative=0.01):
     """A labeling loop by batches of 2d labels: where the rule stops.
 
@@ -325,7 +354,23 @@ def main():
         action="store_true",
         help="4,000 Gaussian rows, 8 features: the variance check, 300 selections",
     )
+    parser.add_argument(
+        "--doubt",
+        action="store_true",
+        help="ActiveEstimator's doubt-driven default against Algorithm 1",
+    )
     args = parser.parse_args()
+    if args.doubt:
+        print("| selection | seeds | design-only covers | + nested covers | below |")
+        print("|---|---|---|---|---|")
+        for selection in ("doubt", "algorithm 1"):
+            out = np.array(
+                Parallel(n_jobs=args.n_jobs)(
+                    delayed(doubt_seed)(seed, selection) for seed in range(args.repeats)
+                )
+            ).sum(axis=0)
+            print(f"| {selection} | {args.repeats} | {out[0]} | {out[1]} | {out[2]} |")
+        return
     if args.synthetic:
         print(synthetic_report(args.repeats, args.n_jobs))
         return
