@@ -515,7 +515,15 @@ def estimate_error(
     ValueError
         When fewer than 4 rows were bought, a bought row has no label, or a
         fold's training rows cannot fit the model (a classifier's with one
-        class only).
+        class only). Over clients, also when a fold's training rows lie at
+        one client only (no secure sum hides them), the scorer is not a loss
+        of the predictions, or the selection holds a row twice.
+
+    Warns
+    -----
+    UserWarning
+        For an :class:`~skfal.ActiveEstimator` with its doubt-driven default
+        selection (``sampler=None``), whose interval undercovers.
 
     Notes
     -----
