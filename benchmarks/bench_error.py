@@ -125,7 +125,7 @@ def _design_intervals(r, X_rows):
         design = total / r.n_samples**2
         for label, var in (
             (f"{name} design only", design),
-            (f"{name} + nested", _combined_variance(design, r._nested_excess, n_folds)),
+            (f"{name} + nested", _combined_variance(design, r.nested_excess, n_folds)),
         ):
             half = Z * np.sqrt(var)
             out[label] = (r.estimate, max(r.estimate - half, 0.0), r.estimate + half)
