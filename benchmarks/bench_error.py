@@ -189,8 +189,9 @@ def synthetic_split(repeat, factor, sampler_name):
     """One selection from the synthetic pool: truth, estimate, variances."""
     rng = np.random.RandomState(0)
     X = rng.standard_normal((4000, 8))
+    coef = rng.standard_normal(8)
     noise = (1 + 0.5 * np.abs(X[:, 1])) * rng.standard_normal(4000)
-    y = X @ rng.standard_normal(8) + np.sin(2 * X[:, 0]) + noise
+    y = X @ coef + np.sin(2 * X[:, 0]) + noise
     reg = FederatedActiveRegressor(
         budget=factor * 9, sampler=SAMPLERS[sampler_name](), random_state=repeat
     ).fit(X, y)
