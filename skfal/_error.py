@@ -608,16 +608,16 @@ def estimate_error(
         "n_folds": n_folds,
     }
     held_out = None
+    shape = {k: settings[k] for k in ("n_fractions", "repeats", "n_folds")}
     if _federated_fit(estimator, groups):
-        sums = _federated_sums(estimator, X, y, groups, plan, settings, rng)
+        got = _federated_outputs(estimator, X, y, groups, plan, settings, rng)
     else:
         values = _run_plan(design, X_rows, labels, weights, per_row, plan, settings)
         values["own"] = per_row(final, X_rows, labels)
         held_out = values["curve"][-1]
         group_of = None if groups is None else np.asarray(groups)[rows]
         sums = _grouped_sums(values, X_rows, group_of, settings)
-    shape = {k: settings[k] for k in ("n_fractions", "repeats", "n_folds")}
-    got = from_sums(sums, variance=choice, n_samples=n_samples, **shape)
+        got = from_sums(sums, variance=choice, n_samples=n_samples, **shape)
     design_var, excess = got["design_variance"], got["nested_excess"]
     var = _combined_variance(design_var, excess, n_folds) if repeats else design_var
     z = norm.ppf(0.5 + confidence / 2)
@@ -841,11 +841,12 @@ def _federated_fit(estimator, groups):
     )
 
 
-def _federated_sums(estimator, X, y, groups, plan, settings, rng):
-    """The sums of :func:`row_sums`, added over the clients by secure sums
+def _federated_outputs(estimator, X, y, groups, plan, settings, rng):
+    """:func:`from_sums`'s outputs over clients
     (:func:`skfal._federated._error.federated_error`): the clients of
     ``groups`` hold their rows and labels; the server, the bought rows and
-    the fitted model."""
+    the fitted model; the clients add their sums by a secure sum and reply
+    the outputs computed from the total, never the total."""
     from skfal._federated import Channel, send_selection, simulated_federation
     from skfal._sampling import draw_seed
     from skfal._validation import check_groups

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -381,6 +382,61 @@ def test_federated_equals_centralized():
     reg.set_params(training="local")
     with pytest.raises(ValueError, match="training='local'"):
         estimate_error(reg, X, y_bought, groups=groups, cv=4)
+
+
+def test_the_server_learns_the_estimate_and_no_fold_sum():
+    # The clients' total holds, per (nested repeat, fold), [sum w, sum w v,
+    # sum w^2, sum w^2 v, sum w^2 v^2, n]: with a fold of one or two rows
+    # and the weights the server knows, each row's held-out loss. The server
+    # must see neither: (1) every reply it receives in the clear is the
+    # published outputs (the estimate, in-sample error, the curve and its
+    # variances, the gain's variance, the nested excess, the number of
+    # labels; OUTPUTS), not the sums. Replying the decoded total instead
+    # (the reviewer's e1/e4 attacks read the losses off it) fails here
+    # (checked). (2) The total it passes back to the clients is padded by
+    # words the clients draw from their group secret: uniform 64-bit words,
+    # where the fixed-point words of the bare total lie within +-2^62
+    # (about half of 255 uniform words fall outside; fewer than 30% has
+    # probability < 1e-9). Without the pad (the server would read each
+    # column's value up to an unknown power of two) it fails (checked).
+    from skfal._federated._error import OUTPUTS, sums_size
+    from skfal.federated import transcript
+
+    X, y_bought, groups, reg = _federated_case()
+    with transcript() as messages:
+        result = estimate_error(
+            reg, X, y_bought, groups=groups, cv=4, nested=5, random_state=0
+        )
+    n_sums = sums_size(n_fractions=2, repeats=5, n_folds=4)
+    assert n_sums == 255
+    up = [m.array for m in messages if m.receiver == "server"]
+    replies = [
+        m.array for m in messages if m.receiver == "server" and m.phase == "error_total"
+    ]
+    assert len(replies) == 4 and len(OUTPUTS) == 7
+    curve = result.learning_curve
+    half = (curve.high - curve.low) / 2 / norm.ppf(0.95)
+    published = np.concatenate(
+        [
+            [result.estimate, result.in_sample],
+            curve.estimate,
+            half**2,
+            [result._half_gain_variance, result.nested_excess, result.n_labels],
+        ]
+    )
+    for reply in replies:
+        np.testing.assert_allclose(reply, published, rtol=1e-9, atol=1e-15)
+    assert replies[0][2 + 2 + 1] == result.design_variance
+    # Apart from the masked uploads, no message to the server has the sums' size.
+    assert not [a for a in up if a.size == n_sums and a.dtype != np.uint64]
+    down = [
+        m.array
+        for m in messages
+        if m.sender == "server" and m.phase == "error_total" and m.array.size == n_sums
+    ]
+    assert len(down) == 4 and all(d.dtype == np.uint64 for d in down)
+    words = down[0].view(np.int64).astype(np.float64)
+    assert np.mean(np.abs(words) > 2.0**62) > 0.3
 
 
 def test_the_server_sees_only_masked_sums_and_no_fold_model(monkeypatch):

@@ -8,9 +8,10 @@ the design. :func:`row_sums` turns a set of rows into that vector of sums
 client calls it on its own), and :func:`from_sums` turns the vector into
 the estimate, its variance and the learning curve. Sums add, so the
 server of a federation adds the clients' vectors by the secure sum of
-:mod:`skfal._federated._secure` and learns the estimate and nothing per
-client. The server's driver :func:`federated_error`, in the order the
-messages flow:
+:mod:`skfal._federated._secure`, its total padded so that the server
+cannot read it; the clients decode the total and reply only
+:func:`from_sums`'s outputs. The server's driver :func:`federated_error`,
+in the order the messages flow:
 
 0. server: the folds (it chose the bought rows, so it deals them into
    folds, exactly as the centralized estimate does from the same seed) and
@@ -24,23 +25,44 @@ messages flow:
    the server names each client's rows to score (phase ``"error_score"``),
    and the client keeps the loss of each there;
 2. each client computes its vector of sums (:func:`row_sums`) and the
-   server adds the vectors by a secure sum (phase ``"error_sums"``); the
-   clients decode the total and reply it (phase ``"error_total"``), and
-   resume releasing models.
+   server adds the vectors by a secure sum (phase ``"error_sums"``) whose
+   total the first client pads with words all clients draw from their group
+   secret (:func:`step_error_padded_words`); the clients remove the pad,
+   decode the total, compute the estimate from it
+   (:func:`from_sums`) and reply only that (phase ``"error_total"``,
+   :data:`OUTPUTS`), and resume releasing models.
 
 What the server receives: the key agreement's public keys, masked words of
 the training's secure sums and of the error sums, the exponent marks of the
-secure maxima, and the total of the error sums (every client's reply is
-the same total). It never sees a loss, a label, a row, a fold's model or a
-client's sums. Each client receives the folds of its own bought rows, the
-fitted model, which of its rows to train on and to score, the training's
-broadcasts and the total.
+secure maxima, the padded total of the error sums (uniform words),
+and the outputs (every client's reply is
+the same): the estimate, the in-sample error, the learning curve's points
+and their variances, the gain's variance, the nested excess (a mean over
+every nested fold) and the number of labels. It never sees a loss, a label,
+a row, a fold's model, a client's sums or, decoded, the total, whose
+nested part holds per-fold sums. Each client receives the folds of its own
+bought rows, the fitted model, which of its rows to train on and to score,
+the training's broadcasts and the total: decoded, the per-fold sums
+``[sum w, sum w v, sum w^2, sum w^2 v, sum w^2 v^2, n]`` over every
+client's rows of each (nested repeat, fold), so with another client's row
+alone in its part of a fold a client reads that row's held-out loss
+(see :doc:`/threat_model`).
 """
 
 import numpy as np
 
 from skfal._federated._regression import global_training
-from skfal._federated._secure import client_decode, secure_sum
+from skfal._federated._secure import (
+    _finite,
+    _masked,
+    client_decode,
+    client_encode,
+    decode_units,
+    masked_round,
+    relay_partner_keys,
+    secure_bounds,
+    shared_generator,
+)
 from skfal._federated._transport import client_step, read_labels
 from skfal._rows import dense_rows
 
@@ -246,6 +268,43 @@ def from_sums(sums, *, n_fractions, repeats, n_folds, variance, n_samples):
     }
 
 
+# What the clients reply to the server: from_sums's outputs, in this order
+# ("curve" and "curve_variance" one entry per fraction); "gain" and
+# "design_variance" follow from the curve's.
+OUTPUTS = (
+    "estimate",
+    "in_sample",
+    "curve",
+    "curve_variance",
+    "gain_variance",
+    "nested_excess",
+    "n_labels",
+)
+
+
+def outputs_vector(got):
+    """:func:`from_sums`'s outputs as one vector (the order of
+    :data:`OUTPUTS`): what a client replies to the server."""
+    return np.concatenate([np.ravel(got[key]) for key in OUTPUTS]).astype(np.float64)
+
+
+def outputs_from_vector(vector, n_fractions):
+    """The dict of :func:`from_sums` from :func:`outputs_vector`."""
+    F = n_fractions
+    curve, curve_variance = vector[2 : 2 + F], vector[2 + F : 2 + 2 * F]
+    return {
+        "estimate": float(vector[0]),
+        "in_sample": float(vector[1]),
+        "curve": curve,
+        "curve_variance": curve_variance,
+        "gain": curve[-1] - curve[0],
+        "gain_variance": float(vector[2 + 2 * F]),
+        "design_variance": float(curve_variance[-1]),
+        "nested_excess": float(vector[3 + 2 * F]),
+        "n_labels": int(round(vector[4 + 2 * F])),
+    }
+
+
 # ------------------------------------------------------------------ clients
 # What a client keeps (declared; tests/test_transport.py checks every fit's).
 STATE = {
@@ -260,6 +319,7 @@ STATE = {
     "errfit_weights": "float64 (t_i,): their weights",
     "errfit_labels": "float64 (t_i,): their labels",
     "error_sums": "float64 (s,): its vector of sums (row_sums)",
+    "error_pad_round": "int64 (1,): the round whose pad hides the sums' total",
 }
 
 
@@ -346,16 +406,49 @@ def step_error_sums(state, config):
     state["error_sums_magnitudes"] = np.abs(sums)
 
 
+def _pad(state, round_id, size):
+    """The one-time pad of the sums' total: 64-bit words every client draws
+    alike from the group secret, unknown to the server."""
+    rng = shared_generator(state["group_secret"], f"error sums pad {round_id}")
+    return rng.integers(0, 2**64, size=size, dtype=np.uint64, endpoint=False)
+
+
+@client_step("error_padded_words")
+def step_error_padded_words(state, config):
+    """Secure sum of its vector of sums, the first participant adding the
+    pad (:func:`_pad`): the server's total is uniform, the clients remove
+    the pad (:func:`step_error_total`)."""
+    sums = state["error_sums"]
+    _finite([sums], config["phase"])
+    words = client_encode(sums, state["error_sums_bounds"])
+    round_id = int(config["round"])
+    state["error_pad_round"] = np.array([round_id], dtype=np.int64)
+    if state["client"] == min(config["participants"]):
+        words = words + _pad(state, round_id, words.size)
+    return _masked(state, words, config)
+
+
 @client_step("error_total")
-def step_error_total(state, config, units):
-    """Decode the total of the sums and reply it; release models again."""
+def step_error_total(state, config, words):
+    """Remove the pad from the total, decode it and reply only what the
+    estimate needs (:func:`outputs_vector` of :func:`from_sums`), never the
+    sums, which hold per-fold sums; release models again."""
     state["release_model"] = bool(state.pop("error_release"))
-    return (client_decode(units, state["error_sums_bounds"]),)
+    words = np.asarray(words, dtype=np.uint64)
+    round_id = int(state.pop("error_pad_round")[0])
+    units = decode_units(words - _pad(state, round_id, words.size))
+    total = client_decode(units, state["error_sums_bounds"])
+    shape = {k: config[k] for k in ("n_fractions", "repeats", "n_folds")}
+    got = from_sums(
+        total, variance=config["variance"], n_samples=config["n_samples"], **shape
+    )
+    return (outputs_vector(got),)
 
 
 # ------------------------------------------------------------------- server
 def federated_error(transport, indices, counts, final, plan, *, settings):
-    """The server's side (module docstring). Returns the decoded sums.
+    """The server's side (module docstring). Returns :func:`from_sums`'s
+    dict, computed by the clients from the total they decoded.
 
     Parameters
     ----------
@@ -421,22 +514,34 @@ def federated_error(transport, indices, counts, final, plan, *, settings):
             config={"store": model.store, "index": model.index, **settings},
         )
     transport.tell("error_sums", "error_sums", config=settings)
-    n_columns = sums_size(**shape)
-    total = secure_sum(
+    # The secure sum (skfal._federated._secure.secure_sum), its total padded:
+    # the server passes back words it cannot read, not units of 2^E_m (each
+    # column's value up to a power of two).
+    headroom = int(np.ceil(np.log2(max(len(everyone), 1))))
+    participants = secure_bounds(
         transport,
         everyone,
         "error_sums",
-        "error_sums",
         "error_sums_magnitudes",
-        int(np.ceil(np.log2(max(len(everyone), 1)))),
+        headroom,
+        "error_sums_bounds",
     )
-    replies = transport.ask("error_total", "error_total", broadcast=(total,))
+    relay_partner_keys(transport, participants, "error_sums")
+    config = {"phase": "error_sums"}
+    total = masked_round(
+        transport, "error_padded_words", "error_sums", participants, config=config
+    ).total
+    config = {**settings, "n_samples": int(sum(counts.values()))}
+    replies = transport.ask(
+        "error_total", "error_total", broadcast=(total,), config=config
+    )
     first = replies[everyone[0]][0]
     if any(not np.array_equal(r[0], first) for r in replies.values()):
         raise ValueError(
             "The clients decoded different totals of the error sums: they did "
             "not all receive the same messages."
         )
-    if first.shape != (n_columns,):
-        raise ValueError(f"The error sums have {first.shape}, not ({n_columns},).")
-    return first
+    n_outputs = 5 + 2 * settings["n_fractions"]
+    if first.shape != (n_outputs,):
+        raise ValueError(f"The error outputs have {first.shape}, not ({n_outputs},).")
+    return outputs_from_vector(first, settings["n_fractions"])
