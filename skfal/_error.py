@@ -465,9 +465,10 @@ def estimate_error(
         :class:`~skfal.FederatedActiveRegressor` fitted over these clients
         (``training="global"``), the estimate runs over them: every fold's
         model is trained by the secure-sum least squares and kept by the
-        clients, and the server adds the clients' sums by a secure sum (it
-        learns the estimate and nothing per client; scorers: the squared or
-        absolute error; see :doc:`/threat_model`).
+        clients, who add their sums by a secure sum and reply only the
+        estimate (the server learns nothing per client or per fold; each
+        client learns per-fold sums over all clients' bought rows; scorers:
+        the squared or absolute error; see :doc:`/threat_model`).
     scoring : str, callable or None, default=None
         ``None``: the squared error for a regressor, the error rate
         (``1 - accuracy``) for a classifier. ``"squared_error"``,
