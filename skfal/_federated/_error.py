@@ -528,9 +528,16 @@ def federated_error(transport, indices, counts, final, plan, *, settings):
     )
     relay_partner_keys(transport, participants, "error_sums")
     config = {"phase": "error_sums"}
-    total = masked_round(
+    summed = masked_round(
         transport, "error_padded_words", "error_sums", participants, config=config
-    ).total
+    )
+    if min(participants) not in summed.participants:
+        raise ValueError(
+            f"Client {min(participants)}, which pads the error sums' total, "
+            "dropped out of their secure sum: the total cannot be decoded. "
+            "Run estimate_error again with every client."
+        )
+    total = summed.total
     config = {**settings, "n_samples": int(sum(counts.values()))}
     replies = transport.ask(
         "error_total", "error_total", broadcast=(total,), config=config
