@@ -11,8 +11,13 @@ split, and its true mean squared error over the pool is the target.
 
 Methods estimating it (nominal 90%):
 
-* ``design local`` / ``design hajek``: :func:`skfal.estimate_error` (10
-  folds) with the local-mean (Grafström-Schelin) or Hájek variance;
+* ``local + nested`` / ``hajek + nested``: :func:`skfal.estimate_error`
+  (10 folds, 5 nested repeats, one call per split) with the local-mean
+  (Grafström-Schelin) or Hájek design variance plus nested
+  cross-validation's term; the default is the local one for pivotal
+  samples, Hájek's for i.i.d. draws;
+* ``local design only`` / ``hajek design only``: the same estimate with
+  the design variance alone (the interval before nested cross-validation);
 * ``in-sample``: the unweighted mean of the model's squared errors at its
   own training rows, +- 1.645 s / sqrt(n) (what one gets by ignoring both
   the overfitting and the design);
@@ -28,6 +33,18 @@ relative to the truth. A coverage is flagged ``*`` when its binomial
 ``LogisticRegression`` on scikit-learn's digits (a random 70% as the pool,
 budgets of 10% and 20% of it, the default model-based selection and uniform
 sampling; the error rate, 5 folds).
+
+``--synthetic``: the variance check on 4,000 synthetic rows (budgets 5d,
+10d, 20d; uniform i.i.d. and leverage pivotal; ``--repeats`` selections):
+the true variance of ``estimate - truth`` over the mean design variance,
+and the coverage of both intervals.
+
+``--doubt``: :class:`skfal.ActiveEstimator` (``LogisticRegression``, 100
+labels of a two-class table of 800 rows, one table per seed) with its
+doubt-driven default selection and with Algorithm 1: how often each
+interval holds the true error rate, how often it lies below it, and the
+weighted estimate's error for a fixed model (fitted on fresh rows), which
+correct weights make zero on average.
 
 ``--stopping``: the stopping rule against fixed budgets. A labeling loop
 buys batches of ``2d`` labels (a nested selection: leverage i.i.d. draws
@@ -47,6 +64,7 @@ Output: Markdown tables on standard output.
 
 import argparse
 import time
+import warnings
 
 import numpy as np
 from _tables import TABLES, load_table
@@ -61,8 +79,16 @@ from skfal import (
     ActiveEstimator,
     FederatedActiveRegressor,
     LeverageScoreSampler,
+    SensitivitySampler,
     UniformSampler,
     estimate_error,
+)
+from skfal._error import _combined_variance
+from skfal._federated._error import (
+    hajek_variance,
+    local_variance,
+    neighbourhoods,
+    scaled_points,
 )
 
 BUDGET_FACTORS = (2, 5, 10, 20, 50)
@@ -83,6 +109,29 @@ def _plain(values):
     return mean, mean - half, mean + half
 
 
+def _design_intervals(r, X_rows):
+    """The interval of ``r`` with each variance: the local and Hajek design
+    variances alone (``design only``), and each combined with the nested
+    cross-validation's (what :func:`skfal.estimate_error` reports)."""
+    n_folds = int(r.fold.max()) + 1
+    designs = {
+        "local": local_variance(
+            r.held_out, r.sample_weight, neighbourhoods(scaled_points(X_rows), 3)
+        ),
+        "hajek": hajek_variance(r.held_out, r.sample_weight),
+    }
+    out = {}
+    for name, total in designs.items():
+        design = total / r.n_samples**2
+        for label, var in (
+            (f"{name} design only", design),
+            (f"{name} + nested", _combined_variance(design, r.nested_excess, n_folds)),
+        ):
+            half = Z * np.sqrt(var)
+            out[label] = (r.estimate, max(r.estimate - half, 0.0), r.estimate + half)
+    return out
+
+
 def one_split(table, X, y, repeat, factor, sampler_name):
     """Every estimator's (estimate, low, high) and the true pool error."""
     X_pool, _, y_pool, _ = train_test_split(X, y, test_size=0.2, random_state=repeat)
@@ -96,12 +145,8 @@ def one_split(table, X, y, repeat, factor, sampler_name):
     y_bought = np.full(n_samples, np.nan)
     rows = reg.sample_indices_
     y_bought[rows] = y_pool[rows]
-    out = {}
-    for variance in ("local", "hajek"):
-        r = estimate_error(
-            reg, X_pool, y_bought, variance=variance, random_state=repeat
-        )
-        out[f"design {variance}"] = (r.estimate, r.low, r.high)
+    r = estimate_error(reg, X_pool, y_bought, random_state=repeat)
+    out = _design_intervals(r, X_pool[rows])
     X_rows, y_rows = X_pool[rows], y_pool[rows]
     out["in-sample"] = _plain((reg.predict(X_rows) - y_rows) ** 2)
     held_out = np.empty(rows.size)
@@ -129,7 +174,7 @@ def one_active_split(repeat, fraction, sampler_name):
     y_bought = np.full(y_pool.shape[0], -1)
     y_bought[rows] = y_pool[rows]
     r = estimate_error(est, X_pool, y_bought, cv=5, random_state=repeat)
-    out = {f"design {r.variance_estimator}": (r.estimate, r.low, r.high)}
+    out = _design_intervals(r, X_pool[rows])
     X_rows, y_rows = X_pool[rows], y_pool[rows]
     out["in-sample"] = _plain(est.predict(X_rows) != y_rows)
     held_out = np.empty(rows.size)
@@ -138,6 +183,81 @@ def one_active_split(repeat, fraction, sampler_name):
         held_out[test] = model.predict(X_rows[test]) != y_rows[test]
     out["plain CV"] = _plain(held_out)
     return "digits", f"{fraction:.0%}", sampler_name, truth, out
+
+
+def synthetic_split(repeat, factor, sampler_name):
+    """One selection from the synthetic pool: truth, estimate, variances."""
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((4000, 8))
+    coef = rng.standard_normal(8)
+    noise = (1 + 0.5 * np.abs(X[:, 1])) * rng.standard_normal(4000)
+    y = X @ coef + np.sin(2 * X[:, 0]) + noise
+    reg = FederatedActiveRegressor(
+        budget=factor * 9, sampler=SAMPLERS[sampler_name](), random_state=repeat
+    ).fit(X, y)
+    y_bought = np.full(4000, np.nan)
+    y_bought[reg.sample_indices_] = y[reg.sample_indices_]
+    r = estimate_error(reg, X, y_bought, random_state=repeat)
+    truth = float(np.mean((reg.predict(X) - y) ** 2))
+    return truth, r.estimate, r.design_variance, r.variance
+
+
+def synthetic_report(repeats, n_jobs):
+    """Per cell: var(estimate - truth) over the mean design variance, and the
+    coverage of the design-only and the nested intervals."""
+    lines = [
+        "| budget | sampler | var(error) / design variance | "
+        "design-only coverage | + nested coverage |",
+        "|---|---|---|---|---|",
+    ]
+    for factor in (5, 10, 20):
+        for name in ("uniform iid", "leverage pivotal"):
+            out = np.array(
+                Parallel(n_jobs=n_jobs)(
+                    delayed(synthetic_split)(r, factor, name) for r in range(repeats)
+                )
+            )
+            truth, estimate, design, combined = out.T
+            error = np.abs(estimate - truth)
+            lines.append(
+                f"| {factor}d | {name} | {(estimate - truth).var() / design.mean():.2f}"
+                f" | {np.mean(error <= Z * np.sqrt(design)):.2f}"
+                f" | {np.mean(error <= Z * np.sqrt(combined)):.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def doubt_seed(seed, selection):
+    """ActiveEstimator(LogisticRegression) on a two-class table of 800 rows,
+    100 labels: whether each interval holds the true error rate."""
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((800, 2))
+    y = np.where(X[:, 0] + 0.5 * rng.standard_normal(800) > 0, "yes", "no")
+    # A fixed model, fitted on 200 fresh rows of the same law: its losses do
+    # not depend on the selection, so correct weights estimate its error
+    # rate without bias.
+    X_fixed = rng.standard_normal((200, 2))
+    noise = 0.5 * rng.standard_normal(200)
+    fixed = LogisticRegression().fit(
+        X_fixed, np.where(X_fixed[:, 0] + noise > 0, "yes", "no")
+    )
+    sampler = None
+    if selection != "doubt":
+        sampler = SensitivitySampler(holder_constant="auto")
+    model = ActiveEstimator(
+        LogisticRegression(), budget=100, sampler=sampler, random_state=seed
+    ).fit(X, y)
+    y_bought = np.full(800, None, dtype=object)
+    y_bought[model.sample_indices_] = y[model.sample_indices_]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the doubt-driven warning
+        r = estimate_error(model, X, y_bought, cv=5, random_state=seed)
+    truth = float(np.mean(model.predict(X) != y))
+    design = abs(r.estimate - truth) <= Z * np.sqrt(r.design_variance)
+    loss = (fixed.predict(X) != y).astype(np.float64)
+    rows, w = model.sample_indices_, model.sample_weight_
+    fixed_error = w @ loss[rows] / 800 - loss.mean()
+    return design, r.low <= truth <= r.high, r.high < truth, fixed_error
 
 
 def stopping_session(table, X, y, repeat, max_factor=40, relative=0.01):
@@ -243,7 +363,40 @@ def main():
         action="store_true",
         help="the stopping rule against the oracle and fixed budgets",
     )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="4,000 Gaussian rows, 8 features: the variance check, 300 selections",
+    )
+    parser.add_argument(
+        "--doubt",
+        action="store_true",
+        help="ActiveEstimator's doubt-driven default against Algorithm 1",
+    )
     args = parser.parse_args()
+    if args.doubt:
+        print(
+            "| selection | seeds | design-only covers | + nested covers | below "
+            "| fixed model: weighted estimate - truth (mean +- se) |"
+        )
+        print("|---|---|---|---|---|---|")
+        for selection in ("doubt", "algorithm 1"):
+            out = np.array(
+                Parallel(n_jobs=args.n_jobs)(
+                    delayed(doubt_seed)(seed, selection) for seed in range(args.repeats)
+                )
+            )
+            covered = out[:, :3].sum(axis=0).astype(int)
+            fixed = out[:, 3]
+            se = fixed.std(ddof=1) / np.sqrt(len(fixed))
+            print(
+                f"| {selection} | {args.repeats} | {covered[0]} | {covered[1]} | "
+                f"{covered[2]} | {fixed.mean():+.4f} +- {se:.4f} |"
+            )
+        return
+    if args.synthetic:
+        print(synthetic_report(args.repeats, args.n_jobs))
+        return
     if args.stopping:
         data = {t: load_table(t) for t in args.tables}
         sessions = Parallel(n_jobs=args.n_jobs)(

@@ -37,6 +37,13 @@ from skfal._compat import (
     safe_indexing,
     validate_params,
 )
+from skfal._federated._error import (
+    PREDICTION_LOSSES,
+    federated_error,
+    from_sums,
+    row_sums,
+    scaled_points,
+)
 from skfal._linalg import weighted_least_squares
 from skfal._rows import dense_rows, matvec
 
@@ -47,11 +54,13 @@ _EPS = 1e-15  # probabilities are clipped here, as ActiveEstimator does
 
 
 def _squared_error(model, X, y):
-    return (np.asarray(model.predict(X), dtype=np.float64) - y) ** 2
+    prediction = np.asarray(model.predict(X), dtype=np.float64)
+    return PREDICTION_LOSSES["squared_error"](prediction, y)
 
 
 def _absolute_error(model, X, y):
-    return np.abs(np.asarray(model.predict(X), dtype=np.float64) - y)
+    prediction = np.asarray(model.predict(X), dtype=np.float64)
+    return PREDICTION_LOSSES["absolute_error"](prediction, y)
 
 
 def _error_rate(model, X, y):
@@ -118,7 +127,19 @@ class ErrorEstimate:
         The two-sided interval at level ``confidence``: ``estimate -+ z sd``
         (``z`` the normal quantile, ``sd`` the square root of ``variance``).
     variance : float
-        Estimated design variance of ``estimate``.
+        Estimated variance of ``estimate`` about the model's true error:
+        ``design_variance`` plus what one model per fold adds
+        (``nested_excess``, scaled by ``(cv - 1) / cv``, clipped to
+        ``[0, (cv - 1) design_variance]``).
+    design_variance : float
+        The design variance of the cross-fitted Horvitz-Thompson mean,
+        by ``variance_estimator``, as if the held-out values were fixed.
+    nested_excess : float
+        Nested cross-validation's estimate (Bates, Hastie and Tibshirani
+        2021) of the variance the fold models add: the held-out values of
+        one fold share a model, so they are correlated, and the model the
+        estimate is about changes with the sample. ``0.0`` with
+        ``nested=0``; may be negative (noise), then not used.
     confidence : float
         Level of ``low``, ``high`` and of :meth:`expected_gain`'s bound.
     scoring : str or callable
@@ -147,9 +168,10 @@ class ErrorEstimate:
     fold : ndarray of shape (n_labels,)
         The cross-fitting fold of each bought row: its value comes from a
         model trained on the rows of the other folds.
-    held_out : ndarray of shape (n_labels,)
+    held_out : ndarray of shape (n_labels,) or None
         The scorer's per-row value at each bought row under the model
-        trained without its fold.
+        trained without its fold; ``None`` over clients (no party holds
+        every value).
     learning_curve : LearningCurve
         The cross-fitted error for training sets of half and all of the
         other folds, on the same held-out rows.
@@ -280,6 +302,19 @@ def _design(estimator, model):
 
         final = estimator.estimator_
         classifier = is_classifier(estimator)
+        if estimator.sampler is None:
+            warnings.warn(
+                "ActiveEstimator's default selection (sampler=None) puts most of "
+                "each round's probability on the rows the model doubts, and the "
+                "interval covers well below its level there, the estimate "
+                "running low (measured: benchmarks/bench_error.py --doubt). "
+                "For an interval that covers, select with "
+                "sampler=SensitivitySampler(holder_constant='auto') (Algorithm "
+                "1) or sampler=UniformSampler(); see the user guide's page on "
+                "error estimates, 'When it fails'.",
+                UserWarning,
+                stacklevel=4,  # _design, estimate_error, validate_params' wrapper
+            )
         design = "mixed" if len(getattr(estimator, "rounds_", [])) > 1 else "iid"
         sampler = estimator.sampler
         if design == "iid" and sampler is not None:
@@ -360,68 +395,6 @@ def _per_row_scorer(scoring, classifier):
     return scoring, per_row, getattr(scorer, "_sign", 1) > 0
 
 
-# ---------------------------------------------------------------- variance
-
-
-def neighbourhoods(points, n_neighbors=3, groups=None):
-    """Each sampled row and its ``n_neighbors`` nearest sampled rows.
-
-    Within its group when ``groups`` is given (a client with a single
-    sampled row takes its neighbours from all rows). Returns a list of
-    ``(rows, neighbourhood)`` pairs: ``neighbourhood[r]`` holds the indices
-    (into all sampled rows) of ``rows[r]``'s neighbourhood, itself first.
-    """
-    from scipy.spatial import cKDTree
-
-    n = points.shape[0]
-    labels = np.zeros(n, dtype=int) if groups is None else np.asarray(groups)
-    parts = []
-    for label in np.unique(labels):
-        at = np.flatnonzero(labels == label)
-        pool = at if at.size > 1 else np.arange(n)
-        k = min(n_neighbors + 1, pool.size)
-        _, neighbours = cKDTree(points[pool]).query(points[at], k=k)
-        parts.append((at, pool[np.asarray(neighbours).reshape(at.size, k)]))
-    return parts
-
-
-def local_variance(values, weights, parts):
-    """Grafström and Schelin's local-mean variance of a Horvitz-Thompson total.
-
-    ``sum_i k / (k - 1) (w_i v_i - m_i)^2``, where ``m_i`` is the mean of
-    ``w_j v_j`` over the neighbourhood of row ``i`` (``parts``, from
-    :func:`neighbourhoods`: itself and its nearest sampled rows; ``k`` its
-    size). A spatially balanced sample has no usable joint inclusion
-    probabilities; a row and its neighbours are close to a stratum of a few
-    rows, whose variance this is.
-    """
-    z = values * weights
-    total = 0.0
-    for at, neighbours in parts:
-        k = neighbours.shape[1]
-        local_mean = z[neighbours].mean(axis=1)
-        total += k / (k - 1) * float(((z[at] - local_mean) ** 2).sum())
-    return total
-
-
-def hajek_variance(values, weights):
-    """Hájek's approximation to the variance of a Horvitz-Thompson total.
-
-    ``n / (n - 1) sum_i (1 - pi_i) (w_i v_i - G)^2`` with ``pi_i =
-    min(1, 1 / w_i)`` and ``G`` the ``(1 - pi)``-weighted mean of ``w v``: the
-    variance of a high-entropy design (conditional Poisson, simple random
-    sampling, and close to that for i.i.d. draws) from first-order
-    probabilities alone.
-    """
-    n = len(values)
-    z = values * weights
-    c = 1.0 - np.minimum(1.0, 1.0 / weights)
-    if c.sum() <= 0:  # a census: no sampling variance
-        return 0.0
-    centre = float(c @ z / c.sum())
-    return n / (n - 1) * float(c @ (z - centre) ** 2)
-
-
 # ---------------------------------------------------------------- estimate
 
 
@@ -437,6 +410,7 @@ def hajek_variance(values, weights):
         "cv": [Interval(Integral, 2, None, closed="left")],
         "variance": [StrOptions({"auto", "local", "hajek"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "nested": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -453,6 +427,7 @@ def estimate_error(
     cv=10,
     variance="auto",
     n_neighbors=3,
+    nested=5,
     random_state=None,
 ):
     """Estimate a fitted model's error on the whole pool, with an interval.
@@ -466,8 +441,10 @@ def estimate_error(
     design's weights, and the held-out values are weighted by the design
     (Horvitz-Thompson; unbiased for a model that does not depend on its
     training rows, pessimistic by the gap between ``(cv - 1) / cv`` of the
-    labels and all of them otherwise). The interval adds the design
-    variance, estimated to respect the design (see ``variance``).
+    labels and all of them otherwise). The interval's variance is the
+    design variance, estimated to respect the design (see ``variance``),
+    plus what nested cross-validation measures the fold models add (see
+    ``nested``).
 
     Parameters
     ----------
@@ -484,7 +461,14 @@ def estimate_error(
     groups : array-like of shape (n_samples,), default=None
         Client of each row, when the selection ran over clients: the
         federated pivotal tournament spreads the sample within each client,
-        so the local variance compares rows of the same client.
+        so the local variance compares rows of the same client. For a
+        :class:`~skfal.FederatedActiveRegressor` fitted over these clients
+        (``training="global"``), the estimate runs over them: every fold's
+        model is trained by the secure-sum least squares and kept by the
+        clients, who add their sums by a secure sum and reply only the
+        estimate (the server learns nothing per client or per fold; each
+        client learns per-fold sums over all clients' bought rows; scorers:
+        the squared or absolute error; see :doc:`/threat_model`).
     scoring : str, callable or None, default=None
         ``None``: the squared error for a regressor, the error rate
         (``1 - accuracy``) for a classifier. ``"squared_error"``,
@@ -510,6 +494,13 @@ def estimate_error(
         single batch), else ``"hajek"``.
     n_neighbors : int, default=3
         Neighbours of each bought row in the local estimator.
+    nested : int, default=5
+        Repeats of nested cross-validation (Bates, Hastie and Tibshirani
+        2021), which measures what one model per fold adds to the design
+        variance (see ``ErrorEstimate.nested_excess``); each repeat fits
+        ``cv (cv + 1) / 2`` models. ``0``: the design variance alone, an
+        interval that undercovers for a model learned from the rows (see
+        :doc:`/error_estimates`).
     random_state : int, RandomState instance or None, default=None
         Controls the folds.
 
@@ -525,7 +516,15 @@ def estimate_error(
     ValueError
         When fewer than 4 rows were bought, a bought row has no label, or a
         fold's training rows cannot fit the model (a classifier's with one
-        class only).
+        class only). Over clients, also when a fold's training rows lie at
+        one client only (no secure sum hides them), the scorer is not a loss
+        of the predictions, or the selection holds a row twice.
+
+    Warns
+    -----
+    UserWarning
+        For an :class:`~skfal.ActiveEstimator` with its doubt-driven default
+        selection (``sampler=None``), whose interval undercovers.
 
     Notes
     -----
@@ -595,84 +594,106 @@ def estimate_error(
         final = design.fit(X_rows, labels, weights)
     rng = check_random_state(random_state)
     n_folds = min(cv, n)
-    fold, curve = _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng)
-    held_out = curve[-1]
-    own = per_row(final, X_rows, labels)  # the model's values at its own rows
-
-    # Sum over the pool = known sum at the bought rows + HT estimate of the
-    # rest: sum_S l_i + sum_S (w_i - 1) l^cf_i. Its error is the HT error of
-    # sum_S w_i l^cf_i, whose variance the estimator below estimates.
-    estimate = (own.sum() + (weights - 1.0) @ held_out) / n_samples
+    repeats = nested if n_folds >= 3 else 0
+    plan = _plan(n, n_folds, repeats, rng)
     choice = variance
     if choice == "auto":
         choice = "local" if design.design == "pivotal" else "hajek"
-    if choice == "local":
+    settings = {
+        "scoring": name,
+        "variance": choice,
+        "n_neighbors": int(n_neighbors),
+        "sign": 1.0 if greater else -1.0,
+        "n_fractions": len(_FRACTIONS),
+        "repeats": repeats,
+        "n_folds": n_folds,
+    }
+    held_out = None
+    shape = {k: settings[k] for k in ("n_fractions", "repeats", "n_folds")}
+    if _federated_fit(estimator, groups):
+        got = _federated_outputs(estimator, X, y, groups, plan, settings, rng)
+    else:
+        values = _run_plan(design, X_rows, labels, weights, per_row, plan, settings)
+        values["own"] = per_row(final, X_rows, labels)
+        held_out = values["curve"][-1]
         group_of = None if groups is None else np.asarray(groups)[rows]
-        parts = neighbourhoods(_points(X_rows), n_neighbors, group_of)
-
-    def design_variance(values):
-        if choice == "local":
-            total = local_variance(values, weights, parts)
-        else:
-            total = hajek_variance(values, weights)
-        return total / n_samples**2
-
-    var = design_variance(held_out)
-    half = norm.ppf(0.5 + confidence / 2) * np.sqrt(var)
-    low, high = estimate - half, estimate + half
+        sums = _grouped_sums(values, X_rows, group_of, settings)
+        got = from_sums(sums, variance=choice, n_samples=n_samples, **shape)
+    design_var, excess = got["design_variance"], got["nested_excess"]
+    var = _combined_variance(design_var, excess, n_folds) if repeats else design_var
+    z = norm.ppf(0.5 + confidence / 2)
+    estimate = got["estimate"]
+    low, high = estimate - z * np.sqrt(var), estimate + z * np.sqrt(var)
     if name in _NON_NEGATIVE:
         low = max(low, 0.0)
-    # The gain of doubling the training rows, in the "better" direction.
-    sign = 1.0 if greater else -1.0
-    difference = sign * (curve[-1] - curve[0])
-    points_estimates = curve @ weights / n_samples
-    points_half = np.array(
-        [norm.ppf(0.5 + confidence / 2) * np.sqrt(design_variance(c)) for c in curve]
-    )
+    points_half = z * np.sqrt(got["curve_variance"])
     n_train = np.array([fraction * (n - n / n_folds) for fraction in _FRACTIONS])
     return ErrorEstimate(
         estimate=float(estimate),
         low=float(low),
         high=float(high),
         variance=float(var),
+        design_variance=float(design_var),
+        nested_excess=float(excess),
         confidence=float(confidence),
         scoring=name,
         greater_is_better=bool(greater),
         model=final,
         n_labels=int(n),
         n_samples=int(n_samples),
-        in_sample=float(weights @ own / n_samples),
+        in_sample=float(got["in_sample"]),
         variance_estimator=choice,
         sample_indices=rows,
         sample_weight=weights,
-        fold=fold,
+        fold=plan.folds[0],
         held_out=held_out,
         learning_curve=LearningCurve(
             n_train=n_train,
-            estimate=points_estimates,
-            low=points_estimates - points_half,
-            high=points_estimates + points_half,
+            estimate=got["curve"],
+            low=got["curve"] - points_half,
+            high=got["curve"] + points_half,
         ),
-        _half_gain=float(difference @ weights / n_samples),
-        _half_gain_variance=float(design_variance(difference)),
+        _half_gain=float(settings["sign"] * got["gain"]),
+        _half_gain_variance=float(got["gain_variance"]),
     )
 
 
-def _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng):
-    """Held-out values of every bought row, for each training fraction.
+class _Model(NamedTuple):
+    """One model of the plan: trained on the bought rows ``train`` (positions
+    among them, weights times ``scale``), it scores the rows ``score``; their
+    values go to ``store`` (``"curve"``, ``"outer"`` or ``"pair"``) at row
+    ``index`` (the curve's point, the nested repeat), and for ``"pair"`` at
+    ``columns`` (the other fold left out)."""
 
-    The rows are dealt into ``n_folds`` folds at random; each fold is scored
-    by models trained on ``_FRACTIONS`` of the other folds (a random subset
-    for a fraction below 1), never on the fold itself.
+    train: np.ndarray
+    score: np.ndarray
+    columns: np.ndarray
+    store: str
+    index: int
+    scale: float
 
-    Returns
-    -------
-    fold : ndarray of shape (n,)
-    curve : ndarray of shape (len(_FRACTIONS), n)
+
+class _Plan(NamedTuple):
+    """The folds (``(1 + R, n)``: the cross-fit's, then each nested
+    repeat's) and the models to train, the same centralized and federated."""
+
+    folds: np.ndarray
+    models: list
+
+
+def _plan(n, n_folds, repeats, rng):
+    """Deal the ``n`` bought rows into folds and list the models.
+
+    Cross-fitting: each fold is scored by models trained on ``_FRACTIONS``
+    of the other folds (a random subset for a fraction below 1; its weights
+    divided by the fraction: a subsample of a probability sample is one,
+    with inclusion probabilities ``pi * fraction``), never on the fold
+    itself. Nested cross-validation (``repeats`` times, new folds each): a
+    model without each pair of folds scores both, and one without each fold
+    scores it.
     """
-    n = labels.shape[0]
     fold = rng.permutation(np.arange(n) % n_folds)
-    curve = np.empty((len(_FRACTIONS), n))
+    models = []
     for k in range(n_folds):
         test = np.flatnonzero(fold == k)
         train = np.flatnonzero(fold != k)
@@ -681,9 +702,94 @@ def _cross_fit(design, X_rows, labels, weights, per_row, n_folds, rng):
             if fraction < 1:
                 size = max(2, int(round(fraction * train.size)))
                 part = np.sort(rng.choice(train, size=size, replace=False))
-            fitted = _fit_fold(design, X_rows, labels, weights, part, fraction, k)
-            curve[j, test] = per_row(fitted, _take(X_rows, test), labels[test])
-    return fold, curve
+            zeros = np.zeros(test.size, dtype=np.int64)
+            models.append(_Model(part, test, zeros, "curve", j, 1.0 / fraction))
+    folds = [fold]
+    for r in range(repeats):
+        fold = rng.permutation(np.arange(n) % n_folds)
+        folds.append(fold)
+        for j in range(n_folds):
+            for k in range(j + 1, n_folds):
+                part = np.flatnonzero((fold != j) & (fold != k))
+                score = np.flatnonzero((fold == j) | (fold == k))
+                other = np.where(fold[score] == j, k, j)
+                models.append(_Model(part, score, other, "pair", r, 1.0))
+        for k in range(n_folds):
+            part, score = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            zeros = np.zeros(score.size, dtype=np.int64)
+            models.append(_Model(part, score, zeros, "outer", r, 1.0))
+    return _Plan(np.array(folds), models)
+
+
+def _run_plan(design, X_rows, labels, weights, per_row, plan, settings):
+    """Train and score every model of ``plan`` on the bought rows here."""
+    n = labels.shape[0]
+    rows = {
+        "curve": np.empty((settings["n_fractions"], n)),
+        "outer": np.empty((settings["repeats"], n)),
+        "pair": np.zeros((settings["repeats"], n, settings["n_folds"])),
+        "weights": weights,
+        "folds": plan.folds[1:],
+    }
+    for number, model in enumerate(plan.models):
+        fitted = _fit_fold(design, X_rows, labels, weights, model, number)
+        values = per_row(fitted, _take(X_rows, model.score), labels[model.score])
+        if model.store == "pair":
+            rows["pair"][model.index, model.score, model.columns] = values
+        else:
+            rows[model.store][model.index, model.score] = values
+    return rows
+
+
+def _grouped_sums(rows, X_rows, groups, settings):
+    """:func:`row_sums` over every bought row, or added over the clients of
+    ``groups`` (the local variance then compares rows of one client only,
+    as the federated pivotal tournament spreads the sample within each)."""
+    common = {k: settings[k] for k in ("variance", "n_neighbors", "sign", "n_folds")}
+    labels = np.zeros(rows["weights"].shape[0]) if groups is None else groups
+    total = 0.0
+    for label in np.unique(labels):
+        at = np.flatnonzero(labels == label)
+        part = {
+            "own": rows["own"][at],
+            "curve": rows["curve"][:, at],
+            "weights": rows["weights"][at],
+            "folds": rows["folds"][:, at],
+            "outer": rows["outer"][:, at],
+            "pair": rows["pair"][:, at],
+            "points": None,
+        }
+        if settings["variance"] == "local":
+            part["points"] = scaled_points(_take(X_rows, at))
+        total = total + row_sums(part, **common)
+    return total
+
+
+def _combined_variance(design_var, excess, n_folds):
+    """The interval's variance: the design's, plus what the fold models add.
+
+    ``excess`` is nested cross-validation's estimate (Bates, Hastie and
+    Tibshirani 2021, Algorithm 1, with the design's weights): for each
+    outer fold ``k``, the inner cross-fitted mean ``m_in`` over the other
+    folds (each inner fold ``j`` scored by a model trained without folds
+    ``j`` and ``k``) is compared with the mean ``m_out`` over fold ``k`` of
+    the model trained on all the other folds. The squared gap ``a_k``
+    estimates the squared error of a cross-fitted mean about the error of
+    the model trained on all its rows, plus the sampling variance ``b_k``
+    of ``m_out``, which they subtract. Subtracted here as well: the
+    sampling variance ``c_k`` of ``m_in`` as if its rows were independent,
+    the part the design variance already counts (and counts better, for a
+    spatially balanced sample). What is left, ``mean(a - b - c)``, is what
+    the losses of one fold add by sharing one model: zero on average for a
+    model that does not depend on its training rows.
+
+    It is for a cross-fit on ``(K - 1) / K`` of the rows, scaled by
+    ``(K - 1) / K`` to all of them as Bates et al. do; never negative, and
+    at most ``K - 1`` times the design variance (their bound: at most ``K``
+    times the naive variance in all).
+    """
+    scaled = (n_folds - 1) / n_folds * max(excess, 0.0)
+    return design_var + min(scaled, (n_folds - 1) * design_var)
 
 
 def _take(X, rows):
@@ -711,32 +817,73 @@ def _dense(X, rows):
     return np.asarray(taken, dtype=np.float64)
 
 
-def _points(X_rows):
-    """The bought rows as numbers scaled to unit variance, for neighbours."""
-    import scipy.sparse as sp
-
-    if sp.issparse(X_rows):
-        X_rows = X_rows.toarray()
-    try:
-        points = np.asarray(X_rows, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            "variance='local' finds neighbours among the bought rows, so X "
-            "must be numeric; pass variance='hajek' for a table with text "
-            f"columns ({exc})."
-        ) from exc
-    scale = points.std(axis=0)
-    return points / np.where(scale > 0, scale, 1.0)
-
-
-def _fit_fold(design, X_rows, labels, weights, part, fraction, fold):
-    """A model trained on the bought rows ``part`` (never on the held-out fold)."""
+def _fit_fold(design, X_rows, labels, weights, model, number):
+    """A model of the plan, trained on its rows (never on those it scores)."""
+    part = model.train
     if design.classifier and np.unique(labels[part].astype(str)).size < 2:
         raise ValueError(
-            f"The training rows of cross-fitting fold {fold} (fraction {fraction} "
-            f"of the other folds) hold one class only, so no classifier can be "
-            "fitted there. Buy more labels of the rare classes, or lower cv."
+            f"The training rows of cross-fitting model {number} ({model.store} "
+            f"values, {part.size} rows) hold one class only, so no classifier "
+            "can be fitted there. Buy more labels of the rare classes, or "
+            "lower cv."
         )
-    # Weights divided by the fraction kept: a subsample of a probability
-    # sample is one, with inclusion probabilities pi * fraction.
-    return design.fit(_take(X_rows, part), labels[part], weights[part] / fraction)
+    return design.fit(_take(X_rows, part), labels[part], weights[part] * model.scale)
+
+
+def _federated_fit(estimator, groups):
+    """Whether the estimate runs over the clients: a FederatedActiveRegressor
+    fitted over them (``groups``), with global training."""
+    from skfal._regressor import FederatedActiveRegressor
+
+    return (
+        groups is not None
+        and isinstance(estimator, FederatedActiveRegressor)
+        and bool(getattr(estimator, "communication_", {}))
+    )
+
+
+def _federated_outputs(estimator, X, y, groups, plan, settings, rng):
+    """:func:`from_sums`'s outputs over clients
+    (:func:`skfal._federated._error.federated_error`): the clients of
+    ``groups`` hold their rows and labels; the server, the bought rows and
+    the fitted model; the clients add their sums by a secure sum and reply
+    the outputs computed from the total, never the total."""
+    from skfal._federated import Channel, send_selection, simulated_federation
+    from skfal._sampling import draw_seed
+    from skfal._validation import check_groups
+
+    if estimator.training != "global":
+        raise ValueError(
+            "The federated error estimate trains each fold's model by the "
+            "secure-sum least squares of training='global'; this estimator "
+            "was fitted with training='local'. Refit it with "
+            "training='global', or pass groups=None to estimate centrally."
+        )
+    if callable(settings["scoring"]) or settings["scoring"] not in (PREDICTION_LOSSES):
+        raise ValueError(
+            f"Over clients, scoring must be one of {sorted(PREDICTION_LOSSES)} "
+            f"(a loss every client computes from the model's predictions); got "
+            f"{settings['scoring']!r}."
+        )
+    indices = np.asarray(estimator.sample_indices_)
+    if np.unique(indices).size != indices.size:
+        raise ValueError(
+            "The selection holds a row more than once (i.i.d. draws): the "
+            "federated estimate needs each bought row once. Pass groups=None "
+            "to estimate centrally."
+        )
+    _, client_rows = check_groups(groups, num_samples(X))
+    labels = np.asarray(y, dtype=np.float64)
+    transport = simulated_federation(
+        X, client_rows, draw_seed(rng), Channel(), estimator.n_jobs, labels=labels
+    )
+    counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+    send_selection(transport, indices, estimator.sample_weight_, counts)
+    final = np.append(estimator.coef_, estimator.intercept_)
+    settings = {
+        **settings,
+        "n_features": int(estimator.n_features_in_),
+        "alpha": float(estimator.alpha),
+        "fit_intercept": bool(estimator.fit_intercept),
+    }
+    return federated_error(transport, indices, counts, final, plan, settings=settings)

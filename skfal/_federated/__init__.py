@@ -22,6 +22,7 @@ This package never imports an estimator; estimators import from here only.
 
 from skfal._federated import (  # noqa: E402
     _clustering,
+    _error,
     _leverage,
     _model_loss,
     _regression,
@@ -94,6 +95,7 @@ def _client_state():
         _regression,
         _clustering,
         _model_loss,
+        _error,
     ):
         twice = set(merged) & set(module.STATE)
         if twice:
