@@ -14,6 +14,7 @@ from skfal._adaptive import (
     pilot_size,
     residual_scale,
     scale_models,
+    with_features,
 )
 from skfal._base import DocLinkMixin, select_rows
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, num_samples
@@ -374,8 +375,13 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             )
         )
         known = np.isfinite(sizes)
+        fitted = matvec(X, coef) + intercept
         models = scale_models(
-            X, X_pilot[known], coef, intercept, sampler.scores_, pilot[known]
+            X,
+            fitted,
+            sampler.scores_,
+            pilot[known],
+            with_features(n_pilot, X.shape[1]),
         )
         scale, correlation = residual_scale(models, sizes[known], rng)
         scores, mix = sampler.scores_, sampler.uniform_mix
