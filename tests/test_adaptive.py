@@ -1,5 +1,7 @@
 """The adaptive design of FederatedActiveRegressor: unbiased given the pilot."""
 
+import copy
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
@@ -10,8 +12,9 @@ from skfal import (
     LeverageScoreSampler,
     UniformSampler,
     _adaptive,
+    _regressor,
 )
-from skfal._adaptive import held_out_residuals, pilot_size
+from skfal._adaptive import hat_diagonal, held_out_residuals, pilot_size
 from tests._helpers import monte_carlo_runs
 
 
@@ -154,13 +157,118 @@ def test_small_budget_stays_one_shot():
     assert np.allclose(one.coef_, ada.coef_)
 
 
-def test_adaptive_refuses_groups_and_non_leverage_samplers():
+def test_adaptive_refuses_non_leverage_samplers():
     X, y = heteroscedastic()
-    with pytest.raises(ValueError, match="centralized only"):
-        FederatedActiveRegressor(budget=80, design="adaptive").fit(
-            X, y, groups=np.arange(400) % 3
-        )
     with pytest.raises(ValueError, match="LeverageScoreSampler"):
         FederatedActiveRegressor(
             budget=80, design="adaptive", sampler=UniformSampler()
         ).fit(X, y)
+
+
+def test_hat_from_the_global_r_equals_the_svd_hat():
+    # A federated client knows the global R of the weighted design (kept
+    # from the training) and its own rows: d^T (R^T R)^+ d w is the hat
+    # value the centralized SVD gives, so its held-out residuals are the
+    # centralized ones. A rank-deficient design (a repeated column) too.
+    rng = np.random.RandomState(2)
+    D = np.hstack([np.ones((30, 1)), rng.standard_normal((30, 3))])
+    w = rng.uniform(0.5, 2.0, 30)
+    for design in (D, np.hstack([D, D[:, 1:2]])):
+        r = np.linalg.qr(design * np.sqrt(w)[:, None], mode="r")
+        rows = np.arange(7, 19)
+        assert np.allclose(
+            hat_diagonal(design[rows], w[rows], r),
+            hat_diagonal(design, w)[rows],
+            rtol=1e-9,
+        )
+
+
+def test_federated_second_round_is_unbiased_given_the_pilot(monkeypatch):
+    # The federated design: the pilot by the federated leverage protocol,
+    # its model by global training, then the scale model from secure sums
+    # and a second round whose scores never leave the clients (each client
+    # computes its pi and its combined weights). With the pilot fixed (the
+    # federation after it, copied) and the clients' draws varied, the
+    # weighted totals of the normal equations have conditional mean
+    # lam T1 + (1 - lam) T, as centralized: the same law. Caught by hand:
+    # the clients' pilot weights dropped from the combination (bias), and
+    # the pilot's rows left eligible for the second round (a row twice).
+    monkeypatch.setattr(_adaptive, "CHECK_LEVEL", 2.0)
+    X, y = heteroscedastic()
+    groups = np.arange(X.shape[0]) % 3
+    Z = np.hstack([X, np.ones((X.shape[0], 1))])
+    Z = np.hstack([(Z[:, :, None] * Z[:, None, :]).reshape(len(Z), -1), Z * y[:, None]])
+    real = _regressor.adaptive_second_round
+    captured = {}
+
+    def capture(transport, pilot, random_state, **kwargs):
+        captured.update(transport=copy.deepcopy(transport), pilot=pilot, kw=kwargs)
+        return real(transport, pilot, random_state, **kwargs)
+
+    monkeypatch.setattr(_regressor, "adaptive_second_round", capture)
+    budget = 80
+    reg = FederatedActiveRegressor(budget=budget, design="adaptive", random_state=0)
+    reg.fit(X, y, groups=groups)
+    assert reg.n_pilot_ == 24 and reg.scale_used_
+    pilot, kw = captured["pilot"], captured["kw"]
+    start = captured["transport"]
+    local, positions = start.split(pilot, kw["counts"])
+    w1 = np.empty(pilot.shape[0])
+    for c, kept in zip(start.clients, start.kept("selection_weights"), strict=True):
+        w1[positions[c]] = kept
+    lam = pilot.shape[0] / budget
+    expected = lam * (w1 @ Z[pilot]) + (1 - lam) * Z.sum(axis=0)
+    n_runs = monte_carlo_runs(200)
+    totals = np.empty((n_runs, Z.shape[1]))
+    for run in range(n_runs):
+        transport = copy.deepcopy(start)
+        for c, state in enumerate(transport.states):
+            state["sampling_seed"] = 1000 * run + c
+        rows = real(transport, pilot, np.random.RandomState(run), **kw)
+        assert rows.shape[0] == budget and np.isin(pilot, rows).all()
+        _, at = transport.split(rows, kw["counts"])
+        weights = np.empty(budget)
+        for c, kept in zip(
+            transport.clients, transport.kept("selection_weights"), strict=True
+        ):
+            weights[at[c]] = kept
+        assert transport.kept("scale_choice")[0][1] == 1.0
+        totals[run] = weights @ Z[rows]
+    se = totals.std(axis=0, ddof=1) / np.sqrt(n_runs)
+    assert np.all(np.abs(totals.mean(axis=0) - expected) < 4.5 * se + 1e-9)
+
+
+def test_federated_adaptive_query_rounds_and_fit():
+    # query lists the pilot, then the second round, then nothing; fit on
+    # the labels bought reads exactly those rows; the model lands near the
+    # full least squares (unbiased totals), as the centralized design does.
+    X, y = heteroscedastic()
+    groups = np.arange(X.shape[0]) % 4
+    reg = FederatedActiveRegressor(budget=120, design="adaptive", random_state=1)
+    bought = np.full(y.shape, np.nan)
+    first = reg.query(X, bought, groups=groups)
+    assert first.shape[0] == 36
+    bought[first] = y[first]
+    second = reg.query(X, bought, groups=groups)
+    assert second.shape[0] == 84 and not np.intersect1d(first, second).size
+    bought[second] = y[second]
+    assert reg.query(X, bought, groups=groups).shape[0] == 0
+    fitted = reg.fit(X, bought, groups=groups)
+    assert np.array_equal(fitted.sample_indices_, np.sort(np.r_[first, second]))
+    assert "scale_model" in fitted.communication_
+    full = LinearRegression().fit(X, y)
+    coefs = [
+        FederatedActiveRegressor(budget=160, design="adaptive", random_state=s)
+        .fit(X, y, groups=groups)
+        .coef_
+        for s in range(10)
+    ]
+    assert np.allclose(np.mean(coefs, axis=0), full.coef_, atol=0.15)
+
+
+def test_adaptive_refuses_a_transport_it_cannot_collect_weights_from():
+    # Over Flower the clients would keep the second round's weights, which
+    # the server's estimator could not report: a clear error, not a guess.
+    reg = FederatedActiveRegressor(budget=80, design="adaptive")
+    with pytest.raises(ValueError, match="not yet over a transport"):
+        reg._fit_federated(None, 3, check_random_state(0))

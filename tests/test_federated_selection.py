@@ -10,7 +10,7 @@ from skfal._federated import (
     send_selection,
     simulated_federation,
 )
-from skfal._federated._selection import client_inclusion
+from skfal._federated._selection import client_inclusion, private_pivotal_selection
 from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._sampling import (
     inclusion_from_terms,
@@ -156,3 +156,97 @@ def test_federated_pivotal_messages_hold_probabilities_and_indices_only():
         else:  # decided rows (local indices) up, the verdict down
             assert array.dtype.kind in "ib"
     assert {p for p, *_ in channel.messages} == {"inclusion", "pivotal"}
+
+
+def _private_federation(X, client_rows, scores, eligible, seed):
+    """A federation whose clients hold their rows' scores (never uploaded)."""
+    transport = simulated_federation(X, client_rows, seed, Channel(record=True))
+    for state, rows in zip(transport.states, client_rows, strict=True):
+        state["scores"], state["eligible"] = scores[rows], eligible[rows]
+    return transport
+
+
+def test_private_pivotal_has_the_centralized_law_without_a_score_up():
+    # The scores stay at the clients: the water-filling scale comes from
+    # masked sums of capped counts and uncapped mass at candidate scales,
+    # which pin the scale down exactly (the capped set is found), so each
+    # client's pi is the centralized pi (to rounding), its weights 1 / pi,
+    # and the tournaments keep every row's inclusion probability: the
+    # inclusion frequencies match pi, with exactly the budget every run,
+    # and never a row outside ``eligible``. Skewed scores cap some rows at
+    # 1, so a wrong scale (e.g. the uncapped c = budget) would show.
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((60, 2))
+    _, client_rows = check_groups(rng.randint(3, size=60), 60)
+    counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+    scores = rng.exponential(size=60) ** 3
+    eligible = rng.uniform(size=60) > 0.15
+    terms = inclusion_terms(scores, 9, 0.2, eligible)
+    pi = inclusion_from_terms(scores, terms, eligible)
+    assert 1 <= np.sum(pi == 1) < 9
+    n_runs, hits = monte_carlo_runs(400), np.zeros(60)
+    for seed in range(n_runs):
+        transport = _private_federation(X, client_rows, scores, eligible, seed)
+        picked = private_pivotal_selection(
+            transport,
+            9,
+            np.random.RandomState(seed),
+            uniform_mix=0.2,
+            max_depth=5,
+            counts=counts,
+            purpose="test",
+        )
+        transport.flush()
+        assert picked.size == 9 and eligible[picked].all()
+        if seed == 0:
+            kept = np.array(transport.kept("inclusion_terms"))
+            assert np.allclose(kept, np.array(terms), rtol=1e-12, atol=0)
+            weights = np.empty(60)
+            for rows, idx, w in zip(
+                client_rows,
+                transport.kept("selection_indices"),
+                transport.kept("selection_weights"),
+                strict=True,
+            ):
+                weights[rows[idx]] = w
+            assert np.allclose(weights[picked], 1 / pi[picked], rtol=1e-10)
+        hits[picked] += 1
+    se = np.sqrt(pi * (1 - pi) / n_runs)
+    assert np.all(np.abs(hits / n_runs - pi) <= 4.5 * se + 1e-12)
+
+
+def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows():
+    # What guards the scores: every upload is masked words of a secure sum
+    # (aggregates over all rows of a client, which the masks hide), the
+    # local indices decided in, or the open row [index, pi] with pi < 1.
+    # Caught by hand: a client that uploads its scores with the tournament
+    # (``return selected, open_row, state["scores"]``) fails the shapes
+    # check; one that sends its rows' pi, the float check; a secure sum
+    # replaced by plain uploads (masks off) shows its score total in the clear.
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((40, 3))
+    _, client_rows = check_groups(rng.randint(3, size=40), 40)
+    scores = rng.uniform(size=40)
+    eligible = np.ones(40, dtype=bool)
+    transport = _private_federation(X, client_rows, scores, eligible, 0)
+    private_pivotal_selection(
+        transport,
+        6,
+        np.random.RandomState(0),
+        uniform_mix=0.5,
+        max_depth=4,
+        counts={c: rows.shape[0] for c, rows in enumerate(client_rows)},
+        purpose="test",
+    )
+    transport.flush()
+    secrets = np.concatenate([scores, [scores[rows].sum() for rows in client_rows]])
+    for phase, direction, _, array in transport.channel.messages:
+        if direction != "up":
+            continue
+        if array.dtype == np.uint64:  # masked words
+            continue
+        if phase == "pivotal" and array.dtype.kind == "f":  # the open row
+            assert array.shape == (2,) and 0 <= array[1] < 1
+            assert not np.isin(array, secrets).any()
+        else:  # local indices decided in, or key agreement bytes
+            assert array.dtype.kind in "iub", (phase, array.dtype)
