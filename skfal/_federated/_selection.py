@@ -32,7 +32,6 @@ from skfal._federated._secure import (
 from skfal._federated._transport import client_step, simulated_federation, stream
 from skfal._sampling import (
     Inclusion,
-    _mix,
     draw_seed,
     horvitz_thompson,
     inclusion_from_terms,
@@ -310,7 +309,9 @@ def step_inclusion_mass(state, config, units, candidates, bounds):
     total, n_eligible = client_decode(units, state["score_total_bounds"])
     state["inclusion_totals"] = np.array([total, np.rint(n_eligible)])
     eligible = state.get("eligible")
-    p = _mix(state["scores"], eligible, total, int(np.rint(n_eligible)), config["mix"])
+    # p itself: the inclusion probabilities at scale 1 (p <= 1).
+    unit = Inclusion(1.0, total, int(np.rint(n_eligible)), config["mix"])
+    p = client_inclusion(state["scores"], unit, eligible)
     if eligible is not None:
         p = p[eligible]
     state["inclusion_mass"] = np.sort(p)
