@@ -108,14 +108,16 @@ def all_methods():
     # with the penalty (a share of the total weight, the features being
     # standardized) that the design-weighted 5-fold cross-validation prefers.
     known["ridge-cv"] = {"sampler": lev(), "refit": "ridge-cv"}
+    known["uniform ridge-cv"] = {"sampler": UniformSampler(), "refit": "ridge-cv"}
     known["adaptive"] = {"design": "adaptive"}
     known["adaptive p.5"] = {"design": "adaptive", "pilot_share": 0.5}
     return known
 
 
-def methods(names=DEFAULT_METHODS):
-    """The methods compared, uniform first."""
+def methods(names=DEFAULT_METHODS, baseline="uniform"):
+    """The methods compared, uniform first (fitted as ``baseline`` says)."""
     known = all_methods()
+    known["uniform"] = known[baseline]
     others = [name for name in names if name != "uniform"]
     return {name: known[name] for name in ("uniform", *others)}
 
@@ -301,8 +303,17 @@ def savings(errors, curve, factors, d, n_train, rng):
     return point, low, high
 
 
-def quality(tables, n_repeats, n_jobs, names, factors, centralized, save=None):
-    specs = methods(names)
+def quality(
+    tables,
+    n_repeats,
+    n_jobs,
+    names,
+    factors,
+    centralized,
+    save=None,
+    baseline="uniform",
+):
+    specs = methods(names, baseline)
     names = list(specs)
     results = {}
     for table in tables:
@@ -594,6 +605,11 @@ if __name__ == "__main__":
         help="one client",
     )
     parser.add_argument("--plot", help="save a figure of the labels saved to this PNG")
+    parser.add_argument(
+        "--baseline",
+        default="uniform",
+        help="the method uniform sampling is fitted as (e.g. 'uniform ridge-cv')",
+    )
     parser.add_argument("--save", help="save the errors to this .npz")
     parser.add_argument("--load", help="report (and plot) a run saved with --save")
     parser.add_argument(
@@ -623,7 +639,14 @@ if __name__ == "__main__":
         factors = QUICK_FACTORS if args.quick else BUDGET_FACTORS
         names = args.methods.split(",")
         results = quality(
-            tables, repeats, args.n_jobs, names, factors, args.centralized, args.save
+            tables,
+            repeats,
+            args.n_jobs,
+            names,
+            factors,
+            args.centralized,
+            args.save,
+            args.baseline,
         )
         if args.plot:
             save_plot(args.plot, results, list(methods(names)), factors)
