@@ -186,52 +186,45 @@ def one_split(X, y, repeat, specs, factors, centralized):
 
 
 TEMPER_POWERS = (0.0, 0.5, 1.0)
-
-
-def tempered_fit(X, y, weights, rng, n_folds=5):
-    """Weighted least squares with the weights raised to the power of
-    ``TEMPER_POWERS`` whose design-weighted cross-validated error
-    ``sum_i w_i (y_i - f_{-k(i)}(x_i))^2`` (an estimate of the error on
-    every row) is smallest; ``(coef, intercept, power)``."""
-    folds = rng.permutation(y.shape[0]) % n_folds
-    best = (np.inf, 1.0)
-    for power in TEMPER_POWERS:
-        cv = 0.0
-        for k in range(n_folds):
-            train, test = folds != k, folds == k
-            coef, intercept = weighted_least_squares(
-                X[train], y[train], weights[train] ** power, 0.0, True
-            )
-            residual = y[test] - X[test] @ coef - intercept
-            cv += weights[test] @ residual**2
-        best = min(best, (cv, power))
-    coef, intercept = weighted_least_squares(X, y, weights ** best[1], 0.0, True)
-    return coef, intercept, best[1]
-
-
 RIDGE_SHARES = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def ridge_cv_fit(X, y, weights, rng, n_folds=5):
-    """Weighted ridge with the penalty ``share * sum(w)`` (``RIDGE_SHARES``)
-    of smallest design-weighted cross-validated error; ``(coef,
-    intercept, share)``."""
+def _tempered(X, y, weights, power):
+    return weighted_least_squares(X, y, weights**power, 0.0, True)
+
+
+def _ridge(X, y, weights, share):
+    return weighted_least_squares(X, y, weights, share * weights.sum(), True)
+
+
+def cv_choice(fit, candidates, X, y, weights, rng, n_folds=5):
+    """``fit(X, y, weights, c)`` with the candidate ``c`` whose
+    design-weighted cross-validated error ``sum_i w_i (y_i -
+    f_{-k(i)}(x_i))^2`` (an estimate of the error on every row) is
+    smallest; ``(coef, intercept, c)``."""
     folds = rng.permutation(y.shape[0]) % n_folds
-    best = (np.inf, 0.0)
-    for share in RIDGE_SHARES:
+    best = (np.inf, candidates[-1])
+    for candidate in candidates:
         cv = 0.0
         for k in range(n_folds):
             train, test = folds != k, folds == k
-            alpha = share * weights[train].sum()
-            coef, intercept = weighted_least_squares(
-                X[train], y[train], weights[train], alpha, True
-            )
+            coef, intercept = fit(X[train], y[train], weights[train], candidate)
             residual = y[test] - X[test] @ coef - intercept
             cv += weights[test] @ residual**2
-        best = min(best, (cv, share))
-    alpha = best[1] * weights.sum()
-    coef, intercept = weighted_least_squares(X, y, weights, alpha, True)
-    return coef, intercept, best[1]
+        best = min(best, (cv, candidate))
+    return (*fit(X, y, weights, best[1]), best[1])
+
+
+def tempered_fit(X, y, weights, rng):
+    """Weighted least squares with the weights raised to the power of
+    ``TEMPER_POWERS`` the cross-validation prefers (:func:`cv_choice`)."""
+    return cv_choice(_tempered, TEMPER_POWERS, X, y, weights, rng)
+
+
+def ridge_cv_fit(X, y, weights, rng):
+    """Weighted ridge with the penalty ``share * sum(w)`` (``RIDGE_SHARES``)
+    the cross-validation prefers (:func:`cv_choice`)."""
+    return cv_choice(_ridge, RIDGE_SHARES, X, y, weights, rng)
 
 
 REFITS = {"tempered": tempered_fit, "ridge-cv": ridge_cv_fit}
