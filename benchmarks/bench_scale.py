@@ -25,27 +25,33 @@ by pivoted Cholesky, with one more sparse pass to check the dependencies)
 and ``drop="first"`` (196 columns, full rank: CholeskyQR on sparse Gram
 products). The scores alone (``leverage_scores``) are timed too.
 
-Dask (item 3, ``--dask``, needs ``skfal[dask]``): a ``distributed.LocalCluster``
-(2 worker processes, 1 thread each) holds a float64 table of random chunks
-(``da.random``, persisted on the workers); ``LeverageScoreSampler`` (budget
-10,000, pivotal) fits it on the cluster. Printed: one ``X.sum()`` pass and one
-Gram product ``(X.T @ X)`` over the same Dask array in the same run, the fit
-time (with its phases, ``verbose=1``) as a ratio to each, the time of the
-same fit on the table gathered into the process (which must select the same
-rows), and the bytes the workers sent during the fit: to the client (the
-scores, leaf codes and gathered rows) against the table's size, and
-between workers (chunks the scheduler moved to balance the load).
+Dask (issue 23 item 2, ``--dask``, needs ``skfal[dask]``): a
+``distributed.LocalCluster`` (2 worker processes, 1 thread each) holds a
+float64 table of random chunks (``da.random``, persisted on the workers),
+the labels ``y`` are at the client. ``LeverageScoreSampler``,
+``FederatedActiveRegressor`` and ``SensitivitySampler`` (budget 10,000,
+defaults otherwise) fit it on the cluster. Printed for each: the fit time
+against the same estimator's fit of the table gathered into this process
+(in the same run, after the cluster's fits), the growth of this process's
+resident set during the fit (sampled every millisecond in a thread; each
+estimator first fits a small Dask array, so imports and caches are not
+counted) against the table's size (target: at most 5%), and the bytes the
+workers sent during the fit: to the client (selected rows, the spatial
+tree's sample, the clustering's subsample, per-row results where they
+still come back) and between workers. Also one ``X.sum()`` pass and one
+Gram product ``X.T @ X`` over the Dask array, for scale.
 
 Usage: ``python benchmarks/bench_scale.py [--quick] [--skip-memmap]
-[--skip-sparse] [--dask] [--shape N D] [--dir DIR]``. Full size:
-100,000,000 x 20 and 10,000,000 x 100 memory-mapped, 1,000,000 x 200 sparse,
-10,000,000 x 20 on Dask; ``--quick``: 2,000,000 x 20 and 200,000 x 100
+[--skip-sparse] [--dask] [--dask-rows N] [--shape N D] [--dir DIR]``. Full
+size: 100,000,000 x 20 and 10,000,000 x 100 memory-mapped, 1,000,000 x 200
+sparse, 8,000,000 x 20 on Dask; ``--quick``: 2,000,000 x 20 and 200,000 x 100
 memory-mapped, 100,000 x 200 sparse, 1,000,000 x 20 on Dask.
 """
 
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,10 +60,18 @@ import numpy as np
 import scipy.sparse as sp
 from _util import best_time, peak_memory
 
-import skfal._rows
-from skfal import LeverageScoreSampler
-from skfal._linalg import equilibrated_r_factor, leverage_scores
-from skfal._rows import Rows
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import skfal._rows  # noqa: E402
+from skfal import (  # noqa: E402
+    FederatedActiveRegressor,
+    LeverageScoreSampler,
+    SensitivitySampler,
+)
+from skfal._linalg import equilibrated_r_factor, leverage_scores  # noqa: E402
+from skfal._rows import Rows  # noqa: E402
+from tests._helpers import rss_growth  # noqa: E402
 
 _WRITE_ROWS = 1_000_000
 
@@ -215,30 +229,54 @@ def on_dask(n, d, repeat):
         X = client.persist(
             da.random.RandomState(0).standard_normal((n, d), chunks=(chunk, d))
         )
-        distributed.wait(X)
+        beta = np.random.RandomState(1).standard_normal(d)
+        # The labels live at the client (the user's): n numbers before the fit.
+        y = X @ beta + da.random.RandomState(2).standard_normal(n, chunks=chunk)
+        y = y.compute()
+        small = client.persist(
+            da.random.RandomState(3).standard_normal((20_000, d), chunks=(5000, d))
+        )
+        distributed.wait([X, small])
         t_sum = best_time(repeat, lambda: X.sum().compute())
         t_gram = best_time(repeat, lambda: (X.T @ X).compute())
-        sampler = LeverageScoreSampler(budget=10_000, random_state=0, verbose=1)
-        client.run(clear)
-        start = time.perf_counter()
-        sampler.fit(X)
-        t_fit = time.perf_counter() - start
-        to_client, between = np.sum(list(client.run(sent).values()), axis=0)
-        selected = sampler.sample_indices_
-        # The same fit on the table in this process (gathered for the
-        # comparison only): what the cluster adds or saves.
-        local = X.compute()
-        sampler.set_params(verbose=0)
-        t_local = best_time(1, sampler.fit, local)
-        assert np.array_equal(sampler.sample_indices_, selected)
         print(
-            f"{n:>11,} x {d:<3} {X.nbytes / 1e9:5.2f} GB in {X.numblocks[0]} chunks  "
-            f"X.sum() {t_sum:6.2f} s  X.T @ X {t_gram:6.2f} s  fit {t_fit:6.2f} s "
-            f"= {t_fit / t_sum:5.2f} sums = {t_fit / t_gram:5.2f} Gram products  "
-            f"in memory {t_local:6.2f} s (same rows)  to the client "
-            f"{to_client / 1e6:6.1f} MB = {to_client / X.nbytes:.4f} x table, "
-            f"between workers {between / 1e6:6.1f} MB"
+            f"{n:,} x {d} float64, {X.nbytes / 1e9:.2f} GB in {X.numblocks[0]} "
+            f"chunks: X.sum() {t_sum:.2f} s, X.T @ X {t_gram:.2f} s"
         )
+        estimators = {
+            "LeverageScoreSampler": lambda: LeverageScoreSampler(
+                budget=10_000, random_state=0
+            ),
+            "FederatedActiveRegressor": lambda: FederatedActiveRegressor(
+                budget=10_000, random_state=0
+            ),
+            "SensitivitySampler": lambda: SensitivitySampler(
+                budget=10_000, random_state=0
+            ),
+        }
+        on_cluster = {}
+        for name, make in estimators.items():
+            make().fit(small, np.zeros(20_000))  # first-call costs not counted
+            client.run(clear)
+            t_fit, growth = rss_growth(make().fit, X, y)
+            to_client, between = np.sum(list(client.run(sent).values()), axis=0)
+            on_cluster[name] = (t_fit, growth, to_client, between)
+        # The same fits on the table in this process (gathered for the
+        # comparison only), after the cluster's: the in-memory baseline.
+        local = X.compute()
+        print(
+            f"{'estimator':>25} {'Dask fit s':>10} {'in memory s':>11} {'ratio':>6} "
+            f"{'client growth MB':>16} {'/ array':>8} {'to client MB':>12} "
+            f"{'between workers MB':>18}"
+        )
+        for name, make in estimators.items():
+            t_local = best_time(1, make().fit, local, y)
+            t_fit, growth, to_client, between = on_cluster[name]
+            print(
+                f"{name:>25} {t_fit:10.2f} {t_local:11.2f} {t_fit / t_local:6.2f} "
+                f"{growth / 1e6:16.1f} {growth / X.nbytes:8.3f} "
+                f"{to_client / 1e6:12.1f} {between / 1e6:18.1f}"
+            )
 
 
 def main():
@@ -248,6 +286,9 @@ def main():
     parser.add_argument("--skip-sparse", action="store_true")
     parser.add_argument(
         "--dask", action="store_true", help="also fit a Dask array on a LocalCluster"
+    )
+    parser.add_argument(
+        "--dask-rows", type=int, help="rows of the Dask table (default 8,000,000)"
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
@@ -276,8 +317,9 @@ def main():
         print("\nSparse one-hot: LeverageScoreSampler(budget=10_000).fit(csr)")
         sparse_table(100_000 if args.quick else 1_000_000, args.repeat)
     if args.dask:
-        print("\nDask: LeverageScoreSampler(budget=10_000).fit(dask array), 2 workers")
-        on_dask(1_000_000 if args.quick else 10_000_000, 20, args.repeat)
+        print("\nDask: fit(dask array, y), budget 10,000, 2 worker processes")
+        n = args.dask_rows or (1_000_000 if args.quick else 8_000_000)
+        on_dask(n, 20, args.repeat)
 
 
 if __name__ == "__main__":

@@ -100,9 +100,11 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
     Attributes
     ----------
-    scores_ : ndarray of shape (n_samples,)
+    scores_ : ndarray or dask.array.Array of shape (n_samples,)
         Leverage score of every row; they sum to the rank of ``X`` (of
-        ``[X, 1]`` with ``fit_intercept``).
+        ``[X, 1]`` with ``fit_intercept``). For a Dask ``X``, a Dask array
+        whose chunks stay on the workers that computed them (call
+        ``.compute()`` to bring the scores to the client).
     sample_indices_ : ndarray of shape (n_selected,)
         Sorted distinct indices of the selected rows.
     sample_weight_ : ndarray of shape (n_selected,)
@@ -259,7 +261,9 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         """:meth:`fit`, returning the federated fit's federation
         (:class:`~skfal._base.FederatedFit`; ``None`` without ``groups``)."""
         progress = Progress(self, self.verbose)
-        X = validate_rows(self, X)
+        # Without groups the first pass is the Gram kernel, which refuses
+        # NaN and infinity itself: no separate scan of a dense X.
+        X = validate_rows(self, X, finite_by_gram=groups is None)
         refuse_distributed_groups(X, groups)
         progress(describe(X))
         X = progress.watch(X)
@@ -274,7 +278,21 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         if groups is None:
             self.clients_ = None
             order = None
-            if self.sampling == "pivotal" and n_selected < X.shape[0]:
+            on_workers = getattr(X, "distributed", False)
+            if on_workers:  # a Dask array: per-row state stays on its workers
+                from skfal._dask import leverage_selection
+
+                scores, self.whitener_, selection = leverage_selection(
+                    X,
+                    n_selected,
+                    rng,
+                    intercept=self.fit_intercept,
+                    alpha=self.alpha,
+                    sampling=self.sampling,
+                    uniform_mix=self.uniform_mix,
+                    weighting=self.weighting,
+                )
+            elif self.sampling == "pivotal" and n_selected < X.shape[0]:
                 # The rows' spatial tree from the same pass as the scores.
                 scores, self.whitener_, codes, n_bits = leverage_scores_and_codes(
                     X,
@@ -289,16 +307,17 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     X, self.fit_intercept, self.alpha
                 )
             progress("leverage scores")
-            selection = select_rows(
-                X,
-                scores,
-                n_selected,
-                rng,
-                sampling=self.sampling,
-                uniform_mix=self.uniform_mix,
-                weighting=self.weighting,
-                order=order,
-            )
+            if not on_workers:
+                selection = select_rows(
+                    X,
+                    scores,
+                    n_selected,
+                    rng,
+                    sampling=self.sampling,
+                    uniform_mix=self.uniform_mix,
+                    weighting=self.weighting,
+                    order=order,
+                )
             self.scores_ = scores
             self.sample_indices_ = selection.indices
             self.sample_weight_ = selection.weights

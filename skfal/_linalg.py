@@ -31,14 +31,20 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpstrf
+from sklearn.utils import assert_all_finite
 
 from skfal._rows import (
     Rows,
     as_dense,
     cache_slices,
+    checked,
+    chunk_size,
     dense_rows,
     iter_blocks,
+    kernel_threads,
     map_pieces,
+    row_ranges,
+    thread_map,
     times,
 )
 from skfal._sampling import code_block, whitened_tree
@@ -185,16 +191,18 @@ def _squared_row_norms(X, W, intercept, tree=None, W32=None):
     ``W32``: ``W`` in float32, for the blocks that are float32 rows (an
     in-memory table, a Dask chunk; blocks read from a memmap come as
     float64), multiplied in float32 arithmetic (:func:`float32_map`).
+    A large dense table's rows are cut into :func:`~skfal._rows.kernel_threads`
+    ranges scored side by side, each slice multiplied as it would be alone.
     """
     out = np.empty(X.shape[0], dtype=np.float64)
     codes = None if tree is None else np.empty(X.shape[0], dtype=np.uint64)
     maps = {np.dtype(np.float64): W}
     if W32 is not None:
         maps[np.dtype(np.float32)] = W32
-    buffers = {}
-    for start, chunk in iter_blocks(X):
-        for offset, block in cache_slices(chunk, max(W.shape)):
-            begin = start + offset
+
+    def score(slices):
+        buffers = {}
+        for begin, block in slices:
             M = W if sp.issparse(block) else maps.get(block.dtype, W)
             M_x = M[:-1] if intercept else M
             if sp.issparse(block):
@@ -217,6 +225,17 @@ def _squared_row_norms(X, W, intercept, tree=None, W32=None):
             )
             if tree is not None:
                 code_block(y, tree, out=codes[begin : begin + block.shape[0]])
+
+    def slices(rows):
+        begin, stop = rows
+        for start, chunk in iter_blocks(X[begin:stop]):
+            for offset, block in cache_slices(chunk, max(W.shape)):
+                yield begin + start + offset, block
+
+    n_threads = kernel_threads(X)
+    ranges = row_ranges(X.shape[0], chunk_size(X.shape[1]), n_threads)
+    with thread_map(n_threads) as parallel:  # blocks read as they are scored
+        parallel(lambda rows: score(slices(rows)), ranges)
     return out if tree is None else (out, codes)
 
 
@@ -251,6 +270,7 @@ def leverage_scores(X, intercept=False, alpha=0.0):
     ``D`` penalising the features and not the intercept.
     """
     T, W, _ = _score_maps(X, intercept, alpha)
+    X = checked(X)  # every row was read, and checked, by the R factor's pass
     return squared_row_norms(X, T, intercept), W
 
 
@@ -304,7 +324,35 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
         Leaf codes with ``n_bits`` bits, read from the root.
     n_bits : int
     """
+    M, W, tree, M32 = score_plan(X, intercept, alpha, max_depth)
+    X = checked(X)  # every row was read, and checked, by the R factor's pass
+    n = X.shape[0]
+    if tree is None:
+        scores = squared_row_norms(X, M, intercept)
+        return scores, W, np.zeros(n, dtype=np.uint64), 0
+    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree, M32)
+    if len(pieces) == 1:  # no copy of the n scores and codes
+        return pieces[0][0], W, pieces[0][1], tree.n_bits
+    scores = np.concatenate([piece[0] for piece in pieces])
+    codes = np.concatenate([piece[1] for piece in pieces])
+    return scores, W, codes, tree.n_bits
+
+
+def score_plan(X, intercept, alpha, max_depth):
+    """What the fused pass multiplies each row by: ``(M, W, tree, M32)``.
+
+    ``M`` maps a row to its coordinates on the whitened principal axes (the
+    tree's axes first), whose squared norm is its score; ``tree`` is the
+    spatial tree over them (:func:`~skfal._sampling.whitened_tree`,
+    planned from a deterministic sample of at most 4096 rows; None, and
+    ``M`` the scoring map, when no axis can be split); ``M32`` is ``M`` in
+    float32 for float32 rows (:func:`float32_map`), else None. One pass
+    over ``X`` (the R factor's) and the sample's rows are read.
+    """
     T, W, U = _score_maps(X, intercept, alpha)
+    n = X.shape[0]
+    if n <= 2:
+        return T, W, None, None
     M = T if U is None else T @ U
     # An axis is fixed up to its sign, which rounding may flip (X * 10
     # against X): the largest entry of each is made positive, so the codes
@@ -312,23 +360,16 @@ def leverage_scores_and_codes(X, intercept=False, alpha=0.0, *, max_depth):
     if M.shape[1]:
         largest = M[np.abs(M).argmax(axis=0), np.arange(M.shape[1])]
         M = M * np.where(largest < 0, -1.0, 1.0)
-    n = X.shape[0]
     sample = dense_rows(X, np.arange(0, n, max(1, n // 4096)))
     sample_z = sample @ (M[:-1] if intercept else M)
     if intercept:
         sample_z += M[-1]
-    tree, columns = whitened_tree(sample_z, max_depth) if n > 2 else (None, None)
+    tree, columns = whitened_tree(sample_z, max_depth)
     if tree is None:
-        scores = squared_row_norms(X, T, intercept)
-        return scores, W, np.zeros(n, dtype=np.uint64), 0
+        return T, W, None, None
     M = np.ascontiguousarray(M[:, columns])
     M32 = float32_map(M) if X.dtype == np.float32 and U is not None else None
-    pieces = map_pieces(X, _squared_row_norms, M, intercept, tree, M32)
-    if len(pieces) == 1:  # no copy of the n scores and codes
-        return pieces[0][0], W, pieces[0][1], tree.n_bits
-    scores = np.concatenate([piece[0] for piece in pieces])
-    codes = np.concatenate([piece[1] for piece in pieces])
-    return scores, W, codes, tree.n_bits
+    return M, W, tree, M32
 
 
 def equilibrated_r_factor(X, intercept=False):
@@ -356,6 +397,7 @@ def equilibrated_r_factor(X, intercept=False):
     found = cholesky_qr_r(X, intercept)
     if found is not None:
         return found
+    refuse_non_finite(X)
     # Each piece's R factor (one piece in memory; a cluster's chunks each
     # factor their own rows), stacked and factored again, as the "qr"
     # protocol's server combines its clients' factors.
@@ -365,6 +407,23 @@ def equilibrated_r_factor(X, intercept=False):
     # equilibrated design.
     exponents = column_exponents(r)
     return np.ldexp(r, -exponents), exponents, "tsqr"
+
+
+def refuse_non_finite(X):
+    """Raise scikit-learn's ValueError when an in-memory ``X`` holds NaN or inf.
+
+    The estimators whose first pass is this module's Gram kernel skip the
+    scan of a dense ``X`` at validation (``validate_rows(...,
+    finite_by_gram=True)``): a finite Gram matrix certifies every entry
+    (its diagonal sums their squares), and the kernel's paths for a Gram
+    that is not finite, or not certified, come here first. Rows read in
+    blocks check themselves as they are read.
+    """
+    if isinstance(X, np.ndarray):
+        assert_all_finite(X, input_name="X")
+    elif isinstance(X, Rows) and not X.check_finite:  # in memory, wrapped
+        for _, block in iter_blocks(X):
+            assert_all_finite(block, input_name="X")
 
 
 def _tsqr_r(X, intercept):
@@ -406,16 +465,26 @@ def _design_chunks(X, intercept, scale=None):
 
     Chunks of sparse rows stay sparse (CSR).
     """
-    for chunk in iter_chunks(X, max(_GRAM_ROWS, 2 * X.shape[1] + 2)):
-        if intercept:
-            block = with_intercept(chunk)
-        elif sp.issparse(chunk):
-            block = chunk
-        else:
-            block = np.asarray(chunk, np.float64)
-        if scale is not None:
-            block = block @ sp.diags(scale) if sp.issparse(block) else block * scale
-        yield block
+    for chunk in iter_chunks(X, _gram_rows(X)):
+        yield _design_block(chunk, intercept, scale)
+
+
+def _gram_rows(X):
+    """Rows per chunk of the Gram products."""
+    return max(_GRAM_ROWS, 2 * X.shape[1] + 2)
+
+
+def _design_block(chunk, intercept, scale):
+    """One chunk of the (scaled) design, as :func:`_design_chunks` makes it."""
+    if intercept:
+        block = with_intercept(chunk)
+    elif sp.issparse(chunk):
+        block = chunk
+    else:
+        block = np.asarray(chunk, np.float64)
+    if scale is not None:
+        block = block @ sp.diags(scale) if sp.issparse(block) else block * scale
+    return block
 
 
 def _gram(X, intercept, M=None, scale=None):
@@ -429,17 +498,48 @@ def _gram(X, intercept, M=None, scale=None):
     return sum(parts[1:], parts[0]) if parts else None
 
 
+def _chunk_gram(block, M):
+    """``(C M)^T (C M)`` of one chunk of the design."""
+    if M is not None:
+        block = times(block, M)
+    if sp.issparse(block):
+        return (block.T @ block).toarray()
+    # ``block.T @ block`` is one symmetric rank-k update (BLAS syrk).
+    return block.T @ block
+
+
+# Chunks whose products are formed side by side before they are added up
+# (in order), per thread: a bounded number of d x d products in memory.
+_GRAM_WAVE = 8
+
+
 def _gram_of(X, intercept, M, scale):
+    """The Gram of a piece's chunks, added up in chunk order.
+
+    A large dense table's chunk products are formed on
+    :func:`~skfal._rows.kernel_threads` threads, a wave at a time, and
+    added in the same order as one thread adds them: the same sum, to the
+    last bit, whatever the number of threads.
+    """
+    n_threads = kernel_threads(X)
+    if n_threads == 1:
+        G = None
+        for block in _design_chunks(X, intercept, scale):
+            product = _chunk_gram(block, M)
+            G = product if G is None else G + product
+        return G
+    rows = _gram_rows(X)
+    starts = list(range(0, X.shape[0], rows))
+
+    def product(start):
+        chunk = next(iter_chunks(X[start : start + rows], rows))
+        return _chunk_gram(_design_block(chunk, intercept, scale), M)
+
     G = None
-    for block in _design_chunks(X, intercept, scale):
-        if M is not None:
-            block = times(block, M)
-        if sp.issparse(block):
-            product = (block.T @ block).toarray()
-        else:
-            # ``block.T @ block`` is one symmetric rank-k update (BLAS syrk).
-            product = block.T @ block
-        G = product if G is None else G + product
+    with thread_map(n_threads) as parallel:
+        for wave in range(0, len(starts), _GRAM_WAVE * n_threads):
+            for part in parallel(product, starts[wave : wave + _GRAM_WAVE * n_threads]):
+                G = part if G is None else G + part
     return G
 
 
@@ -525,8 +625,10 @@ def cholesky_qr_r(X, intercept=False):
         scale = np.ldexp(1.0, -exponents)
         G = G * scale[:, None] * scale
     else:
-        # Some column's squares over- or underflow: scale X's columns (by
-        # powers of two, exactly) before the product, chunk by chunk.
+        # Some column's squares over- or underflow, or X holds NaN or
+        # infinity (then its Gram does, and the error is raised here): scale
+        # X's columns (by powers of two, exactly) before the product.
+        refuse_non_finite(X)
         norms = column_norms(X)
         if intercept:
             norms = np.append(norms, np.sqrt(n_rows))

@@ -13,8 +13,13 @@ so the same steps serve every input. Only the rows asked for are read:
 one), slices and ``take`` return views that read nothing yet.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
 
 _CHUNK_BYTES = 8 * 2**20
 
@@ -361,6 +366,73 @@ def map_pieces(X, func, *args):
     return [func(X, *args)]
 
 
+# Fewer rows than this are one thread's work: below, asking the BLAS how
+# many threads it has, and starting them, costs more than they save.
+_THREADED_ROWS = 2**17
+
+
+def kernel_threads(X):
+    """Threads for a kernel pass over ``X``: the BLAS's, for a large dense table.
+
+    As many as the BLAS uses (so ``OMP_NUM_THREADS``, ``threadpoolctl``
+    limits and the machine's cores bound them, as they bound NumPy's own
+    products), for a dense ndarray or memory-mapped file of at least
+    ``_THREADED_ROWS`` rows, called from the main thread; 1 otherwise
+    (sparse rows, datasets read through their own library, a view with
+    progress messages, a cluster's chunks, and work that a pool runs, such
+    as simulated clients or Dask's tasks, which share the cores already).
+    """
+    if isinstance(X, Rows):
+        dense = (
+            not X.sparse
+            and isinstance(X.base, np.ndarray)
+            and isinstance(X.index, slice)
+            and X.on_block is None
+            and not X.distributed
+        )
+    else:
+        dense = isinstance(X, np.ndarray)
+    if (
+        not dense
+        or X.shape[0] < _THREADED_ROWS
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return 1
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(1, min(blas, default=1))
+
+
+def row_ranges(n_rows, size, n_parts):
+    """``(start, stop)`` of at most ``n_parts`` contiguous row ranges that
+    start at multiples of ``size`` (so each reads the blocks one pass would)."""
+    n_blocks = -(-n_rows // size)
+    n_parts = max(1, min(n_parts, n_blocks))
+    cuts = np.linspace(0, n_blocks, n_parts + 1).astype(int) * size
+    return [
+        (int(a), int(min(b, n_rows))) for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+
+
+@contextmanager
+def thread_map(n_threads):
+    """A ``map(func, items)`` (a list, in order) on ``n_threads`` threads.
+
+    NumPy releases the GIL in its products and ufuncs, so calls on disjoint
+    row ranges run side by side; the BLAS runs one thread per call
+    meanwhile (no oversubscription). Each call does exactly what it would
+    alone, so results do not depend on the number of threads. One thread:
+    a plain loop.
+    """
+    if n_threads <= 1:
+        yield lambda func, items: [func(item) for item in items]
+        return
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=n_threads) as pool,
+    ):
+        yield lambda func, items: list(pool.map(func, items))
+
+
 def iter_blocks(X, size=None, dense=False):
     """``(start, block)`` over row blocks of an ndarray (views) or a ``Rows``.
 
@@ -400,6 +472,14 @@ def max_abs(X):
     if isinstance(X, Rows) or hasattr(X, "map_pieces"):
         return _largest(X, absolute=True, initial=0.0, axis=None)
     return float(np.abs(X).max()) if X.size else 0.0
+
+
+def checked(X):
+    """``X`` once every block has been read and found finite: its later reads
+    skip the check (a view of the same rows; other inputs as they are)."""
+    if isinstance(X, Rows) and X.check_finite:
+        return X._with(check_finite=False)
+    return X
 
 
 def check_finite(X):

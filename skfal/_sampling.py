@@ -408,6 +408,10 @@ def inclusion_scale(p, budget, *, overwrite=False):
     if budget == n_positive:  # every positive row is capped at 1
         return 2.0 / p[p > 0].min()
     total = p.sum()
+    # No row capped (the usual case): the scale below with k = 0, found
+    # without the partial sort.
+    if budget / total * p.max() <= 1.0:
+        return float(budget / total)
     # At most budget - 1 rows are capped at 1, all among the budget largest:
     # sort only those values (O(n + budget log budget)).
     n = p.shape[0]
@@ -859,16 +863,22 @@ def pivotal_tournament(pi, random_state, order=None):
     seq = None if order is None else np.asarray(order)
     # The duels run on the probabilities in tournament order (a copy).
     in_order = pi.copy() if seq is None else pi[seq]
-    np.clip(in_order, 0.0, 1.0, out=in_order)
-    in_order[in_order < _SNAP] = 0.0
-    in_order[in_order > 1.0 - _SNAP] = 1.0
+    # (Each n-long pass below only where the extremes say it changes a row.)
+    low, high = (in_order.min(), in_order.max()) if n else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
+        np.clip(in_order, 0.0, 1.0, out=in_order)
+    if low < _SNAP:
+        in_order[in_order < _SNAP] = 0.0
     # Positions in tournament order decided in; they (and the rows at 0)
     # then stay in place at 0, where no duel and no run can move mass to
     # them: a run never draws a row at 0, and a row at 0 loses every duel
     # and leaves. So every position takes part, and no n-long list of open
     # rows is made.
-    decided = [np.flatnonzero(in_order >= 1.0)]
-    in_order[decided[0]] = 0.0
+    certain = np.empty(0, dtype=np.intp)
+    if high > 1.0 - _SNAP:
+        certain = np.flatnonzero(in_order > 1.0 - _SNAP)
+        in_order[certain] = 0.0
+    decided = [certain]
     rows, values = _pool_runs(None, in_order, random_state, decided)
     while rows.shape[0] > 1:
         half = rows.shape[0] // 2

@@ -116,9 +116,11 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
     Attributes
     ----------
-    scores_ : ndarray of shape (n_samples,)
+    scores_ : ndarray or dask.array.Array of shape (n_samples,)
         Sensitivity score of every row (zero for medoids and probes, whose
-        labels are bought).
+        labels are bought). A Dask array for a Dask ``X`` fitted with
+        distance-only scores and pivotal sampling (the defaults, with
+        ``uniform_mix > 0``): its chunks stay on the workers.
     sample_indices_ : ndarray of shape (n_selected,)
         Sorted distinct selected rows: the bought ones (medoids and probes,
         when bought; see ``sampling``) and the sampled ones.
@@ -138,8 +140,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         Lloyd rounds run.
     cluster_centers_ : ndarray of shape (`n_clusters_`, `n_features_in_`)
         Centres of the clusters.
-    labels_ : ndarray of shape (n_samples,)
-        Cluster of every row.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        Cluster of every row (a Dask array when ``scores_`` is one).
     medoid_indices_ : ndarray of shape (`n_clusters_`,)
         Row nearest each centre.
     probe_indices_ : ndarray
@@ -312,11 +314,65 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             else None
         )
         rng = check_random_state(self.random_state)
+        if groups is None and self._on_workers(X):
+            self._fit_on_workers(X, rng, progress)
+            return None
         if groups is None:  # centralized: a federation of one client
             self.clients_, client_rows = None, [np.arange(n_samples)]
         else:
             self.clients_, client_rows = check_groups(groups, n_samples)
         return self._fit_simulated(X, y, client_rows, rng, progress)
+
+    def _on_workers(self, X):
+        """Whether the fit keeps the per-row state on a Dask array's workers:
+        distance-only scores drawn by pivotal sampling with a uniform share
+        (no row left unreachable). Other fits gather it at the client."""
+        return (
+            getattr(X, "distributed", False)
+            and self.sampling == "pivotal"
+            and not self._reads_labels()
+            and self.uniform_mix > 0
+        )
+
+    def _fit_on_workers(self, X, rng, progress):
+        """The fit of a Dask ``X`` whose per-row state stays on its workers
+        (:func:`skfal._dask.sensitivity_on_workers`)."""
+        from skfal._dask import sensitivity_on_workers
+
+        n_selected, k = self._sizes(X.shape[0])
+        fit = sensitivity_on_workers(
+            X,
+            n_selected,
+            rng,
+            n_clusters=k,
+            z=int(self.z),
+            n_sub=self._n_sub(k, X.shape[0]),
+            max_iter=self.max_iter,
+            uniform_mix=self.uniform_mix,
+        )
+        units = _Units(fit.exponent, int(self.z))
+        self._units, self._holder_scaled, self._loss_scaled = units, None, None
+        self.clients_, self.communication_ = None, {}
+        self.sample_indices_ = fit.selection.indices
+        self.sample_weight_ = fit.selection.weights
+        self.n_draws_, self.n_queries_ = 0, 0
+        self.medoid_indices_ = fit.medoids
+        self.probe_indices_ = np.empty(0, dtype=np.int64)
+        self.n_clusters_, self.n_iter_ = fit.medoids.size, fit.n_iter
+        self.scores_ = units.unscale_scores(fit.scores, False)
+        self.cluster_centers_ = units.unscale(fit.centres, units.x)
+        self.labels_ = fit.labels
+        self.holder_constants_ = self.medoid_losses_ = self.proxy_coef_ = None
+        self.proxy_intercept_ = 0.0
+        progress(
+            f"clustered into {self.n_clusters_} clusters ({self.n_iter_} Lloyd "
+            f"rounds) on the workers, selected {self.sample_indices_.shape[0]:,} "
+            "rows (pivotal)"
+        )
+
+    def _n_sub(self, n_clusters, n_samples):
+        """Rows of the clustering's subsample (``subsample_size``'s default)."""
+        return min(self.subsample_size or max(10_000, 40 * n_clusters), n_samples)
 
     def _sizes(self, n_samples):
         """The budget in rows and the number of clusters, checked."""
@@ -449,13 +505,12 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         counts = sensitivity_counts(transport)
         n_samples = int(sum(counts.values()))
         n_selected, k = self._sizes(n_samples)
-        n_sub = self.subsample_size or max(10_000, 40 * k)
         clustering = federated_clustering(
             transport,
             counts,
             n_clusters=k,
             z=int(self.z),
-            n_sub=min(n_sub, n_samples),
+            n_sub=self._n_sub(k, n_samples),
             max_iter=self.max_iter,
             random_state=rng,
         )

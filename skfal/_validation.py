@@ -12,8 +12,14 @@ from skfal._rows import Rows, is_dask_array, is_row_sliceable
 ACCEPT_SPARSE = ("csr", "csc")
 
 
-def validate_rows(estimator, X, *, reset=True):
+def validate_rows(estimator, X, *, reset=True, finite_by_gram=False):
     """``validate_data`` for skfal's estimators: X in memory, sparse or out of core.
+
+    ``finite_by_gram``: the caller's first pass over a dense in-memory ``X``
+    is the Gram kernel of :func:`~skfal._linalg.equilibrated_r_factor`,
+    which refuses non-finite entries itself (a Gram matrix is finite only
+    if every entry of ``X`` is: its diagonal sums their squares), so the
+    separate scan of ``X`` is skipped. The error is scikit-learn's.
 
     Returns
     -------
@@ -57,6 +63,9 @@ def validate_rows(estimator, X, *, reset=True):
         reset=reset,
         accept_sparse=ACCEPT_SPARSE,
         dtype=[np.float64, np.float32],
+        # Sparse entries are checked here (the Gram kernel reads them too,
+        # but the scan costs O(nnz) only).
+        ensure_all_finite=not finite_by_gram or sp.issparse(X),
     )
     if sp.issparse(X):
         return Rows(sp.csr_matrix(X))

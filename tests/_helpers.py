@@ -1,6 +1,10 @@
-"""Test data with known answers, and the size of the Monte Carlo tests."""
+"""Test data with known answers, the size of the Monte Carlo tests, and a
+probe of this process's memory growth."""
 
+import gc
 import os
+import threading
+import time
 
 import numpy as np
 
@@ -65,3 +69,39 @@ def keep_client_states(monkeypatch):
 
     monkeypatch.setattr(InProcessTransport, "__init__", keep)
     return kept
+
+
+def _rss():
+    """This process's resident set, in bytes (/proc/self/statm, else psutil)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil  # a dependency of distributed
+
+        return psutil.Process().memory_info().rss
+
+
+def rss_growth(func, *args):
+    """``(seconds, bytes)``: the wall time of ``func(*args)``, and the largest
+    growth of this process's resident set while it runs (sampled every
+    millisecond in a thread, after a garbage collection)."""
+    gc.collect()
+    start_rss = _rss()
+    peak, done = [start_rss], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    start = time.perf_counter()
+    try:
+        func(*args)
+    finally:
+        elapsed = time.perf_counter() - start
+        done.set()
+        watcher.join()
+    return elapsed, max(peak[0], _rss()) - start_rss

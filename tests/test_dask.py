@@ -9,6 +9,7 @@ workers). Skips without the ``dask`` extra (``pip install skfal[dask]``).
 import numpy as np
 import pytest
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
@@ -17,10 +18,29 @@ from skfal import (  # noqa: E402
     LeverageScoreSampler,
     SensitivitySampler,
 )
-from skfal._dask import DaskRows  # noqa: E402
-from skfal._linalg import equilibrated_r_factor, leverage_scores  # noqa: E402
+from skfal._dask import (  # noqa: E402
+    DaskRows,
+    gather_scores,
+    leverage_on_workers,
+    pivotal_on_workers,
+)
+from skfal._linalg import (  # noqa: E402
+    equilibrated_r_factor,
+    leverage_scores,
+    weighted_least_squares,
+)
+from skfal._sampling import (  # noqa: E402
+    inclusion_probabilities,
+    mixed_probabilities,
+    tree_depth,
+)
 from skfal._validation import validate_rows  # noqa: E402
-from tests._helpers import hat_diagonal, matrix_with_known_basis  # noqa: E402
+from tests._helpers import (  # noqa: E402
+    hat_diagonal,
+    matrix_with_known_basis,
+    monte_carlo_runs,
+    rss_growth,
+)
 
 # Uneven row chunks, one of them shorter than the number of columns.
 CHUNKS = (1500, 3, 997, 2000, 1500)
@@ -78,6 +98,12 @@ def _bytes_to_client(client, run):
     return sum(client.run(sent).values())
 
 
+def _in_memory_pi(sampler, budget):
+    """The in-memory fit's inclusion probabilities (of its scores)."""
+    p = mixed_probabilities(sampler.scores_, sampler.uniform_mix)
+    return inclusion_probabilities(p, budget)
+
+
 @pytest.mark.parametrize("sampling", ["pivotal", "iid"])
 @pytest.mark.parametrize(
     "make",
@@ -94,17 +120,65 @@ def _bytes_to_client(client, run):
 def test_samplers_select_as_in_memory(client, make, sampling):
     # Every kernel pass is the in-memory arithmetic on each chunk; reductions
     # (Gram products) add the same terms in another order (rounding), so the
-    # scores agree to ~1e-15 and the same seed draws the same rows.
+    # scores agree to ~1e-15 and the same seed draws the same rows, except
+    # where leverage's pivotal tournament runs on the workers (its chunks
+    # duel apart, from their own seeds): then the same inclusion
+    # probabilities (the weights are 1 / pi of the in-memory fit), and
+    # test_pivotal_on_chunks_keeps_the_law checks the frequencies.
     X, y = _table()
     Xd = _on_cluster(client, X)
     local = make(sampling).fit(X, y)
     remote = make(sampling).fit(Xd, y)
-    assert np.array_equal(remote.sample_indices_, local.sample_indices_)
-    np.testing.assert_allclose(remote.sample_weight_, local.sample_weight_, rtol=1e-9)
-    np.testing.assert_allclose(remote.scores_, local.scores_, rtol=1e-9, atol=1e-15)
+    on_workers = isinstance(local, LeverageScoreSampler)
+    if on_workers:  # per-row state stays on the workers: a Dask array
+        assert isinstance(remote.scores_, da.Array)
+    scores = np.asarray(remote.scores_)
+    np.testing.assert_allclose(scores, local.scores_, rtol=1e-9, atol=1e-15)
+    if on_workers and sampling == "pivotal":
+        assert remote.sample_indices_.shape == (150,)
+        assert np.all(np.diff(remote.sample_indices_) > 0)
+        pi = _in_memory_pi(local, 150)
+        np.testing.assert_allclose(
+            remote.sample_weight_, 1 / pi[remote.sample_indices_], rtol=1e-9
+        )
+    else:
+        assert np.array_equal(remote.sample_indices_, local.sample_indices_)
+        np.testing.assert_allclose(
+            remote.sample_weight_, local.sample_weight_, rtol=1e-9
+        )
     assert remote.n_draws_ == local.n_draws_
     np.testing.assert_allclose(
         remote.transform(Xd), local.transform(X), rtol=1e-9, atol=1e-15
+    )
+
+
+@pytest.mark.parametrize("z", [1, 2])
+def test_sensitivity_keeps_rows_on_workers(client, z):
+    # Distance-only scores by pivotal sampling (the defaults): each row's
+    # cluster, distance and score stay on the workers. The clustering's
+    # subsample is drawn by another stream than in memory (so other
+    # centres); given the centres: every row in its nearest cluster, its
+    # score d^z to that centre (what transform computes in memory), 0 at
+    # the medoids, each the row nearest its centre, and the selection's
+    # law the in-memory one for these scores (weights 1 / pi).
+    X, _ = _table(seed=2)
+    budget = 150
+    fit = SensitivitySampler(budget=budget, z=z, random_state=0)
+    fit.fit(_on_cluster(client, X))
+    assert isinstance(fit.scores_, da.Array) and isinstance(fit.labels_, da.Array)
+    scores, labels = np.asarray(fit.scores_), np.asarray(fit.labels_)
+    distances = np.linalg.norm(X[:, None, :] - fit.cluster_centers_[None], axis=2)
+    assert np.array_equal(labels, distances.argmin(axis=1))
+    expected = fit.transform(X)[:, 0]
+    expected[fit.medoid_indices_] = 0.0
+    np.testing.assert_allclose(scores, expected, rtol=1e-9)
+    nearest = distances[np.arange(N_ROWS), labels]
+    for j, medoid in enumerate(fit.medoid_indices_):
+        assert nearest[medoid] == nearest[labels == j].min()
+    pi = inclusion_probabilities(mixed_probabilities(scores, fit.uniform_mix), budget)
+    assert fit.sample_indices_.shape == (budget,)
+    np.testing.assert_allclose(
+        fit.sample_weight_, 1 / pi[fit.sample_indices_], rtol=1e-9
     )
 
 
@@ -112,22 +186,124 @@ def test_samplers_select_as_in_memory(client, make, sampling):
 @pytest.mark.parametrize("sampling", ["pivotal", "iid"])
 def test_regressor_fits_as_in_memory(client, sampler, sampling):
     # The model is fitted on the gathered selected rows: the same rows and
-    # weights give the same coefficients.
+    # weights give the same coefficients. Pivotal rows are drawn on the
+    # workers (other rows than in memory, the same law): the model is then
+    # the in-memory fit on the rows drawn.
     X, y = _table(seed=1)
     Xd = _on_cluster(client, X)
     sampler = (sampler or LeverageScoreSampler()).set_params(sampling=sampling)
     params = dict(budget=200, sampler=sampler, alpha=0.1, random_state=0)
+    remote = FederatedActiveRegressor(**params).fit(Xd, y)
     # The rows to label, then the model on them.
     assert np.array_equal(
-        FederatedActiveRegressor(**params).query(Xd),
-        FederatedActiveRegressor(**params).query(X),
+        FederatedActiveRegressor(**params).query(Xd), remote.sample_indices_
     )
+    if sampling == "pivotal":  # drawn on the workers
+        rows, weights = remote.sample_indices_, remote.sample_weight_
+        coef, intercept = weighted_least_squares(X[rows], y[rows], weights, 0.1)
+        np.testing.assert_allclose(remote.coef_, coef, rtol=1e-9)
+        assert remote.intercept_ == pytest.approx(intercept, rel=1e-9, abs=1e-12)
+        return
     local = FederatedActiveRegressor(**params).fit(X, y)
-    remote = FederatedActiveRegressor(**params).fit(Xd, y)
     assert np.array_equal(remote.sample_indices_, local.sample_indices_)
     np.testing.assert_allclose(remote.coef_, local.coef_, rtol=1e-9)
     assert remote.intercept_ == pytest.approx(local.intercept_, rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(remote.predict(Xd), local.predict(X), rtol=1e-9)
+
+
+def test_pivotal_on_chunks_keeps_the_law():
+    # The chunks as the parties of the federated tournament: the client
+    # computes pi = min(1, c p) by reductions (water-filling rounds), each
+    # chunk runs its tournament, the client settles the open rows. Each
+    # duel keeps every row's inclusion probability, so over independent
+    # draws each row is selected with frequency pi_i (the in-memory pi),
+    # each sample has exactly the budget and each weight is 1 / pi_i.
+    # Skewed scores (4 rows capped at 1, so the water filling takes rounds)
+    # over 11 small uneven chunks (so the open rows matter). The local
+    # scheduler: the same tasks, no cluster to start. Checked by hand: a
+    # water filling stopped after its first round fails the budget; the
+    # open rows settled on their mean probability (each sample still of
+    # the budget) fails the frequencies (z about 8).
+    X = np.random.RandomState(0).standard_normal((60, 3))
+    X[:4] *= 8
+    budget, mix = 12, 0.3
+    with dask.config.set(scheduler="synchronous"):
+        chunks = ((7, 2, 5, 6, 4, 8, 5, 3, 6, 5, 9), 3)
+        rows = validate_rows(LeverageScoreSampler(), da.from_array(X, chunks=chunks))
+        kept = leverage_on_workers(rows, False, 0.0, max_depth=tree_depth(60, budget))
+        scores = gather_scores(kept)
+        pi = inclusion_probabilities(mixed_probabilities(scores, mix), budget)
+        assert np.sum(pi == 1.0) == 4
+        runs, rng = monte_carlo_runs(200), np.random.RandomState(1)
+        hits = np.zeros(60)
+        for _ in range(runs):
+            selection = pivotal_on_workers(kept, budget, rng, uniform_mix=mix)
+            assert selection.indices.shape == (budget,)
+            np.testing.assert_allclose(
+                selection.weights, 1 / pi[selection.indices], rtol=1e-12
+            )
+            hits[selection.indices] += 1
+    np.testing.assert_allclose(scores, hat_diagonal(X), rtol=1e-9)
+    se = np.sqrt(pi * (1 - pi) / runs)
+    # 4.5 standard errors for the largest of 60 rows; rows at 1 exactly.
+    assert np.all(np.abs(hits / runs - pi) <= 4.5 * se + 1e-12)
+
+
+def test_one_chunk_selects_as_in_memory():
+    # A federation of one party is the in-memory fit: its tournament runs
+    # over all rows in the same leaf order from the same seed, and the
+    # client settles its one open row as in memory. So one chunk selects
+    # the in-memory rows; and zero scores make the same error.
+    X = np.random.RandomState(0).standard_normal((300, 4))
+    X[20:] = 0.0
+    with dask.config.set(scheduler="synchronous"):
+        Xd = da.from_array(X, chunks=(300, 4))
+        for budget in (12, 20):  # 20: every row of positive score, at 1
+            params = dict(budget=budget, uniform_mix=0.0, random_state=0)
+            local = LeverageScoreSampler(**params).fit(X)
+            remote = LeverageScoreSampler(**params).fit(Xd)
+            assert np.array_equal(remote.sample_indices_, local.sample_indices_)
+            np.testing.assert_allclose(remote.sample_weight_, local.sample_weight_)
+        with pytest.raises(ValueError, match="only 20 of the 300 rows have a posi"):
+            LeverageScoreSampler(budget=21, uniform_mix=0.0).fit(Xd)
+
+
+def test_client_memory_stays_small():
+    # A billion-row pool needs the client to hold no per-row state: the
+    # scores, leaf codes, clusters, distances and probabilities stay with
+    # the chunks on the workers (worker processes, apart from this one),
+    # and only the selection, O(d^2) factors, the spatial tree's sample of
+    # at most 4096 rows and the clustering's subsample come back. The
+    # client's resident set (sampled in a thread) must grow by under 5% of
+    # the array during the fit; a length-n float64 vector at the client is
+    # 10% of this 10-column array, so scores, codes or probabilities
+    # gathered there fail it (checked by hand: the kept leverage scores
+    # gathered at the client, and kept, measured 27%). Each estimator first
+    # fits a small array, so first-call costs (imports, caches) are not
+    # counted.
+    n, d = 1_000_000, 10
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        X = client.persist(
+            da.random.RandomState(0).standard_normal((n, d), chunks=(n // 8, d))
+        )
+        small = client.persist(
+            da.random.RandomState(1).standard_normal((20_000, d), chunks=(5000, d))
+        )
+        distributed.wait([X, small])
+        y, y_small = np.zeros(n), np.zeros(20_000)
+        for make in [
+            lambda: LeverageScoreSampler(budget=200, random_state=0),
+            lambda: FederatedActiveRegressor(budget=200, random_state=0),
+            lambda: SensitivitySampler(budget=200, random_state=0),
+        ]:
+            make().fit(small, y_small)
+            _, growth = rss_growth(make().fit, X, y)
+            assert growth <= 0.05 * X.nbytes, (make(), growth / X.nbytes)
 
 
 @pytest.mark.parametrize(
@@ -176,15 +352,20 @@ def test_float32_chunks_score_as_in_memory(client):
         _on_cluster(client, X32)
     )
     local = LeverageScoreSampler(budget=100, random_state=0).fit(X32)
-    assert np.array_equal(remote.sample_indices_, local.sample_indices_)
-    np.testing.assert_allclose(remote.scores_, local.scores_, rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(remote.scores_), local.scores_, rtol=1e-9)
+    # The same law (the rows are drawn on the workers).
+    pi = _in_memory_pi(local, 100)
+    np.testing.assert_allclose(
+        remote.sample_weight_, 1 / pi[remote.sample_indices_], rtol=1e-9
+    )
 
 
 def test_table_is_not_gathered(client):
-    # What comes back per row: a score and a leaf code of the spatial order
-    # (8 bytes each), a cluster label and distance for the clustering; and
-    # only the rows asked for: the spatial order's subsample (every
-    # (n // 4096)-th row), the clustering's subsample and the selection. A
+    # What comes back per row: nothing (scores, leaf codes, clusters,
+    # distances and the tournament stay on the workers); and only the rows
+    # asked for:
+    # the spatial order's subsample (every (n // 4096)-th row), the
+    # clustering's subsample and the selection. A
     # gather of the table sends all its 320 bytes a row to the client
     # (checked first, so the counter is shown to count it).
     n, d, budget, n_sub = 40_000, 40, 200, 2000
@@ -195,15 +376,15 @@ def test_table_is_not_gathered(client):
     y = np.zeros(n)
     axes_sample = -(-n // (n // 4096))
     for estimator, per_row, rows_asked in [
-        (LeverageScoreSampler(budget=budget, random_state=0), 16, axes_sample),
+        (LeverageScoreSampler(budget=budget, random_state=0), 0, axes_sample),
         (
             SensitivitySampler(budget=budget, subsample_size=n_sub, random_state=0),
-            32,
+            0,
             axes_sample + n_sub + budget,
         ),
         (
             FederatedActiveRegressor(budget=budget, random_state=0),
-            16,
+            0,
             axes_sample + budget,
         ),
     ]:

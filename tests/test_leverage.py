@@ -1,7 +1,10 @@
 """LeverageScoreSampler, centralized: accuracy, selection, weights, API, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -361,3 +364,94 @@ def test_float32_rows_scored_in_float32_within_the_bound(fit_intercept):
     exact = reference.fit(X32.astype(np.float64)).scores_
     error = np.abs(sampler.fit(X32).scores_ - exact) / exact
     assert error.max() <= 1e-9
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(
+    "where, params",
+    [
+        ((7, 1), {}),  # the Gram is not finite: its first branch refuses
+        ((0, 0), {"sampling": "iid", "fit_intercept": False}),
+        ((7, 1), {"verbose": 2}),  # X wrapped to report progress
+        ((2, 4), {"n_rows": 4}),  # fewer rows than columns: straight to TSQR
+        ((7, 1), {"scale": 1e200}),  # finite squares overflow: a second branch
+    ],
+)
+def test_a_non_finite_entry_is_refused_without_a_validation_scan(bad, where, params):
+    # Centralized, X is not scanned for NaN or infinity at validation: the
+    # Gram kernel's paths for a Gram that is not finite or not certified
+    # scan it first (refuse_non_finite). This catches a path that skips the
+    # scan: NaN scores, or a silently wrong selection, instead of the error;
+    # and a scan that comes late, after arithmetic on NaN has warned.
+    params = dict(params)
+    n_rows, scale = params.pop("n_rows", 60), params.pop("scale", 1.0)
+    X = np.random.RandomState(0).standard_normal((n_rows, 6)) * scale
+    X[where] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+            LeverageScoreSampler(budget=3, random_state=0, **params).fit(X)
+
+
+def test_huge_finite_entries_are_not_refused():
+    # The scan runs where the Gram overflows; finite entries pass it.
+    X = np.random.RandomState(0).standard_normal((60, 6)) * 1e200
+    scores = LeverageScoreSampler(budget=3, random_state=0).fit(X).scores_
+    assert np.allclose(scores, hat_diagonal(X / 1e200), rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype, memmap", [(np.float64, False), (np.float32, True)])
+def test_kernel_threads_change_no_bit_of_the_fit(monkeypatch, tmp_path, dtype, memmap):
+    # A large in-memory table's kernel passes run on the BLAS's threads
+    # (skfal._rows.kernel_threads): each thread scores whole cache slices,
+    # and the Gram's chunk products are added in chunk order, so the scores,
+    # the spatial order and the selection are the serial fit's to the last
+    # bit. Catches a thread writing another's rows, a slice scored twice or
+    # never, and partial Grams added per thread (a rounding-level change
+    # that would make the rows depend on the machine's cores).
+    import skfal._linalg as linalg
+    import skfal._rows
+
+    X = np.random.RandomState(3).standard_normal((30_000, 7)).astype(dtype)
+    X[:, 0] *= 1e4  # so the order in which the Gram is added shows
+    if memmap:  # a file's blocks, read by each thread as it scores them
+        np.save(tmp_path / "X.npy", X)
+        X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    fits = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(linalg, "kernel_threads", lambda X, t=threads: t)
+        monkeypatch.setattr(linalg, "_GRAM_WAVE", 1)  # several waves
+        monkeypatch.setattr(skfal._rows, "_CHUNK_BYTES", 2**16)  # many blocks
+        for sampling in ("pivotal", "iid"):
+            fits[threads, sampling] = LeverageScoreSampler(
+                budget=300, sampling=sampling, random_state=0
+            ).fit(X)
+    for sampling in ("pivotal", "iid"):
+        serial, threaded = fits[1, sampling], fits[3, sampling]
+        assert np.array_equal(serial.scores_, threaded.scores_)
+        assert np.array_equal(serial.whitener_, threaded.whitener_)
+        assert np.array_equal(serial.sample_indices_, threaded.sample_indices_)
+        assert np.array_equal(serial.sample_weight_, threaded.sample_weight_)
+
+
+def test_kernel_threads_follow_the_blas_limits():
+    # A large ndarray gets the BLAS's threads, so OMP_NUM_THREADS and
+    # threadpoolctl limits bound skfal's passes as they bound NumPy's.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from skfal._rows import Rows, kernel_threads
+
+    large = np.empty((2**17, 2))
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert kernel_threads(large) == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert kernel_threads(large) == 2
+        assert kernel_threads(large[:1000]) == 1  # small: one thread
+        assert kernel_threads(Rows(large)) == 2  # a dense table read in blocks
+        assert kernel_threads(Rows(large, on_block=print)) == 1  # in order
+        assert kernel_threads(Rows(sp.csr_matrix(large))) == 1  # sparse
+        # Work a pool runs (Dask's tasks, simulated clients): one thread.
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(kernel_threads, large).result() == 1
