@@ -24,7 +24,6 @@ MIN_PILOT_DOF = 10
 # correlation with the pilot's held-out residual sizes is positive at this
 # one-sided level.
 CHECK_LEVEL = 0.1
-_N_FOLDS = 5
 _FLOOR = 0.1  # no row's predicted scale falls below this share of the mean
 
 
@@ -101,11 +100,6 @@ def check_sums(predicted, sizes):
     return np.array([p.size, p.sum(), p @ p, p @ s, s.sum(), s @ s])
 
 
-def fold_labels(n_rows, random_state):
-    """Each row's cross-validation fold: balanced, in random order."""
-    return random_state.permutation(n_rows) % _N_FOLDS
-
-
 class ScaleModel(NamedTuple):
     """A candidate model of the residual scale ``|e| ~ a + b^T f``: the
     features ``f`` of the pilot rows, and ``predict(coef)``, its predictions
@@ -140,41 +134,48 @@ def scale_models(X, fitted, leverage, pilot, features):
     return models
 
 
-def scale_sums(features, sizes, folds):
-    """Per fold, the normal equations of ``sizes`` on ``[1, features]``.
+def scale_sums(features, sizes):
+    """The normal equations ``[D^T D | D^T s]`` of ``sizes`` on
+    ``D = [1, features]``, shape ``(p, p + 1)`` with ``p`` the number of
+    features plus one.
 
-    Returns an array of shape ``(_N_FOLDS * p, p + 1)``, ``p`` the number of
-    features plus one: fold ``k``'s rows ``k p`` to ``(k + 1) p`` hold
-    ``[D^T D | D^T s]`` over its rows. Additive over rows, so the clients'
-    arrays add up (a secure sum) to the pilot's.
+    Additive over rows, so the clients' arrays add up (a secure sum) to the
+    pilot's; they are summed over all of a client's pilot rows, never over
+    a subset, so what a client decodes minus its own part is the other
+    clients' total, not a few of their rows.
     """
     D = np.hstack([np.ones((features.shape[0], 1)), features])
-    blocks = []
-    for k in range(_N_FOLDS):
-        Dk = D[folds == k]
-        blocks.append(np.hstack([Dk.T @ Dk, (Dk.T @ sizes[folds == k])[:, None]]))
-    return np.vstack(blocks)
+    return np.hstack([D.T @ D, (D.T @ sizes)[:, None]])
 
 
-def _solve_normal(block):
-    return np.linalg.lstsq(block[:, :-1], block[:, -1], rcond=None)[0]
+def scale_fit(sums):
+    """The scale model's coefficients fitted on every pilot row, and the
+    pseudo-inverse of ``D^T D``, from the summed :func:`scale_sums`."""
+    gram = sums[:, :-1]
+    return np.linalg.lstsq(gram, sums[:, -1], rcond=None)[0], np.linalg.pinv(gram)
 
 
-def fold_coefficients(sums):
-    """The scale model fitted without each fold, and on every pilot row:
-    ``(by_fold of shape (_N_FOLDS, p), full of shape (p,))`` from the summed
-    :func:`scale_sums`."""
-    p = sums.shape[1] - 1
-    per_fold = sums.reshape(_N_FOLDS, p, p + 1)
-    total = per_fold.sum(axis=0)
-    by_fold = np.array([_solve_normal(total - per_fold[k]) for k in range(_N_FOLDS)])
-    return by_fold, _solve_normal(total)
+def held_out_predictions(features, sizes, sums):
+    """Each pilot row's size predicted by the model fitted without it.
+
+    Leave-one-out in closed form from the summed :func:`scale_sums`:
+    ``(d_i^T b - h_i s_i) / (1 - h_i)`` with ``h_i = d_i^T (D^T D)^+ d_i``
+    (``s_i`` minus the held-out residual :func:`leave_one_out`), so a
+    client needs the pilot's total and its own rows only. ``NaN`` where
+    ``h_i`` is near 1.
+    """
+    coef, inverse = scale_fit(sums)
+    D = np.hstack([np.ones((features.shape[0], 1)), features])
+    hat = np.einsum("ij,jk,ik->i", D, inverse, D)
+    return sizes - leave_one_out(sizes - D @ coef, hat)
 
 
-def held_out_predictions(features, folds, by_fold):
-    """Each pilot row's size predicted by the model fitted without its fold."""
-    coef = by_fold[folds]
-    return coef[:, 0] + np.einsum("ij,ij->i", features, coef[:, 1:])
+def check_rows(features, sizes, sums):
+    """:func:`check_sums` of the held-out predictions of the rows given
+    (a client's pilot rows, or all), rows without one left out."""
+    predicted = held_out_predictions(features, sizes, sums)
+    known = np.isfinite(predicted)
+    return check_sums(predicted[known], sizes[known])
 
 
 def choose_scale(checks):
@@ -195,23 +196,21 @@ def choose_scale(checks):
 
 def scale_floor(sums):
     """``_FLOOR`` times the pilot's mean size, from the summed :func:`scale_sums`."""
-    p = sums.shape[1] - 1
-    total = sums.reshape(_N_FOLDS, p, p + 1).sum(axis=0)
-    mean = total[0, -1] / max(total[0, 0], 1.0)
+    mean = sums[0, -1] / max(sums[0, 0], 1.0)
     return _FLOOR * max(float(mean), np.finfo(float).tiny)
 
 
-def residual_scale(models, sizes, random_state):
+def residual_scale(models, sizes):
     """Predicted residual scale of every row, or ``None`` when no model
     passes the check.
 
     Each candidate (:func:`scale_models`) is fitted by least squares of
     the pilot's held-out residual sizes ``sizes`` on its features; the one
-    whose ``_N_FOLDS``-fold cross-validated predictions correlate best with
-    ``sizes`` is used if it passes :func:`choose_scale`. Predictions are
-    floored at ``_FLOOR`` times the mean size. Every step works on sums over
-    rows, so a federation computes the same from secure sums
-    (:func:`skfal._federated.adaptive_scores`).
+    whose leave-one-out predictions correlate best with ``sizes`` is used
+    if it passes :func:`choose_scale`. Predictions are floored at
+    ``_FLOOR`` times the mean size. Every step works on sums over all the
+    pilot's rows, so a federation computes the same from secure sums
+    (:func:`skfal._federated.adaptive_second_round`).
 
     Returns
     -------
@@ -219,17 +218,15 @@ def residual_scale(models, sizes, random_state):
     rho : float
         The chosen model's cross-validated correlation.
     """
-    folds = fold_labels(sizes.shape[0], random_state)
-    sums = [scale_sums(m.pilot_features, sizes, folds) for m in models]
-    fits = [fold_coefficients(s) for s in sums]
+    sums = [scale_sums(m.pilot_features, sizes) for m in models]
     checks = [
-        check_sums(held_out_predictions(m.pilot_features, folds, by_fold), sizes)
-        for m, (by_fold, _) in zip(models, fits, strict=True)
+        check_rows(m.pilot_features, sizes, s)
+        for m, s in zip(models, sums, strict=True)
     ]
     best, rho = choose_scale(checks)
     if best is None:
         return None, rho
-    scale = models[best].predict(fits[best][1])
+    scale = models[best].predict(scale_fit(sums[best])[0])
     return np.maximum(scale, scale_floor(sums[best])), rho
 
 
@@ -255,13 +252,13 @@ __all__ = [
     "held_out_residuals",
     "leave_one_out",
     "pilot_size",
+    "check_rows",
     "check_sums",
     "choose_scale",
     "correlation_check",
-    "fold_coefficients",
-    "fold_labels",
     "held_out_predictions",
     "residual_scale",
+    "scale_fit",
     "scale_floor",
     "scale_models",
     "scale_sums",

@@ -168,8 +168,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     leave-one-out residual; the residual scale is modelled by least squares
     of their sizes on the fitted value and the root leverage (three
     parameters), or on the features when the pilot has ten rows per
-    feature, whichever ranks the held-out sizes best in 5-fold cross
-    validation, and it is used only when that rank correlation is positive
+    feature, whichever ranks the held-out sizes best in leave-one-out
+    cross validation, and it is used only when that correlation is positive
     at the one-sided level 0.1 (Bonferroni over the candidates); otherwise
     the second round draws on leverage alone. The weights combine the
     rounds with fixed shares: pilot rows get ``lam w1 + 1 - lam``, second
@@ -182,8 +182,10 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     Federated (``groups`` given), the pilot is drawn by the federated
     leverage protocol and its model by ``"global"`` training; each client
     computes its pilot rows' held-out residuals from the global R factor it
-    holds after that training, and the scale model's normal equations and
-    check are secure sums (per fold and candidate). Every client then
+    holds after that training; the scale model's normal equations over the
+    whole pilot are a secure sum per candidate, each client computes its
+    own pilot rows' leave-one-out predictions in closed form from them,
+    and the check is a secure sum of those. Every client then
     makes the same choice, scores its own rows, and the second round is
     pivotal sampling whose scores never leave the clients: the server gets
     the total score by a secure sum whose units only the clients can read,
@@ -193,9 +195,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     as in the one-shot design, only the rows their tournaments decided in
     and their open rows' probabilities. ``sample_weight_`` and
     ``scale_correlation_`` are read from the simulated clients (a
-    deployment's server would not know them). The law of the selection is
-    the centralized one (the cross-validation folds are drawn by each
-    client among its own pilot rows).
+    deployment's server would not know them). The selection is the
+    centralized one's law: the same sums, added in another order.
 
     References
     ----------
@@ -401,7 +402,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             pilot[known],
             with_features(n_pilot, X.shape[1]),
         )
-        scale, correlation = residual_scale(models, sizes[known], rng)
+        scale, correlation = residual_scale(models, sizes[known])
         scores, mix = sampler.scores_, sampler.uniform_mix
         if scale is not None:  # else the model does not predict: leverage only
             scores = scores * scale

@@ -15,6 +15,7 @@ from skfal import (
     _regressor,
 )
 from skfal._adaptive import hat_diagonal, held_out_residuals, pilot_size
+from skfal._federated import _regression as _fed_regression
 from tests._helpers import monte_carlo_runs
 
 
@@ -41,6 +42,28 @@ def test_held_out_residuals_equal_refits_without_the_row():
         keep = np.arange(25) != i
         ref = LinearRegression().fit(X[keep], y[keep], sample_weight=w[keep])
         assert got[i] == pytest.approx(y[i] - ref.predict(X[i : i + 1])[0], rel=1e-8)
+
+
+def test_scale_models_held_out_predictions_equal_refits_without_the_row():
+    # The closed form (d_i^T b - h_i s_i) / (1 - h_i) each client applies to
+    # its own pilot rows, from the pilot's summed normal equations only,
+    # checked against least squares refitted without each row; and the
+    # sums of two parts of the rows add to the sums of all (a secure sum).
+    rng = np.random.RandomState(4)
+    features = rng.standard_normal((20, 2))
+    sizes = np.abs(1.0 + features @ [0.5, -0.3] + rng.standard_normal(20))
+    sums = _adaptive.scale_sums(features, sizes)
+    assert np.allclose(
+        _adaptive.scale_sums(features[:7], sizes[:7])
+        + _adaptive.scale_sums(features[7:], sizes[7:]),
+        sums,
+    )
+    got = _adaptive.held_out_predictions(features, sizes, sums)
+    D = np.hstack([np.ones((20, 1)), features])
+    for i in range(20):
+        keep = np.arange(20) != i
+        coef = np.linalg.lstsq(D[keep], sizes[keep], rcond=None)[0]
+        assert got[i] == pytest.approx(D[i] @ coef, rel=1e-9)
 
 
 def test_second_round_is_unbiased_given_the_pilot(monkeypatch):
@@ -272,3 +295,82 @@ def test_adaptive_refuses_a_transport_it_cannot_collect_weights_from():
     reg = FederatedActiveRegressor(budget=80, design="adaptive")
     with pytest.raises(ValueError, match="not yet over a transport"):
         reg._fit_federated(None, 3, check_random_state(0))
+
+
+def test_a_client_decodes_only_the_other_clients_pilot_totals(monkeypatch):
+    # Every client decodes each secure sum of the "scale_model" phase (the
+    # scale models' normal equations, then the check sums) and knows its
+    # own part; the difference is what it learns of the other clients. It
+    # must be their totals over all their pilot rows: a sum over one or two
+    # foreign rows gives those rows exactly (their fitted value, leverage
+    # and held-out residual size; with the feature model their raw X row).
+    # Two attacks by a client (client 0), on a 3-client federation whose
+    # pilot (48 rows) is large enough for both candidate models:
+    # 1. in each normal-equation sum it decodes, minus its own, every
+    #    block's row count (entry (0, 0)) is all the foreign pilot rows;
+    # 2. what it decodes is the same when another client reorders its
+    #    pilot rows (a function of totals only, so no subset of them).
+    # Caught by hand: the per-fold sums this design had (5 folds of the
+    # pilot, one block each, so a fold held 1 or 2 foreign rows: the
+    # reviewer's /work/review/a7_fold_rows.py rebuilt them) fail both.
+    X, y = heteroscedastic()
+    groups = np.arange(X.shape[0]) % 3
+    real_round = _regressor.adaptive_second_round
+    captured = {}
+
+    def capture(transport, pilot, random_state, **kwargs):
+        captured.update(transport=copy.deepcopy(transport), pilot=pilot, kw=kwargs)
+        return real_round(transport, pilot, random_state, **kwargs)
+
+    monkeypatch.setattr(_regressor, "adaptive_second_round", capture)
+    FederatedActiveRegressor(budget=160, design="adaptive", random_state=0).fit(
+        X, y, groups=groups
+    )
+    start, pilot, kw = captured["transport"], captured["pilot"], captured["kw"]
+    assert pilot.shape[0] == 48 and kw["features"]  # both candidates
+
+    real_decode, real_pivotal = (
+        _fed_regression.client_decode,
+        (_fed_regression.private_pivotal_selection),
+    )
+    decoded, recording = [], [True]
+
+    def spy_decode(units, bounds):
+        out = real_decode(units, bounds)
+        if recording[0]:  # the scale_model phase, before the second round
+            decoded.append(np.array(out))
+        return out
+
+    def spy_pivotal(*args, **kwargs):
+        recording[0] = False
+        return real_pivotal(*args, **kwargs)
+
+    monkeypatch.setattr(_fed_regression, "client_decode", spy_decode)
+    monkeypatch.setattr(_fed_regression, "private_pivotal_selection", spy_pivotal)
+
+    def run(reorder):
+        transport = copy.deepcopy(start)
+        if reorder:  # client 1 lists its pilot rows in reverse
+            state = transport.states[1]
+            for key in ("selection_indices", "selection_weights", "selection_labels"):
+                state[key] = np.asarray(state[key])[::-1].copy()
+        decoded.clear()
+        recording[0] = True
+        real_round(transport, pilot, np.random.RandomState(0), **kw)
+        return transport, list(decoded)
+
+    transport, view = run(reorder=False)
+    local, _ = start.split(pilot, kw["counts"])
+    n_foreign = sum(local[c].shape[0] for c in start.clients[1:])
+    own = transport.states[0]
+    for name in ("scale_sums_small", "scale_sums_features"):
+        mine = own[name]
+        # Each client decodes the same sum: client 0's copy is the first.
+        total = next(v for v in view if v.shape == mine.shape)
+        p = mine.shape[1] - 1
+        foreign = (total - mine).reshape(-1, p, p + 1)
+        assert np.allclose(foreign[:, 0, 0], n_foreign), (name, foreign[:, 0, 0])
+    _, reordered = run(reorder=True)
+    assert len(reordered) == len(view)
+    for a, b in zip(view, reordered, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -47,14 +47,12 @@ from typing import NamedTuple
 import numpy as np
 
 from skfal._adaptive import (
-    check_sums,
+    check_rows,
     choose_scale,
     combined_weights,
-    fold_coefficients,
-    fold_labels,
     hat_diagonal,
-    held_out_predictions,
     leave_one_out,
+    scale_fit,
     scale_floor,
     scale_models,
     scale_sums,
@@ -74,7 +72,6 @@ from skfal._federated._transport import (
     client_seeds,
     client_step,
     read_labels,
-    stream,
 )
 from skfal._linalg import (
     r_factor,
@@ -184,8 +181,8 @@ STATE = {
     "train_factor": "float64 (h_i, d + 2): R of its rotated system",
     "local_share": "float64 (d + 2,): n_i [coef_i, intercept_i, 1]",
     "train_r": "float64 (d + 2, d + 2): R of the global weighted system",
-    "scale_sums_small": "float64 (5 p, p + 1): the scale model's fold sums",
-    "scale_sums_features": "float64 (5 p, p + 1): the same on the features",
+    "scale_sums_small": "float64 (p, p + 1): the scale model's normal equations",
+    "scale_sums_features": "float64 (p, p + 1): the same on the features",
     "scale_check": "float64 (k, 6): the candidates' held-out check sums",
     "scale_choice": "float64 (2,): the chosen model's correlation, used",
     "pilot_indices": "int64 (m_i,): its pilot rows (adaptive design)",
@@ -359,42 +356,41 @@ def _pilot_sizes(state, config):
 
 def _scale_models(state, config):
     """The candidate scale models at the client's rows, their pilot
-    features, the sizes and each pilot row's fold (its own stream)."""
+    features and the sizes."""
     pilot, sizes = _pilot_sizes(state, config)
     X = state["X"]
     fitted = matvec(X, state["model_coef"]) + state["model_intercept"][0]
     models = scale_models(X, fitted, state["scores"], pilot, config["features"])
-    folds = fold_labels(sizes.shape[0], stream(state["sampling_seed"], "scale folds"))
-    return models, sizes, folds
+    return models, sizes
 
 
 @client_step("scale_sums")
 def step_scale_sums(state, config):
-    """Adaptive design, 1: keep each candidate scale model's per-fold normal
-    equations over its pilot rows (:func:`skfal._adaptive.scale_sums`)."""
-    models, sizes, folds = _scale_models(state, config)
+    """Adaptive design, 1: keep each candidate scale model's normal
+    equations over all its pilot rows (:func:`skfal._adaptive.scale_sums`)."""
+    models, sizes = _scale_models(state, config)
     for name, model in zip(_SCALE_SUMS, models, strict=False):
-        sums = scale_sums(model.pilot_features, sizes, folds)
+        sums = scale_sums(model.pilot_features, sizes)
         state[name], state[name + "_magnitudes"] = sums, _magnitudes(sums)
 
 
-def _decoded_fits(state, units):
+def _decoded_sums(state, units):
     return [
-        fold_coefficients(client_decode(u, state[name + "_bounds"]))
+        client_decode(u, state[name + "_bounds"])
         for name, u in zip(_SCALE_SUMS, units, strict=False)
     ]
 
 
 @client_step("scale_check")
 def step_scale_check(state, config, *units):
-    """Adaptive design, 2: from the summed normal equations, each candidate
-    fitted without each fold; keep the check sums of its pilot rows'
-    held-out predictions (:func:`skfal._adaptive.check_sums`)."""
-    models, sizes, folds = _scale_models(state, config)
-    fits = _decoded_fits(state, units)
+    """Adaptive design, 2: from the summed normal equations, each
+    candidate's leave-one-out predictions at its own pilot rows (in closed
+    form); keep their check sums (:func:`skfal._adaptive.check_rows`)."""
+    models, sizes = _scale_models(state, config)
+    sums = _decoded_sums(state, units)
     checks = [
-        check_sums(held_out_predictions(m.pilot_features, folds, by_fold), sizes)
-        for m, (by_fold, _) in zip(models, fits, strict=False)
+        check_rows(m.pilot_features, sizes, total)
+        for m, total in zip(models, sums, strict=False)
     ]
     state["scale_check"] = np.array(checks)
     state["scale_check_magnitudes"] = _magnitudes(state["scale_check"])
@@ -413,11 +409,9 @@ def step_scale_scores(state, config, check_units, *units):
     pilot = np.asarray(state.pop("selection_indices"), dtype=np.int64)
     if best is not None:
         model = scale_models(X, fitted, state["scores"], pilot, config["features"])
-        fits = _decoded_fits(state, units)
-        name = _SCALE_SUMS[best]
-        floor = scale_floor(client_decode(units[best], state[name + "_bounds"]))
-        scale = np.maximum(model[best].predict(fits[best][1]), floor)
-        state["scores"] = state["scores"] * scale
+        total = _decoded_sums(state, units)[best]
+        scale = model[best].predict(scale_fit(total)[0])
+        state["scores"] = state["scores"] * np.maximum(scale, scale_floor(total))
     eligible = np.ones(X.shape[0], dtype=bool)
     eligible[pilot] = False
     state["eligible"] = eligible
@@ -464,10 +458,13 @@ def adaptive_second_round(
     :func:`global_training` on the pilot. By secure sums (in units only
     the clients read; the server relays them):
 
-    1. each candidate residual-scale model's per-fold normal equations over
+    1. each candidate residual-scale model's normal equations over all
        the pilot's held-out residual sizes (each client computes its pilot
-       rows' sizes from the global R: no row or size leaves it);
-    2. the candidates' cross-validated check sums; every client then
+       rows' sizes from the global R: no row or size leaves it); no sum
+       over a subset of a client's rows, so a client that decodes a sum
+       and subtracts its own part learns the other clients' totals only;
+    2. the candidates' leave-one-out check sums (each client computes its
+       pilot rows' held-out predictions in closed form); every client then
        chooses the same model, scores its own rows by leverage times
        predicted scale, and keeps the scores;
     3. :func:`~skfal._federated._selection.private_pivotal_selection` of
