@@ -374,3 +374,25 @@ def test_a_client_decodes_only_the_other_clients_pilot_totals(monkeypatch):
     assert len(reordered) == len(view)
     for a, b in zip(view, reordered, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_federated_census_budget_selects_every_row():
+    # A budget of every row with uniform sampling: the second round takes
+    # every row the pilot left (pi = 1, weight 1 - lam), as centralized.
+    # The private water level once divided by the zero uncapped mass there
+    # (scale inf, pi NaN) and selected 55 of the 80 rows (caught: the rows
+    # and the errors raised here on any floating warning).
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((80, 2))
+    y = X @ [1.0, 2.0] + (1 + np.abs(X[:, 0])) * rng.standard_normal(80)
+    groups = rng.randint(3, size=80)
+    sampler = LeverageScoreSampler(uniform_mix=1.0)
+    with np.errstate(divide="raise", invalid="raise"):
+        reg = FederatedActiveRegressor(
+            design="adaptive", budget=80, sampler=sampler, random_state=0
+        ).fit(X, y, groups=groups)
+    assert np.array_equal(reg.sample_indices_, np.arange(80))
+    lam = reg.n_pilot_ / 80
+    second = np.isclose(reg.sample_weight_, 1 - lam)
+    assert second.sum() >= 80 - reg.n_pilot_
+    assert np.isfinite(reg.sample_weight_).all()

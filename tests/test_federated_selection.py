@@ -1,6 +1,7 @@
 """Row counts up, the selection down, and the simulation's bookkeeping."""
 
 import numpy as np
+import pytest
 
 from skfal._federated import (
     Channel,
@@ -10,7 +11,11 @@ from skfal._federated import (
     send_selection,
     simulated_federation,
 )
-from skfal._federated._selection import client_inclusion, private_pivotal_selection
+from skfal._federated._selection import (
+    client_inclusion,
+    private_pivotal_selection,
+    server_water_level,
+)
 from skfal._federated._simulation import client_view, gather_rows, split_selection
 from skfal._sampling import (
     inclusion_from_terms,
@@ -166,7 +171,28 @@ def _private_federation(X, client_rows, scores, eligible, seed):
     return transport
 
 
-def test_private_pivotal_has_the_centralized_law_without_a_score_up():
+def _skewed_case():
+    """Skewed scores over 3 clients: some rows capped at 1 (not all)."""
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((60, 2))
+    _, client_rows = check_groups(rng.randint(3, size=60), 60)
+    scores = rng.exponential(size=60) ** 3
+    eligible = rng.uniform(size=60) > 0.15
+    return X, client_rows, scores, eligible, 9, 0.2
+
+
+def _tie_case():
+    """A row whose p is exactly 1 / budget (p = [1/2, 1/14, ...], budget
+    2): the level is the first candidate scale, c = budget, with that row
+    capped there (the reviewer's /work/review/a1_water_tie.py)."""
+    X = np.random.RandomState(0).standard_normal((8, 2))
+    scores = np.array([7.0, 1, 1, 1, 1, 1, 1, 1])
+    client_rows = [np.arange(0, 4), np.arange(4, 8)]
+    return X, client_rows, scores, np.ones(8, dtype=bool), 2, 0.0
+
+
+@pytest.mark.parametrize("case", [_skewed_case, _tie_case], ids=["skewed", "tie"])
+def test_private_pivotal_has_the_centralized_law_without_a_score_up(case):
     # The scores stay at the clients: the water-filling scale comes from
     # masked sums of capped counts and uncapped mass at candidate scales,
     # which pin the scale down exactly (the capped set is found), so each
@@ -174,34 +200,34 @@ def test_private_pivotal_has_the_centralized_law_without_a_score_up():
     # and the tournaments keep every row's inclusion probability: the
     # inclusion frequencies match pi, with exactly the budget every run,
     # and never a row outside ``eligible``. Skewed scores cap some rows at
-    # 1, so a wrong scale (e.g. the uncapped c = budget) would show.
-    rng = np.random.RandomState(3)
-    X = rng.standard_normal((60, 2))
-    _, client_rows = check_groups(rng.randint(3, size=60), 60)
+    # 1, so a wrong scale (e.g. the uncapped c = budget) would show. The
+    # tie reaches the budget at the first candidate with a row capped
+    # there: the scale budget / (uncapped mass) it once took there (7,
+    # not 2) drew 3 rows instead of 2 (caught by the budget and the terms).
+    X, client_rows, scores, eligible, budget, mix = case()
+    n = X.shape[0]
     counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
-    scores = rng.exponential(size=60) ** 3
-    eligible = rng.uniform(size=60) > 0.15
-    terms = inclusion_terms(scores, 9, 0.2, eligible)
+    terms = inclusion_terms(scores, budget, mix, eligible)
     pi = inclusion_from_terms(scores, terms, eligible)
-    assert 1 <= np.sum(pi == 1) < 9
-    n_runs, hits = monte_carlo_runs(400), np.zeros(60)
+    assert 1 <= np.sum(pi == 1) < budget
+    n_runs, hits = monte_carlo_runs(400), np.zeros(n)
     for seed in range(n_runs):
         transport = _private_federation(X, client_rows, scores, eligible, seed)
         picked = private_pivotal_selection(
             transport,
-            9,
+            budget,
             np.random.RandomState(seed),
-            uniform_mix=0.2,
+            uniform_mix=mix,
             max_depth=5,
             counts=counts,
             purpose="test",
         )
         transport.flush()
-        assert picked.size == 9 and eligible[picked].all()
+        assert picked.size == budget and eligible[picked].all()
         if seed == 0:
             kept = np.array(transport.kept("inclusion_terms"))
             assert np.allclose(kept, np.array(terms), rtol=1e-12, atol=0)
-            weights = np.empty(60)
+            weights = np.empty(n)
             for rows, idx, w in zip(
                 client_rows,
                 transport.kept("selection_indices"),
@@ -213,6 +239,34 @@ def test_private_pivotal_has_the_centralized_law_without_a_score_up():
         hits[picked] += 1
     se = np.sqrt(pi * (1 - pi) / n_runs)
     assert np.all(np.abs(hits / n_runs - pi) <= 4.5 * se + 1e-12)
+
+
+def test_private_pivotal_selects_every_row_that_can_be_drawn():
+    # A budget equal to the number of rows with a positive score (no
+    # uniform share): the level is the first candidate, every such row
+    # capped at 1, no uncapped mass left. Every positive row is selected
+    # with weight 1, without a division by the zero mass (once: scale inf,
+    # pi NaN, caught by the errors raised here on any floating warning).
+    X = np.random.RandomState(0).standard_normal((8, 2))
+    scores = np.array([1.0, 1, 0, 0, 0, 0, 0, 0])
+    client_rows = [np.arange(0, 4), np.arange(4, 8)]
+    transport = _private_federation(X, client_rows, scores, np.ones(8, bool), 0)
+    with np.errstate(divide="raise", invalid="raise"):
+        picked = private_pivotal_selection(
+            transport,
+            2,
+            np.random.RandomState(0),
+            uniform_mix=0.0,
+            max_depth=3,
+            counts={0: 4, 1: 4},
+            purpose="test",
+        )
+        transport.flush()
+    assert np.array_equal(picked, [0, 1])
+    assert np.array_equal(transport.kept("selection_weights")[0], [1.0, 1.0])
+    assert server_water_level(
+        np.array([2.0, 2.0]), np.array([0.0, 0.0]), np.array([2.0, 4.0]), 2
+    ) == ((2.0, 2.0), 2.0)
 
 
 def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows():

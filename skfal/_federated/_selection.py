@@ -276,8 +276,8 @@ def server_water_level(counts, masses, candidates, budget):
             "uniform_mix > 0."
         )
     g = int(reached[0])
-    if g == 0:
-        return (candidates[0], candidates[0]), budget / masses[0]
+    if g == 0:  # f(c) <= c and f(c_0) reaches the budget c_0: the level is c_0
+        return (candidates[0], candidates[0]), float(candidates[0])
     lo, hi = g - 1, g
     if (
         counts[lo] == counts[hi]
