@@ -273,10 +273,13 @@ def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows()
     # What guards the scores: every upload is masked words of a secure sum
     # (aggregates over all rows of a client, which the masks hide), the
     # local indices decided in, or the open row [index, pi] with pi < 1.
-    # Caught by hand: a client that uploads its scores with the tournament
-    # (``return selected, open_row, state["scores"]``) fails the shapes
-    # check; one that sends its rows' pi, the float check; a secure sum
-    # replaced by plain uploads (masks off) shows its score total in the clear.
+    # Masked words are uniform 64-bit words, whereas a fixed-point word of
+    # an unmasked upload lies within +-2^62 (the encoding's range): about
+    # half of the masked words fall outside. Caught by hand: a client that
+    # uploads its scores with the tournament (``return selected, open_row,
+    # state["scores"]``) fails the shapes check; one that sends its rows'
+    # pi, the float check; the masks removed (``client_mask`` returning the
+    # words as they are), the masked-words check (no word outside).
     rng = np.random.RandomState(4)
     X = rng.standard_normal((40, 3))
     _, client_rows = check_groups(rng.randint(3, size=40), 40)
@@ -294,13 +297,18 @@ def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows()
     )
     transport.flush()
     secrets = np.concatenate([scores, [scores[rows].sum() for rows in client_rows]])
+    masked = []
     for phase, direction, _, array in transport.channel.messages:
         if direction != "up":
             continue
         if array.dtype == np.uint64:  # masked words
+            masked.append(array.reshape(-1))
             continue
         if phase == "pivotal" and array.dtype.kind == "f":  # the open row
             assert array.shape == (2,) and 0 <= array[1] < 1
             assert not np.isin(array, secrets).any()
         else:  # local indices decided in, or key agreement bytes
             assert array.dtype.kind in "iub", (phase, array.dtype)
+    words = np.concatenate(masked).view(np.int64).astype(np.float64)
+    outside = np.mean(np.abs(words) > 2.0**62)
+    assert words.size > 100 and 0.3 < outside < 0.7, (words.size, outside)
