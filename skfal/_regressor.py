@@ -125,7 +125,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     n_pilot_ : int
         Rows of the pilot round (0 for a one-shot design).
     scale_correlation_ : float
-        Cross-validated rank correlation of the residual-scale model with
+        Leave-one-out (Pearson) correlation of the residual-scale model with
         the pilot's held-out residual sizes (``NaN`` without pilot).
     scale_used_ : bool
         Whether the second round used the residual-scale model (else it
@@ -361,7 +361,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     def _adaptive_selection(self, sampler, X, y, rng):
         """The adaptive design's rows and weights, and ``(n_pilot,
         correlation, used)``: the pilot's size, the residual-scale model's
-        cross-validated rank correlation (``NaN`` without pilot) and whether
+        leave-one-out correlation (``NaN`` without pilot) and whether
         the second round used the model.
 
         ``sampler`` (a :class:`LeverageScoreSampler`) draws the pilot; the

@@ -396,3 +396,38 @@ def test_federated_census_budget_selects_every_row():
     second = np.isclose(reg.sample_weight_, 1 - lam)
     assert second.sum() >= 80 - reg.n_pilot_
     assert np.isfinite(reg.sample_weight_).all()
+
+
+def test_server_reads_the_pilot_gram_of_the_scale_model(monkeypatch):
+    # What the threat model says the server computes from the "scale_model"
+    # sums: each column of a secure sum is in its own unknown power of two,
+    # but entry (0, 0) of [D^T D | D^T s] counts the pilot rows with a
+    # held-out residual (a number the server knows: here the pilot's size),
+    # which gives column 0's unit, and D^T D is symmetric, so entry (0, j)
+    # against entry (j, 0) gives column j's: the server reads the pilot's
+    # D^T D exactly (with the feature model, the sum and Gram matrix of the
+    # pilot's rows). D^T s keeps one unknown power of two (the sizes'): the
+    # server's column is the truth times a power of two it cannot tell.
+    server, real_sum = [], _fed_regression.secure_sum
+
+    def spy(transport, participants, phase, values, *args, **kwargs):
+        out = real_sum(transport, participants, phase, values, *args, **kwargs)
+        if values.startswith("scale_sums"):
+            server.append((values, np.array(out), transport))
+        return out
+
+    monkeypatch.setattr(_fed_regression, "secure_sum", spy)
+    X, y = heteroscedastic()
+    reg = FederatedActiveRegressor(budget=160, design="adaptive", random_state=0)
+    reg.fit(X, y, groups=np.arange(X.shape[0]) % 3)
+    assert [name for name, *_ in server] == ["scale_sums_small", "scale_sums_features"]
+    for name, view, transport in server:
+        truth = sum(state[name] for state in transport.states if name in state)
+        p = view.shape[1] - 1
+        unit = np.empty(p)
+        unit[0] = reg.n_pilot_ / view[0, 0]
+        unit[1:] = view[1:, 0] * unit[0] / view[0, 1:p]
+        assert np.allclose(np.log2(unit), np.rint(np.log2(unit)))  # powers of two
+        np.testing.assert_allclose(view[:, :p] * unit, truth[:, :p], rtol=1e-12)
+        ratio = np.log2(truth[:, p] / view[:, p])
+        assert np.allclose(ratio, np.rint(ratio[0]))

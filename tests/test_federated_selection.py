@@ -272,7 +272,9 @@ def test_private_pivotal_selects_every_row_that_can_be_drawn():
 def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows():
     # What guards the scores: every upload is masked words of a secure sum
     # (aggregates over all rows of a client, which the masks hide), the
-    # local indices decided in, or the open row [index, pi] with pi < 1.
+    # local indices decided in, or the open row [index, probability left]:
+    # the fractional part of the client's sum of pi (every duel keeps the
+    # sum), an aggregate, not that row's pi (the threat model says so).
     # Masked words are uniform 64-bit words, whereas a fixed-point word of
     # an unmasked upload lies within +-2^62 (the encoding's range): about
     # half of the masked words fall outside. Caught by hand: a client that
@@ -297,8 +299,9 @@ def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows()
     )
     transport.flush()
     secrets = np.concatenate([scores, [scores[rows].sum() for rows in client_rows]])
+    terms = transport.kept("inclusion_terms")
     masked = []
-    for phase, direction, _, array in transport.channel.messages:
+    for phase, direction, c, array in transport.channel.messages:
         if direction != "up":
             continue
         if array.dtype == np.uint64:  # masked words
@@ -307,6 +310,9 @@ def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows()
         if phase == "pivotal" and array.dtype.kind == "f":  # the open row
             assert array.shape == (2,) and 0 <= array[1] < 1
             assert not np.isin(array, secrets).any()
+            pi = client_inclusion(scores[client_rows[c]], terms[c], None)
+            assert array[1] == pytest.approx(pi.sum() % 1.0, abs=1e-9)
+            assert array[1] != pytest.approx(pi[int(array[0])], abs=1e-6)
         else:  # local indices decided in, or key agreement bytes
             assert array.dtype.kind in "iub", (phase, array.dtype)
     words = np.concatenate(masked).view(np.int64).astype(np.float64)

@@ -102,7 +102,7 @@ STATE = {
     "capped_mass": "float64 (G, 2): capped rows and uncapped p at G scales",
     "inclusion_terms": "float64 (4,): the Inclusion its rows' pi come from",
     "tournament": "int64 (t_i,): the rows its private tournament decided in",
-    "open_row": "float64 (2,): its open row after the tournament, [index, pi]",
+    "open_row": "float64 (2,): its open row, [index, probability left]",
 }
 
 
