@@ -290,6 +290,35 @@ def server_water_level(counts, masses, candidates, budget):
     return (candidates[lo], candidates[hi]), None
 
 
+def water_level(summed_at, budget):
+    """The water-filling scale ``c`` of ``pi = min(1, c p)`` from sums over
+    the parties' rows.
+
+    ``summed_at(candidates)`` runs one round: every party's
+    :func:`client_capped_mass` at the ascending ``candidates``, summed
+    (masked, over clients; a reduction, over Dask chunks). The first round
+    tries ``budget * 2^g``, each later one splits the bracket that holds the
+    level into ``_N_CANDIDATES`` geometric steps, until
+    :func:`server_water_level` finds no row capped inside it: the scale is
+    then exact (the capped set is found). A bracket narrows by a factor of
+    ``_N_CANDIDATES + 1`` in log scale each round, so it reaches adjacent
+    floats in about ten rounds.
+    """
+    candidates = float(budget) * 2.0 ** np.arange(_N_CANDIDATES)
+    steps = np.arange(1, _N_CANDIDATES + 1) / (_N_CANDIDATES + 1)
+    for _ in range(_MAX_ROUNDS):
+        sums = summed_at(candidates)
+        (lo, hi), scale = server_water_level(
+            np.rint(sums[:, 0]), sums[:, 1], candidates, budget
+        )
+        if scale is not None:
+            return scale
+        candidates = np.concatenate([[lo], lo * (hi / lo) ** steps, [hi]])
+    raise RuntimeError(  # unreachable: float brackets close within ~10 rounds
+        f"The water level was not found in {_MAX_ROUNDS} rounds."
+    )
+
+
 @client_step("score_total")
 def step_score_total(state, config):
     """Private pivotal, 1: keep its eligible rows' total score and number."""
@@ -378,7 +407,7 @@ def private_pivotal_selection(
     the clients decode it), then the water-filling scale ``c`` of
     ``pi_i = min(1, c p_i)`` from a few masked sums of the number of rows
     capped at 1 and the mass of the others at candidate scales
-    (:func:`server_water_level`): aggregates over every client's rows. Each
+    (:func:`water_level`): aggregates over every client's rows. Each
     client computes its rows' ``pi``, runs its tournament and uploads, as
     :func:`pivotal_selection`, only the rows decided in and its open row's
     probability; the server settles the open rows; each client computes its
@@ -420,25 +449,27 @@ def private_pivotal_selection(
     )
     n_total = sum(int(counts[c]) for c in clients)
     bounds = np.array([int(np.ceil(np.log2(n_total + 1))) + 1, _MASS_BOUND + 1])
-    candidates = float(n_selected) * 2.0 ** np.arange(_N_CANDIDATES)
-    transport.tell(
-        "inclusion_mass", "inclusion", broadcast=(units, candidates, bounds), config=mix
-    )
-    scale = None
-    for _ in range(_MAX_ROUNDS):
+
+    first = True
+
+    def summed_at(candidates):  # one masked round at the candidate scales
+        nonlocal clients, first
+        if first:  # the clients also decode the total and keep their p
+            transport.tell(
+                "inclusion_mass",
+                "inclusion",
+                broadcast=(units, candidates, bounds),
+                config=mix,
+            )
+            first = False
+        else:
+            transport.tell("capped_mass", "inclusion", broadcast=(candidates, bounds))
         sums, clients = summed_words(
             transport, clients, "inclusion", "capped_mass", "capped_mass_bounds"
         )
-        sums = client_decode(sums, bounds)
-        (lo, hi), scale = server_water_level(
-            np.rint(sums[:, 0]), sums[:, 1], candidates, n_selected
-        )
-        if scale is not None:
-            break
-        steps = np.arange(1, _N_CANDIDATES + 1) / (_N_CANDIDATES + 1)
-        inner = lo * (hi / lo) ** steps
-        candidates = np.concatenate([[lo], inner, [hi]])
-        transport.tell("capped_mass", "inclusion", broadcast=(candidates, bounds))
+        return client_decode(sums, bounds)
+
+    scale = water_level(summed_at, n_selected)
     replies = transport.ask(
         "private_pivotal",
         "inclusion",
