@@ -206,6 +206,24 @@ def test_hat_from_the_global_r_equals_the_svd_hat():
         )
 
 
+def _before_second_round(monkeypatch, budget):
+    """A federated adaptive fit (3 clients) of ``budget``, and the federation
+    as its second round found it: ``(estimator, transport copy, pilot,
+    the round's keyword arguments)``."""
+    X, y = heteroscedastic()
+    real, captured = _regressor.adaptive_second_round, {}
+
+    def capture(transport, pilot, random_state, **kwargs):
+        captured.update(transport=copy.deepcopy(transport), pilot=pilot, kw=kwargs)
+        return real(transport, pilot, random_state, **kwargs)
+
+    monkeypatch.setattr(_regressor, "adaptive_second_round", capture)
+    reg = FederatedActiveRegressor(budget=budget, design="adaptive", random_state=0)
+    reg.fit(X, y, groups=np.arange(X.shape[0]) % 3)
+    monkeypatch.setattr(_regressor, "adaptive_second_round", real)
+    return reg, captured["transport"], captured["pilot"], captured["kw"]
+
+
 def test_federated_second_round_is_unbiased_given_the_pilot(monkeypatch):
     # The federated design: the pilot by the federated leverage protocol,
     # its model by global training, then the scale model from secure sums
@@ -218,23 +236,12 @@ def test_federated_second_round_is_unbiased_given_the_pilot(monkeypatch):
     # the pilot's rows left eligible for the second round (a row twice).
     monkeypatch.setattr(_adaptive, "CHECK_LEVEL", 2.0)
     X, y = heteroscedastic()
-    groups = np.arange(X.shape[0]) % 3
     Z = np.hstack([X, np.ones((X.shape[0], 1))])
     Z = np.hstack([(Z[:, :, None] * Z[:, None, :]).reshape(len(Z), -1), Z * y[:, None]])
     real = _regressor.adaptive_second_round
-    captured = {}
-
-    def capture(transport, pilot, random_state, **kwargs):
-        captured.update(transport=copy.deepcopy(transport), pilot=pilot, kw=kwargs)
-        return real(transport, pilot, random_state, **kwargs)
-
-    monkeypatch.setattr(_regressor, "adaptive_second_round", capture)
     budget = 80
-    reg = FederatedActiveRegressor(budget=budget, design="adaptive", random_state=0)
-    reg.fit(X, y, groups=groups)
+    reg, start, pilot, kw = _before_second_round(monkeypatch, budget)
     assert reg.n_pilot_ == 24 and reg.scale_used_
-    pilot, kw = captured["pilot"], captured["kw"]
-    start = captured["transport"]
     local, positions = start.split(pilot, kw["counts"])
     w1 = np.empty(pilot.shape[0])
     for c, kept in zip(start.clients, start.kept("selection_weights"), strict=True):
@@ -313,20 +320,8 @@ def test_a_client_decodes_only_the_other_clients_pilot_totals(monkeypatch):
     # Caught by hand: the per-fold sums this design had (5 folds of the
     # pilot, one block each, so a fold held 1 or 2 foreign rows: the
     # reviewer's /work/review/a7_fold_rows.py rebuilt them) fail both.
-    X, y = heteroscedastic()
-    groups = np.arange(X.shape[0]) % 3
     real_round = _regressor.adaptive_second_round
-    captured = {}
-
-    def capture(transport, pilot, random_state, **kwargs):
-        captured.update(transport=copy.deepcopy(transport), pilot=pilot, kw=kwargs)
-        return real_round(transport, pilot, random_state, **kwargs)
-
-    monkeypatch.setattr(_regressor, "adaptive_second_round", capture)
-    FederatedActiveRegressor(budget=160, design="adaptive", random_state=0).fit(
-        X, y, groups=groups
-    )
-    start, pilot, kw = captured["transport"], captured["pilot"], captured["kw"]
+    _, start, pilot, kw = _before_second_round(monkeypatch, 160)
     assert pilot.shape[0] == 48 and kw["features"]  # both candidates
 
     real_decode, real_pivotal = (
