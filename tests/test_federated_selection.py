@@ -172,6 +172,19 @@ def _private_federation(X, client_rows, scores, eligible, seed):
     return transport
 
 
+def _select(transport, budget, seed, mix, max_depth, counts):
+    """Private pivotal sampling of ``budget`` rows, the server's seed ``seed``."""
+    return private_pivotal_selection(
+        transport,
+        budget,
+        np.random.RandomState(seed),
+        uniform_mix=mix,
+        max_depth=max_depth,
+        counts=counts,
+        purpose="test",
+    )
+
+
 def _skewed_case():
     """Skewed scores over 3 clients: some rows capped at 1 (not all)."""
     rng = np.random.RandomState(3)
@@ -214,15 +227,7 @@ def test_private_pivotal_has_the_centralized_law_without_a_score_up(case):
     n_runs, hits = monte_carlo_runs(400), np.zeros(n)
     for seed in range(n_runs):
         transport = _private_federation(X, client_rows, scores, eligible, seed)
-        picked = private_pivotal_selection(
-            transport,
-            budget,
-            np.random.RandomState(seed),
-            uniform_mix=mix,
-            max_depth=5,
-            counts=counts,
-            purpose="test",
-        )
+        picked = _select(transport, budget, seed, mix, 5, counts)
         transport.flush()
         assert picked.size == budget and eligible[picked].all()
         if seed == 0:
@@ -253,15 +258,7 @@ def test_private_pivotal_selects_every_row_that_can_be_drawn():
     client_rows = [np.arange(0, 4), np.arange(4, 8)]
     transport = _private_federation(X, client_rows, scores, np.ones(8, bool), 0)
     with np.errstate(divide="raise", invalid="raise"):
-        picked = private_pivotal_selection(
-            transport,
-            2,
-            np.random.RandomState(0),
-            uniform_mix=0.0,
-            max_depth=3,
-            counts={0: 4, 1: 4},
-            purpose="test",
-        )
+        picked = _select(transport, 2, 0, 0.0, 3, {0: 4, 1: 4})
         transport.flush()
     assert np.array_equal(picked, [0, 1])
     assert np.array_equal(transport.kept("selection_weights")[0], [1.0, 1.0])
@@ -289,15 +286,8 @@ def test_private_pivotal_uploads_no_score_and_no_probability_but_the_open_rows()
     scores = rng.uniform(size=40)
     eligible = np.ones(40, dtype=bool)
     transport = _private_federation(X, client_rows, scores, eligible, 0)
-    private_pivotal_selection(
-        transport,
-        6,
-        np.random.RandomState(0),
-        uniform_mix=0.5,
-        max_depth=4,
-        counts={c: rows.shape[0] for c, rows in enumerate(client_rows)},
-        purpose="test",
-    )
+    counts = {c: rows.shape[0] for c, rows in enumerate(client_rows)}
+    _select(transport, 6, 0, 0.5, 4, counts)
     transport.flush()
     secrets = np.concatenate([scores, [scores[rows].sum() for rows in client_rows]])
     terms = transport.kept("inclusion_terms")
@@ -341,15 +331,7 @@ def test_water_filling_rounds_give_the_server_unattributed_p_values(monkeypatch)
     scores = rng.exponential(size=200) ** 3
     client_rows = [np.arange(0, 100), np.arange(100, 200)]
     transport = _private_federation(X, client_rows, scores, np.ones(200, bool), 0)
-    private_pivotal_selection(
-        transport,
-        20,
-        np.random.RandomState(0),
-        uniform_mix=0.1,
-        max_depth=4,
-        counts={0: 100, 1: 100},
-        purpose="test",
-    )
+    _select(transport, 20, 0, 0.1, 4, {0: 100, 1: 100})
     transport.flush()
     p = mixed_probabilities(scores, 0.1)
     candidates, counts, masses = (np.concatenate(v) for v in zip(*seen, strict=True))
