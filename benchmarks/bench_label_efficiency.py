@@ -25,11 +25,15 @@ Two reports per table and budget:
 Run: ``python benchmarks/bench_label_efficiency.py --centralized`` (64
 repeats; ``--repeats 32`` took about 30 minutes on the shared 2-core
 machine for three methods); the federated protocol (no ``--centralized``)
-is about ten times slower and leaves the adaptive design out. ``--quick``
+is about ten times slower. ``--methods`` picks the methods (``tempered``:
+the default selection fitted with its weights raised to the power, among
+0, 1/2 and 1, that the design-weighted cross-validation prefers;
+``ridge-cv``: fitted by weighted ridge with the penalty it prefers). ``--quick``
 for 8 repeats on three tables and five budgets; ``--ceiling`` for the
 variance a residual-aware design could save at most; ``--speed`` for pivotal
 selection time against the leverage scores at 1,000,000 rows;
-``--adaptive-speed`` for the adaptive fit's time against the one-shot fit's.
+``--adaptive-speed`` for the adaptive fit's time against the one-shot fit's;
+``--bias`` for the share of the excess error that is bias, per fit.
 """
 
 import argparse
@@ -50,6 +54,7 @@ from skfal import (
     UniformSampler,
     non_iid_split,
 )
+from skfal._linalg import weighted_least_squares
 
 # Budgets of the compared methods, in multiples of d; uniform sampling's
 # learning curve runs further (up to every training row), so that each
@@ -94,14 +99,25 @@ def all_methods():
         "sens k.2 mix.5": sens(n_clusters=0.2, uniform_mix=0.5),
     }
     known = {name: {"sampler": sampler} for name, sampler in samplers.items()}
+    # A different lever: the default selection, fitted with the weights
+    # raised to the power (0, 1/2 or 1) whose design-weighted 5-fold
+    # cross-validated error is smallest (0: the unweighted fit, Ma, Mahoney
+    # and Yu's LEVUNW; 1: the importance-weighted fit).
+    known["tempered"] = {"sampler": lev(), "refit": "tempered"}
+    # Another: the default selection, fitted by weighted ridge regression
+    # with the penalty (a share of the total weight, the features being
+    # standardized) that the design-weighted 5-fold cross-validation prefers.
+    known["ridge-cv"] = {"sampler": lev(), "refit": "ridge-cv"}
+    known["uniform ridge-cv"] = {"sampler": UniformSampler(), "refit": "ridge-cv"}
     known["adaptive"] = {"design": "adaptive"}
     known["adaptive p.5"] = {"design": "adaptive", "pilot_share": 0.5}
     return known
 
 
-def methods(names=DEFAULT_METHODS):
-    """The methods compared, uniform first."""
+def methods(names=DEFAULT_METHODS, baseline="uniform"):
+    """The methods compared, uniform first (fitted as ``baseline`` says)."""
     known = all_methods()
+    known["uniform"] = known[baseline]
     others = [name for name in names if name != "uniform"]
     return {name: known[name] for name in ("uniform", *others)}
 
@@ -143,9 +159,20 @@ def one_split(X, y, repeat, specs, factors, centralized):
     def error(budget, params):
         if np.isnan(budget):
             return np.nan
+        params = dict(params)
+        refit = params.pop("refit", None)
         reg = FederatedActiveRegressor(
             budget=int(budget), random_state=repeat, **params
         ).fit(X_train, y_train, groups=groups)
+        if refit is not None:
+            rows = reg.sample_indices_
+            coef, intercept, _ = REFITS[refit](
+                X_train[rows],
+                y_train[rows],
+                reg.sample_weight_,
+                np.random.RandomState(repeat),
+            )
+            return mean_squared_error(y_test, X_test @ coef + intercept)
         return mean_squared_error(y_test, reg.predict(X_test))
 
     errors = np.array(
@@ -156,6 +183,51 @@ def one_split(X, y, repeat, specs, factors, centralized):
     )
     curve = np.array([error(b, specs["uniform"]) for b in curve_budgets(d, n_train)])
     return errors, curve
+
+
+TEMPER_POWERS = (0.0, 0.5, 1.0)
+RIDGE_SHARES = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def _tempered(X, y, weights, power):
+    return weighted_least_squares(X, y, weights**power, 0.0, True)
+
+
+def _ridge(X, y, weights, share):
+    return weighted_least_squares(X, y, weights, share * weights.sum(), True)
+
+
+def cv_choice(fit, candidates, X, y, weights, rng, n_folds=5):
+    """``fit(X, y, weights, c)`` with the candidate ``c`` whose
+    design-weighted cross-validated error ``sum_i w_i (y_i -
+    f_{-k(i)}(x_i))^2`` (an estimate of the error on every row) is
+    smallest; ``(coef, intercept, c)``."""
+    folds = rng.permutation(y.shape[0]) % n_folds
+    best = (np.inf, candidates[-1])
+    for candidate in candidates:
+        cv = 0.0
+        for k in range(n_folds):
+            train, test = folds != k, folds == k
+            coef, intercept = fit(X[train], y[train], weights[train], candidate)
+            residual = y[test] - X[test] @ coef - intercept
+            cv += weights[test] @ residual**2
+        best = min(best, (cv, candidate))
+    return (*fit(X, y, weights, best[1]), best[1])
+
+
+def tempered_fit(X, y, weights, rng):
+    """Weighted least squares with the weights raised to the power of
+    ``TEMPER_POWERS`` the cross-validation prefers (:func:`cv_choice`)."""
+    return cv_choice(_tempered, TEMPER_POWERS, X, y, weights, rng)
+
+
+def ridge_cv_fit(X, y, weights, rng):
+    """Weighted ridge with the penalty ``share * sum(w)`` (``RIDGE_SHARES``)
+    the cross-validation prefers (:func:`cv_choice`)."""
+    return cv_choice(_ridge, RIDGE_SHARES, X, y, weights, rng)
+
+
+REFITS = {"tempered": tempered_fit, "ridge-cv": ridge_cv_fit}
 
 
 def verdict(errors, baseline):
@@ -224,13 +296,17 @@ def savings(errors, curve, factors, d, n_train, rng):
     return point, low, high
 
 
-def quality(tables, n_repeats, n_jobs, names, factors, centralized, save=None):
-    specs = methods(names)
-    if not centralized:
-        dropped = [n for n, p in specs.items() if p.get("design") == "adaptive"]
-        specs = {n: p for n, p in specs.items() if n not in dropped}
-        if dropped:
-            print(f"(centralized only, left out: {', '.join(dropped)})")
+def quality(
+    tables,
+    n_repeats,
+    n_jobs,
+    names,
+    factors,
+    centralized,
+    save=None,
+    baseline="uniform",
+):
+    specs = methods(names, baseline)
     names = list(specs)
     results = {}
     for table in tables:
@@ -397,6 +473,62 @@ def mixed(scores):
     return 0.5 * scores / scores.sum() + 0.5 / len(scores)
 
 
+def bias(tables, n_seeds=40, factors=(5, 20, 50)):
+    """How much of each fit's excess error is bias against the fit on every
+    row: on one split per table, ``n_seeds`` selections per budget; the
+    squared bias is the test-set mean of ``(mean_s f_s(x) - f_full(x))^2``
+    (less the Monte Carlo part, ``var / n_seeds``), printed as a share of
+    the mean excess error ``E (f_s(x) - f_full(x))^2``, for uniform, the
+    default and the refits (an unweighted fit on a leverage sample targets
+    another line when the linear model is wrong; a ridge fit is shrunk)."""
+    print(
+        "share of the excess error that is bias (uniform / default / "
+        + " / ".join(REFITS)
+        + ")"
+    )
+    for table in tables:
+        X, y = load_table(table)
+        X_train, X_test, y_train, _ = train_test_split(
+            X, y, test_size=0.2, random_state=0
+        )
+        scaler = StandardScaler().fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+        full = FederatedActiveRegressor(budget=1.0).fit(X_train, y_train)
+        f_full = full.predict(X_test)
+        d = X.shape[1] + 1
+        cells = []
+        for factor in factors:
+            budget = int(round(factor * d))
+            if budget >= X_train.shape[0]:
+                continue
+            preds = {"uniform": [], "default": [], **{r: [] for r in REFITS}}
+            for seed in range(n_seeds):
+                uni = FederatedActiveRegressor(
+                    budget=budget, sampler=UniformSampler(), random_state=seed
+                ).fit(X_train, y_train)
+                preds["uniform"].append(uni.predict(X_test))
+                reg = FederatedActiveRegressor(budget=budget, random_state=seed)
+                reg.fit(X_train, y_train)
+                preds["default"].append(reg.predict(X_test))
+                rows = reg.sample_indices_
+                for name, refit in REFITS.items():
+                    coef, intercept, _ = refit(
+                        X_train[rows],
+                        y_train[rows],
+                        reg.sample_weight_,
+                        np.random.RandomState(seed),
+                    )
+                    preds[name].append(X_test @ coef + intercept)
+            shares = []
+            for p in preds.values():
+                p = np.array(p)
+                var = p.var(axis=0, ddof=1).mean()
+                sq_bias = ((p.mean(axis=0) - f_full) ** 2).mean() - var / n_seeds
+                shares.append(max(sq_bias, 0.0) / ((p - f_full) ** 2).mean())
+            cells.append(f"{factor}d " + "/".join(f"{v:.2f}" for v in shares))
+        print(f"{table:>15}: " + "  ".join(cells), flush=True)
+
+
 def adaptive_speed(n_samples=1_000_000, n_features=20, budget=10_000):
     """The adaptive fit's time against the one-shot fit's (target <= 3)."""
     rng = np.random.RandomState(0)
@@ -452,6 +584,9 @@ if __name__ == "__main__":
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--adaptive-speed", action="store_true")
     parser.add_argument(
+        "--bias", action="store_true", help="bias share of the tempered fit's error"
+    )
+    parser.add_argument(
         "--ceiling", action="store_true", help="variance a design could save at most"
     )
     parser.add_argument("--repeats", type=int, default=None)
@@ -460,9 +595,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--centralized",
         action="store_true",
-        help="one client (the adaptive design runs only so)",
+        help="one client",
     )
     parser.add_argument("--plot", help="save a figure of the labels saved to this PNG")
+    parser.add_argument(
+        "--baseline",
+        default="uniform",
+        help="the method uniform sampling is fitted as (e.g. 'uniform ridge-cv')",
+    )
     parser.add_argument("--save", help="save the errors to this .npz")
     parser.add_argument("--load", help="report (and plot) a run saved with --save")
     parser.add_argument(
@@ -475,6 +615,8 @@ if __name__ == "__main__":
         speed()
     elif args.adaptive_speed:
         adaptive_speed()
+    elif args.bias:
+        bias(args.tables.split(",") if args.tables else list(TABLES))
     elif args.ceiling:
         ceiling(list(TABLES))
     elif args.load:
@@ -490,7 +632,14 @@ if __name__ == "__main__":
         factors = QUICK_FACTORS if args.quick else BUDGET_FACTORS
         names = args.methods.split(",")
         results = quality(
-            tables, repeats, args.n_jobs, names, factors, args.centralized, args.save
+            tables,
+            repeats,
+            args.n_jobs,
+            names,
+            factors,
+            args.centralized,
+            args.save,
+            args.baseline,
         )
         if args.plot:
             save_plot(args.plot, results, list(methods(names)), factors)

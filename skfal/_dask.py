@@ -31,7 +31,11 @@ from skfal._federated import (
     sensitivity_counts,
 )
 from skfal._federated._clustering import server_seed_centres
-from skfal._federated._selection import server_settle_open_rows
+from skfal._federated._selection import (
+    client_capped_mass,
+    server_settle_open_rows,
+    water_level,
+)
 from skfal._linalg import _score_maps, _squared_row_norms, score_plan
 from skfal._rows import Rows, dense_rows
 from skfal._sampling import (
@@ -295,13 +299,13 @@ def pivotal_on_workers(kept, n_selected, random_state, *, uniform_mix):
 
     1. the client (the server) computes the :class:`Inclusion` terms by
        reductions over the chunks: the total score and the number of rows,
-       then the water-filling scale ``c`` of ``pi = min(1, c p)``: with the
-       rows ``c_k p > 1`` capped, ``c_{k+1} = (budget - #capped) / (P -
-       sum of capped p)`` (``P`` the sum of all ``p``); each round the
-       chunks send how many of their rows ``c_k p`` caps and their sum.
-       ``c`` only grows, and it stops at the smallest number of capped rows
-       consistent with it: the in-memory :func:`~skfal._sampling.inclusion_scale`
-       (to rounding, as the sums add in another order);
+       then the water-filling scale ``c`` of ``pi = min(1, c p)`` by the
+       federation's :func:`~skfal._federated._selection.water_level`: each
+       round the chunks send, at candidate scales, how many of their rows
+       each caps and the mass ``p`` of the others, until a bracket holds
+       the level with no row capped inside it: the in-memory
+       :func:`~skfal._sampling.inclusion_scale` (to rounding, as the sums
+       add in another order);
     2. each chunk: its rows' ``pi`` from the terms, the pivotal tournament
        over its rows in the order of their leaf codes (the one spatial tree
        of all rows, so neighbours within a chunk duel first), its own seed;
@@ -314,7 +318,7 @@ def pivotal_on_workers(kept, n_selected, random_state, *, uniform_mix):
     ``n_selected`` rows; the rows differ from an in-memory fit's with the
     same seed (other pairings, other streams), the law does not
     (``tests/test_dask.py`` checks the frequencies). What comes back: the
-    selected rows and ``O(1)`` numbers per chunk and round.
+    selected rows and at most 132 numbers per chunk and round.
 
     Returns
     -------
@@ -340,15 +344,13 @@ def pivotal_on_workers(kept, n_selected, random_state, *, uniform_mix):
         )
     if n_selected == n_positive:  # every positive row is capped at 1
         scale = 2.0 / (p_zero if p_zero > 0 else p_least)
-    else:
-        n_capped, capped = 0, 0.0
-        while True:  # the p sum to 1
-            scale = (n_selected - n_capped) / (1.0 - capped)
-            stats = np.array(on_parts(kept.parts, _capped, terms, scale))
-            # No more capped rows: a fixed point (``<``: rounding only).
-            if int(stats[:, 0].sum()) <= n_capped:
-                break
-            n_capped, capped = int(stats[:, 0].sum()), float(stats[:, 1].sum())
+    else:  # the federation's water level, the chunks' sums by reduction
+        scale = water_level(
+            lambda candidates: np.sum(
+                on_parts(kept.parts, _capped_mass, terms, candidates), axis=0
+            ),
+            n_selected,
+        )
     terms = terms._replace(scale=float(scale))
     seeds = draw_seed(random_state, size=len(kept.parts))
     outcomes = on_parts(
@@ -381,12 +383,11 @@ def _score_summary(part):
     return float(scores.sum()), positive.shape[0], least
 
 
-def _capped(part, terms, scale):
-    """On a worker: how many of a chunk's ``p`` are capped (``scale p > 1``),
-    and their sum."""
+def _capped_mass(part, terms, candidates):
+    """On a worker: a chunk's :func:`client_capped_mass` at the candidate
+    scales (how many of its ``p`` each caps, and the mass of the others)."""
     p = inclusion_from_terms(part[0], terms)  # terms.scale 1: p itself
-    capped = p[scale * p > 1.0]
-    return capped.shape[0], float(capped.sum())
+    return client_capped_mass(np.sort(p), candidates)
 
 
 def _tournament(part, seed, terms, n_bits):

@@ -14,6 +14,7 @@ from skfal._adaptive import (
     pilot_size,
     residual_scale,
     scale_models,
+    with_features,
 )
 from skfal._base import DocLinkMixin, select_rows
 from skfal._compat import HasMethods, Interval, StrOptions, fit_context, num_samples
@@ -25,11 +26,12 @@ from skfal._federated import (
     send_selection,
     simulated_federation,
 )
+from skfal._federated._regression import adaptive_second_round
 from skfal._leverage import LeverageScoreSampler
 from skfal._linalg import weighted_least_squares
 from skfal._progress import Progress, describe
 from skfal._rows import dense_rows, matvec
-from skfal._sampling import draw_seed, resolve_budget
+from skfal._sampling import draw_seed, resolve_budget, tree_depth
 from skfal._shared_params import BUDGET_CONSTRAINT, fill_doc
 from skfal._validation import (
     MissingLabelsError,
@@ -76,10 +78,11 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         (FALE-local); clients with one labeled row sit out with a warning.
     design : {"one-shot", "adaptive"}, default="one-shot"
         ``"one-shot"``: the sampler selects all ``budget`` rows at once.
-        ``"adaptive"`` (centralized only, with a
-        :class:`LeverageScoreSampler`): a pilot round of ``pilot_share`` of
-        the budget by the sampler, a model of the residual scale learned
-        from the pilot's labels, then the rest by pivotal sampling on
+        ``"adaptive"`` (with a :class:`LeverageScoreSampler`; centralized
+        or in-process federated, not yet over :mod:`skfal.flower`): a pilot
+        round of ``pilot_share`` of the budget by the sampler, a model of
+        the residual scale learned from the pilot's labels, then the rest
+        by pivotal sampling on
         leverage times predicted residual scale, mixed with uniform, among
         the rows the pilot left (see Notes). :meth:`query` returns the
         pilot's rows first, then the second round's.
@@ -122,7 +125,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     n_pilot_ : int
         Rows of the pilot round (0 for a one-shot design).
     scale_correlation_ : float
-        Cross-validated rank correlation of the residual-scale model with
+        Leave-one-out (Pearson) correlation of the residual-scale model with
         the pilot's held-out residual sizes (``NaN`` without pilot).
     scale_used_ : bool
         Whether the second round used the residual-scale model (else it
@@ -165,8 +168,8 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     leave-one-out residual; the residual scale is modelled by least squares
     of their sizes on the fitted value and the root leverage (three
     parameters), or on the features when the pilot has ten rows per
-    feature, whichever ranks the held-out sizes best in 5-fold cross
-    validation, and it is used only when that rank correlation is positive
+    feature, whichever ranks the held-out sizes best in leave-one-out
+    cross validation, and it is used only when that correlation is positive
     at the one-sided level 0.1 (Bonferroni over the candidates); otherwise
     the second round draws on leverage alone. The weights combine the
     rounds with fixed shares: pilot rows get ``lam w1 + 1 - lam``, second
@@ -175,6 +178,25 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     rows the pilot left), so every weighted total of the normal equations
     is unbiased given the pilot, whatever the pilot's labels made of the
     second round.
+
+    Federated (``groups`` given), the pilot is drawn by the federated
+    leverage protocol and its model by ``"global"`` training; each client
+    computes its pilot rows' held-out residuals from the global R factor it
+    holds after that training; the scale model's normal equations over the
+    whole pilot are a secure sum per candidate, each client computes its
+    own pilot rows' leave-one-out predictions in closed form from them,
+    and the check is a secure sum of those. Every client then
+    makes the same choice, scores its own rows, and the second round is
+    pivotal sampling whose scores never leave the clients: the server gets
+    the total score by a secure sum whose units only the clients can read,
+    and the water-filling scale of ``pi = min(1, c p)`` from masked sums of
+    capped counts and uncapped mass at candidate scales; the clients
+    compute their ``pi`` and their combined weights themselves, and upload,
+    as in the one-shot design, only the rows their tournaments decided in
+    and their open rows' probabilities. ``sample_weight_`` and
+    ``scale_correlation_`` are read from the simulated clients (a
+    deployment's server would not know them). The selection is the
+    centralized one's law: the same sums, added in another order.
 
     References
     ----------
@@ -273,13 +295,6 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         """The adaptive design's requirements, with the fix in the message."""
         if self.design != "adaptive":
             return
-        if groups is not None:
-            raise ValueError(
-                "design='adaptive' runs centralized only (groups=None): its "
-                "second round scores every row by a residual-scale model that "
-                "the federated protocols do not compute yet. Drop groups, or "
-                "use design='one-shot' for a federated fit."
-            )
         if not isinstance(sampler, LeverageScoreSampler):
             raise ValueError(
                 "design='adaptive' draws its second round on leverage scores, "
@@ -289,8 +304,14 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
 
     def _fit(self, X, y, groups, rng, progress):
         self.n_pilot_, self.scale_correlation_, self.scale_used_ = 0, np.nan, False
-        federation = None
-        if self.design == "adaptive":
+        federation, summary = None, None
+        if self.design == "adaptive" and groups is not None:
+            federation, indices, weights, pilot = self._adaptive_federated(
+                self.sampler_, X, y, groups, rng
+            )
+            self.n_pilot_, self.scale_correlation_, self.scale_used_ = pilot
+            summary = federation[0].channel.summary()  # the rounds before training
+        elif self.design == "adaptive":
             indices, weights, pilot = self._adaptive_selection(self.sampler_, X, y, rng)
             self.n_pilot_, self.scale_correlation_, self.scale_used_ = pilot
         else:
@@ -328,10 +349,9 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                 X, y, client_rows, indices, weights, rng, federation
             )
             self._train(transport, X.shape[1], indices, counts)
-            self.communication_ = merge_summaries(
-                getattr(self.sampler_, "communication_", {}),
-                transport.channel.summary(),
-            )
+            if summary is None:
+                summary = getattr(self.sampler_, "communication_", {})
+            self.communication_ = merge_summaries(summary, transport.channel.summary())
         self._check_finite_model()
         progress(f"trained ({self.training if groups is not None else 'centralized'})")
         self.sample_indices_ = indices
@@ -341,7 +361,7 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
     def _adaptive_selection(self, sampler, X, y, rng):
         """The adaptive design's rows and weights, and ``(n_pilot,
         correlation, used)``: the pilot's size, the residual-scale model's
-        cross-validated rank correlation (``NaN`` without pilot) and whether
+        leave-one-out correlation (``NaN`` without pilot) and whether
         the second round used the model.
 
         ``sampler`` (a :class:`LeverageScoreSampler`) draws the pilot; the
@@ -374,10 +394,15 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
             )
         )
         known = np.isfinite(sizes)
+        fitted = matvec(X, coef) + intercept
         models = scale_models(
-            X, X_pilot[known], coef, intercept, sampler.scores_, pilot[known]
+            X,
+            fitted,
+            sampler.scores_,
+            pilot[known],
+            with_features(n_pilot, X.shape[1]),
         )
-        scale, correlation = residual_scale(models, sizes[known], rng)
+        scale, correlation = residual_scale(models, sizes[known])
         scores, mix = sampler.scores_, sampler.uniform_mix
         if scale is not None:  # else the model does not predict: leverage only
             scores = scores * scale
@@ -400,6 +425,70 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         weights = np.concatenate([pilot_weights, second_weights])
         pilot_info = (n_pilot, correlation, scale is not None)
         return indices[order], weights[order], pilot_info
+
+    def _adaptive_federated(self, sampler, X, y, groups, rng):
+        """The adaptive design over the clients of ``groups``: the
+        :class:`~skfal._base.FederatedFit` the training goes on over, the
+        rows and weights, and ``(n_pilot, correlation, used)`` as
+        :meth:`_adaptive_selection` returns them.
+
+        The pilot by the sampler's federated protocol, the pilot model by
+        global training, then ``adaptive_second_round``
+        (:mod:`skfal._federated._regression`): the residual-scale model
+        from secure sums, the second round by pivotal sampling whose scores
+        stay at the clients. Each client
+        keeps its rows' combined weights; the simulation's holder reads them
+        (and the scale model's check) from the clients, as a deployment's
+        server never does.
+        """
+        n_samples = num_samples(X)
+        n_selected = resolve_budget(self.budget, n_samples)
+        n_pilot = pilot_size(
+            n_selected, X.shape[1] + self.fit_intercept, self.pilot_share
+        )
+        sampler.set_params(budget=n_pilot if n_pilot else n_selected)
+        federation = sampler._fit_in_federation(X, None, groups)
+        transport, counts = federation
+        if n_pilot == 0:  # too few labels to learn where the noise is
+            info = (0, np.nan, False)
+            return federation, sampler.sample_indices_, sampler.sample_weight_, info
+        pilot = sampler.sample_indices_
+        check_labels_at(
+            y,
+            pilot,
+            "pilot rows",
+            "Label the pilot rows first: with an int random_state, "
+            "query(X, y, groups=groups) lists the rows to label next, round by "
+            "round.",
+        )
+        transport.hand_labels(y)
+        local, _ = transport.split(pilot, counts)
+        global_training(
+            transport,
+            {c: int(local[c].shape[0]) for c in transport.clients},
+            n_features=X.shape[1],
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+        )
+        indices = adaptive_second_round(
+            transport,
+            pilot,
+            rng,
+            n_selected=n_selected,
+            features=with_features(n_pilot, X.shape[1]),
+            fit_intercept=self.fit_intercept,
+            uniform_mix=sampler.uniform_mix,
+            max_depth=tree_depth(n_samples, n_selected - n_pilot),
+            counts=counts,
+        )
+        local, positions = transport.split(indices, counts)
+        weights = np.empty(indices.shape[0])
+        for c, kept in zip(
+            transport.clients, transport.kept("selection_weights"), strict=True
+        ):
+            weights[positions[c]] = kept
+        rho, used = transport.kept("scale_choice")[0]
+        return federation, indices, weights, (n_pilot, float(rho), bool(used))
 
     def _check_finite_model(self):
         """A clear error when the model overflows (none when it was kept)."""
@@ -470,6 +559,13 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
         each client's number of rows.
         """
         self.sampler_ = self._make_sampler(rng)
+        if self.design == "adaptive":
+            raise ValueError(
+                "design='adaptive' runs in-process (fit with groups, or "
+                "without) but not yet over a transport such as skfal.flower: "
+                "its clients keep their second-round weights, which a Flower "
+                "server does not collect. Use design='one-shot' on Flower."
+            )
         if getattr(self.sampler_, "_fit_federated", None) is None:
             raise TypeError(
                 f"{type(self.sampler_).__name__} does not run over a transport; "
@@ -555,9 +651,12 @@ class FederatedActiveRegressor(DocLinkMixin, RegressorMixin, BaseEstimator):
                     "int, e.g. FederatedActiveRegressor(design='adaptive', "
                     "random_state=0)."
                 )
-            X = validate_rows(sampler, X)
             try:
-                rows, *_ = self._adaptive_selection(sampler, X, y, rng)
+                if groups is None:
+                    X = validate_rows(sampler, X)
+                    rows, *_ = self._adaptive_selection(sampler, X, y, rng)
+                else:
+                    _, rows, *_ = self._adaptive_federated(sampler, X, y, groups, rng)
             except MissingLabelsError as need:  # the pilot round comes first
                 return need.rows
             return rows[np.isnan(y[rows])]

@@ -358,6 +358,7 @@ def test_every_client_state_entry_is_declared(monkeypatch):
         UniformSampler(budget=20, sampling="pivotal", random_state=0),
         FederatedActiveRegressor(budget=20, random_state=0),
         FederatedActiveRegressor(budget=20, training="local", random_state=0),
+        FederatedActiveRegressor(design="adaptive", budget=120, random_state=0),
         ActiveEstimator(LinearRegression(), budget=20, n_rounds=2, random_state=0),
     ]
     with warnings.catch_warnings():

@@ -46,6 +46,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skfal._adaptive import (
+    check_rows,
+    choose_scale,
+    combined_weights,
+    hat_diagonal,
+    leave_one_out,
+    scale_fit,
+    scale_floor,
+    scale_models,
+    scale_sums,
+)
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._secure import (
     client_decode,
@@ -55,6 +66,7 @@ from skfal._federated._secure import (
     secure_sum,
     shared_generator,
 )
+from skfal._federated._selection import private_pivotal_selection
 from skfal._federated._transport import (
     InProcessTransport,
     client_seeds,
@@ -67,7 +79,7 @@ from skfal._linalg import (
     solve_least_squares,
     weighted_least_squares,
 )
-from skfal._rows import dense_rows
+from skfal._rows import dense_rows, matvec
 from skfal._sampling import draw_seed
 
 MIN_LOCAL_ROWS = 2
@@ -116,32 +128,24 @@ def client_rotated_factor(system, scales, rotation):
     return r_factor([np.ldexp(system, -scales) @ rotation], system.shape[1])
 
 
-def client_solve(
-    r_units, r_bounds, rotation, scales, zero, alpha, fit_intercept, x_mean
-):
-    """Step 4: the model from the server's ``R`` (in units of ``2^E_m``).
-
-    Parameters
-    ----------
-    r_units, r_bounds : ndarray
-        The broadcast factor and the columns' fixed-point bounds.
-    rotation : ndarray
-        The clients' ``Q``.
-    scales : ndarray of int
-        The equilibration exponents of step 2.
-    zero : ndarray of bool
-        The columns that are zero at every client (a constant feature, once
-        centered): zero in the unrotated factor too, exactly.
-    alpha : float
-        Ridge penalty on the features (not on the constant column).
-    fit_intercept : bool
-    x_mean : ndarray or None
-        The global weighted mean of the labeled rows (intercept only).
-    """
+def client_unrotated_r(r_units, r_bounds, rotation, scales, zero):
+    """Step 4: an R factor of the weighted system ``S [1, X - x_bar, y]``
+    (``S [X, y]`` without intercept) from the server's ``R`` (in units of
+    ``2^E_m``, ``r_bounds`` the columns' fixed-point bounds), the clients'
+    ``rotation``, the equilibration exponents ``scales`` of step 2 and the
+    columns ``zero`` at every client (a constant feature, once centered:
+    zero in the unrotated factor too, exactly)."""
     rotated = client_decode(r_units, r_bounds)
     unrotated = rotated @ rotation.T
     unrotated[:, zero] = 0.0  # not rounding noise from the other columns
-    r = np.ldexp(r_factor([unrotated], rotated.shape[1]), scales)
+    return np.ldexp(r_factor([unrotated], rotated.shape[1]), scales)
+
+
+def client_solve(r, alpha, fit_intercept, x_mean):
+    """Step 4: the model from the R factor of the weighted system
+    (:func:`client_unrotated_r`); ``alpha`` the ridge penalty on the
+    features (not on the constant column), ``x_mean`` the global weighted
+    mean of the labeled rows (intercept only)."""
     if not fit_intercept:
         return solve_least_squares(r, alpha), 0.0
     return solve_centered(r, alpha, x_mean)
@@ -176,6 +180,13 @@ STATE = {
     "train_scales": "int64 (d + 2,): the common column scales",
     "train_factor": "float64 (h_i, d + 2): R of its rotated system",
     "local_share": "float64 (d + 2,): n_i [coef_i, intercept_i, 1]",
+    "train_r": "float64 (d + 2, d + 2): R of the global weighted system",
+    "scale_sums_small": "float64 (p, p + 1): the scale model's normal equations",
+    "scale_sums_features": "float64 (p, p + 1): the same on the features",
+    "scale_check": "float64 (k, 6): the candidates' held-out check sums",
+    "scale_choice": "float64 (2,): the chosen model's correlation, used",
+    "pilot_indices": "int64 (m_i,): its pilot rows (adaptive design)",
+    "pilot_weights": "float64 (m_i,): their pilot weights",
     "model_coef": "float64 (d,): the model it learned",
     "model_intercept": "float64 (1,): the model's intercept",
     "selection_labels": "float64 (m_i,): the labels read at its selection",
@@ -284,16 +295,11 @@ def step_train_solve(state, config, r_units):
     scales = state["train_scales"]
     rotation = _training_rotation(state, scales.shape[0])
     x_mean = state["x_mean"] if config["intercept"] else None
-    coef, intercept = client_solve(
-        r_units,
-        state["share_bounds"],
-        rotation,
-        scales,
-        state["train_scales_zero"],
-        config["alpha"],
-        config["intercept"],
-        x_mean,
+    r = client_unrotated_r(
+        r_units, state["share_bounds"], rotation, scales, state["train_scales_zero"]
     )
+    state["train_r"] = r
+    coef, intercept = client_solve(r, config["alpha"], config["intercept"], x_mean)
     return _released(state, coef, intercept)
 
 
@@ -325,6 +331,220 @@ def step_local_solve(state, config, units):
     replied when the client releases it."""
     model = client_fedavg(client_decode(units, state["local_share_bounds"]))
     return _released(state, model.coef, model.intercept)
+
+
+# ------------------------------------------- the adaptive design's pilot steps
+_SCALE_SUMS = ("scale_sums_small", "scale_sums_features")
+
+
+def _pilot_sizes(state, config):
+    """The client's pilot rows with a held-out residual, and its size
+    ``|e_i / (1 - h_ii)|``: ``h_ii`` from the global R it kept in the
+    training (:func:`skfal._adaptive.hat_diagonal`), nothing sent."""
+    X_l, weights = _labeled_rows(state, config)
+    residuals = _labels(state, config) - (
+        X_l @ state["model_coef"] + state["model_intercept"][0]
+    )
+    r = state["train_r"][:-1, :-1]  # the design's columns, labels left out
+    design = X_l
+    if config["intercept"]:
+        design = np.hstack([np.ones((X_l.shape[0], 1)), X_l - state["x_mean"]])
+    sizes = np.abs(leave_one_out(residuals, hat_diagonal(design, weights, r)))
+    known = np.isfinite(sizes)
+    return np.asarray(state["selection_indices"])[known], sizes[known]
+
+
+def _scale_models(state, config):
+    """The candidate scale models at the client's rows, their pilot
+    features and the sizes."""
+    pilot, sizes = _pilot_sizes(state, config)
+    X = state["X"]
+    fitted = matvec(X, state["model_coef"]) + state["model_intercept"][0]
+    models = scale_models(X, fitted, state["scores"], pilot, config["features"])
+    return models, sizes
+
+
+@client_step("scale_sums")
+def step_scale_sums(state, config):
+    """Adaptive design, 1: keep each candidate scale model's normal
+    equations over all its pilot rows (:func:`skfal._adaptive.scale_sums`)."""
+    models, sizes = _scale_models(state, config)
+    for name, model in zip(_SCALE_SUMS, models, strict=False):
+        sums = scale_sums(model.pilot_features, sizes)
+        state[name], state[name + "_magnitudes"] = sums, _magnitudes(sums)
+
+
+def _decoded_sums(state, units):
+    return [
+        client_decode(u, state[name + "_bounds"])
+        for name, u in zip(_SCALE_SUMS, units, strict=False)
+    ]
+
+
+@client_step("scale_check")
+def step_scale_check(state, config, *units):
+    """Adaptive design, 2: from the summed normal equations, each
+    candidate's leave-one-out predictions at its own pilot rows (in closed
+    form); keep their check sums (:func:`skfal._adaptive.check_rows`)."""
+    models, sizes = _scale_models(state, config)
+    sums = _decoded_sums(state, units)
+    checks = [
+        check_rows(m.pilot_features, sizes, total)
+        for m, total in zip(models, sums, strict=False)
+    ]
+    state["scale_check"] = np.array(checks)
+    state["scale_check_magnitudes"] = _magnitudes(state["scale_check"])
+
+
+@client_step("scale_scores")
+def step_scale_scores(state, config, check_units, *units):
+    """Adaptive design, 3: choose the scale model (every client decides
+    alike, from the same sums), score its rows by leverage times predicted
+    scale (kept as ``"scores"``, with its rows left ``"eligible"``), and
+    keep its pilot selection aside for the combination."""
+    checks = client_decode(check_units, state["scale_check_bounds"])
+    best, rho = choose_scale(list(checks))
+    X = state["X"]
+    fitted = matvec(X, state["model_coef"]) + state["model_intercept"][0]
+    pilot = np.asarray(state.pop("selection_indices"), dtype=np.int64)
+    if best is not None:
+        model = scale_models(X, fitted, state["scores"], pilot, config["features"])
+        total = _decoded_sums(state, units)[best]
+        scale = model[best].predict(scale_fit(total)[0])
+        state["scores"] = state["scores"] * np.maximum(scale, scale_floor(total))
+    eligible = np.ones(X.shape[0], dtype=bool)
+    eligible[pilot] = False
+    state["eligible"] = eligible
+    state["pilot_indices"] = pilot
+    state["pilot_weights"] = np.asarray(state.pop("selection_weights"))
+    state.pop("selection_labels", None)
+    state["scale_choice"] = np.array([rho, float(best is not None)])
+
+
+@client_step("combine_rounds")
+def step_combine_rounds(state, config):
+    """Adaptive design, 5: its pilot and second-round rows with the combined
+    weights (:func:`skfal._adaptive.combined_weights`), as its selection."""
+    pilot_w, second_w = combined_weights(
+        state["pilot_weights"],
+        state["selection_weights"],
+        config["n_pilot"],
+        config["n_selected"],
+    )
+    rows = np.concatenate([state["pilot_indices"], state["selection_indices"]])
+    weights = np.concatenate([pilot_w, second_w])
+    order = np.argsort(rows, kind="stable")
+    state["selection_indices"] = rows[order]
+    state["selection_weights"] = weights[order]
+    state.pop("eligible")
+
+
+def adaptive_second_round(
+    transport,
+    pilot,
+    random_state,
+    *,
+    n_selected,
+    features,
+    fit_intercept,
+    uniform_mix,
+    max_depth,
+    counts,
+):
+    """The server's side of the adaptive design's second round.
+
+    Every client kept its pilot selection, its rows' leverage
+    (``"scores"``), the pilot model and the R factor of
+    :func:`global_training` on the pilot. By secure sums (in units only
+    the clients read; the server relays them):
+
+    1. each candidate residual-scale model's normal equations over all
+       the pilot's held-out residual sizes (each client computes its pilot
+       rows' sizes from the global R: no row or size leaves it); no sum
+       over a subset of a client's rows, so a client that decodes a sum
+       and subtracts its own part learns the other clients' totals only;
+    2. the candidates' leave-one-out check sums (each client computes its
+       pilot rows' held-out predictions in closed form); every client then
+       chooses the same model, scores its own rows by leverage times
+       predicted scale, and keeps the scores;
+    3. :func:`~skfal._federated._selection.private_pivotal_selection` of
+       the rest of the budget among the rows the pilot left: the server
+       sees no score;
+    4. each client combines its two rounds' weights itself.
+
+    Parameters
+    ----------
+    transport : Transport
+    pilot : ndarray of int64
+        The pilot's rows (federation order; the server chose them).
+    random_state : numpy.random.RandomState
+    n_selected : int
+        The whole budget.
+    features : bool
+        Whether the features are a candidate scale model
+        (:func:`skfal._adaptive.with_features`).
+    fit_intercept : bool
+    uniform_mix : float
+    max_depth : int
+    counts : dict of int to int
+
+    Returns
+    -------
+    indices : ndarray of int64
+        Sorted rows of both rounds. Each client keeps its own with the
+        combined weights (``"selection_indices"``, ``"selection_weights"``).
+    """
+    everyone = list(transport.clients)
+    local, _ = transport.split(pilot, counts)
+    active = [c for c in everyone if local[c].shape[0] > 0]
+    headroom = int(np.ceil(np.log2(max(len(active), 1))))
+    config = {"intercept": bool(fit_intercept), "features": bool(features)}
+    transport.tell("scale_sums", "scale_model", config=config, clients=active)
+    names = _SCALE_SUMS[: 1 + int(features)]
+    units = tuple(
+        secure_sum(
+            transport,
+            active,
+            "scale_model",
+            name,
+            name + "_magnitudes",
+            headroom,
+            everyone,
+        )
+        for name in names
+    )
+    transport.tell(
+        "scale_check", "scale_model", broadcast=units, config=config, clients=active
+    )
+    check = secure_sum(
+        transport,
+        active,
+        "scale_model",
+        "scale_check",
+        "scale_check_magnitudes",
+        headroom,
+        everyone,
+    )
+    transport.tell(
+        "scale_scores", "scale_model", broadcast=(check, *units), config=config
+    )
+    n_pilot = pilot.shape[0]
+    second = private_pivotal_selection(
+        transport,
+        n_selected - n_pilot,
+        random_state,
+        uniform_mix=uniform_mix,
+        max_depth=max_depth,
+        counts=counts,
+        purpose="adaptive second round",
+    )
+    transport.tell(
+        "combine_rounds",
+        "pivotal",
+        config={"n_pilot": int(n_pilot), "n_selected": int(n_selected)},
+    )
+    transport.flush()
+    return np.sort(np.concatenate([pilot, second]))
 
 
 # ---------------------------------------------------------- server's drivers
