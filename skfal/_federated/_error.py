@@ -61,7 +61,7 @@ from skfal._federated._secure import (
     masked_round,
     relay_partner_keys,
     secure_bounds,
-    shared_generator,
+    shared_words,
 )
 from skfal._federated._transport import client_step, read_labels
 from skfal._rows import dense_rows
@@ -408,9 +408,9 @@ def step_error_sums(state, config):
 
 def _pad(state, round_id, size):
     """The one-time pad of the sums' total: 64-bit words every client draws
-    alike from the group secret, unknown to the server."""
-    rng = shared_generator(state["group_secret"], f"error sums pad {round_id}")
-    return rng.integers(0, 2**64, size=size, dtype=np.uint64, endpoint=False)
+    alike from the group secret (a cipher's keystream,
+    :func:`~skfal._federated._secure.shared_words`), unknown to the server."""
+    return shared_words(state["group_secret"], f"error sums pad {round_id}", size)
 
 
 @client_step("error_padded_words")

@@ -302,6 +302,19 @@ def shared_generator(group_secret, purpose):
     return np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
 
 
+def shared_words(group_secret, purpose, n_words):
+    """``n_words`` uint64 every client draws alike from the group secret.
+
+    ChaCha20's keystream under the HKDF key of ``purpose`` (a str naming the
+    draw), as the masks are: a cipher's output, so words the server may come
+    to know tell it nothing of the others (unlike a statistical generator,
+    such as :func:`shared_generator`'s PCG64, whose state a few hundred
+    outputs give away). For a pad that hides values from the server.
+    """
+    key = _hkdf(group_secret, b"skfal shared words " + purpose.encode())
+    return np.frombuffer(_keystream(key, 0, n_words), dtype=np.uint64).copy()
+
+
 def _seal(key, secret, session):
     """ChaCha20-Poly1305 of ``secret`` under a one-use ``key``."""
     return ChaCha20Poly1305(key).encrypt(bytes(12), bytes(secret), bytes(session))
