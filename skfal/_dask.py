@@ -11,7 +11,8 @@ or stack at the client, or a few numbers per chunk. Per-row state (scores,
 leaf codes of the spatial order, clusters and distances) is kept where its
 chunk lives (:meth:`DaskRows.keep_pieces`), and the pivotal tournament runs
 there, the chunks as the parties of the federated tournament
-(:func:`pivotal_on_workers`): :func:`leverage_selection` and
+(:func:`pivotal_on_workers`), and so does the i.i.d. draw
+(:func:`iid_on_workers`): :func:`leverage_selection` and
 :func:`sensitivity_on_workers` are the fits that work this way. Rows
 themselves come back only when asked for by index: the selected rows, and
 the deterministic subsample the spatial order is built on (at most 8,192
@@ -45,12 +46,13 @@ from skfal._sampling import (
     _tree_plan,
     census,
     draw_seed,
-    draw_until_distinct,
     inclusion_from_terms,
-    mixed_probabilities,
     pivotal_tournament,
+    repeats_and_weights,
+    smallest_keys,
     stable_order,
     tree_depth,
+    unreachable_budget,
 )
 
 
@@ -335,13 +337,7 @@ def pivotal_on_workers(kept, n_selected, random_state, *, uniform_mix):
     )
     n_positive = n_rows if p_zero > 0 else int(stats[:, 1].sum())
     if n_selected > n_positive:
-        raise ValueError(
-            f"budget={n_selected} distinct rows cannot be selected: only "
-            f"{n_positive} of the {n_rows} rows have a positive sampling "
-            "probability (rows whose score is zero, such as all-zero rows, are "
-            f"never selected). Lower the budget to at most {n_positive}, select "
-            "every row (budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
-        )
+        raise ValueError(unreachable_budget(n_selected, n_positive, n_rows))
     if n_selected == n_positive:  # every positive row is capped at 1
         scale = 2.0 / (p_zero if p_zero > 0 else p_least)
     else:  # the federation's water level, the chunks' sums by reduction
@@ -375,12 +371,16 @@ def pivotal_on_workers(kept, n_selected, random_state, *, uniform_mix):
     return Selection(indices, 1.0 / pi, np.ones(indices.shape[0], np.int64), 0)
 
 
-def _score_summary(part):
-    """On a worker: a chunk's total score, positive scores, least positive."""
+def _score_summary(part, excluded=None):
+    """On a worker: the total score of the chunk's rows that may be drawn
+    (all but ``excluded``), how many have a positive score, the least
+    positive score, and how many there are."""
     scores = part[0]
+    if excluded is not None and len(excluded):
+        scores = np.delete(scores, excluded)
     positive = scores[scores > 0]
     least = float(positive.min()) if positive.size else np.inf
-    return float(scores.sum()), positive.shape[0], least
+    return float(scores.sum()), positive.shape[0], least, scores.shape[0]
 
 
 def _capped_mass(part, terms, candidates):
@@ -407,6 +407,102 @@ def _tournament(part, seed, terms, n_bits):
     return outcome.selected, pi[outcome.selected], open_row
 
 
+# ----------------------------------------------------------------------- iid
+def iid_on_workers(
+    kept, n_selected, random_state, *, uniform_mix, weighting, excluded=None
+):
+    """FALE's i.i.d. draw until ``n_selected`` rows are distinct, per chunk.
+
+    :func:`~skfal._sampling.draw_until_distinct` with its ``n`` numbers
+    where the rows live. The first ``n_selected`` distinct rows of an i.i.d.
+    draw by ``p`` are the rows of the smallest keys ``E_i / p_i`` (``E_i``
+    independent exponentials, :func:`~skfal._sampling.smallest_keys`),
+    whoever draws each ``E_i``: so
+
+    1. the client computes the :class:`Inclusion` terms of ``p`` (scale 1)
+       from each chunk's total score and number of rows;
+    2. each chunk draws its ``E_i`` from its own seed and sends its
+       ``n_selected`` smallest keys' rows with ``E_i`` and ``p_i``;
+    3. the client keeps the ``n_selected`` smallest of those (the global
+       ones: a row among them is among its chunk's), and each chunk sends
+       the mass ``p`` of its rows not kept;
+    4. the client draws the repeats and weights from those ``2 n_selected
+       + 1`` numbers (:func:`~skfal._sampling.repeats_and_weights`), as in
+       memory.
+
+    The rows differ from an in-memory fit's with the same seed (other
+    streams for the ``E_i``), the law does not (``tests/test_dask.py``
+    checks it against the exact law of the first distinct rows).
+    ``excluded``: per part, the local rows never drawn (probability 0, not
+    counted among the rows the uniform share spreads over). What comes
+    back: ``3 n_selected + 4`` numbers per chunk.
+
+    Returns
+    -------
+    selection : Selection
+    """
+    excluded = [None] * len(kept.parts) if excluded is None else excluded
+    stats = np.array(on_parts(kept.parts, _score_summary, each=excluded))
+    n_rows = int(sum(kept.sizes))
+    n_eligible = int(stats[:, 3].sum())
+    terms = Inclusion(1.0, float(stats[:, 0].sum()), n_eligible, float(uniform_mix))
+    positive = n_eligible if uniform_mix > 0 else int(stats[:, 1].sum())
+    if n_selected > positive:
+        raise ValueError(unreachable_budget(n_selected, positive, n_rows))
+    seeds = draw_seed(random_state, size=len(kept.parts)).tolist()
+    pairs = list(zip(seeds, excluded, strict=True))
+    found = on_parts(kept.parts, _smallest_keys, terms, n_selected, each=pairs)
+    offsets = np.cumsum((0, *kept.sizes))[:-1]
+    rows = np.concatenate([o + f[0] for o, f in zip(offsets, found, strict=True)])
+    first = smallest_keys(
+        np.concatenate([f[1] for f in found]),
+        np.concatenate([f[2] for f in found]),
+        n_selected,
+    )
+    chosen = np.zeros(rows.shape[0], dtype=bool)
+    chosen[first] = True
+    cuts = np.cumsum([f[0].shape[0] for f in found])[:-1]
+    local = [f[0][c] for f, c in zip(found, np.split(chosen, cuts), strict=True)]
+    rest = np.sum(
+        on_parts(
+            kept.parts, _mass_left, terms, each=list(zip(local, excluded, strict=True))
+        )
+    )
+    p_first = np.concatenate([f[2] for f in found])[first]
+    return repeats_and_weights(
+        rows[first].astype(np.int64), p_first, float(rest), random_state, weighting
+    )
+
+
+def _eligible(scores, excluded):
+    """A chunk's mask of rows that may be drawn (None: all of them)."""
+    if excluded is None or len(excluded) == 0:
+        return None
+    eligible = np.ones(scores.shape[0], dtype=bool)
+    eligible[excluded] = False
+    return eligible
+
+
+def _smallest_keys(part, pair, terms, n_selected):
+    """On a worker: the chunk's rows of the ``n_selected`` smallest keys
+    ``E_i / p_i`` (``E_i`` from the chunk's seed), with ``E_i`` and ``p_i``."""
+    seed, excluded = pair
+    scores = part[0]
+    p = inclusion_from_terms(scores, terms, _eligible(scores, excluded))
+    exponentials = np.random.RandomState(seed).standard_exponential(p.shape[0])
+    rows = smallest_keys(exponentials, p, min(n_selected, p.shape[0]))
+    return rows, exponentials[rows], p[rows]
+
+
+def _mass_left(part, pair, terms):
+    """On a worker: the mass ``p`` of the chunk's rows not among ``chosen``."""
+    chosen, excluded = pair
+    scores = part[0]
+    p = inclusion_from_terms(scores, terms, _eligible(scores, excluded))
+    p[chosen] = 0.0
+    return float(p.sum())
+
+
 def leverage_selection(
     X, n_selected, random_state, *, intercept, alpha, sampling, uniform_mix, weighting
 ):
@@ -414,9 +510,9 @@ def leverage_selection(
 
     Returns ``(scores, W, selection)``: ``scores`` a lazy Dask array over
     the kept per-chunk scores (nothing per row reaches the client),
-    ``W`` the whitener, and the selection (pivotal: on the workers, by
-    :func:`pivotal_on_workers`; ``"iid"``: FALE's draw over all the
-    scores, gathered at the client; every row: a census).
+    ``W`` the whitener, and the selection (on the workers, by
+    :func:`pivotal_on_workers` or :func:`iid_on_workers`; every row: a
+    census).
     """
     n = X.shape[0]
     census_ = n_selected == n
@@ -431,8 +527,9 @@ def leverage_selection(
     elif census_:
         selection = census(n)
     else:
-        p = mixed_probabilities(gather_scores(kept), uniform_mix)
-        selection = draw_until_distinct(p, n_selected, random_state, weighting)
+        selection = iid_on_workers(
+            kept, n_selected, random_state, uniform_mix=uniform_mix, weighting=weighting
+        )
     return dask_vector(kept.parts, kept.sizes, 0), kept.whitener, selection
 
 
@@ -464,8 +561,10 @@ def sensitivity_on_workers(
     n_sub,
     max_iter,
     uniform_mix,
+    sampling="pivotal",
+    weighting="hansen-hurwitz",
 ):
-    """A centralized distance-only sensitivity fit of a Dask array, pivotal.
+    """A centralized distance-only sensitivity fit of a Dask array.
 
     The protocol of :mod:`skfal._federated._clustering` with one owner
     (so no rotation and no secure sum: nobody to hide from) and its chunks
@@ -482,7 +581,10 @@ def sensitivity_on_workers(
        cluster is its nearest row (the first, in row order, on a tie);
     6. each row's score ``d^z`` (0 at the medoids, whose labels are bought)
        and leaf code in the spatial tree of :func:`~skfal._sampling.spatial_order`
-       are kept on the workers, and :func:`pivotal_on_workers` selects.
+       are kept on the workers, and :func:`pivotal_on_workers` selects;
+       with ``sampling="iid"`` every medoid is bought (weight 1, as in
+       memory) and :func:`iid_on_workers` draws the rest of the budget
+       among the other rows.
 
     Only the subsample, the selected rows, ``k`` numbers per chunk and the
     spatial tree's sample come back. The subsample's stream differs from
@@ -542,7 +644,8 @@ def sensitivity_on_workers(
     medoids = medoids.astype(np.int64)
     relabel = np.cumsum(keep) - 1
     depth = tree_depth(n, n_selected)
-    tree = _tree_plan(X, depth) if n_selected < n else None
+    pivotal = sampling == "pivotal" and n_selected < n
+    tree = _tree_plan(X, depth) if pivotal else None
     codes = X.keep_pieces(_leaf_codes, tree) if tree is not None else None
     mine = [
         medoids[(medoids >= a) & (medoids < b)] - a
@@ -560,14 +663,16 @@ def sensitivity_on_workers(
     )
     _wait(parts)
     del assigned, codes
+    kept = KeptScores(parts, X.chunk_sizes, None, 0 if tree is None else tree.n_bits)
     if n_selected == n:
         selection = census(n)
-    else:
-        kept = KeptScores(
-            parts, X.chunk_sizes, None, 0 if tree is None else tree.n_bits
-        )
+    elif pivotal:
         selection = pivotal_on_workers(
             kept, n_selected, random_state, uniform_mix=uniform_mix
+        )
+    else:
+        selection = _medoids_and_iid(
+            kept, medoids, mine, n_selected, random_state, uniform_mix, weighting
         )
     return KeptClustering(
         selection=selection,
@@ -578,6 +683,28 @@ def sensitivity_on_workers(
         n_iter=n_iter,
         exponent=x,
     )
+
+
+def _medoids_and_iid(kept, medoids, mine, n_selected, random_state, mix, weighting):
+    """The medoids (bought, weight 1) and the rest of the budget drawn i.i.d.
+    among the other rows (:func:`iid_on_workers`), as the in-memory fit's
+    ``sampling="iid"``."""
+    weight_of = dict.fromkeys(medoids.tolist(), 1.0)
+    n_draws = 0
+    if n_selected > medoids.size:
+        drawn = iid_on_workers(
+            kept,
+            n_selected - medoids.size,
+            random_state,
+            uniform_mix=mix,
+            weighting=weighting,
+            excluded=mine,
+        )
+        weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
+        n_draws = drawn.n_draws
+    indices = np.array(sorted(weight_of), dtype=np.int64)
+    weights = np.array([weight_of[i] for i in indices])
+    return Selection(indices, weights, np.ones(indices.size, np.int64), n_draws)
 
 
 def _cluster_summary(part, n_clusters):

@@ -140,14 +140,19 @@ def _check_reachable(p, budget):
     """The number of rows with a positive probability; an error below budget."""
     n_positive = int(np.count_nonzero(p))
     if budget > n_positive:
-        raise ValueError(
-            f"budget={budget} distinct rows cannot be selected: only {n_positive} "
-            f"of the {p.shape[0]} rows have a positive sampling probability (rows "
-            "whose score is zero, such as all-zero rows, are never selected). "
-            f"Lower the budget to at most {n_positive}, select every row "
-            "(budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
-        )
+        raise ValueError(unreachable_budget(budget, n_positive, p.shape[0]))
     return n_positive
+
+
+def unreachable_budget(budget, n_positive, n_samples):
+    """The error message of a budget above the rows that can be drawn."""
+    return (
+        f"budget={budget} distinct rows cannot be selected: only {n_positive} "
+        f"of the {n_samples} rows have a positive sampling probability (rows "
+        "whose score is zero, such as all-zero rows, are never selected). "
+        f"Lower the budget to at most {n_positive}, select every row "
+        "(budget=1.0), or mix in uniform sampling (uniform_mix > 0)."
+    )
 
 
 def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
@@ -185,12 +190,34 @@ def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
     p = np.asarray(p, dtype=np.float64)
     _check_reachable(p, budget)
     first = _first_appearances(p, budget, random_state)
-    p_first = p[first]
-
-    # Mass not yet drawn before position r: rows never selected plus positions >= r.
     selected = np.zeros(p.shape[0], dtype=bool)
     selected[first] = True
-    rest = p[~selected].sum()
+    return repeats_and_weights(
+        first, p[first], p[~selected].sum(), random_state, weighting
+    )
+
+
+def repeats_and_weights(first, p_first, rest, random_state, weighting):
+    """The rest of :func:`draw_until_distinct` once the distinct rows are known.
+
+    Parameters
+    ----------
+    first : ndarray of shape (budget,)
+        The distinct rows, in their order of first appearance.
+    p_first : ndarray of shape (budget,)
+        Their probabilities.
+    rest : float
+        The probability of all the other rows.
+    random_state : numpy.random.RandomState
+    weighting : {"hansen-hurwitz", "des-raj"}
+
+    Returns
+    -------
+    selection : Selection
+        As :func:`draw_until_distinct`'s (rows sorted).
+    """
+    budget = first.shape[0]
+    # Mass not yet drawn before position r: rows never selected plus positions >= r.
     remaining = rest + np.cumsum(p_first[::-1])[::-1]
 
     # Phase j (j distinct rows known) has intensity lambda_j / q_j, q_j = remaining[j].
@@ -225,14 +252,23 @@ def draw_until_distinct(p, budget, random_state, weighting="hansen-hurwitz"):
 
 
 def _first_appearances(p, budget, random_state):
-    """The ``budget`` distinct rows in order of first appearance.
+    """The ``budget`` distinct rows in order of first appearance
+    (:func:`smallest_keys` of exponentials drawn for every row)."""
+    return smallest_keys(random_state.standard_exponential(p.shape[0]), p, budget)
 
-    The ``budget`` smallest keys ``E_i / p_i``. Where a positive ``p_i`` is
-    so small that its key overflows to infinity (it would tie with the rows
-    of probability 0), the keys are compared as ``log E_i - log p_i``
-    instead: the same order, and a row of probability 0 always last.
+
+def smallest_keys(exponentials, p, budget):
+    """The ``budget`` rows of smallest key ``E_i / p_i``, in the keys' order.
+
+    With ``E_i`` independent standard exponentials these are the first
+    ``budget`` distinct rows of an i.i.d. draw by ``p``, in their order of
+    first appearance (the times of first appearance are independent
+    exponentials of rates ``p_i``), whoever draws each ``E_i``. Where a
+    positive ``p_i`` is so small that its key overflows to infinity (it
+    would tie with the rows of probability 0), the keys are compared as
+    ``log E_i - log p_i`` instead: the same order, and a row of probability
+    0 always last.
     """
-    exponentials = random_state.standard_exponential(p.shape[0])
     with np.errstate(divide="ignore", over="ignore"):
         keys = exponentials / p
         if np.isinf(keys[p > 0]).any():

@@ -119,8 +119,8 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     scores_ : ndarray or dask.array.Array of shape (n_samples,)
         Sensitivity score of every row (zero for medoids and probes, whose
         labels are bought). A Dask array for a Dask ``X`` fitted with
-        distance-only scores and pivotal sampling (the defaults, with
-        ``uniform_mix > 0``): its chunks stay on the workers.
+        distance-only scores (the default) and ``uniform_mix > 0``: its
+        chunks stay on the workers.
     sample_indices_ : ndarray of shape (n_selected,)
         Sorted distinct selected rows: the bought ones (medoids and probes,
         when bought; see ``sampling``) and the sampled ones.
@@ -325,11 +325,10 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
     def _on_workers(self, X):
         """Whether the fit keeps the per-row state on a Dask array's workers:
-        distance-only scores drawn by pivotal sampling with a uniform share
-        (no row left unreachable). Other fits gather it at the client."""
+        distance-only scores with a uniform share (no row left unreachable).
+        Other fits gather it at the client."""
         return (
             getattr(X, "distributed", False)
-            and self.sampling == "pivotal"
             and not self._reads_labels()
             and self.uniform_mix > 0
         )
@@ -349,13 +348,15 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             n_sub=self._n_sub(k, X.shape[0]),
             max_iter=self.max_iter,
             uniform_mix=self.uniform_mix,
+            sampling=self.sampling,
+            weighting=self.weighting,
         )
         units = _Units(fit.exponent, int(self.z))
         self._units, self._holder_scaled, self._loss_scaled = units, None, None
         self.clients_, self.communication_ = None, {}
         self.sample_indices_ = fit.selection.indices
         self.sample_weight_ = fit.selection.weights
-        self.n_draws_, self.n_queries_ = 0, 0
+        self.n_draws_, self.n_queries_ = fit.selection.n_draws, 0
         self.medoid_indices_ = fit.medoids
         self.probe_indices_ = np.empty(0, dtype=np.int64)
         self.n_clusters_, self.n_iter_ = fit.medoids.size, fit.n_iter
@@ -367,7 +368,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         progress(
             f"clustered into {self.n_clusters_} clusters ({self.n_iter_} Lloyd "
             f"rounds) on the workers, selected {self.sample_indices_.shape[0]:,} "
-            "rows (pivotal)"
+            f"rows ({self.sampling})"
         )
 
     def _n_sub(self, n_clusters, n_samples):

@@ -6,6 +6,8 @@ accuracy, and the table never travels to the client (counted in bytes on the
 workers). Skips without the ``dask`` extra (``pip install skfal[dask]``).
 """
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,7 @@ from skfal import (  # noqa: E402
 from skfal._dask import (  # noqa: E402
     DaskRows,
     gather_scores,
+    iid_on_workers,
     leverage_on_workers,
     pivotal_on_workers,
 )
@@ -121,10 +124,11 @@ def test_samplers_select_as_in_memory(client, make, sampling):
     # Every kernel pass is the in-memory arithmetic on each chunk; reductions
     # (Gram products) add the same terms in another order (rounding), so the
     # scores agree to ~1e-15 and the same seed draws the same rows, except
-    # where leverage's pivotal tournament runs on the workers (its chunks
-    # duel apart, from their own seeds): then the same inclusion
-    # probabilities (the weights are 1 / pi of the in-memory fit), and
-    # test_pivotal_on_chunks_keeps_the_law checks the frequencies.
+    # where leverage's draw runs on the workers (its chunks draw apart, from
+    # their own seeds): then the same probabilities: pivotal weights are
+    # 1 / pi of the in-memory fit, i.i.d. weights count / (n_draws p) with
+    # the counts adding up to n_draws; test_pivotal_on_chunks_keeps_the_law
+    # and test_iid_on_chunks_keeps_the_law check the frequencies.
     X, y = _table()
     Xd = _on_cluster(client, X)
     local = make(sampling).fit(X, y)
@@ -134,36 +138,53 @@ def test_samplers_select_as_in_memory(client, make, sampling):
         assert isinstance(remote.scores_, da.Array)
     scores = np.asarray(remote.scores_)
     np.testing.assert_allclose(scores, local.scores_, rtol=1e-9, atol=1e-15)
-    if on_workers and sampling == "pivotal":
+    if on_workers:
         assert remote.sample_indices_.shape == (150,)
         assert np.all(np.diff(remote.sample_indices_) > 0)
+    if on_workers and sampling == "pivotal":
         pi = _in_memory_pi(local, 150)
         np.testing.assert_allclose(
             remote.sample_weight_, 1 / pi[remote.sample_indices_], rtol=1e-9
         )
+    elif on_workers:
+        _assert_iid_weights(remote, local.scores_)
     else:
         assert np.array_equal(remote.sample_indices_, local.sample_indices_)
         np.testing.assert_allclose(
             remote.sample_weight_, local.sample_weight_, rtol=1e-9
         )
-    assert remote.n_draws_ == local.n_draws_
+        assert remote.n_draws_ == local.n_draws_
     np.testing.assert_allclose(
         remote.transform(Xd), local.transform(X), rtol=1e-9, atol=1e-15
     )
 
 
-@pytest.mark.parametrize("z", [1, 2])
-def test_sensitivity_keeps_rows_on_workers(client, z):
-    # Distance-only scores by pivotal sampling (the defaults): each row's
-    # cluster, distance and score stay on the workers. The clustering's
-    # subsample is drawn by another stream than in memory (so other
-    # centres); given the centres: every row in its nearest cluster, its
-    # score d^z to that centre (what transform computes in memory), 0 at
-    # the medoids, each the row nearest its centre, and the selection's
-    # law the in-memory one for these scores (weights 1 / pi).
+def _assert_iid_weights(fit, scores, eligible=None):
+    """Hansen-Hurwitz weights of an i.i.d. draw: ``count / (n_draws p)``
+    with a whole count of at least 1 per row, the counts adding up to
+    ``n_draws`` (``p`` of the in-memory fit's scores)."""
+    p = mixed_probabilities(scores, fit.uniform_mix, eligible)
+    drawn = fit.sample_weight_ != 1.0 if eligible is not None else slice(None)
+    rows = fit.sample_indices_[drawn]
+    counts = fit.sample_weight_[drawn] * fit.n_draws_ * p[rows]
+    np.testing.assert_allclose(counts, np.round(counts), rtol=1e-9)
+    assert counts.min() >= 1 - 1e-9
+    assert round(counts.sum()) == fit.n_draws_
+
+
+@pytest.mark.parametrize("z, sampling", [(1, "pivotal"), (2, "pivotal"), (2, "iid")])
+def test_sensitivity_keeps_rows_on_workers(client, z, sampling):
+    # Distance-only scores (the default): each row's cluster, distance and
+    # score stay on the workers. The clustering's subsample is drawn by
+    # another stream than in memory (so other centres); given the centres:
+    # every row in its nearest cluster, its score d^z to that centre (what
+    # transform computes in memory), 0 at the medoids, each the row nearest
+    # its centre, and the selection's law the in-memory one for these
+    # scores: pivotal weights 1 / pi; i.i.d., every medoid bought (weight
+    # 1, as in memory) and the other rows drawn by p over the non-medoids.
     X, _ = _table(seed=2)
     budget = 150
-    fit = SensitivitySampler(budget=budget, z=z, random_state=0)
+    fit = SensitivitySampler(budget=budget, z=z, sampling=sampling, random_state=0)
     fit.fit(_on_cluster(client, X))
     assert isinstance(fit.scores_, da.Array) and isinstance(fit.labels_, da.Array)
     scores, labels = np.asarray(fit.scores_), np.asarray(fit.labels_)
@@ -175,8 +196,16 @@ def test_sensitivity_keeps_rows_on_workers(client, z):
     nearest = distances[np.arange(N_ROWS), labels]
     for j, medoid in enumerate(fit.medoid_indices_):
         assert nearest[medoid] == nearest[labels == j].min()
-    pi = inclusion_probabilities(mixed_probabilities(scores, fit.uniform_mix), budget)
     assert fit.sample_indices_.shape == (budget,)
+    if sampling == "iid":
+        assert np.isin(fit.medoid_indices_, fit.sample_indices_).all()
+        bought = np.isin(fit.sample_indices_, fit.medoid_indices_)
+        np.testing.assert_array_equal(fit.sample_weight_[bought], 1.0)
+        eligible = np.ones(N_ROWS, dtype=bool)
+        eligible[fit.medoid_indices_] = False
+        _assert_iid_weights(fit, scores, eligible)
+        return
+    pi = inclusion_probabilities(mixed_probabilities(scores, fit.uniform_mix), budget)
     np.testing.assert_allclose(
         fit.sample_weight_, 1 / pi[fit.sample_indices_], rtol=1e-9
     )
@@ -186,9 +215,9 @@ def test_sensitivity_keeps_rows_on_workers(client, z):
 @pytest.mark.parametrize("sampling", ["pivotal", "iid"])
 def test_regressor_fits_as_in_memory(client, sampler, sampling):
     # The model is fitted on the gathered selected rows: the same rows and
-    # weights give the same coefficients. Pivotal rows are drawn on the
-    # workers (other rows than in memory, the same law): the model is then
-    # the in-memory fit on the rows drawn.
+    # weights give the same coefficients. Rows drawn on the workers (other
+    # rows than in memory, the same law): the model is then the in-memory
+    # fit on the rows drawn.
     X, y = _table(seed=1)
     Xd = _on_cluster(client, X)
     sampler = (sampler or LeverageScoreSampler()).set_params(sampling=sampling)
@@ -198,17 +227,13 @@ def test_regressor_fits_as_in_memory(client, sampler, sampling):
     assert np.array_equal(
         FederatedActiveRegressor(**params).query(Xd), remote.sample_indices_
     )
-    if sampling == "pivotal":  # drawn on the workers
-        rows, weights = remote.sample_indices_, remote.sample_weight_
-        coef, intercept = weighted_least_squares(X[rows], y[rows], weights, 0.1)
-        np.testing.assert_allclose(remote.coef_, coef, rtol=1e-9)
-        assert remote.intercept_ == pytest.approx(intercept, rel=1e-9, abs=1e-12)
-        return
-    local = FederatedActiveRegressor(**params).fit(X, y)
-    assert np.array_equal(remote.sample_indices_, local.sample_indices_)
-    np.testing.assert_allclose(remote.coef_, local.coef_, rtol=1e-9)
-    assert remote.intercept_ == pytest.approx(local.intercept_, rel=1e-9, abs=1e-12)
-    np.testing.assert_allclose(remote.predict(Xd), local.predict(X), rtol=1e-9)
+    rows, weights = remote.sample_indices_, remote.sample_weight_
+    coef, intercept = weighted_least_squares(X[rows], y[rows], weights, 0.1)
+    np.testing.assert_allclose(remote.coef_, coef, rtol=1e-9)
+    assert remote.intercept_ == pytest.approx(intercept, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(
+        remote.predict(Xd), X @ coef + intercept, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_pivotal_on_chunks_keeps_the_law():
@@ -249,6 +274,64 @@ def test_pivotal_on_chunks_keeps_the_law():
     assert np.all(np.abs(hits / runs - pi) <= 4.5 * se + 1e-12)
 
 
+def _successive_inclusion(p, budget):
+    """Exact chance of each row to be among the first ``budget`` distinct
+    rows of an i.i.d. draw by ``p``: the sum, over the ordered sequences of
+    distinct rows, of the chance of each next row among those not drawn yet
+    (enumerated: a few hundred sequences)."""
+    n = p.shape[0]
+    inclusion = np.zeros(n)
+    for sequence in itertools.permutations(range(n), budget):
+        chance, left = 1.0, 1.0
+        for row in sequence:
+            chance *= p[row] / left
+            left -= p[row]
+        inclusion[list(sequence)] += chance
+    return inclusion
+
+
+def test_iid_on_chunks_keeps_the_law():
+    # Each chunk draws its rows' exponentials E_i from its own seed and sends
+    # its budget smallest keys E_i / p_i; the budget smallest of those are
+    # the first distinct rows of an i.i.d. draw by p, whoever drew each E_i.
+    # So each row is selected with the exact chance of the in-memory draw
+    # (enumerated), one medoid-like row excluded by the chunk holding it
+    # (probability 0, outside the uniform share). 9 rows in 4 uneven
+    # chunks, one of a single row, two heavy rows in one chunk. Checked by
+    # hand: every chunk seeded alike fails (z about 9), and so does each
+    # chunk sending only its smallest key (z about 14).
+    X = np.random.RandomState(0).standard_normal((9, 2))
+    X[2:4] *= 4  # in one chunk: both often among the first
+    budget, mix = 3, 0.2
+    with dask.config.set(scheduler="synchronous"):
+        rows = validate_rows(
+            LeverageScoreSampler(), da.from_array(X, chunks=((2, 3, 1, 3), 2))
+        )
+        kept = leverage_on_workers(rows, False, 0.0)
+        scores = gather_scores(kept)
+        excluded = [np.array([1]), None, None, np.array([], dtype=np.intp)]
+        eligible = np.ones(9, dtype=bool)
+        eligible[1] = False
+        p = mixed_probabilities(scores, mix, eligible)
+        inclusion = _successive_inclusion(p, budget)
+        runs, rng = monte_carlo_runs(400), np.random.RandomState(1)
+        hits = np.zeros(9)
+        for _ in range(runs):
+            selection = iid_on_workers(
+                kept,
+                budget,
+                rng,
+                uniform_mix=mix,
+                weighting="des-raj",
+                excluded=excluded,
+            )
+            assert selection.indices.shape == (budget,)
+            hits[selection.indices] += 1
+    assert hits[1] == 0
+    se = np.sqrt(inclusion * (1 - inclusion) / runs)
+    assert np.all(np.abs(hits / runs - inclusion) <= 4.5 * se + 1e-12)
+
+
 def test_one_chunk_selects_as_in_memory():
     # A federation of one party is the in-memory fit: its tournament runs
     # over all rows in the same leaf order from the same seed, and the
@@ -278,7 +361,8 @@ def test_client_memory_stays_small():
     # the array during the fit; a length-n float64 vector at the client is
     # 10% of this 10-column array, so scores, codes or probabilities
     # gathered there fail it (checked by hand: the kept leverage scores
-    # gathered at the client, and kept, measured 27%). Each estimator first
+    # gathered at the client, and kept, measured 27%; the i.i.d. draw over
+    # the gathered scores, as before iid_on_workers, fails too). Each estimator first
     # fits a small array, so first-call costs (imports, caches) are not
     # counted.
     n, d = 1_000_000, 10
@@ -298,8 +382,10 @@ def test_client_memory_stays_small():
         y, y_small = np.zeros(n), np.zeros(20_000)
         for make in [
             lambda: LeverageScoreSampler(budget=200, random_state=0),
+            lambda: LeverageScoreSampler(budget=200, sampling="iid", random_state=0),
             lambda: FederatedActiveRegressor(budget=200, random_state=0),
             lambda: SensitivitySampler(budget=200, random_state=0),
+            lambda: SensitivitySampler(budget=200, sampling="iid", random_state=0),
         ]:
             make().fit(small, y_small)
             _, growth = rss_growth(make().fit, X, y)
