@@ -22,11 +22,12 @@ from skfal._linalg import (
     squared_row_norms,
 )
 from skfal._progress import Progress, describe
+from skfal._rows import kernel_threads
 from skfal._sampling import (
     WEIGHTINGS,
     draw_seed,
+    pivotal_in_parties,
     resolve_budget,
-    stable_order,
     tree_depth,
 )
 from skfal._shared_params import (
@@ -277,7 +278,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
         if groups is None:
             self.clients_ = None
-            order = None
+            codes = None
             on_workers = getattr(X, "distributed", False)
             if on_workers:  # a Dask array: per-row state stays on its workers
                 from skfal._dask import leverage_selection
@@ -300,14 +301,23 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     self.alpha,
                     max_depth=tree_depth(X.shape[0], n_selected),
                 )
-                order = stable_order(codes, n_bits, overwrite=True)
-                del codes
             else:
                 scores, self.whitener_ = leverage_scores(
                     X, self.fit_intercept, self.alpha
                 )
             progress("leverage scores")
-            if not on_workers:
+            if codes is not None:  # row ranges as parties, on the kernel threads
+                selection = pivotal_in_parties(
+                    scores,
+                    codes,
+                    n_bits,
+                    n_selected,
+                    rng,
+                    uniform_mix=self.uniform_mix,
+                    n_threads=kernel_threads(X),
+                )
+                del codes
+            elif not on_workers:
                 selection = select_rows(
                     X,
                     scores,
@@ -316,7 +326,6 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     sampling=self.sampling,
                     uniform_mix=self.uniform_mix,
                     weighting=self.weighting,
-                    order=order,
                 )
             self.scores_ = scores
             self.sample_indices_ = selection.indices

@@ -37,6 +37,7 @@ from skfal._rows import (
     dense_rows,
     iter_blocks,
     map_pieces,
+    thread_map,
 )
 
 WEIGHTINGS = ("hansen-hurwitz", "des-raj")
@@ -456,6 +457,12 @@ def inclusion_scale(p, budget, *, overwrite=False):
         top = p[n - budget :]
     else:
         top = np.partition(p, n - budget)[n - budget :]
+    return _capped_scale(top, total, budget)
+
+
+def _capped_scale(top, total, budget):
+    """:func:`inclusion_scale` from the ``budget`` largest ``p`` (any order)
+    and the total of all, when some row is capped at 1."""
     ordered = np.sort(top)[::-1]
     k = np.arange(budget)  # number of rows capped before the scale applies
     tail = total - np.concatenate([[0.0], np.cumsum(ordered)[:-1]])
@@ -1033,6 +1040,157 @@ def settle_pending(probabilities, random_state):
             random_state.random_sample() < outcome.pending_probability
         )
     return selected
+
+
+# Rows of each party of the in-memory tournament (pivotal_in_parties): a
+# constant, so the parties, and the rows selected, do not depend on the
+# threads that run them; large enough that the open rows settled between
+# parties are few, small enough that a party's temporaries stay in cache
+# sized pieces of memory.
+_PARTY_ROWS = 2**17
+
+
+class _PartySums(NamedTuple):
+    """A party's :func:`pivotal_in_parties` round 1: its rows' total score,
+    number of positive scores, least positive and largest score."""
+
+    total: float
+    n_positive: int
+    least: float
+    largest: float
+
+
+def _party_sums(scores):
+    positive = scores[scores > 0]
+    return _PartySums(
+        float(scores.sum()),
+        positive.shape[0],
+        float(positive.min()) if positive.size else np.inf,
+        float(scores.max()) if scores.size else 0.0,
+    )
+
+
+def pivotal_in_parties(
+    scores, codes, n_bits, budget, random_state, *, uniform_mix, n_threads=1
+):
+    """Pivotal sampling by ``scores``, rows ranges as the parties of the
+    federated tournament, each on a thread.
+
+    The protocol of :mod:`skfal._federated._selection` (and of a Dask
+    array's chunks, :func:`skfal._dask.pivotal_on_workers`) with one owner
+    and parties of ``_PARTY_ROWS`` consecutive rows, run side by side on
+    ``n_threads`` threads (NumPy releases the GIL in its sorts and
+    ufuncs):
+
+    1. each party sends its total score (and its extremes); the inclusion
+       scale ``c`` of ``pi = min(1, c p)`` follows from the total of ``p``
+       and, when the largest ``p`` would be capped, from the ``budget``
+       largest ``p`` of each party (the ``budget`` largest overall are
+       among them): :func:`inclusion_scale`'s arithmetic on the same values;
+    2. each party computes its rows' ``pi``, orders them by their leaf
+       ``codes`` (:func:`stable_order`, ``n_bits`` bits; ``None``: row
+       order) and runs :func:`pivotal_tournament` from its own seed;
+    3. the parties' open rows are settled as the server settles the
+       clients' (:func:`settle_pending`).
+
+    The parties are fixed by the number of rows and the seeds are drawn in
+    party order, so the rows selected depend on the data and
+    ``random_state`` only, never on ``n_threads``; with one party (at most
+    ``_PARTY_ROWS`` rows) they are :func:`pivotal_select`'s. Each duel keeps
+    every row's inclusion probability, so each row is selected with
+    probability exactly ``pi_i`` and the sample has exactly ``budget``
+    rows. ``codes`` is used as scratch (garbage after the call). The
+    per-row temporaries (``pi``, sort keys, the order) are a party's, not
+    ``n`` long.
+
+    Returns
+    -------
+    selection : Selection
+        Sorted rows, Horvitz-Thompson weights ``1 / pi``.
+    """
+    n = scores.shape[0]
+    parties = [(a, min(n, a + _PARTY_ROWS)) for a in range(0, n, _PARTY_ROWS)]
+    with thread_map(min(n_threads, len(parties))) as parallel:
+        sums = parallel(lambda r: _party_sums(scores[r[0] : r[1]]), parties)
+        terms = Inclusion(1.0, sum(s.total for s in sums), n, float(uniform_mix))
+        least = min(s.least for s in sums)
+        p_least, p_zero, p_max = inclusion_from_terms(
+            np.array(
+                [
+                    least if np.isfinite(least) else 0.0,
+                    0.0,
+                    max(s.largest for s in sums),
+                ]
+            ),
+            terms,
+        )
+        n_positive = n if p_zero > 0 else sum(s.n_positive for s in sums)
+        if budget > n_positive:
+            raise ValueError(unreachable_budget(budget, n_positive, n))
+        if budget == n_positive:  # every positive row is capped at 1
+            scale = 2.0 / (p_zero if p_zero > 0 else p_least)
+        else:
+            # The parties' top p are needed only where a row may be capped
+            # (sum(p) is 1 up to rounding).
+            masses = parallel(
+                lambda r: _party_mass(scores[r[0] : r[1]], terms, budget, p_max),
+                parties,
+            )
+            total = sum(m[0] for m in masses)
+            if budget / total * p_max <= 1.0:
+                scale = float(budget / total)
+            else:
+                top = np.concatenate([m[1] for m in masses])
+                top = np.partition(top, top.shape[0] - budget)[-budget:]
+                scale = _capped_scale(top, total, budget)
+        terms = terms._replace(scale=float(scale))
+        seeds = draw_seed(random_state, size=len(parties))
+        outcomes = parallel(
+            lambda job: _party_tournament(scores, codes, n_bits, terms, *job),
+            list(zip(parties, seeds.tolist(), strict=True)),
+        )
+    rows = [o[0] for o in outcomes]
+    pi = [o[1] for o in outcomes]
+    open_ = [o for o in outcomes if o[2] >= 0]
+    if open_:
+        won = settle_pending(np.array([o[3] for o in open_]), random_state)
+        rows += [np.array([o[2]]) for o, w in zip(open_, won, strict=True) if w]
+        pi += [np.array([o[4]]) for o, w in zip(open_, won, strict=True) if w]
+    indices, pi = np.concatenate(rows), np.concatenate(pi)
+    order = np.argsort(indices)
+    indices = indices[order].astype(np.int64)
+    return Selection(indices, 1.0 / pi[order], np.ones(indices.shape[0], np.int64), 0)
+
+
+def _party_mass(scores, terms, budget, p_max):
+    """A party's total ``p`` and, unless no row can be capped
+    (``budget p_max`` well below 1), its ``budget`` largest ``p``."""
+    p = inclusion_from_terms(scores, terms)  # scale 1: p itself
+    if budget * p_max < 0.5:
+        return float(p.sum()), np.empty(0)
+    m = min(budget, p.shape[0])
+    total = float(p.sum())
+    p.partition(p.shape[0] - m)
+    return total, p[p.shape[0] - m :].copy()
+
+
+def _party_tournament(scores, codes, n_bits, terms, rows, seed):
+    """A party's tournament: its rows decided in (global), their ``pi``, and
+    its open row's global index, probability left and ``pi`` (-1 if none)."""
+    a, b = rows
+    pi = inclusion_from_terms(scores[a:b], terms)
+    order = None if codes is None else stable_order(codes[a:b], n_bits, overwrite=True)
+    outcome = pivotal_tournament(pi, np.random.RandomState(seed), order)
+    del order
+    chosen = outcome.selected
+    pending = outcome.pending
+    return (
+        a + chosen,
+        pi[chosen],
+        a + pending if pending >= 0 else -1,
+        outcome.pending_probability,
+        pi[pending] if pending >= 0 else 1.0,
+    )
 
 
 def pivotal_select(X, pi, random_state, max_depth, order=None):

@@ -13,12 +13,14 @@ from skfal._sampling import (
     importance_weights,
     inclusion_probabilities,
     mixed_probabilities,
+    pivotal_in_parties,
     pivotal_select,
     pivotal_tournament,
     resolve_budget,
     sampling_probabilities,
     settle_pending,
     spatial_order,
+    stable_order,
     tree_depth,
 )
 from tests._helpers import monte_carlo_runs
@@ -491,3 +493,91 @@ def _check_tournament_mass(pi):
         assert held == pytest.approx(pi.sum(), abs=1e-9)
         assert np.all(pi[outcome.selected] > 0)
         assert np.isin(np.flatnonzero(pi == 1), outcome.selected).all()
+
+
+def _skewed_scores(n, seed=0):
+    """Scores of ``n`` rows, four of them far above the rest (capped at 1),
+    and leaf codes of a 6-bit spatial order."""
+    rng = np.random.RandomState(seed)
+    scores = rng.exponential(size=n)
+    scores[[3, 9, 10, n - 2]] *= 60
+    return scores, rng.randint(0, 64, size=n).astype(np.uint64)
+
+
+@pytest.mark.parametrize("budget, mix", [(12, 0.3), (5, 0.9), (17, 0.0)])
+def test_one_party_is_pivotal_select(budget, mix):
+    # At most _PARTY_ROWS rows make one party: the scale from its sums and
+    # largest p, its tournament in the codes' order from its seed, its open
+    # row settled last: pivotal_select's fit with the same stream, to the
+    # bit (so the in-memory leverage fits of tables up to 2**17 rows select
+    # what they did before the parties). Budgets with and without rows
+    # capped at 1.
+    scores, codes = _skewed_scores(60)
+    p = mixed_probabilities(scores, mix)
+    pi = inclusion_probabilities(p, budget)
+    expected = pivotal_select(
+        None, pi, np.random.RandomState(4), 0, stable_order(codes, 6)
+    )
+    got = pivotal_in_parties(
+        scores, codes.copy(), 6, budget, np.random.RandomState(4), uniform_mix=mix
+    )
+    assert np.array_equal(got.indices, expected.indices)
+    assert np.array_equal(got.weights, expected.weights)
+
+
+def test_parties_change_no_bit_with_the_threads(monkeypatch):
+    # The parties are fixed row ranges and their seeds are drawn in party
+    # order, so the threads that run them change nothing: the same rows
+    # and weights on 1 and 3 threads. Catches a seed taken per thread, a
+    # total added in the order the threads finish.
+    import skfal._sampling
+
+    monkeypatch.setattr(skfal._sampling, "_PARTY_ROWS", 37)
+    scores, codes = _skewed_scores(500, seed=1)
+    fits = [
+        pivotal_in_parties(
+            scores,
+            codes.copy(),
+            6,
+            40,
+            np.random.RandomState(0),
+            uniform_mix=0.2,
+            n_threads=threads,
+        )
+        for threads in (1, 3)
+    ]
+    assert np.array_equal(fits[0].indices, fits[1].indices)
+    assert np.array_equal(fits[0].weights, fits[1].weights)
+
+
+def test_parties_keep_the_law(monkeypatch):
+    # Row ranges of 7 rows as the parties of the federated tournament (the
+    # last one shorter), three rows capped at 1, so the scale comes from the
+    # parties' largest p: each duel keeps every row's inclusion
+    # probability, so over independent draws each row is selected with
+    # frequency pi_i (inclusion_probabilities over all rows), every sample
+    # has exactly the budget and every weight is 1 / pi_i. Checked by hand:
+    # the scale from the first party's largest p alone fails; the open
+    # rows all settled out fails the budget; each party's tournament run
+    # from its thread's identity instead of its seed fails every test here.
+    import skfal._sampling
+
+    monkeypatch.setattr(skfal._sampling, "_PARTY_ROWS", 7)
+    scores, codes = _skewed_scores(60, seed=2)
+    budget, mix = 12, 0.3
+    pi = inclusion_probabilities(mixed_probabilities(scores, mix), budget)
+    assert np.sum(pi == 1.0) == 3
+    runs, rng = monte_carlo_runs(600), np.random.RandomState(1)
+    hits = np.zeros(60)
+    for _ in range(runs):
+        selection = pivotal_in_parties(
+            scores, codes.copy(), 6, budget, rng, uniform_mix=mix
+        )
+        assert selection.indices.shape == (budget,)
+        np.testing.assert_allclose(
+            selection.weights, 1 / pi[selection.indices], rtol=1e-12
+        )
+        hits[selection.indices] += 1
+    se = np.sqrt(pi * (1 - pi) / runs)
+    # 4.5 standard errors for the largest of 60 rows; rows at 1 exactly.
+    assert np.all(np.abs(hits / runs - pi) <= 4.5 * se + 1e-12)
