@@ -27,8 +27,16 @@ before issue 23), with the same scores and seeds: on the eight tables of
 10d, 32 splits), the median test MSE of the weighted least-squares fit on
 the selection, as a ratio, and a two-sided Mann-Whitney p-value.
 
+``--selection``: the pivotal selection after the score pass alone, at
+1,000,000 and 10,000,000 rows (budget 1,000, the fit's leaf codes and
+scores of 1,000,000 x 20 standard normals, repeated): the whole table as
+one party on one thread (``select_rows``' in-memory path, the fit's before
+issue 23's parties) against row ranges as parties
+(``pivotal_in_parties``) on one thread and on the BLAS's threads, as
+ratios to one ``X.T @ X`` of 1,000,000 x 20 in the same run.
+
 Usage: ``python benchmarks/bench_leverage.py [--quick] [--gram-only]
-[--tree-quality]``.
+[--tree-quality] [--selection]``.
 """
 
 import argparse
@@ -62,6 +70,77 @@ def gram_floor(n, repeat, rng):
                 f"{t_fit / t_gram:7.1f} {t_iid / t_gram:7.1f} "
                 f"{t_scores / t_gram:7.1f} {path:>22}"
             )
+
+
+def _one_party(scores, codes, n_bits, budget):
+    """The selection as the fit made it before the parties."""
+    from skfal._base import select_rows
+    from skfal._sampling import stable_order
+
+    select_rows(
+        None,
+        scores,
+        budget,
+        np.random.RandomState(0),
+        sampling="pivotal",
+        uniform_mix=0.2,
+        order=stable_order(codes, n_bits),
+    )
+
+
+def _parties(scores, codes, n_bits, budget, n_threads):
+    """The selection with row ranges as parties."""
+    from skfal._sampling import pivotal_in_parties
+
+    pivotal_in_parties(
+        scores,
+        codes.copy(),
+        n_bits,
+        budget,
+        np.random.RandomState(0),
+        uniform_mix=0.2,
+        n_threads=n_threads,
+    )
+
+
+def selection_stage(repeat, rng):
+    """The pivotal selection after the score pass: one party against row
+    ranges as parties, on one thread and on the BLAS's."""
+    from threadpoolctl import threadpool_info
+
+    from skfal._linalg import leverage_scores_and_codes
+    from skfal._sampling import tree_depth
+
+    X = rng.standard_normal((1_000_000, 20))
+    t_gram = best_time(repeat, lambda: X.T @ X)
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    threads = max(1, min(blas, default=1))
+    print(
+        f"{'rows':>11} {'X.T@X s':>8} {'one party':>10} {'parties, 1':>11} "
+        f"{'parties, ' + str(threads):>11}   (in X.T @ X of 1,000,000 x 20)"
+    )
+    budget = 1000
+    for copies in (1, 10):
+        n = copies * X.shape[0]
+        depth = tree_depth(n, budget)
+        scores, _, codes, n_bits = leverage_scores_and_codes(X, max_depth=depth)
+        scores, codes = np.tile(scores, copies), np.tile(codes, copies)
+
+        # Both sort a copy of the codes (the fit sorts them in place): the
+        # copy's time is taken off.
+        t_copy = best_time(repeat, codes.copy)
+        t_one = best_time(repeat, _one_party, scores, codes, n_bits, budget) - t_copy
+        t_serial = (
+            best_time(repeat, _parties, scores, codes, n_bits, budget, 1) - t_copy
+        )
+        t_threads = (
+            best_time(repeat, _parties, scores, codes, n_bits, budget, threads) - t_copy
+        )
+        print(
+            f"{n:>11,} {t_gram:8.3f} {t_one / t_gram:10.2f} "
+            f"{t_serial / t_gram:11.2f} {t_threads / t_gram:11.2f}",
+            flush=True,
+        )
 
 
 def tree_quality(n_splits=32):
@@ -127,6 +206,11 @@ def main():
         "--gram-only", action="store_true", help="only the Gram-floor table"
     )
     parser.add_argument(
+        "--selection",
+        action="store_true",
+        help="the pivotal selection alone: one party against row ranges",
+    )
+    parser.add_argument(
         "--tree-quality",
         action="store_true",
         help="test MSE with the fused pass's tree against a sample's axes",
@@ -134,6 +218,9 @@ def main():
     args = parser.parse_args()
     if args.tree_quality:
         tree_quality()
+        return
+    if args.selection:
+        selection_stage(args.repeat, np.random.RandomState(0))
         return
     n = 100_000 if args.quick else 1_000_000
     rng = np.random.RandomState(0)

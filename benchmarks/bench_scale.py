@@ -13,7 +13,11 @@ The file's pages are dropped from the page cache (``posix_fadvise``, where
 the platform has it) before the first read and before the fit, so both
 start from the disk; the read is also timed from the page cache (a second
 read), which is the floor once the file is cached (the fit's later
-passes, on a machine with more free memory than the file).
+passes, on a machine with more free memory than the file), and so is one
+chunked Gram pass ``sum(block.T @ block)`` (issue 23's baseline). With
+``--warm`` nothing is evicted: the fit reads the cached file (issue 23's
+row: 20,000,000 x 20, target at most 3 Gram passes and 20% of the file in
+memory the fit allocates).
 
 Sparse (item 4): a one-hot table (``n`` rows, 4 categorical columns of 50
 levels: 200 columns at 2% density) as CSR; the fit time as a ratio to the
@@ -42,7 +46,7 @@ still come back) and between workers. Also one ``X.sum()`` pass and one
 Gram product ``X.T @ X`` over the Dask array, for scale.
 
 Usage: ``python benchmarks/bench_scale.py [--quick] [--skip-memmap]
-[--skip-sparse] [--dask] [--dask-rows N] [--shape N D] [--dir DIR]``. Full
+[--skip-sparse] [--dask] [--dask-rows N] [--shape N D] [--warm] [--dir DIR]``. Full
 size: 100,000,000 x 20 and 10,000,000 x 100 memory-mapped, 1,000,000 x 200
 sparse, 8,000,000 x 20 on Dask; ``--quick``: 2,000,000 x 20 and 200,000 x 100
 memory-mapped, 100,000 x 200 sparse, 1,000,000 x 20 on Dask.
@@ -95,6 +99,15 @@ def sequential_read(table):
     return total
 
 
+def gram_pass(table):
+    """One chunked Gram pass over the file: ``sum(block.T @ block)``."""
+    gram = 0.0
+    for start in range(0, table.shape[0], _WRITE_ROWS):
+        block = np.asarray(table[start : start + _WRITE_ROWS])
+        gram = gram + block.T @ block
+    return gram
+
+
 def evict(path):
     """Drop the file's pages from the page cache (``posix_fadvise``), if possible.
 
@@ -113,7 +126,7 @@ def evict(path):
     return True
 
 
-def out_of_core(n, d, directory):
+def out_of_core(n, d, directory, warm=False):
     size = n * d * 8
     free = shutil.disk_usage(directory).free
     needed = max(20e9, 1.25 * size) if size >= 10e9 else 1.25 * size
@@ -129,9 +142,10 @@ def out_of_core(n, d, directory):
         write_table(path, n, d)
         t_write = time.perf_counter() - start
         table = np.memmap(path, dtype=np.float64, mode="r", shape=(n, d))
-        cold = evict(path)
+        cold = not warm and evict(path)
         t_read = best_time(1, sequential_read, table)  # from the disk if cold
         t_cached = best_time(1, sequential_read, table)  # the page cache's
+        t_gram = best_time(2, gram_pass, table)  # cached
 
         rows_read = [0]
         original = skfal._rows.Rows.block
@@ -143,7 +157,8 @@ def out_of_core(n, d, directory):
 
         skfal._rows.Rows.block = counting
         sampler = LeverageScoreSampler(budget=10_000, random_state=0, verbose=1)
-        evict(path)  # the fit starts from the disk too
+        if not warm:
+            evict(path)  # the fit starts from the disk too
         start = time.perf_counter()
         peak = peak_memory(sampler.fit, table)
         t_fit = time.perf_counter() - start
@@ -157,7 +172,8 @@ def out_of_core(n, d, directory):
             f"read ({source}) {t_read:6.1f} s, cached {t_cached:6.1f} s, "
             f"after the fit {t_after:6.1f} s  "
             f"fit {t_fit:6.1f} s = {t_fit / t_read:4.2f} reads ({source}) "
-            f"= {t_fit / t_cached:4.2f} cached reads  "
+            f"= {t_fit / t_cached:4.2f} cached reads "
+            f"= {t_fit / t_gram:4.2f} cached Gram passes ({t_gram:5.1f} s)  "
             f"({rows_read[0] / n:.2f} passes)  peak {peak / 1e6:7.1f} MB "
             f"= {peak / size:.4f} x file"
         )
@@ -292,6 +308,11 @@ def main():
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="keep the file in the page cache (no eviction before the fit)",
+    )
+    parser.add_argument(
         "--dir", default=tempfile.gettempdir(), help="where the file is written"
     )
     parser.add_argument(
@@ -312,7 +333,7 @@ def main():
             shapes = [tuple(args.shape)]
         print("Out of core: LeverageScoreSampler(budget=10_000).fit(memmap)")
         for n, d in shapes:
-            out_of_core(n, d, args.dir)
+            out_of_core(n, d, args.dir, warm=args.warm)
     if not args.skip_sparse:
         print("\nSparse one-hot: LeverageScoreSampler(budget=10_000).fit(csr)")
         sparse_table(100_000 if args.quick else 1_000_000, args.repeat)
