@@ -582,9 +582,9 @@ def sensitivity_on_workers(
     6. each row's score ``d^z`` (0 at the medoids, whose labels are bought)
        and leaf code in the spatial tree of :func:`~skfal._sampling.spatial_order`
        are kept on the workers, and :func:`pivotal_on_workers` selects;
-       with ``sampling="iid"`` every medoid is bought (weight 1, as in
-       memory) and :func:`iid_on_workers` draws the rest of the budget
-       among the other rows.
+       with ``sampling="iid"`` or ``uniform_mix=0`` the medoids are bought
+       first and the rest of the budget is drawn among the other rows
+       (:func:`_medoids_and_draw`).
 
     Only the subsample, the selected rows, ``k`` numbers per chunk and the
     spatial tree's sample come back. The subsample's stream differs from
@@ -666,13 +666,20 @@ def sensitivity_on_workers(
     kept = KeptScores(parts, X.chunk_sizes, None, 0 if tree is None else tree.n_bits)
     if n_selected == n:
         selection = census(n)
-    elif pivotal:
+    elif pivotal and uniform_mix > 0:  # every row reachable, nothing bought
         selection = pivotal_on_workers(
             kept, n_selected, random_state, uniform_mix=uniform_mix
         )
     else:
-        selection = _medoids_and_iid(
-            kept, medoids, mine, n_selected, random_state, uniform_mix, weighting
+        selection = _medoids_and_draw(
+            kept,
+            medoids,
+            mine,
+            n_selected,
+            random_state,
+            mix=uniform_mix,
+            sampling=sampling,
+            weighting=weighting,
         )
     return KeptClustering(
         selection=selection,
@@ -685,26 +692,59 @@ def sensitivity_on_workers(
     )
 
 
-def _medoids_and_iid(kept, medoids, mine, n_selected, random_state, mix, weighting):
-    """The medoids (bought, weight 1) and the rest of the budget drawn i.i.d.
-    among the other rows (:func:`iid_on_workers`), as the in-memory fit's
-    ``sampling="iid"``."""
-    weight_of = dict.fromkeys(medoids.tolist(), 1.0)
+def _medoids_and_draw(
+    kept, medoids, mine, n_selected, random_state, *, mix, sampling, weighting
+):
+    """The medoids bought, then the rest of the budget drawn on the workers,
+    as the in-memory fit's ``_draw_beyond_forced``.
+
+    Bought: every medoid with ``sampling="iid"`` (weight 1, as in the
+    paper); with ``uniform_mix=0`` also under pivotal sampling, where each
+    medoid stands in for the rows of its cluster on the centre (score 0:
+    no draw reaches them) and weighs 1 plus their number, counted per
+    cluster by each chunk. The rest: :func:`iid_on_workers` over the
+    other rows, or :func:`pivotal_on_workers` (the medoids and the rows on
+    a centre score 0, so no duel selects them).
+    """
+    k = medoids.size
+    stand_in = np.zeros(k)
+    if mix == 0:
+        stand_in = np.sum(on_parts(kept.parts, _on_centre, k, each=mine), axis=0)
+    weight_of = dict(zip(medoids.tolist(), (1.0 + stand_in).tolist(), strict=True))
     n_draws = 0
-    if n_selected > medoids.size:
-        drawn = iid_on_workers(
-            kept,
-            n_selected - medoids.size,
-            random_state,
-            uniform_mix=mix,
-            weighting=weighting,
-            excluded=mine,
-        )
+    remaining = n_selected - k
+    if remaining > 0:
+        stats = np.array(on_parts(kept.parts, _score_summary, each=mine))
+        reachable = int(stats[:, 3 if mix > 0 else 1].sum())
+        if remaining > reachable:
+            from skfal._sensitivity import too_few_informative
+
+            raise ValueError(too_few_informative(k + reachable, n_selected))
+        if sampling == "iid":
+            drawn = iid_on_workers(
+                kept,
+                remaining,
+                random_state,
+                uniform_mix=mix,
+                weighting=weighting,
+                excluded=mine,
+            )
+        else:
+            drawn = pivotal_on_workers(kept, remaining, random_state, uniform_mix=0.0)
         weight_of.update(zip(drawn.indices.tolist(), drawn.weights, strict=True))
         n_draws = drawn.n_draws
     indices = np.array(sorted(weight_of), dtype=np.int64)
     weights = np.array([weight_of[i] for i in indices])
     return Selection(indices, weights, np.ones(indices.size, np.int64), n_draws)
+
+
+def _on_centre(part, medoids, n_clusters):
+    """On a worker: per cluster, the chunk's rows on the centre (score 0)
+    other than the medoids."""
+    scores, _, labels = part
+    zero = scores == 0
+    zero[medoids] = False
+    return np.bincount(labels[zero], minlength=n_clusters)
 
 
 def _cluster_summary(part, n_clusters):

@@ -119,8 +119,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
     scores_ : ndarray or dask.array.Array of shape (n_samples,)
         Sensitivity score of every row (zero for medoids and probes, whose
         labels are bought). A Dask array for a Dask ``X`` fitted with
-        distance-only scores (the default) and ``uniform_mix > 0``: its
-        chunks stay on the workers.
+        distance-only scores (the default): its chunks stay on the workers.
     sample_indices_ : ndarray of shape (n_selected,)
         Sorted distinct selected rows: the bought ones (medoids and probes,
         when bought; see ``sampling``) and the sampled ones.
@@ -325,13 +324,9 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
 
     def _on_workers(self, X):
         """Whether the fit keeps the per-row state on a Dask array's workers:
-        distance-only scores with a uniform share (no row left unreachable).
-        Other fits gather it at the client."""
-        return (
-            getattr(X, "distributed", False)
-            and not self._reads_labels()
-            and self.uniform_mix > 0
-        )
+        distance-only scores. Fits that read labels gather it at the
+        client."""
+        return getattr(X, "distributed", False) and not self._reads_labels()
 
     def _fit_on_workers(self, X, rng, progress):
         """The fit of a Dask ``X`` whose per-row state stays on its workers
@@ -600,12 +595,7 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
             reachable = eligible & ~unreachable
             if remaining > reachable.sum():
                 raise ValueError(
-                    f"Only {forced.size + reachable.sum()} distinct rows carry "
-                    "information (every other row coincides with its cluster's "
-                    "centre, e.g. duplicates or a constant X): the budget of "
-                    f"{n_selected} rows cannot be met. Lower the budget to "
-                    f"{forced.size + reachable.sum()}, set uniform_mix > 0, or "
-                    "select every row (budget=1.0)."
+                    too_few_informative(forced.size + reachable.sum(), n_selected)
                 )
             if self.sampling == "pivotal":
                 send_eligible(transport, counts, bought, np.flatnonzero(~reachable))
@@ -653,6 +643,17 @@ class SensitivitySampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         if with_labels:
             scores = self._holder_scaled[labels] * scores + self._loss_scaled[labels]
         return units.unscale_scores(scores, with_labels)[:, None]
+
+
+def too_few_informative(n_informative, n_selected):
+    """The error of a budget above the rows that carry information."""
+    return (
+        f"Only {n_informative} distinct rows carry information (every other "
+        "row coincides with its cluster's centre, e.g. duplicates or a "
+        f"constant X): the budget of {n_selected} rows cannot be met. Lower "
+        f"the budget to {n_informative}, set uniform_mix > 0, or select every "
+        "row (budget=1.0)."
+    )
 
 
 class _Units(NamedTuple):

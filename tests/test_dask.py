@@ -162,9 +162,10 @@ def test_samplers_select_as_in_memory(client, make, sampling):
 def _assert_iid_weights(fit, scores, eligible=None):
     """Hansen-Hurwitz weights of an i.i.d. draw: ``count / (n_draws p)``
     with a whole count of at least 1 per row, the counts adding up to
-    ``n_draws`` (``p`` of the in-memory fit's scores)."""
+    ``n_draws`` (``p`` of the in-memory fit's scores; the rows outside
+    ``eligible`` were bought, not drawn)."""
     p = mixed_probabilities(scores, fit.uniform_mix, eligible)
-    drawn = fit.sample_weight_ != 1.0 if eligible is not None else slice(None)
+    drawn = slice(None) if eligible is None else eligible[fit.sample_indices_]
     rows = fit.sample_indices_[drawn]
     counts = fit.sample_weight_[drawn] * fit.n_draws_ * p[rows]
     np.testing.assert_allclose(counts, np.round(counts), rtol=1e-9)
@@ -209,6 +210,56 @@ def test_sensitivity_keeps_rows_on_workers(client, z, sampling):
     np.testing.assert_allclose(
         fit.sample_weight_, 1 / pi[fit.sample_indices_], rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("sampling", ["pivotal", "iid"])
+def test_sensitivity_rows_on_a_centre_stand_in_on_workers(client, sampling):
+    # With uniform_mix=0 a row on its cluster's centre scores 0 and no draw
+    # reaches it: as in memory, its cluster's medoid is bought and stands
+    # in for it (weight 1 plus the number of such rows, counted per cluster
+    # by the chunks), the rest of the budget drawn among the rows of
+    # positive score; a budget above what those rows allow is refused with
+    # the in-memory message. Exact duplicates of small integers (sums and
+    # means exact) make clusters whose centre is a row. Checked by hand:
+    # no stand-in counted (every medoid at weight 1) fails both.
+    rng = np.random.RandomState(5)
+    points = np.array([[8.0, 0, 0], [0, 8, 0], [0, 0, 8]])
+    X = np.vstack([np.repeat(points, 40, axis=0), rng.standard_normal((180, 3))])
+    X = X[rng.permutation(300)]
+    Xd = _on_cluster(client, X, (100, 7, 93, 100))
+    budget = 30
+    fit = SensitivitySampler(
+        budget=budget, n_clusters=6, uniform_mix=0.0, sampling=sampling, random_state=0
+    ).fit(Xd)
+    scores, labels = np.asarray(fit.scores_), np.asarray(fit.labels_)
+    medoids = fit.medoid_indices_
+    on_centre = scores == 0
+    on_centre[medoids] = False
+    assert on_centre.sum() >= 3 * 39  # the duplicates
+    assert np.isin(medoids, fit.sample_indices_).all()
+    bought = np.isin(fit.sample_indices_, medoids)
+    stand_in = np.bincount(labels[on_centre], minlength=medoids.size)
+    np.testing.assert_array_equal(
+        fit.sample_weight_[bought], 1.0 + stand_in[np.argsort(medoids)]
+    )
+    drawn = fit.sample_indices_[~bought]
+    assert drawn.size == budget - medoids.size and np.all(scores[drawn] > 0)
+    if sampling == "iid":
+        eligible = np.ones(300, dtype=bool)
+        eligible[medoids] = False
+        _assert_iid_weights(fit, scores, eligible)
+    else:
+        pi = inclusion_probabilities(mixed_probabilities(scores, 0.0), drawn.size)
+        np.testing.assert_allclose(fit.sample_weight_[~bought], 1 / pi[drawn])
+    reachable = int(np.sum(scores > 0))
+    with pytest.raises(ValueError, match="distinct rows carry information"):
+        SensitivitySampler(
+            budget=reachable + medoids.size + 1,
+            n_clusters=6,
+            uniform_mix=0.0,
+            sampling=sampling,
+            random_state=0,
+        ).fit(Xd)
 
 
 @pytest.mark.parametrize("sampler", [None, SensitivitySampler(n_clusters=5)])
