@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
     X25519PublicKey,
 )
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from scipy.stats import norm
 
 from skfal._federated import Channel, InProcessTransport, _secure
 from skfal._federated._secure import (
@@ -547,3 +549,75 @@ def test_one_client_keeps_the_bounds_the_secure_maximum_gives(headroom):
     assert alone.states[0]["b"].tolist() == several.states[0]["b"].tolist()
     assert alone.states[0]["b_zero"].tolist() == [False, True, False, False]
     assert not alone.channel.messages  # nothing crossed
+
+
+def _chacha20_words(key, n_words):
+    """The reference: ChaCha20's keystream (RFC 8439, nonce and counter 0)
+    from ``cryptography`` directly, as little-endian ``uint64``."""
+    stream = Cipher(algorithms.ChaCha20(bytes(key), bytes(16)), mode=None)
+    raw = stream.encryptor().update(bytes(8 * n_words))
+    return np.frombuffer(raw, dtype=np.uint64)
+
+
+def test_shared_secrets_are_drawn_from_the_cipher_not_a_statistical_generator():
+    # The shared rotations, bin orders and pads are the keystream of
+    # ChaCha20 under HKDF(group secret, purpose): the uniforms are its
+    # words' top 53 bits, the Gaussians their normal quantiles, and the
+    # stream goes on across calls. Catches a statistical generator (PCG64,
+    # SFC64: a few hundred outputs give its state away) put back in
+    # shared_generator, and two purposes sharing one stream.
+    secret = _secure.fresh_bytes(32)
+    key = _secure._hkdf(secret, b"skfal shared rotation 4")
+    words = _chacha20_words(key, 10)
+    uniforms = ((words >> np.uint64(11)).astype(float) + 0.5) * 2.0**-53
+    rng = _secure.shared_generator(secret, "rotation 4")
+    assert np.array_equal(rng.standard_normal(6), norm.ppf(uniforms[:6]))
+    draws = np.empty((2, 2))
+    rng.standard_normal(out=draws)
+    assert np.allclose(draws.ravel(), norm.ppf(uniforms[6:]), rtol=1e-15, atol=0)
+    other = _secure.shared_generator(secret, "rotation 5").words(10)
+    assert not np.array_equal(other, words)
+    assert np.array_equal(_secure.shared_words(secret, "rotation 4", 10), words)
+
+
+def test_keystream_gaussians_have_the_normal_law():
+    # The masks' laws (Haar rotations, uniform frames) assume i.i.d.
+    # standard Gaussians: 200,000 draws match the normal's first four
+    # moments and quantiles within 5 standard errors. Catches a uniform
+    # mapped wrongly (no quantile, or a bit of the word dropped).
+    z = _secure.KeystreamGenerator(bytes(range(32))).standard_normal(200_000)
+    n = z.size
+    for power, expected in [(1, 0.0), (2, 1.0), (3, 0.0), (4, 3.0)]:
+        values = z**power
+        assert abs(values.mean() - expected) < 5 * values.std() / np.sqrt(n)
+    for q in (0.01, 0.25, 0.5, 0.9, 0.999):
+        share = np.mean(z < norm.ppf(q))
+        assert abs(share - q) < 5 * np.sqrt(q * (1 - q) / n)
+
+
+def test_fedsvd_row_masks_are_drawn_from_the_cipher(monkeypatch):
+    # A FedSVD client's private row mask is drawn from the keystream of a
+    # fresh 32-byte key of OS randomness. Catches the mask drawn from a
+    # statistical generator again (SFC64 of a 128-bit seed, as it was) and
+    # a key that repeats across fits.
+    from skfal._federated import _leverage, _masks
+
+    keys, drawn = [], []
+
+    class Spy(_secure.KeystreamGenerator):
+        def __init__(self, key):
+            keys.append(bytes(key))
+            super().__init__(key)
+
+        def standard_normal(self, size=None, out=None):
+            result = super().standard_normal(size, out)
+            drawn.append(np.size(result))
+            return result
+
+    monkeypatch.setattr(_masks, "KeystreamGenerator", Spy)
+    A = np.random.RandomState(0).standard_normal((30, 3))
+    for _ in range(2):
+        _masks.mask_rows(A, _leverage._mask_seed({}), 10)
+    assert len(keys) == 2 and keys[0] != keys[1] and len(keys[0]) == 32
+    # Stewart's reflectors: 10 + 9 + 8 Gaussians for each block of 10 rows.
+    assert sum(drawn) == 2 * 3 * (10 + 9 + 8)

@@ -255,8 +255,8 @@ def step_fedsvd_norms(state, config):
 
 
 def _mask_seed(state):
-    """A fresh private row-mask seed (128 bits of OS randomness, every fit)."""
-    return int.from_bytes(os.urandom(16), "little")
+    """A fresh private row-mask key (256 bits of OS randomness, every fit)."""
+    return os.urandom(32)
 
 
 @client_step("fedsvd_mask")

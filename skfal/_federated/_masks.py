@@ -12,11 +12,16 @@ times the R factor of each block), from Householder reflectors drawn as
 Stewart (1980) does and applied to a batch of blocks at once by matrix
 products (the UT transform).
 
-The clients' shared rotation ``Q`` (``d x d``, Haar) comes from a seed the
-clients agree on and the server never sees.
+The clients' shared rotation ``Q`` (``d x d``, Haar) comes from a key the
+clients agree on and the server never sees. Every Gaussian of a protocol's
+mask or rotation is drawn from ChaCha20's keystream
+(:class:`~skfal._federated._secure.KeystreamGenerator`), never from a
+statistical generator.
 """
 
 import numpy as np
+
+from skfal._federated._secure import KeystreamGenerator
 
 # Blocks masked at once (their reflectors: 1 MB at 100 rows and 20 columns).
 _BLOCKS_PER_BATCH = 64
@@ -47,7 +52,7 @@ def haar_orthogonal(size, random_state, n_matrices=None):
 def client_shared_rotation(n_features, random_state):
     """The Haar rotation ``Q`` all clients draw alike.
 
-    ``random_state``: the generator the clients seed from their group
+    ``random_state``: the keystream the clients key from their group
     secret (``_secure.shared_generator``), or an int seed (tests).
     """
     if not hasattr(random_state, "standard_normal"):
@@ -73,7 +78,7 @@ def haar_reflectors(size, n_matrices, rng, n_reflectors=None, buffers=None):
     ----------
     size : int
     n_matrices : int
-    rng : numpy.random.Generator
+    rng : KeystreamGenerator or numpy.random.Generator
     n_reflectors : int, default=None
         ``k``, the reflectors per matrix (``None``: ``size``, the whole
         matrix).
@@ -157,8 +162,9 @@ def mask_rows(A, seed, block_size):
     Parameters
     ----------
     A : ndarray of shape (n_rows, n_columns)
-    seed : int
-        The client's private seed.
+    seed : bytes of 32 or int
+        The client's private key (32 bytes of OS randomness, fresh in every
+        fit), or an int (tests), used as the key's 32 bytes.
     block_size : int
         Rows per Haar block (the last block holds the rest).
 
@@ -167,9 +173,9 @@ def mask_rows(A, seed, block_size):
     PA : ndarray of shape (n_rows, n_columns)
         Float64, a new array.
     """
-    # SFC64: a fast generator of good statistical quality (the mask's
-    # secrecy rests on the client's seed, as with any of numpy's).
-    rng = np.random.Generator(np.random.SFC64(seed))
+    if isinstance(seed, (int, np.integer)):
+        seed = int(seed).to_bytes(32, "little")
+    rng = KeystreamGenerator(seed)
     A = np.asarray(A, dtype=np.float64)
     out = np.zeros(A.shape)
     n_rows, n_columns = A.shape

@@ -26,9 +26,9 @@ the operating system's randomness (``os.urandom``) in every fit.
    under a key derived like a pair key (purpose ``group``); the server
    relays the sealed secrets. From it each client derives, by HKDF with a
    purpose string, every secret all clients share: the Haar rotations of
-   the protocols and the secret orders of the secure maximum's bins
-   (:func:`shared_generator`). The server never receives it, nor anything
-   it is derived from.
+   the protocols and the secret orders of the secure maximum's bins, each
+   from ChaCha20's keystream under its own key (:func:`shared_generator`).
+   The server never receives it, nor anything it is derived from.
 3. Every secure sum (a fresh public round id each time): client ``i``
    encodes its array in fixed point as 64-bit words and adds the ChaCha20
    keystream of the pair's round key (:func:`round_key`) for every neighbour
@@ -102,6 +102,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from scipy.special import ndtri
 
 from skfal._federated._transport import client_step
 
@@ -291,28 +292,77 @@ def _ring(participants, order):
     return ring, {c: i for i, c in enumerate(ring)}
 
 
-def shared_generator(group_secret, purpose):
-    """A generator every client seeds alike from the group secret.
+class KeystreamGenerator:
+    """Uniform and Gaussian draws from ChaCha20's keystream under ``key``.
 
-    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"bins 3 69 round 7"``,
-    ...): each gets its own 256-bit HKDF key, so no two secrets share a
+    Every secret the protocols draw in bulk (the clients' shared rotations,
+    the secure maximum's bin orders, FedSVD's row masks, pads) comes from a
+    cipher's output, as the secure sums' masks do: no number of draws, nor
+    anything the server learns about some of them, tells it the key or the
+    other draws (unlike a statistical generator such as PCG64 or SFC64,
+    whose state a few hundred outputs give away). The key comes from OS
+    randomness (a private mask) or from HKDF of the group secret (a shared
+    one). The methods the mask code calls, with numpy's ``Generator``
+    signatures: :meth:`words`, :meth:`random`, :meth:`standard_normal`.
+
+    Parameters
+    ----------
+    key : bytes-like of 32 bytes
+    """
+
+    def __init__(self, key):
+        if len(bytes(key)) != _KEY_BYTES:
+            raise ValueError(f"A keystream key has {_KEY_BYTES} bytes.")
+        # The stream continues across calls (one nonce, one counter).
+        self._stream = Cipher(
+            algorithms.ChaCha20(bytes(key), bytes(16)), mode=None
+        ).encryptor()
+
+    def words(self, n_words):
+        """The next ``n_words`` of the keystream, as ``uint64``."""
+        raw = self._stream.update(bytes(8 * int(n_words)))
+        return np.frombuffer(raw, dtype=np.uint64).copy()
+
+    def _uniform(self, size, offset):
+        # The top 53 bits of a word: a double in [0, 1) (offset 0) or, at
+        # the centre of its cell, in (0, 1) (offset 0.5: ndtri's domain).
+        n = math.prod(np.atleast_1d(size)) if size is not None else 1
+        top = self.words(n) >> np.uint64(11)
+        values = (top.astype(np.float64) + offset) * 2.0**-53
+        return values.reshape(size) if size is not None else values[0]
+
+    def random(self, size=None):
+        """Uniform doubles in ``[0, 1)``, 53 random bits each."""
+        return self._uniform(size, 0.0)
+
+    def standard_normal(self, size=None, out=None):
+        """Standard Gaussians: the normal quantile of uniforms in ``(0, 1)``
+        (inversion, exact to rounding; tails to about 8.3 standard
+        deviations)."""
+        shape = out.shape if out is not None else size
+        values = ndtri(self._uniform(shape, 0.5))
+        if out is None:
+            return values
+        out[...] = values
+        return out
+
+
+def shared_generator(group_secret, purpose):
+    """A :class:`KeystreamGenerator` every client keys alike from the group
+    secret.
+
+    ``purpose`` (a str) names the draw (``"rotation 5"``, ``"bins 3 69 round
+    7"``, ...): each gets its own 256-bit HKDF key, so no two secrets share a
     stream.
     """
-    key = _hkdf(group_secret, b"skfal shared " + purpose.encode())
-    return np.random.Generator(np.random.PCG64(int.from_bytes(key, "little")))
+    return KeystreamGenerator(_hkdf(group_secret, b"skfal shared " + purpose.encode()))
 
 
 def shared_words(group_secret, purpose, n_words):
-    """``n_words`` uint64 every client draws alike from the group secret.
-
-    ChaCha20's keystream under the HKDF key of ``purpose`` (a str naming the
-    draw), as the masks are: a cipher's output, so words the server may come
-    to know tell it nothing of the others (unlike a statistical generator,
-    such as :func:`shared_generator`'s PCG64, whose state a few hundred
-    outputs give away). For a pad that hides values from the server.
-    """
-    key = _hkdf(group_secret, b"skfal shared words " + purpose.encode())
-    return np.frombuffer(_keystream(key, 0, n_words), dtype=np.uint64).copy()
+    """``n_words`` uint64 every client draws alike from the group secret:
+    the first words of :func:`shared_generator`'s keystream for ``purpose``.
+    For a pad that hides values from the server."""
+    return shared_generator(group_secret, purpose).words(n_words)
 
 
 def _seal(key, secret, session):
