@@ -1044,10 +1044,13 @@ def settle_pending(probabilities, random_state):
 
 # Rows of each party of the in-memory tournament (pivotal_in_parties): a
 # constant, so the parties, and the rows selected, do not depend on the
-# threads that run them; large enough that the open rows settled between
-# parties are few, small enough that a party's temporaries stay in cache
-# sized pieces of memory.
-_PARTY_ROWS = 2**17
+# threads that run them. Each party balances only its own rows, which
+# costs precision: at 300,000 x 5, parties of 2**17 rows raised the weighted
+# fit's mean excess error by 16-18% against one party at budgets 1,500 and
+# 3,000 (benchmarks/bench_party_balance.py, 300 seeds, p < 0.05). So a
+# table is one party up to 2**24 rows (the rows a seed selects are those of
+# one tournament), and parties bound the temporaries only beyond.
+_PARTY_ROWS = 2**24
 
 
 class _PartySums(NamedTuple):
