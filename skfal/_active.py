@@ -72,6 +72,12 @@ _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
 # round off the few outliers (bench_any_model: 10 lost in no regression
 # cell, 3 in one).
 _CANDIDATES = {"classifier": 3, "regressor": 10}
+# Rounds of the default selection and its uniform share of the budget
+# (n_rounds="auto", initial_fraction="auto"), per model family; Algorithms
+# 1 and 3 keep two rounds after a uniform third (each of their rounds is a
+# clustering pass, and with groups a run of the protocol).
+_ROUNDS = {"classifier": 8, "regressor": 8, "sensitivity": 2}
+_INITIAL = {"classifier": 0.1, "regressor": 1 / 3, "sensitivity": 1 / 3}
 _UNIFORM_MIX = 0.1  # share of a round's probability spread over every row
 _CHUNK = 2**21  # distances computed at once for a regressor's doubt (16 MB)
 _MIN_LABELS = 20  # a fractional budget buys at least this many labels
@@ -469,8 +475,11 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit", "predict"])],
         "sampler": [HasMethods(["fit"]), None],
         "budget": BUDGET_CONSTRAINT,
-        "n_rounds": [Interval(Integral, 1, None, closed="left")],
-        "initial_fraction": [Interval(Real, 0, 1, closed="right")],
+        "n_rounds": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "initial_fraction": [
+            Interval(Real, 0, 1, closed="right"),
+            StrOptions({"auto"}),
+        ],
         "loss": [StrOptions({"loss", "gradient"}), callable],
         "weighted": ["boolean"],
         "random_state": ["random_state"],
@@ -482,8 +491,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         *,
         sampler=None,
         budget=0.1,
-        n_rounds=2,
-        initial_fraction=1 / 3,
+        n_rounds="auto",
+        initial_fraction="auto",
         loss="loss",
         weighted=False,
         random_state=None,
@@ -830,10 +839,25 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         self.sample_weight_ = np.asarray(sampler.sample_weight_, dtype=np.float64)
         self._record_round(np.empty(0, dtype=np.int64), rows, None, rows.size)
 
-    def _quotas(self, n_selected):
+    def _schedule(self, mode):
+        """``(n_rounds, initial_fraction)``, ``"auto"`` resolved for ``mode``.
+
+        The default selection's per model family (:data:`_ROUNDS`,
+        :data:`_INITIAL`), Algorithms 1 and 3's two rounds after a third.
+        """
+        if mode == "uncertainty":
+            mode = "classifier" if self._is_classifier() else "regressor"
+        n_rounds, initial = self.n_rounds, self.initial_fraction
+        return (
+            _ROUNDS[mode] if n_rounds == "auto" else n_rounds,
+            _INITIAL[mode] if initial == "auto" else initial,
+        )
+
+    def _quotas(self, n_selected, mode):
         """Labels bought in each round: round 0 uniform, then even shares."""
-        initial = max(1, int(round(self.initial_fraction * n_selected)))
-        rest, r = n_selected - initial, self.n_rounds
+        r, fraction = self._schedule(mode)
+        initial = max(1, int(round(fraction * n_selected)))
+        rest = n_selected - initial
         quotas = [initial] + [rest // r + (i < rest % r) for i in range(r)]
         return [q for q in quotas if q > 0]
 
@@ -850,7 +874,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         weights.
         """
         n_samples = X.shape[0]
-        quotas = self._quotas(n_selected)
+        quotas = self._quotas(n_selected, "uncertainty")
         shares = np.asarray(quotas, dtype=np.float64) / n_selected
         labeled = np.zeros(n_samples, dtype=bool)
         weights = np.zeros(n_samples)  # sum over rounds of share x round weight
@@ -920,7 +944,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         # The clients: one per group, or one holding every row (centralized).
         channel, summaries = Channel(), []
         transport = simulated_clients(X, labels.values, client_rows, channel)
-        quotas = self._quotas(n_selected)
+        quotas = self._quotas(n_selected, "sensitivity")
         shares = np.asarray(quotas, dtype=np.float64) / n_selected
         # Round 0: a uniform sample, weight n / b_0 in its own estimate (the
         # server needs only the clients' row counts to draw it).
