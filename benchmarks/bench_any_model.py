@@ -484,6 +484,55 @@ def report(results, budgets, summary):
                 print(f"| {table} | {fraction:.0%} | " + " | ".join(cells) + " |")
 
 
+def rst_table(results, budgets):
+    """The user guide's table: default, weighted, uniform and the best peer."""
+    rows = []
+    for (task, model_name), tables in results.items():
+        higher = task == "classification"
+        peers = CLASSIFICATION_PEERS if higher else REGRESSION_PEERS
+        for table, (_, runs) in tables.items():
+            for fraction in budgets:
+                scores = cell_scores(runs, fraction, [*METHODS, *peers])
+                best = best_peer(scores, peers, higher)
+                med = {k: float(np.median(v)) for k, v in scores.items()}
+                base = scores["uniform"]
+                vs_u = verdict(scores["skfal"], base, higher)
+                vs_p = verdict(scores["skfal"], scores[best], higher) if best else "-"
+                weighted = f"{med['skfal w.']:.4g}" if "skfal w." in med else "-"
+                rows.append(
+                    [
+                        f"{table} ({model_name})",
+                        f"{fraction:.0%}",
+                        f"{med['uniform']:.4g}",
+                        f"{med['skfal']:.4g} {vs_u}",
+                        weighted,
+                        f"{best} {med[best]:.4g}" if best else "-",
+                        vs_p,
+                        "/".join(
+                            str(len(scores.get(n, [])))
+                            for n in ("uniform", "skfal", best)
+                        ),
+                    ]
+                )
+    head = [
+        "table (model)",
+        "budget",
+        "uniform",
+        "default vs unif.",
+        "weighted",
+        "best peer",
+        "vs peer",
+        "splits",
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    ]
+    print("\n".join([rule, lines[0], rule, *lines[1:], rule]))
+
+
 def quality(n_repeats, budgets, args, summary):
     """Every (task, model, table) over ``n_repeats`` splits.
 
@@ -509,7 +558,7 @@ def quality(n_repeats, budgets, args, summary):
             model = estimator if piped is None else piped
             start = time.perf_counter()
             known = reused(args.reuse, task, model_name, table, names)
-            runs = Parallel(n_jobs=args.n_jobs)(
+            jobs = [
                 delayed(one_repeat)(
                     task,
                     X,
@@ -523,7 +572,20 @@ def quality(n_repeats, budgets, args, summary):
                     tuple(m for m in METHODS if m in run),
                 )
                 for r in range(n_repeats)
-            )
+            ]
+            if args.n_jobs != 1:
+                runs = Parallel(n_jobs=args.n_jobs)(jobs)
+            else:  # one split at a time, the JSON rewritten after each
+                runs = []
+                for job, job_args, job_kw in jobs:
+                    runs.append(job(*job_args, **job_kw))
+                    if args.json:
+                        partial = {k: dict(v) for k, v in results.items()}
+                        partial.setdefault((task, model_name), {})[table] = (
+                            runs[0][0],
+                            [r[1] for r in runs],
+                        )
+                        to_json(partial, args.json)
             results.setdefault((task, model_name), {})[table] = (
                 runs[0][0],
                 [r[1] for r in runs],
@@ -692,9 +754,7 @@ def speed(sizes, n_features, budget, args):
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for n in sizes:
-            clf, clf_all = round_seconds(
-                LogisticRegression(), X[:n], y_clf[:n], budget
-            )
+            clf, clf_all = round_seconds(LogisticRegression(), X[:n], y_clf[:n], budget)
             reg, reg_all = round_seconds(
                 HistGradientBoostingRegressor(), X[:n], y_reg[:n], budget
             )
@@ -775,6 +835,9 @@ def main():
     parser.add_argument("--speed-sizes", default="10000,100000,1000000")
     parser.add_argument("--json")
     parser.add_argument("--figure")
+    parser.add_argument(
+        "--rst", action="store_true", help="print the user guide's table too"
+    )
     args = parser.parse_args()
     budgets = (
         tuple(float(b) for b in args.budgets.split(",")) if args.budgets else BUDGETS
@@ -807,6 +870,8 @@ def main():
                 print(f"- {key[0]} vs {key[1]}, error rate: {counts} of {len(marks)}")
         if args.figure:
             figure(results, budgets, args.figure)
+        if args.rst:
+            rst_table(results, budgets)
     if not args.no_speed:
         sizes = [int(s) for s in args.speed_sizes.split(",")]
         speed(sizes, 20, 1000, args)

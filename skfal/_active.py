@@ -295,13 +295,15 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     ``weighted=True``) make a weighted sum over them an unbiased estimate
     of the sum over every row. By default (centralized):
 
-    1. a uniform sample of ``initial_fraction`` of the budget (pivotal
-       sampling along a k-d tree order, so it is spread over the pool), on
-       which a first model is fitted;
-    2. in each of ``n_rounds`` rounds, its share of the rest of the budget
-       drawn where the current model is least sure: for a classifier the
-       3 x quota rows of smallest top-two probability margin (margin
-       sampling); for a regressor the 10 x quota rows of largest improved
+    1. a uniform sample of ``initial_fraction`` of the budget (by default
+       a tenth for a classifier, a third for a regressor; pivotal sampling
+       along a k-d tree order, so it is spread over the pool), on which a
+       first model is fitted;
+    2. in each of ``n_rounds`` rounds (by default 8), its share of the rest
+       of the budget drawn where the current model is least sure: for a
+       classifier the 3 x quota rows of smallest top-two probability margin
+       (margin sampling; a round is uniform while the model has seen one
+       class); for a regressor the 10 x quota rows of largest improved
        greedy sampling score ``min_l ||x - x_l|| |f(x) - y_l|`` over the
        labeled rows ``l`` (Wu, Lin and Huang 2019): far in the features from
        every labeled row, or predicted far from the labels near it (a round
@@ -350,13 +352,22 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     {budget}
         A fractional budget buys at least 20 labels (every row of a smaller
         table), so that a classifier sees its classes on small tables.
-    n_rounds : int, default=2
+    n_rounds : int or "auto", default="auto"
         Rounds of model-based selection after the initial sample
         (Algorithm 3 for ``n_rounds > 1``): the rest of the budget is split
-        evenly among them and the model is refitted after each.
-    initial_fraction : float in (0, 1], default=1/3
+        evenly among them and the model is refitted after each. ``"auto"``:
+        8 for the default selection (more, smaller rounds let the model's
+        doubt follow what it learns; each costs a refit), 2 for Algorithms 1
+        and 3 (each of their rounds is a clustering pass, and with
+        ``groups`` a run of the protocol).
+    initial_fraction : float in (0, 1] or "auto", default="auto"
         Share of the budget bought uniformly at random before any model
         exists (Axiotis et al. use 0.2). ``1.0`` is uniform sampling.
+        ``"auto"``: 0.1 for the default selection around a classifier (its
+        rounds stay uniform until the model has seen two classes), 1/3
+        around a regressor and for Algorithms 1 and 3. Both defaults were
+        chosen per model family on ``benchmarks/bench_any_model.py`` (user
+        guide, "Active learning for any model").
     loss : {"loss", "gradient"} or callable, default="loss"
         For Algorithms 1 and 3 (a :class:`SensitivitySampler`, or
         ``groups``): the per-row quantity whose sum the selection estimates.
