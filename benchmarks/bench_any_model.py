@@ -48,6 +48,7 @@ runs without running anything; ``--speed-peers GSi`` times only that peer.
 
 import argparse
 import json
+import os
 import time
 import warnings
 
@@ -711,8 +712,9 @@ def to_json(results, path):
                 "n_pool": n_pool,
                 "runs": [{f"{m}|{f}": v for (m, f), v in run.items()} for run in runs],
             }
-    with open(path, "w") as handle:
+    with open(path + ".tmp", "w") as handle:  # a reader never sees half
         json.dump(out, handle)
+    os.replace(path + ".tmp", path)
 
 
 # ------------------------------------------------------------------- speed

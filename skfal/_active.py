@@ -73,10 +73,13 @@ _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
 # cell, 3 in one).
 _CANDIDATES = {"classifier": 3, "regressor": 10}
 # Rounds of the default selection and its uniform share of the budget
-# (n_rounds="auto", initial_fraction="auto"), per model family; Algorithms
-# 1 and 3 keep two rounds after a uniform third (each of their rounds is a
-# clustering pass, and with groups a run of the protocol).
-_ROUNDS = {"classifier": 8, "regressor": 8, "sensitivity": 2}
+# (n_rounds="auto", initial_fraction="auto"), per model family, chosen by
+# benchmarks/results/any_model_study3*: a classifier's margin gains from
+# eight small rounds after a tenth; a regressor's iGS lost a cell to uniform
+# with eight, and keeps two after a third. Algorithms 1 and 3 keep two
+# rounds after a third (each of their rounds is a clustering pass, and with
+# groups a run of the protocol).
+_ROUNDS = {"classifier": 8, "regressor": 2, "sensitivity": 2}
 _INITIAL = {"classifier": 0.1, "regressor": 1 / 3, "sensitivity": 1 / 3}
 _UNIFORM_MIX = 0.1  # share of a round's probability spread over every row
 _CHUNK = 2**21  # distances computed at once for a regressor's doubt (16 MB)
@@ -299,7 +302,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
        a tenth for a classifier, a third for a regressor; pivotal sampling
        along a k-d tree order, so it is spread over the pool), on which a
        first model is fitted;
-    2. in each of ``n_rounds`` rounds (by default 8), its share of the rest
+    2. in each of ``n_rounds`` rounds (by default 8 around a classifier, 2
+       around a regressor), its share of the rest
        of the budget drawn where the current model is least sure: for a
        classifier the 3 x quota rows of smallest top-two probability margin
        (margin sampling; a round is uniform while the model has seen one
@@ -356,10 +360,11 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         Rounds of model-based selection after the initial sample
         (Algorithm 3 for ``n_rounds > 1``): the rest of the budget is split
         evenly among them and the model is refitted after each. ``"auto"``:
-        8 for the default selection (more, smaller rounds let the model's
-        doubt follow what it learns; each costs a refit), 2 for Algorithms 1
-        and 3 (each of their rounds is a clustering pass, and with
-        ``groups`` a run of the protocol).
+        8 for the default selection around a classifier (more, smaller
+        rounds let its margin follow what it learns; each costs a refit), 2
+        around a regressor (eight lost a cell to uniform) and for
+        Algorithms 1 and 3 (each of their rounds is a clustering pass, and
+        with ``groups`` a run of the protocol).
     initial_fraction : float in (0, 1] or "auto", default="auto"
         Share of the budget bought uniformly at random before any model
         exists (Axiotis et al. use 0.2). ``1.0`` is uniform sampling.

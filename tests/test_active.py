@@ -279,16 +279,17 @@ def test_query_needs_an_int_seed_and_leaves_the_estimator_unfitted():
     "estimator, kw, initial, n_rounds",
     [
         (LogisticRegression(), {}, 6, 8),  # a tenth, then 8 rounds
-        (LinearRegression(), {}, 20, 8),  # a third, then 8 rounds
+        (LinearRegression(), {}, 20, 2),  # a third, then 2 rounds
         (LinearRegression(), {"sampler": ALG1}, 20, 2),  # Algorithm 3: as before
         (LogisticRegression(), {"n_rounds": 3, "initial_fraction": 0.5}, 30, 3),
     ],
 )
 def test_auto_schedule_follows_the_model_family(estimator, kw, initial, n_rounds):
     # "auto" resolves per selection: the default's doubt rounds buy a tenth
-    # uniformly around a classifier and a third around a regressor, then 8
-    # rounds; Algorithms 1 and 3 (and so the federated default) keep two
-    # rounds after a third; numbers the user gives are taken as they are.
+    # uniformly then 8 rounds around a classifier, a third then 2 rounds
+    # around a regressor; Algorithms 1 and 3 (and so the federated default)
+    # keep two rounds after a third; numbers the user gives are taken as
+    # they are.
     # Swapping the families' entries, or "auto" reaching Algorithm 3 as 8
     # rounds, fails here.
     X, y = _classification()

@@ -31,29 +31,17 @@ from skfal import ActiveEstimator  # noqa: E402
 
 BUDGETS = (0.01, 0.02, 0.05, 0.1)
 # name: (ActiveEstimator params, private constants)
+THIRD = 1 / 3  # the second session's default: two rounds after a third
 VARIANTS = {
-    "base": ({}, {}),
-    "R4": ({"n_rounds": 4}, {}),
-    "R8": ({"n_rounds": 8}, {}),
-    "R4i5": ({"n_rounds": 4, "initial_fraction": 0.2}, {}),
+    "base": ({"n_rounds": 2, "initial_fraction": THIRD}, {}),
+    "R4": ({"n_rounds": 4, "initial_fraction": THIRD}, {}),
+    "R8": ({"n_rounds": 8, "initial_fraction": THIRD}, {}),
+    "i5": ({"n_rounds": 2, "initial_fraction": 0.2}, {}),
+    "i10": ({"n_rounds": 2, "initial_fraction": 0.1}, {}),
     "R4i10": ({"n_rounds": 4, "initial_fraction": 0.1}, {}),
     "R8i10": ({"n_rounds": 8, "initial_fraction": 0.1}, {}),
-    "R4c10": ({"n_rounds": 4}, {"cand": 10}),
-    "R4c3": ({"n_rounds": 4}, {"cand": 3}),
-    "R4m0": ({"n_rounds": 4}, {"mix": 0.0}),
-    "R4m3": ({"n_rounds": 4}, {"mix": 0.3}),
-    "i5": ({"initial_fraction": 0.2}, {}),
-    "i10": ({"initial_fraction": 0.1}, {}),
-    "c10": ({}, {"cand": 10}),
-    "c3": ({}, {"cand": 3}),
-    "m0": ({}, {"mix": 0.0}),
-    "m3": ({}, {"mix": 0.3}),
-}
-FILES = {
-    ("classification", "LogReg"): "logreg",
-    ("classification", "HGB"): "hgb",
-    ("regression", "HGB"): "reg_hgb",
-    ("regression", "OHE+Ridge"): "reg_ohe",
+    "c10": ({"n_rounds": 2, "initial_fraction": THIRD}, {"cand": 10}),
+    "m0": ({"n_rounds": 2, "initial_fraction": THIRD}, {"mix": 0.0}),
 }
 
 
