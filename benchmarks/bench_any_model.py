@@ -15,7 +15,7 @@ Methods, all but the peers through :class:`skfal.ActiveEstimator`:
 ``uniform`` (``sampler=UniformSampler()``), ``skfal`` (the default, fitted
 unweighted), ``skfal w.`` (the same rows fitted with the importance weights,
 ``weighted=True``). Peers from scikit-activeml
-(the ``bench`` extra), one batch query of what is left after the same
+(the ``bench`` extra), one batch query of what is left after a
 uniform third of the budget when they need a model: margin sampling
 (``UncertaintySampling(method="margin_sampling")``) and ``CoreSet`` for
 classification; ``GreedySamplingX``, ``CoreSet`` and
@@ -74,7 +74,7 @@ from skfal import ActiveEstimator, UniformSampler
 
 BUDGETS = (0.01, 0.02, 0.05, 0.1)
 TEST_SIZE = 0.3
-INITIAL_FRACTION = 1 / 3  # ActiveEstimator's default, and the peers' warm start
+INITIAL_FRACTION = 1 / 3  # the peers' warm start (a regressor's default share)
 
 # name: (R package, dataset, target); None: sklearn's bundled digits
 CLASSIFICATION_TABLES = {
