@@ -15,7 +15,7 @@ Methods, all but the peers through :class:`skfal.ActiveEstimator`:
 ``uniform`` (``sampler=UniformSampler()``), ``skfal`` (the default, fitted
 unweighted), ``skfal w.`` (the same rows fitted with the importance weights,
 ``weighted=True``). Peers from scikit-activeml
-(the ``bench`` extra), one batch query of what is left after the same
+(the ``bench`` extra), one batch query of what is left after a
 uniform third of the budget when they need a model: margin sampling
 (``UncertaintySampling(method="margin_sampling")``) and ``CoreSet`` for
 classification; ``GreedySamplingX``, ``CoreSet`` and
@@ -48,6 +48,7 @@ runs without running anything; ``--speed-peers GSi`` times only that peer.
 
 import argparse
 import json
+import os
 import time
 import warnings
 
@@ -73,7 +74,7 @@ from skfal import ActiveEstimator, UniformSampler
 
 BUDGETS = (0.01, 0.02, 0.05, 0.1)
 TEST_SIZE = 0.3
-INITIAL_FRACTION = 1 / 3  # ActiveEstimator's default, and the peers' warm start
+INITIAL_FRACTION = 1 / 3  # the peers' warm start (a regressor's default share)
 
 # name: (R package, dataset, target); None: sklearn's bundled digits
 CLASSIFICATION_TABLES = {
@@ -289,11 +290,14 @@ def run_peer(name, X, y, budget, seed, estimator, cap):
 
 
 # --------------------------------------------------------------- one split
-def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap, known=None):
+def one_repeat(
+    task, X, y, repeat, estimator, budgets, peers, cap, known=None, methods=METHODS
+):
     """``{(method, fraction): (score, seconds)}`` of one split.
 
-    ``known``: the peers' entries of this split measured by an earlier run
-    (``--reuse``), taken as they are instead of running the peers again.
+    ``known``: entries of this split measured by an earlier run
+    (``--reuse``), taken as they are instead of running them again.
+    ``methods``: which of :data:`METHODS` run (the peers are ``peers``).
     """
     stratify = y if task == "classification" else None
     X_pool, X_test, y_pool, y_test = train_test_split(
@@ -314,6 +318,11 @@ def one_repeat(task, X, y, repeat, estimator, budgets, peers, cap, known=None):
         for fraction in budgets:
             budget = max(2, int(round(fraction * n_pool)))
             for method, model in ours(estimator, budget, repeat).items():
+                if known and (method, fraction) in known:
+                    out[method, fraction] = known[method, fraction]
+                    continue
+                if method not in methods:
+                    continue
                 model, seconds, _ = fit_active(model, X_pool, y_pool)
                 out[method, fraction] = (score(model), float(seconds[1]))
             for peer in peers:
@@ -351,35 +360,70 @@ def verdict(values, baseline, higher_is_better):
     return "T"
 
 
+def cell_scores(runs, fraction, names):
+    """``{name: scores over the splits that measured it}`` of one cell."""
+    out = {}
+    for name in names:
+        got = [r[name, fraction][0] for r in runs if (name, fraction) in r]
+        if got:
+            out[name] = got
+    return out
+
+
+def best_peer(scores, peers, higher):
+    ran = [p for p in peers if p in scores]
+    if not ran:
+        return None
+    return (max if higher else min)(ran, key=lambda p: np.median(scores[p]))
+
+
 def report(results, budgets, summary):
-    """Markdown tables, one per (task, model), and the targets' tallies."""
+    """Markdown tables, one per (task, model), and the targets' tallies.
+
+    ``summary[(method, "uniform" or "peer")]`` collects the issue's verdicts;
+    for classification, ``summary[(method, "uniform", "error")]`` and
+    ``(method, "peer", "error")`` the secondary view: the same rule on the
+    error rate ``1 - accuracy``.
+    """
     for (task, model_name), tables in results.items():
         higher = task == "classification"
         metric = "accuracy" if higher else "test MSE"
         peers = CLASSIFICATION_PEERS if higher else REGRESSION_PEERS
         names = [*METHODS, *peers]
         print(f"\n### {task}, {model_name}: median {metric}", flush=True)
-        print("(cell: median, ratio to uniform's median, W/T/L against uniform)\n")
-        head = ["table", "budget", "labels", *names, "skfal vs best peer"]
+        print(
+            "(cell: median, ratio to uniform's median, W/T/L against uniform; "
+            "splits: how many splits each method ran, in column order)\n"
+        )
+        head = ["table", "budget", "labels", *names, "skfal vs best peer", "splits"]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
+        secondary = []
         for table, (n_pool, runs) in tables.items():
             for fraction in budgets:
                 labels = max(2, int(round(fraction * n_pool)))
-                base = [r["uniform", fraction][0] for r in runs]
-                cells, medians, scores = [], {}, {}
+                scores = cell_scores(runs, fraction, names)
+                base = scores.get("uniform")
+                cells = []
                 for name in names:
-                    got = [r[name, fraction][0] for r in runs if (name, fraction) in r]
-                    if not got:
+                    if name not in scores:
                         cells.append("-")
                         continue
-                    scores[name], medians[name] = got, float(np.median(got))
-                    ratio = medians[name] / np.median(base)
-                    mark = "" if name == "uniform" else " " + verdict(got, base, higher)
-                    cells.append(f"{medians[name]:.4g} ({ratio:.3f}{mark})")
-                ran = [p for p in peers if p in medians]
-                best = (max if higher else min)(ran, key=medians.get) if ran else None
+                    median = float(np.median(scores[name]))
+                    if base is None:
+                        cells.append(f"{median:.4g}")
+                        continue
+                    ratio = median / np.median(base)
+                    mark = (
+                        ""
+                        if name == "uniform"
+                        else " " + verdict(scores[name], base, higher)
+                    )
+                    cells.append(f"{median:.4g} ({ratio:.3f}{mark})")
+                best = best_peer(scores, peers, higher)
                 for method in METHODS[1:]:
+                    if method not in scores or base is None:
+                        continue
                     summary[method, "uniform"].append(
                         verdict(scores[method], base, higher)
                     )
@@ -387,9 +431,48 @@ def report(results, budgets, summary):
                         summary[method, "peer"].append(
                             verdict(scores[method], scores[best], higher)
                         )
-                vs = verdict(scores["skfal"], scores[best], higher) if best else "-"
-                row = [table, f"{fraction:.0%}", str(labels), *cells, f"{vs} ({best})"]
+                    if higher:  # the secondary view: the error rate
+                        error = [1 - v for v in scores[method]]
+                        vs_u = verdict(error, [1 - v for v in base], False)
+                        summary[method, "uniform", "error"].append(vs_u)
+                        vs_p = "-"
+                        if best:
+                            vs_p = verdict(error, [1 - v for v in scores[best]], False)
+                            summary[method, "peer", "error"].append(vs_p)
+                        if method == "skfal":
+                            secondary.append(
+                                (table, fraction, base, scores[method], vs_u, vs_p)
+                            )
+                vs = "-"
+                if best and "skfal" in scores:
+                    vs = verdict(scores["skfal"], scores[best], higher)
+                counts = "/".join(str(len(scores.get(n, []))) for n in names)
+                row = [
+                    table,
+                    f"{fraction:.0%}",
+                    str(labels),
+                    *cells,
+                    f"{vs} ({best})",
+                    counts,
+                ]
                 print("| " + " | ".join(row) + " |")
+        if secondary:
+            print(
+                f"\nSECONDARY VIEW (not the issue's rule), {task} {model_name}: "
+                "the same rule (one-sided Mann-Whitney p < 0.05, medians more "
+                "than 2% apart) applied to the error rate 1 - accuracy\n"
+            )
+            print(
+                "| table | budget | uniform error | skfal error (ratio) "
+                "| vs uniform | vs best peer |"
+            )
+            print("|---|---|---|---|---|---|")
+            for table, fraction, base, ours_, vs_u, vs_p in secondary:
+                b, o = 1 - np.median(base), 1 - np.median(ours_)
+                print(
+                    f"| {table} | {fraction:.0%} | {b:.4f} | {o:.4f} "
+                    f"({o / max(b, 1e-12):.3f}) | {vs_u} | {vs_p} |"
+                )
         print(f"\nmedian selection CPU seconds, {task} {model_name}\n")
         print("| table | budget | " + " | ".join(names) + " |")
         print("|" + "---|" * (len(names) + 2))
@@ -400,6 +483,55 @@ def report(results, budgets, summary):
                     got = [r[name, fraction][1] for r in runs if (name, fraction) in r]
                     cells.append(f"{np.median(got):.3g}" if got else "-")
                 print(f"| {table} | {fraction:.0%} | " + " | ".join(cells) + " |")
+
+
+def rst_table(results, budgets):
+    """The user guide's table: default, weighted, uniform and the best peer."""
+    rows = []
+    for (task, model_name), tables in results.items():
+        higher = task == "classification"
+        peers = CLASSIFICATION_PEERS if higher else REGRESSION_PEERS
+        for table, (_, runs) in tables.items():
+            for fraction in budgets:
+                scores = cell_scores(runs, fraction, [*METHODS, *peers])
+                best = best_peer(scores, peers, higher)
+                med = {k: float(np.median(v)) for k, v in scores.items()}
+                base = scores["uniform"]
+                vs_u = verdict(scores["skfal"], base, higher)
+                vs_p = verdict(scores["skfal"], scores[best], higher) if best else "-"
+                weighted = f"{med['skfal w.']:.4g}" if "skfal w." in med else "-"
+                rows.append(
+                    [
+                        f"{table} ({model_name})",
+                        f"{fraction:.0%}",
+                        f"{med['uniform']:.4g}",
+                        f"{med['skfal']:.4g} {vs_u}",
+                        weighted,
+                        f"{best} {med[best]:.4g}" if best else "-",
+                        vs_p,
+                        "/".join(
+                            str(len(scores.get(n, [])))
+                            for n in ("uniform", "skfal", best)
+                        ),
+                    ]
+                )
+    head = [
+        "table (model)",
+        "budget",
+        "uniform",
+        "default vs unif.",
+        "weighted",
+        "best peer",
+        "vs peer",
+        "splits",
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    ]
+    print("\n".join([rule, lines[0], rule, *lines[1:], rule]))
 
 
 def quality(n_repeats, budgets, args, summary):
@@ -417,14 +549,17 @@ def quality(n_repeats, budgets, args, summary):
             peers = (
                 CLASSIFICATION_PEERS if task == "classification" else REGRESSION_PEERS
             )
+        run = args.methods.split(",") if args.methods else [*METHODS, *peers]
+        peers = tuple(p for p in peers if p in run)
+        names = args.reuse_names.split(",") if args.reuse_names else peers
         for table in tables:
             if args.tables and table not in args.tables.split(","):
                 continue
             X, y, piped = load(task, model_name, table)
             model = estimator if piped is None else piped
             start = time.perf_counter()
-            known = reused(args.reuse, task, model_name, table, peers)
-            runs = Parallel(n_jobs=args.n_jobs)(
+            known = reused(args.reuse, task, model_name, table, names)
+            jobs = [
                 delayed(one_repeat)(
                     task,
                     X,
@@ -435,9 +570,23 @@ def quality(n_repeats, budgets, args, summary):
                     peers if r < args.peer_splits else (),
                     args.peer_pool,
                     known.get(r),
+                    tuple(m for m in METHODS if m in run),
                 )
                 for r in range(n_repeats)
-            )
+            ]
+            if args.n_jobs != 1:
+                runs = Parallel(n_jobs=args.n_jobs)(jobs)
+            else:  # one split at a time, the JSON rewritten after each
+                runs = []
+                for job, job_args, job_kw in jobs:
+                    runs.append(job(*job_args, **job_kw))
+                    if args.json:
+                        partial = {k: dict(v) for k, v in results.items()}
+                        partial.setdefault((task, model_name), {})[table] = (
+                            runs[0][0],
+                            [r[1] for r in runs],
+                        )
+                        to_json(partial, args.json)
             results.setdefault((task, model_name), {})[table] = (
                 runs[0][0],
                 [r[1] for r in runs],
@@ -454,23 +603,24 @@ def quality(n_repeats, budgets, args, summary):
     return results
 
 
-def reused(path, task, model_name, table, peers):
-    """``{split: {(peer, fraction): (score, seconds)}}`` from an earlier JSON.
+def reused(paths, task, model_name, table, names):
+    """``{split: {(name, fraction): (score, seconds)}}`` from earlier JSONs.
 
-    The peers' code, the splits (seeded by the split's number) and the
-    models are the same run to run, so a peer's score on a split measured
-    once is that peer's score on that split.
+    The peers' code, uniform sampling, the splits (seeded by the split's
+    number) and the models are the same run to run, so a score on a split
+    measured once is that method's score on that split (``names``: the
+    methods taken; the default's own entries are reused only when asked,
+    since its code changes).
     """
-    if not path:
-        return {}
-    with open(path) as handle:
-        entry = json.load(handle).get(f"{task}|{model_name}|{table}")
     out = {}
-    for r, run in enumerate(entry["runs"] if entry else []):
-        for key, value in run.items():
-            name, fraction = key.split("|")
-            if name in peers:
-                out.setdefault(r, {})[name, float(fraction)] = tuple(value)
+    for path in paths.split(",") if paths else []:
+        with open(path) as handle:
+            entry = json.load(handle).get(f"{task}|{model_name}|{table}")
+        for r, run in enumerate(entry["runs"] if entry else []):
+            for key, value in run.items():
+                name, fraction = key.split("|")
+                if name in names:
+                    out.setdefault(r, {})[name, float(fraction)] = tuple(value)
     return out
 
 
@@ -523,7 +673,12 @@ def figure(results, budgets, path):
 
 
 def from_json(paths):
-    """``results`` as :func:`quality` returns them, from ``--json`` files."""
+    """``results`` as :func:`quality` returns them, from ``--json`` files.
+
+    Files holding the same (task, model, table) are merged split by split,
+    a later file's entries replacing an earlier one's (e.g. the peers of
+    one run, the default of another, on the same seeded splits).
+    """
     results = {}
     for path in paths:
         with open(path) as handle:
@@ -537,7 +692,14 @@ def from_json(paths):
                 }
                 for r in entry["runs"]
             ]
-            results.setdefault((task, model_name), {})[table] = (entry["n_pool"], runs)
+            tables = results.setdefault((task, model_name), {})
+            _, old = tables.get(table, (None, []))
+            for r, run in enumerate(runs):
+                if r < len(old):
+                    old[r].update(run)
+                else:
+                    old.append(run)
+            tables[table] = (entry["n_pool"], old)
     return results
 
 
@@ -550,26 +712,31 @@ def to_json(results, path):
                 "n_pool": n_pool,
                 "runs": [{f"{m}|{f}": v for (m, f), v in run.items()} for run in runs],
             }
-    with open(path, "w") as handle:
+    with open(path + ".tmp", "w") as handle:  # a reader never sees half
         json.dump(out, handle)
+    os.replace(path + ".tmp", path)
 
 
 # ------------------------------------------------------------------- speed
 def round_seconds(estimator, X, y, budget):
-    """CPU seconds of one model round of the default (round 0 excluded).
+    """CPU seconds of the default's model rounds: ``(per round, all rounds)``.
 
-    The default with ``n_rounds=1``, less the same with ``initial_fraction=1``
-    (round 0 and the final fit only).
+    The default's whole fit less a uniform selection of the same budget
+    and its final fit (round 0's draw and the final fit), so what is left
+    is every model round: its refit, its doubt, its spread draw. Divided by
+    the default's model rounds for the cost of one round (more rounds mean
+    more refits: the total says what they add up to).
     """
     kw = {"budget": budget, "random_state": 0}
-    both = ActiveEstimator(estimator, n_rounds=1, initial_fraction=0.5, **kw)
+    default = ActiveEstimator(estimator, **kw)
     start = time.process_time()
-    both.fit(X, y)
+    default.fit(X, y)
     total = time.process_time() - start
     first = ActiveEstimator(estimator, sampler=UniformSampler(), **kw)
     start = time.process_time()
     first.fit(X, y)
-    return max(total - (time.process_time() - start), 0.0)
+    rounds = max(total - (time.process_time() - start), 0.0)
+    return rounds / (len(default.rounds_) - 1), rounds
 
 
 def speed(sizes, n_features, budget, args):
@@ -589,11 +756,15 @@ def speed(sizes, n_features, budget, args):
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for n in sizes:
-            clf = round_seconds(LogisticRegression(), X[:n], y_clf[:n], budget)
-            reg = round_seconds(
+            clf, clf_all = round_seconds(LogisticRegression(), X[:n], y_clf[:n], budget)
+            reg, reg_all = round_seconds(
                 HistGradientBoostingRegressor(), X[:n], y_reg[:n], budget
             )
-            print(f"| {n} | {clf:.2f} | {reg:.2f} | | | |", flush=True)
+            print(
+                f"| {n} | {clf:.2f} ({clf_all:.2f} all rounds) | {reg:.2f} "
+                f"({reg_all:.2f} all rounds) | | | |",
+                flush=True,
+            )
             if args.no_peers:
                 continue
             for peer, y, est, ref in (
@@ -643,7 +814,17 @@ def main():
         default=10**9,
         help="run the peers on the first this many splits only",
     )
-    parser.add_argument("--reuse", help="JSON of an earlier run: its peers' scores")
+    parser.add_argument(
+        "--reuse", help="comma-separated JSONs of earlier runs: scores to reuse"
+    )
+    parser.add_argument(
+        "--reuse-names",
+        help="comma-separated methods whose scores --reuse takes (default: peers)",
+    )
+    parser.add_argument(
+        "--methods",
+        help="comma-separated methods to run (default: ours and the peers)",
+    )
     parser.add_argument(
         "--load", help="comma-separated --json outputs: report them, run nothing"
     )
@@ -656,23 +837,43 @@ def main():
     parser.add_argument("--speed-sizes", default="10000,100000,1000000")
     parser.add_argument("--json")
     parser.add_argument("--figure")
+    parser.add_argument(
+        "--rst", action="store_true", help="print the user guide's table too"
+    )
     args = parser.parse_args()
     budgets = (
         tuple(float(b) for b in args.budgets.split(",")) if args.budgets else BUDGETS
     )
     if not args.only_speed:
-        summary = {(m, v): [] for m in METHODS[1:] for v in ("uniform", "peer")}
+        summary = {
+            key: []
+            for m in METHODS[1:]
+            for v in ("uniform", "peer")
+            for key in ((m, v), (m, v, "error"))
+        }
         if args.load:
             results = from_json(args.load.split(","))
             report(results, budgets, summary)
         else:
             results = quality(args.repeats, budgets, args, summary)
         print("\n### targets (W/T/L per cell)\n")
-        for (method, against), marks in summary.items():
+        for key, marks in summary.items():
+            if len(key) == 3:
+                continue
             counts = {k: marks.count(k) for k in "WTL"}
-            print(f"- {method} vs {against}: {counts} of {len(marks)} cells")
+            print(f"- {key[0]} vs {key[1]}: {counts} of {len(marks)} cells")
+        print(
+            "\nSECONDARY VIEW, classification cells only, the same rule on the "
+            "error rate (not the issue's targets):\n"
+        )
+        for key, marks in summary.items():
+            if len(key) == 3 and marks:
+                counts = {k: marks.count(k) for k in "WTL"}
+                print(f"- {key[0]} vs {key[1]}, error rate: {counts} of {len(marks)}")
         if args.figure:
             figure(results, budgets, args.figure)
+        if args.rst:
+            rst_table(results, budgets)
     if not args.no_speed:
         sizes = [int(s) for s in args.speed_sizes.split(",")]
         speed(sizes, 20, 1000, args)

@@ -5,8 +5,9 @@ Active learning for any model: a classifier on handwritten digits
 :class:`skfal.ActiveEstimator` wraps any scikit-learn estimator. Here a
 logistic regression learns the 10 digits of scikit-learn's bundled
 ``load_digits`` from a few hundred bought labels, chosen by the default
-selection (a uniform third, then two rounds drawing among the rows of
-smallest top-two probability margin, spread over k-means clusters of them),
+selection (a uniform tenth for a classifier, then eight rounds drawing
+among the rows of smallest top-two probability margin, spread over k-means
+clusters of them),
 against the same number of labels drawn uniformly at random, and
 scikit-activeml's margin sampling as the peer (the best one on this table
 in ``benchmarks/bench_any_model.py``; ``pip install "skfal[bench]"``,
@@ -49,8 +50,9 @@ methods = {
 }
 
 # %%
-# The peer, when installed: margin sampling after the same uniform initial
-# third of the budget, the model then fitted on the rows it chose.
+# The peer, when installed: margin sampling after a uniform initial third
+# of the budget (as in the benchmark), the model then fitted on the rows it
+# chose.
 try:
     from skactiveml.classifier import SklearnClassifier
     from skactiveml.pool import UncertaintySampling

@@ -72,6 +72,15 @@ _EPS = 1e-15  # probabilities are clipped here: log-loss at most ~34.5
 # round off the few outliers (bench_any_model: 10 lost in no regression
 # cell, 3 in one).
 _CANDIDATES = {"classifier": 3, "regressor": 10}
+# Rounds of the default selection and its uniform share of the budget
+# (n_rounds="auto", initial_fraction="auto"), per model family, chosen by
+# benchmarks/results/any_model_study3*: a classifier's margin gains from
+# eight small rounds after a tenth; a regressor's iGS lost a cell to uniform
+# with eight, and keeps two after a third. Algorithms 1 and 3 keep two
+# rounds after a third (each of their rounds is a clustering pass, and with
+# groups a run of the protocol).
+_ROUNDS = {"classifier": 8, "regressor": 2, "sensitivity": 2}
+_INITIAL = {"classifier": 0.1, "regressor": 1 / 3, "sensitivity": 1 / 3}
 _UNIFORM_MIX = 0.1  # share of a round's probability spread over every row
 _CHUNK = 2**21  # distances computed at once for a regressor's doubt (16 MB)
 _MIN_LABELS = 20  # a fractional budget buys at least this many labels
@@ -289,13 +298,16 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     ``weighted=True``) make a weighted sum over them an unbiased estimate
     of the sum over every row. By default (centralized):
 
-    1. a uniform sample of ``initial_fraction`` of the budget (pivotal
-       sampling along a k-d tree order, so it is spread over the pool), on
-       which a first model is fitted;
-    2. in each of ``n_rounds`` rounds, its share of the rest of the budget
-       drawn where the current model is least sure: for a classifier the
-       3 x quota rows of smallest top-two probability margin (margin
-       sampling); for a regressor the 10 x quota rows of largest improved
+    1. a uniform sample of ``initial_fraction`` of the budget (by default
+       a tenth for a classifier, a third for a regressor; pivotal sampling
+       along a k-d tree order, so it is spread over the pool), on which a
+       first model is fitted;
+    2. in each of ``n_rounds`` rounds (by default 8 around a classifier, 2
+       around a regressor), its share of the rest
+       of the budget drawn where the current model is least sure: for a
+       classifier the 3 x quota rows of smallest top-two probability margin
+       (margin sampling; a round is uniform while the model has seen one
+       class); for a regressor the 10 x quota rows of largest improved
        greedy sampling score ``min_l ||x - x_l|| |f(x) - y_l|`` over the
        labeled rows ``l`` (Wu, Lin and Huang 2019): far in the features from
        every labeled row, or predicted far from the labels near it (a round
@@ -344,13 +356,23 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
     {budget}
         A fractional budget buys at least 20 labels (every row of a smaller
         table), so that a classifier sees its classes on small tables.
-    n_rounds : int, default=2
+    n_rounds : int or "auto", default="auto"
         Rounds of model-based selection after the initial sample
         (Algorithm 3 for ``n_rounds > 1``): the rest of the budget is split
-        evenly among them and the model is refitted after each.
-    initial_fraction : float in (0, 1], default=1/3
+        evenly among them and the model is refitted after each. ``"auto"``:
+        8 for the default selection around a classifier (more, smaller
+        rounds let its margin follow what it learns; each costs a refit), 2
+        around a regressor (eight lost a cell to uniform) and for
+        Algorithms 1 and 3 (each of their rounds is a clustering pass, and
+        with ``groups`` a run of the protocol).
+    initial_fraction : float in (0, 1] or "auto", default="auto"
         Share of the budget bought uniformly at random before any model
         exists (Axiotis et al. use 0.2). ``1.0`` is uniform sampling.
+        ``"auto"``: 0.1 for the default selection around a classifier (its
+        rounds stay uniform until the model has seen two classes), 1/3
+        around a regressor and for Algorithms 1 and 3. Both defaults were
+        chosen per model family on ``benchmarks/bench_any_model.py`` (user
+        guide, "Active learning for any model").
     loss : {"loss", "gradient"} or callable, default="loss"
         For Algorithms 1 and 3 (a :class:`SensitivitySampler`, or
         ``groups``): the per-row quantity whose sum the selection estimates.
@@ -469,8 +491,11 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit", "predict"])],
         "sampler": [HasMethods(["fit"]), None],
         "budget": BUDGET_CONSTRAINT,
-        "n_rounds": [Interval(Integral, 1, None, closed="left")],
-        "initial_fraction": [Interval(Real, 0, 1, closed="right")],
+        "n_rounds": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "initial_fraction": [
+            Interval(Real, 0, 1, closed="right"),
+            StrOptions({"auto"}),
+        ],
         "loss": [StrOptions({"loss", "gradient"}), callable],
         "weighted": ["boolean"],
         "random_state": ["random_state"],
@@ -482,8 +507,8 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         *,
         sampler=None,
         budget=0.1,
-        n_rounds=2,
-        initial_fraction=1 / 3,
+        n_rounds="auto",
+        initial_fraction="auto",
         loss="loss",
         weighted=False,
         random_state=None,
@@ -830,10 +855,25 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         self.sample_weight_ = np.asarray(sampler.sample_weight_, dtype=np.float64)
         self._record_round(np.empty(0, dtype=np.int64), rows, None, rows.size)
 
-    def _quotas(self, n_selected):
+    def _schedule(self, mode):
+        """``(n_rounds, initial_fraction)``, ``"auto"`` resolved for ``mode``.
+
+        The default selection's per model family (:data:`_ROUNDS`,
+        :data:`_INITIAL`), Algorithms 1 and 3's two rounds after a third.
+        """
+        if mode == "uncertainty":
+            mode = "classifier" if self._is_classifier() else "regressor"
+        n_rounds, initial = self.n_rounds, self.initial_fraction
+        return (
+            _ROUNDS[mode] if n_rounds == "auto" else n_rounds,
+            _INITIAL[mode] if initial == "auto" else initial,
+        )
+
+    def _quotas(self, n_selected, mode):
         """Labels bought in each round: round 0 uniform, then even shares."""
-        initial = max(1, int(round(self.initial_fraction * n_selected)))
-        rest, r = n_selected - initial, self.n_rounds
+        r, fraction = self._schedule(mode)
+        initial = max(1, int(round(fraction * n_selected)))
+        rest = n_selected - initial
         quotas = [initial] + [rest // r + (i < rest % r) for i in range(r)]
         return [q for q in quotas if q > 0]
 
@@ -850,7 +890,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         weights.
         """
         n_samples = X.shape[0]
-        quotas = self._quotas(n_selected)
+        quotas = self._quotas(n_selected, "uncertainty")
         shares = np.asarray(quotas, dtype=np.float64) / n_selected
         labeled = np.zeros(n_samples, dtype=bool)
         weights = np.zeros(n_samples)  # sum over rounds of share x round weight
@@ -920,7 +960,7 @@ class ActiveEstimator(DocLinkMixin, MetaEstimatorMixin, BaseEstimator):
         # The clients: one per group, or one holding every row (centralized).
         channel, summaries = Channel(), []
         transport = simulated_clients(X, labels.values, client_rows, channel)
-        quotas = self._quotas(n_selected)
+        quotas = self._quotas(n_selected, "sensitivity")
         shares = np.asarray(quotas, dtype=np.float64) / n_selected
         # Round 0: a uniform sample, weight n / b_0 in its own estimate (the
         # server needs only the clients' row counts to draw it).
