@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from scipy.stats import norm
 
-from skfal._federated import Channel, InProcessTransport, _secure
+from skfal._federated import Channel, InProcessTransport, _secure, run_client_step
 from skfal._federated._secure import (
     client_key_pair,
     client_mask,
@@ -621,3 +621,104 @@ def test_fedsvd_row_masks_are_drawn_from_the_cipher(monkeypatch):
     assert len(keys) == 2 and keys[0] != keys[1] and len(keys[0]) == 32
     # Stewart's reflectors: 10 + 9 + 8 Gaussians for each block of 10 rows.
     assert sum(drawn) == 2 * 3 * (10 + 9 + 8)
+
+
+# ------------------------------------------- a server that breaks the protocol
+# Flower's client app runs the same run_client_step as the in-process
+# transport, so these requests are what a malicious server can send.
+def agreed(tolerant=False):
+    """Three clients after a key agreement, each holding ``v`` (3 x 3) and
+    bounds ``vb`` the server knows."""
+    values = [np.random.RandomState(c).standard_normal((3, 3)) for c in range(3)]
+    transport = federation(3, v=values)
+    transport.tolerate_dropouts = tolerant
+    key_agreement(transport)
+    transport.flush()
+    for state in transport.states:
+        state["vb"] = np.full(3, 10, dtype=np.int64)
+    return transport
+
+
+def sum_request(round_id, participants=(0, 1, 2)):
+    return {
+        "phase": "evil",
+        "values": "v",
+        "bounds": "vb",
+        "participants": list(participants),
+        "round": round_id,
+    }
+
+
+def test_a_request_naming_protected_state_is_refused():
+    # Steps take state names from the server's config (what to sum, where
+    # to keep a broadcast): named "X", a "sum" would upload the raw rows;
+    # named "group_secret" or "pair_keys", the server would read or set
+    # the keys. Catches run_client_step without its check of the names
+    # (the server read the rows and the group secret that way).
+    state = agreed().states[1]
+    state["X"] = np.ones((3, 3))
+    requests = [
+        ("masked_words", {**sum_request(5), "values": "X"}, ()),
+        ("keep", {"keys": ["group_secret"]}, (np.zeros(32, np.uint8),)),
+        ("keep", {"keys": ["pair_keys"]}, (np.zeros((3, 32), np.uint8),)),
+        ("own_bounds", {"magnitudes": "v", "store": "last_round", "headroom": 0}, ()),
+    ]
+    for step, config, arrays in requests:
+        with pytest.raises(ValueError, match="protected state"):
+            run_client_step(state, step, config, arrays)
+
+
+def test_a_client_masks_only_among_other_participants():
+    # A sum with no other participant, or one the client is not part of,
+    # has no partner to mask with: the upload would be its values. Catches
+    # _masked without its check of the participants (an unmasked upload).
+    state = agreed().states[1]
+    for participants in ([1], [0, 2]):
+        with pytest.raises(ValueError, match="no other participant"):
+            run_client_step(state, "masked_words", sum_request(5, participants), ())
+    (masked,) = run_client_step(state, "masked_words", sum_request(6), ())
+    assert masked.shape == (3, 3)
+
+
+def test_new_keys_drop_the_old_ones_so_no_round_is_masked_twice():
+    # A fresh key pair restarts the replay guard; the pair keys of the
+    # previous agreement must go with it, or a server that sends "key_pair"
+    # alone could have round 7 masked again under the same masks and
+    # subtract the two uploads. Catches step_key_pair keeping the old keys.
+    state = agreed().states[1]
+    run_client_step(state, "masked_words", sum_request(7), ())
+    run_client_step(state, "key_pair", {}, ())
+    with pytest.raises(ValueError, match="before a key agreement"):
+        run_client_step(state, "masked_words", sum_request(7), ())
+
+
+def test_unmask_is_refused_when_the_agreement_tolerates_no_dropout():
+    # Without dropout tolerance an upload carries no self mask: a partner's
+    # round key for a "dropped" client would unmask it. Catches step_unmask
+    # answering in any session (the server read an honest upload).
+    state = agreed().states[0]
+    run_client_step(state, "masked_words", sum_request(3), ())
+    none = (np.zeros(0, np.int64), np.zeros((0, 56), np.uint8))
+    config = {"round": 3, "dropped": [1], "participants": [0, 1, 2]}
+    with pytest.raises(ValueError, match="did not tolerate dropouts"):
+        run_client_step(state, "unmask", config, none)
+
+
+def test_a_partner_never_reveals_both_secrets_of_a_client_over_two_requests():
+    # With dropouts tolerated, the server may get a client's self-mask
+    # shares (it arrived) or its partners' round keys with it (it dropped),
+    # never both: both unmask its upload. Asking for them in two requests
+    # of one round is refused like asking in one. Catches the check made
+    # per request only.
+    transport = agreed(tolerant=True)
+    states = transport.states
+    masked, sealed = run_client_step(states[1], "masked_words", sum_request(5), ())
+    partners = _secure.mask_partners(1, [0, 1, 2], states[1]["ring_order"])
+    at = partners.index(0)
+    run_client_step(states[0], "masked_words", sum_request(5), ())
+    arrived = {"round": 5, "dropped": [], "participants": [0, 1, 2]}
+    run_client_step(states[0], "unmask", arrived, (np.array([1]), sealed[at : at + 1]))
+    none = (np.zeros(0, np.int64), np.zeros((0, sealed.shape[1]), np.uint8))
+    dropped = {"round": 5, "dropped": [1], "participants": [0, 1, 2]}
+    with pytest.raises(ValueError, match="together they would"):
+        run_client_step(states[0], "unmask", dropped, none)

@@ -104,7 +104,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from scipy.special import ndtri
 
-from skfal._federated._transport import client_step
+from skfal._federated._transport import PROTECTED, client_step
 
 MIN_PARTICIPANTS = 2
 
@@ -140,8 +140,13 @@ KEY_STATE = {
     "group_secret": "uint8 (32,): the secret all clients share",
     "share_keys": "uint8 (k, 32): pair keys that seal self-mask shares",
     "last_round": "int64 (1,): the last round it masked under (never again)",
+    "tolerant": "bool (1,): whether this key agreement's sums survive dropouts",
+    "unmask_log": "int64 (m, 3): what it revealed after dropouts: round, "
+    "client, 0 (a share of its self mask) or 1 (the round key of their pair)",
 }
 STATE.update(KEY_STATE)
+# No server config may name these (``_transport.run_client_step``).
+PROTECTED.update(KEY_STATE, {"group_key"})
 
 
 # ------------------------------------------------------------------ primitives
@@ -672,8 +677,23 @@ def _masked(state, words, config):
     that dropped are removed from this round's keys of its pairs, which the
     survivors reveal (never both for one client).
     """
-    partners, keys = _partners(state, config["participants"])
     me, round_id = state["client"], int(config["round"])
+    if "paired" not in state or "last_round" not in state:
+        raise ValueError(
+            f"The server asked client {me} to mask round {round_id} before a "
+            "key agreement gave it pair keys (new keys drop the old ones). "
+            "Refused."
+        )
+    participants = {int(j) for j in config["participants"]}
+    if me not in participants or (
+        len(participants) < 2 and state["pair_keys"].shape[0] > 1
+    ):
+        raise ValueError(
+            f"The server asked client {me} to mask round {round_id} among "
+            f"clients {sorted(participants)}: a sum it is not part of, or one "
+            "with no other participant, leaves its upload unmasked. Refused."
+        )
+    partners, keys = _partners(state, config["participants"])
     last = int(state["last_round"][0])
     if round_id <= last:
         raise ValueError(
@@ -683,7 +703,7 @@ def _masked(state, words, config):
         )
     state["last_round"] = np.array([round_id], dtype=np.int64)
     masked = client_mask(words, me, partners, keys, round_id)
-    if not config.get("tolerant"):
+    if not state["tolerant"][0]:  # the key agreement's, not this request's
         return (masked,)
     secret = fresh_bytes(_KEY_BYTES)
     flat = masked.reshape(-1)
@@ -704,8 +724,13 @@ def _masked(state, words, config):
 @client_step("key_pair")
 def step_key_pair(state, config):
     """Key agreement, 1: draw a fresh X25519 key pair (kept), upload the public key."""
+    # Fresh keys, fresh masks: the previous agreement's keys and secrets go,
+    # so no round can be masked again under them (the replay guard restarts
+    # with them).
+    for name in KEY_STATE:
+        state.pop(name, None)
     state["private_key"], state["public_key"] = client_key_pair()
-    state["last_round"] = np.array([-1], dtype=np.int64)  # fresh keys, fresh masks
+    state["last_round"] = np.array([-1], dtype=np.int64)
     return (state["public_key"],)
 
 
@@ -745,6 +770,8 @@ def step_pair_keys(state, config, session, ring_seed, ids, keys, leader_key, *ev
     they share with the leader to open it.
     """
     n_clients = int(config["n_clients"])
+    state["tolerant"] = np.array([bool(config.get("tolerant"))])
+    state["unmask_log"] = np.zeros((0, 3), dtype=np.int64)
     state["key_session"] = np.asarray(session, dtype=np.uint8)
     state["ring_order"] = ring_order(ring_seed, n_clients)
     state["pair_keys"] = np.zeros((n_clients, _KEY_BYTES), dtype=np.uint8)
@@ -787,6 +814,7 @@ def step_solo_secret(state, config):
     state["paired"] = np.zeros(1, dtype=bool)
     state["group_secret"] = np.zeros(_KEY_BYTES, dtype=np.uint8)
     state["last_round"] = np.array([-1], dtype=np.int64)
+    state["tolerant"] = np.array([False])
 
 
 @client_step("partner_keys")
@@ -806,10 +834,23 @@ def step_unmask(state, config, senders, sealed):
     Never both for one client: with both, the server would unmask it.
     """
     me, session, round_id = state["client"], state["key_session"], config["round"]
+    if not state["tolerant"][0]:
+        raise ValueError(
+            f"The server asked client {me} to help unmask round {round_id}, "
+            "but this key agreement did not tolerate dropouts: its uploads "
+            "carry no self mask, so a round key would unmask them. Refused."
+        )
     senders = np.asarray(senders, dtype=np.int64)
     partners = mask_partners(me, config["participants"], state["ring_order"])
     dropped = [int(j) for j in config["dropped"] if int(j) in partners]
-    both = sorted(set(senders.tolist()) & set(dropped))
+    # Never both for one client in one round, over every request of it.
+    log = state["unmask_log"]
+    earlier = log[log[:, 0] == int(round_id)]
+    shared_before = set(earlier[earlier[:, 2] == 0, 1].tolist())
+    keyed_before = set(earlier[earlier[:, 2] == 1, 1].tolist())
+    both = sorted(
+        (set(senders.tolist()) | shared_before) & (set(dropped) | keyed_before)
+    )
     if both:
         raise ValueError(
             f"The server asked client {me} for the self-mask shares of clients "
@@ -821,6 +862,11 @@ def step_unmask(state, config, senders, sealed):
         aad = _share_aad(session, j, me)
         share = _open_share(state["share_keys"][j], round_id, j, blob, aad)
         opened[row] = np.frombuffer(share, dtype=np.uint8)
+    revealed = [[int(round_id), int(j), 0] for j in senders.tolist()]
+    revealed += [[int(round_id), j, 1] for j in dropped]
+    state["unmask_log"] = np.concatenate(
+        [log, np.array(revealed, dtype=np.int64).reshape(-1, 3)]
+    )
     keys = np.zeros((len(dropped), _KEY_BYTES), dtype=np.uint8)
     for row, j in enumerate(dropped):
         keys[row] = np.frombuffer(

@@ -75,6 +75,13 @@ DATA_KEYS = frozenset(
 # State entries a step may cache for later steps of the same message only.
 LOCAL_KEYS = DATA_KEYS | {"design", "scaled_X"}
 
+# Entries no server config may name (for a step to read, upload or
+# overwrite): the client's data and, added by the modules that keep them
+# (``_secure.py``), its keys and secrets. Steps take state names from the
+# config (what to sum, where to keep a broadcast); a server that named
+# "X" or "group_secret" there would read them.
+PROTECTED = set(LOCAL_KEYS)
+
 # Purposes of a client's private streams (the spawn key of its seeds).
 _SAMPLING = 1
 
@@ -100,8 +107,24 @@ def run_client_step(state, name, config, arrays):
             f"Unknown client step {name!r}; the registered steps are "
             f"{sorted(CLIENT_STEPS)}."
         ) from None
+    _check_names(name, config)
     reply = step(state, config, *arrays)
     return tuple(np.asarray(array) for array in (reply or ()))
+
+
+def _check_names(step, config):
+    """Refuse a config that names a protected state entry (``PROTECTED``)."""
+    for key, value in (config or {}).items():
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, (list, tuple)):
+            continue
+        named = sorted({v for v in names if isinstance(v, str)} & PROTECTED)
+        if named:
+            raise ValueError(
+                f"The server's request for step {step!r} names the client's "
+                f"protected state {named} (config {key!r}): a step would read, "
+                "upload or overwrite its data, keys or secrets. Refused."
+            )
 
 
 def dropout_advice(steps):
