@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.stats import norm
+from scipy.stats import t as student_t
 from sklearn.base import BaseEstimator, RegressorMixin, clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.pipeline import Pipeline
@@ -125,8 +126,9 @@ class ErrorEstimate:
         the pool, for ``model``: its exact in-sample value at the bought rows
         plus the design-weighted, cross-fitted estimate for the others.
     low, high : float
-        The two-sided interval at level ``confidence``: ``estimate -+ z sd``
-        (``z`` the normal quantile, ``sd`` the square root of ``variance``).
+        The two-sided interval at level ``confidence``: ``estimate -+ q sd``
+        (``q`` the quantile of Student's t with ``cv - 1`` degrees of
+        freedom, ``sd`` the square root of ``variance``).
     variance : float
         Estimated variance of ``estimate`` about the model's true error:
         ``design_variance`` plus what one model per fold adds
@@ -647,8 +649,14 @@ def estimate_error(
     design_var, excess = got["design_variance"], got["nested_excess"]
     var = _combined_variance(design_var, excess, n_folds) if repeats else design_var
     z = norm.ppf(0.5 + confidence / 2)
+    # Student's t with cv - 1 degrees of freedom: the held-out values come
+    # from cv models, whose shared noise the variance estimates from the
+    # folds (as the corrected resampled t-test of Nadeau and Bengio 2003
+    # counts its folds); measured: covers on real tables where the normal
+    # quantile undercovers at 5d (docs/error_estimates.rst).
+    q = student_t.ppf(0.5 + confidence / 2, n_folds - 1)
     estimate = got["estimate"]
-    low, high = estimate - z * np.sqrt(var), estimate + z * np.sqrt(var)
+    low, high = estimate - q * np.sqrt(var), estimate + q * np.sqrt(var)
     if name in _NON_NEGATIVE:
         low = max(low, 0.0)
     points_half = z * np.sqrt(got["curve_variance"])

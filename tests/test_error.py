@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.stats import norm
+from scipy.stats import t as t_distribution
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -160,6 +161,10 @@ def test_held_out_values_equal_an_independent_weighted_refit():
     assert result.estimate == pytest.approx((own.sum() + (w - 1) @ expected) / 800)
     assert result.model is reg
     assert result.low < result.estimate < result.high
+    # The interval's quantile is Student's t with cv - 1 = 4 degrees of
+    # freedom (2.132 at 90%, the normal's 1.645 undercovers at 5d).
+    half = t_distribution.ppf(0.95, 4) * np.sqrt(result.variance)
+    assert result.high - result.estimate == pytest.approx(half, rel=1e-12)
 
 
 def test_scorers_agree_with_the_default_and_with_each_other():
