@@ -803,6 +803,8 @@ def _client_atoms(owner, n_clients, min_other_rows, n_folds, rng):
     Fewer than ``n_folds`` groups is a clear error.
     """
     n = owner.size
+    if n_clients == 1:  # no other client to learn about
+        return np.arange(n)
     held = np.bincount(owner, minlength=n_clients)
     order = np.concatenate(
         [rng.permutation(np.flatnonzero(owner == c)) for c in range(n_clients)]

@@ -599,3 +599,32 @@ def test_the_server_sees_only_masked_sums_and_no_fold_model(monkeypatch):
     names = {name for states in kept for state in states for name in state}
     assert "error_sums" in names
     assert not [name for name in sorted(names) if not declared(name)]
+
+
+def test_the_server_driver_refuses_a_plan_that_singles_out_rows():
+    # federated_error checks the plan before its first message: every group
+    # of rows holds min_other_rows rows of the other clients for every
+    # client, and every fold, training set and scored set is a union of
+    # groups (else differences between two sets single out rows). Catches a
+    # plan dealt row by row, a fold that splits a group, and a model that
+    # trains on part of one (each branch of check_private_plan).
+    from skfal._error import _client_atoms, _Model, _plan
+    from skfal._federated._error import check_private_plan
+
+    owner = np.repeat([0, 1, 2], [30, 20, 10])
+    rng = np.random.RandomState(0)
+    atoms = _client_atoms(owner, 3, 5, 4, rng)
+    plan = _plan(60, 4, 1, rng, atoms)
+    check_private_plan(plan, owner, 3, 5)  # the plan estimate_error builds
+    rows = _plan(60, 4, 1, np.random.RandomState(0))
+    with pytest.raises(ValueError, match="fewer than min_other_rows=5"):
+        check_private_plan(rows, owner, 3, 5)
+    folds = plan.folds.copy()
+    first = np.flatnonzero(atoms == 0)[0]
+    folds[1, first] = (folds[1, first] + 1) % 4
+    with pytest.raises(ValueError, match="splits a group"):
+        check_private_plan(plan._replace(folds=folds), owner, 3, 5)
+    model = plan.models[0]
+    part = _Model(model.train[1:], *model[1:])
+    with pytest.raises(ValueError, match="part of a group"):
+        check_private_plan(plan._replace(models=[part]), owner, 3, 5)

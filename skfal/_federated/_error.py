@@ -209,6 +209,8 @@ def check_private_plan(plan, owner, n_clients, min_other_rows):
     every group holds ``min_other_rows`` rows of the others for every
     client.
     """
+    if n_clients == 1:  # no other client to learn about
+        return
     atoms = plan.atoms
     few = others_per_atom(atoms, owner, n_clients).min()
     if few < min_other_rows:
