@@ -23,6 +23,10 @@ Methods estimating it (nominal 90%):
   the overfitting and the design);
 * ``plain CV``: 10-fold cross-validation over the bought rows, unweighted
   fits and means (it ignores the design), +- 1.645 s / sqrt(n).
+* ``default`` (the normal quantile), ``default t`` (Student's t with
+  ``cv - 1`` degrees of freedom, what ``estimate_error`` reports) and
+  ``default log`` (the log scale): the interval of the default variance,
+  from the call's estimate and variance.
 
 Each cell: coverage (share of splits whose interval holds the true error),
 the median of ``|estimate - truth| / truth`` and the median interval width
@@ -33,6 +37,12 @@ relative to the truth. A coverage is flagged ``*`` when its binomial
 ``LogisticRegression`` on scikit-learn's digits (a random 70% as the pool,
 budgets of 10% and 20% of it, the default model-based selection and uniform
 sampling; the error rate, 5 folds).
+
+``--classification [TABLE ...]``: :class:`skfal.ActiveEstimator`
+(``LogisticRegression``) on ``bench_any_model.py``'s classification tables
+at 1%, 2%, 5% and 10% of the pool, with the doubt-driven default,
+Algorithm 1 and uniform rounds; a refused estimate (a rare class missing
+from a fold) is counted.
 
 ``--synthetic``: the variance check on 4,000 synthetic rows (budgets 5d,
 10d, 20d; uniform i.i.d. and leverage pivotal; ``--repeats`` selections):
@@ -57,7 +67,7 @@ median ratio of its true error to the error at the oracle's budget (same
 session), and that ratio for fixed budgets of 10d, 20d and 40d.
 
 Run: ``python benchmarks/bench_error.py --repeats 100`` (tables one after
-another, each printed when done; selections run as joblib tasks,
+another, each cell printed when done; selections run as joblib tasks,
 ``--n-jobs``); ``--quick`` for three tables, 20 splits, budgets 5d and 20d.
 Output: Markdown tables on standard output.
 """
@@ -70,6 +80,7 @@ import numpy as np
 from _tables import TABLES, load_table
 from joblib import Parallel, delayed
 from scipy.stats import binomtest, norm
+from scipy.stats import t as student_t
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import KFold, train_test_split
@@ -129,6 +140,26 @@ def _design_intervals(r, X_rows):
         ):
             half = Z * np.sqrt(var)
             out[label] = (r.estimate, max(r.estimate - half, 0.0), r.estimate + half)
+    out.update(_shapes(r, n_folds))
+    return out
+
+
+def _shapes(r, n_folds):
+    """Candidate shapes of the default interval, from its estimate and
+    variance alone (what every party holds, over clients too): normal (what
+    ``estimate_error`` reports), on the log scale (delta method: ``estimate
+    exp(-+ z sd / estimate)``, wider above for a skewed loss), and Student's
+    ``t`` with ``cv - 1`` degrees of freedom (the fold-level noise)."""
+    sd = np.sqrt(r.variance)
+    estimate = r.estimate
+    out = {"default": (estimate, r.low, r.high)}
+    if estimate > 0:
+        spread = np.exp(Z * sd / estimate)
+        out["default log"] = (estimate, estimate / spread, estimate * spread)
+    else:
+        out["default log"] = (estimate, r.low, r.high)
+    half = student_t.ppf(0.5 + CONFIDENCE / 2, n_folds - 1) * sd
+    out["default t"] = (estimate, max(estimate - half, 0.0), estimate + half)
     return out
 
 
@@ -183,6 +214,49 @@ def one_active_split(repeat, fraction, sampler_name):
         held_out[test] = model.predict(X_rows[test]) != y_rows[test]
     out["plain CV"] = _plain(held_out)
     return "digits", f"{fraction:.0%}", sampler_name, truth, out
+
+
+ACTIVE_SELECTIONS = ("doubt", "algorithm 1", "uniform")
+
+
+def classification_split(table, X, y, repeat, fraction, selection):
+    """:class:`skfal.ActiveEstimator` (``LogisticRegression``) on a
+    classification table of ``bench_any_model.py`` (its 30% stratified test
+    split dropped, the rest the pool, features standardized), ``fraction``
+    of the pool bought by the doubt-driven default, Algorithm 1 or uniform
+    rounds; :func:`skfal.estimate_error` at its defaults (10 folds, the
+    error rate). Returns ``None`` as ``out`` where the fit or the estimate
+    is refused (a rare class missing from a fold's training rows)."""
+    X_pool, _, y_pool, _ = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=repeat
+    )
+    X_pool = StandardScaler().fit_transform(X_pool)
+    sampler = {
+        "doubt": None,
+        "algorithm 1": SensitivitySampler(holder_constant="auto"),
+        "uniform": UniformSampler(),
+    }[selection]
+    est = ActiveEstimator(
+        LogisticRegression(max_iter=1000),
+        sampler=sampler,
+        budget=fraction,
+        random_state=repeat,
+    )
+    cell = (table, f"{fraction:.0%}", selection)
+    try:
+        est.fit(X_pool, y_pool)
+        rows = est.sample_indices_
+        y_bought = np.full(y_pool.shape[0], -1)
+        y_bought[rows] = y_pool[rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the doubt warning
+            r = estimate_error(est, X_pool, y_bought, random_state=repeat)
+    except ValueError:
+        return (*cell, np.nan, None)
+    truth = float(np.mean(est.predict(X_pool) != y_pool))
+    out = _design_intervals(r, X_pool[rows])
+    out["in-sample"] = _plain(est.predict(X_pool[rows]) != y_pool[rows])
+    return (*cell, truth, out)
 
 
 def synthetic_split(repeat, factor, sampler_name):
@@ -278,7 +352,9 @@ def stopping_session(table, X, y, repeat, max_factor=40, relative=0.01):
             budget=factor * d, sampler=sampler, random_state=repeat
         ).fit(X_pool, y_pool)
         truths.append(float(np.mean((reg.predict(X_pool) - y_pool) ** 2)))
-        r = estimate_error(reg, X_pool, y_pool, random_state=repeat)
+        # The rule reads the learning curve and the point estimate, which
+        # nested cross-validation (the interval's extra term) leaves alone.
+        r = estimate_error(reg, X_pool, y_pool, nested=0, random_state=repeat)
         stops.append(r.expected_gain(2 * d).upper < relative * r.estimate)
     return table, np.array(truths), np.array(stops)
 
@@ -316,9 +392,11 @@ def stopping_report(sessions, max_factor=40, relative=0.01):
 
 def summarise(results):
     """One Markdown row per (table, budget, sampler, estimator)."""
-    cells = {}
+    cells, refused = {}, {}
     for table, factor, sampler, truth, out in results:
-        for name, (estimate, low, high) in out.items():
+        key = (table, factor, sampler)
+        refused[key] = refused.get(key, 0) + (out is None)
+        for name, (estimate, low, high) in (out or {}).items():
             cell = cells.setdefault((table, factor, sampler, name), [])
             cell.append(
                 (
@@ -332,6 +410,12 @@ def summarise(results):
         "median rel. error | median width / truth |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    for (table, factor, sampler), count in refused.items():
+        if count:
+            lines.append(
+                f"| {table} | {factor} | {sampler} | refused (clear error) | "
+                f"{count} | | | |"
+            )
     for (table, factor, sampler, name), values in cells.items():
         values = np.array(values, dtype=np.float64)
         covered = int(values[:, 0].sum())
@@ -369,6 +453,12 @@ def main():
         help="4,000 Gaussian rows, 8 features: the variance check, 300 selections",
     )
     parser.add_argument(
+        "--classification",
+        nargs="*",
+        help="ActiveEstimator on bench_any_model.py's classification tables "
+        "(named, or all), budgets 1/2/5/10%% of the pool",
+    )
+    parser.add_argument(
         "--doubt",
         action="store_true",
         help="ActiveEstimator's doubt-driven default against Algorithm 1",
@@ -393,6 +483,24 @@ def main():
                 f"| {selection} | {args.repeats} | {covered[0]} | {covered[1]} | "
                 f"{covered[2]} | {fixed.mean():+.4f} +- {se:.4f} |"
             )
+        return
+    if args.classification is not None:
+        from bench_any_model import CLASSIFICATION_TABLES, load_classification
+
+        first = True
+        for table in args.classification or list(CLASSIFICATION_TABLES):
+            X, y = load_classification(table)
+            for fraction in (0.01, 0.02, 0.05, 0.1):
+                for selection in ACTIVE_SELECTIONS:
+                    results = Parallel(n_jobs=args.n_jobs)(
+                        delayed(classification_split)(
+                            table, X, y, r, fraction, selection
+                        )
+                        for r in range(args.repeats)
+                    )
+                    lines = summarise(results).splitlines()
+                    print("\n".join(lines if first else lines[2:]), flush=True)
+                    first = False
         return
     if args.synthetic:
         print(synthetic_report(args.repeats, args.n_jobs))
@@ -423,17 +531,19 @@ def main():
             [5, 20],
         )
     print(f"{args.repeats} splits per cell, nominal {CONFIDENCE:.0%}", flush=True)
-    for i, table in enumerate(args.tables):  # one table at a time, printed when done
+    first = True
+    for table in args.tables:  # one cell at a time, printed when done
         start = time.perf_counter()
         X, y = load_table(table)
-        results = Parallel(n_jobs=args.n_jobs)(
-            delayed(one_split)(table, X, y, r, f, s)
-            for f in args.budgets
-            for s in args.samplers
-            for r in range(args.repeats)
-        )
-        lines = summarise(results).splitlines()
-        print("\n".join(lines if i == 0 else lines[2:]), flush=True)
+        for f in args.budgets:
+            for s in args.samplers:
+                results = Parallel(n_jobs=args.n_jobs)(
+                    delayed(one_split)(table, X, y, r, f, s)
+                    for r in range(args.repeats)
+                )
+                lines = summarise(results).splitlines()
+                print("\n".join(lines if first else lines[2:]), flush=True)
+                first = False
         print(f"<!-- {table}: {time.perf_counter() - start:.0f} s -->", flush=True)
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.stats import norm
+from scipy.stats import t as t_distribution
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -160,6 +161,10 @@ def test_held_out_values_equal_an_independent_weighted_refit():
     assert result.estimate == pytest.approx((own.sum() + (w - 1) @ expected) / 800)
     assert result.model is reg
     assert result.low < result.estimate < result.high
+    # The interval's quantile is Student's t with cv - 1 = 4 degrees of
+    # freedom (2.132 at 90%, the normal's 1.645 undercovers at 5d).
+    half = t_distribution.ppf(0.95, 4) * np.sqrt(result.variance)
+    assert result.high - result.estimate == pytest.approx(half, rel=1e-12)
 
 
 def test_scorers_agree_with_the_default_and_with_each_other():
@@ -335,15 +340,17 @@ def _federated_case():
     return X, y_bought, groups, reg
 
 
-def test_federated_equals_centralized():
+def test_federated_equals_centralized(monkeypatch):
     # Over clients, every fold's model is trained by the secure-sum least
     # squares, each client scores its own bought rows, and the server adds
     # the clients' vectors of sums by a secure sum exact to ~1e-18 of each
     # entry's size: the estimate, both variances, the learning curve and
-    # the gain must equal the centralized ones, which fit the same folds
-    # (the same seed) by weighted least squares on the pooled rows. The
-    # local variance must be the sum over clients of each one's own, from
-    # the centralized held-out values (the same values, the folds alike).
+    # the gain must equal the centralized ones, which fit the same folds by
+    # weighted least squares on the pooled rows. Over clients the folds are
+    # dealt from groups of rows (min_other_rows), so the centralized run is
+    # handed the federated run's plan. The local variance must be the sum
+    # over clients of each one's own, from the centralized held-out values.
+    import skfal._error as error_module
     from skfal._federated._error import (
         local_variance,
         neighbourhoods,
@@ -351,37 +358,154 @@ def test_federated_equals_centralized():
     )
 
     X, y_bought, groups, reg = _federated_case()
+    plans = []
+    real_plan = error_module._plan
+
+    def recorded(*args, **kwargs):
+        plans.append(real_plan(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(error_module, "_plan", recorded)
     common = dict(cv=4, nested=1, random_state=0)
-    central = estimate_error(reg, X, y_bought, variance="hajek", **common)
-    federated = estimate_error(
-        reg, X, y_bought, groups=groups, variance="hajek", **common
-    )
-    assert federated.held_out is None  # the server never sees a loss
-    for name in ("estimate", "variance", "design_variance", "nested_excess"):
-        assert getattr(federated, name) == pytest.approx(
-            getattr(central, name), rel=1e-9
-        ), name
-    np.testing.assert_allclose(
-        federated.learning_curve.estimate, central.learning_curve.estimate, rtol=1e-9
-    )
-    assert federated.expected_gain(30).upper == pytest.approx(
-        central.expected_gain(30).upper, rel=1e-9
-    )
-    local = estimate_error(reg, X, y_bought, groups=groups, variance="local", **common)
-    rows, w = central.sample_indices, central.sample_weight
+    federated = {
+        v: estimate_error(reg, X, y_bought, groups=groups, variance=v, **common)
+        for v in ("hajek", "local")
+    }
+    # The same plans, centrally (groups: the local variance within clients).
+    monkeypatch.setattr(error_module, "_federated_fit", lambda *a: False)
+    central = {}
+    for v, plan in zip(("hajek", "local"), plans, strict=True):
+        monkeypatch.setattr(error_module, "_plan", lambda *a, p=plan: p)
+        central[v] = estimate_error(
+            reg, X, y_bought, groups=groups, variance=v, **common
+        )
+    for v in ("hajek", "local"):
+        assert federated[v].held_out is None  # the server never sees a loss
+        for name in ("estimate", "variance", "design_variance", "nested_excess"):
+            assert getattr(federated[v], name) == pytest.approx(
+                getattr(central[v], name), rel=1e-9
+            ), (v, name)
+        np.testing.assert_allclose(
+            federated[v].learning_curve.estimate,
+            central[v].learning_curve.estimate,
+            rtol=1e-9,
+        )
+        assert federated[v].expected_gain(30).upper == pytest.approx(
+            central[v].expected_gain(30).upper, rel=1e-9
+        )
+    rows, w = central["local"].sample_indices, central["local"].sample_weight
     expected = 0.0
     for g in range(4):
         at = groups[rows] == g
         near = neighbourhoods(scaled_points(X[rows[at]]), 3)
-        expected += local_variance(central.held_out[at], w[at], near)
-    assert local.design_variance * 600**2 == pytest.approx(expected, rel=1e-9)
+        expected += local_variance(central["local"].held_out[at], w[at], near)
+    assert federated["local"].design_variance * 600**2 == pytest.approx(
+        expected, rel=1e-9
+    )
     # What the clients cannot compute is a clear error.
+    monkeypatch.undo()
     scorer = make_scorer(mean_absolute_error, greater_is_better=False)
     with pytest.raises(ValueError, match="Over clients, scoring must be"):
         estimate_error(reg, X, y_bought, groups=groups, scoring=scorer, cv=4)
     reg.set_params(training="local")
     with pytest.raises(ValueError, match="training='local'"):
         estimate_error(reg, X, y_bought, groups=groups, cv=4)
+
+
+def _read_other_rows(monkeypatch, reg, X, y_bought, groups, **kwargs):
+    """A curious client 0's attack on the decoded total of the error sums.
+
+    For each nested repeat ``r`` and fold ``k`` the total holds the moments
+    ``[sum w, sum w v, sum w^2, sum w^2 v, sum w^2 v^2, n]`` of the held-out
+    losses ``v`` over every client's bought rows of the fold. Client 0
+    subtracts its own rows' moments: what is left is over the other
+    clients' rows of the fold, and with one such row it is that row's
+    weight ``w`` and held-out loss ``v = (w v) / w``. Returns the count of
+    other rows in every (repeat, fold), the ``(w, v)`` read, and the true
+    ``(w, v)`` of the rows read, from the other clients' own states.
+    """
+    import skfal._federated._error as protocol
+    from tests._helpers import keep_client_states
+
+    totals = []
+    real = protocol.from_sums
+
+    def decoded(sums, **shape):
+        totals.append(np.array(sums))
+        return real(sums, **shape)
+
+    monkeypatch.setattr(protocol, "from_sums", decoded)
+    kept = keep_client_states(monkeypatch)
+    estimate_error(reg, X, y_bought, groups=groups, random_state=0, **kwargs)
+    monkeypatch.undo()
+    states = kept[-1]
+    n_folds, repeats = kwargs["cv"], kwargs["nested"]
+    start = 3 + 2 + 3 * 3 + 1  # after the curve's sums (two fractions)
+    blocks = totals[0][start:].reshape(repeats, n_folds, 2, 6)
+    me = states[0]
+    w_me = np.asarray(me["selection_weights"])
+    counts, read, truth = [], [], []
+    for r in range(repeats):
+        for k in range(n_folds):
+            mine = me["error_folds"][1 + r] == k
+            moments = protocol.weighted_moments(me["error_outer"][r, mine], w_me[mine])
+            others = blocks[r, k, 0] - moments
+            counts.append(int(round(others[5])))
+            if counts[-1] != 1:
+                continue
+            read.append((others[0], others[1] / others[0]))
+            for state in states[1:]:
+                at = np.flatnonzero(state["error_folds"][1 + r] == k)
+                if at.size:
+                    w = np.asarray(state["selection_weights"])[at[0]]
+                    truth.append((w, state["error_outer"][r, at[0]]))
+    return np.array(counts), np.array(read), np.array(truth)
+
+
+def test_a_client_reads_no_other_clients_held_out_loss(monkeypatch):
+    # Each client decodes the total of the error sums, which holds per-fold
+    # moments of the held-out losses over every client's bought rows (and
+    # holds every fold's model, whose training rows' Gram matrix global
+    # training broadcasts). _read_other_rows is client 0's attack on it.
+    # (1) The attack is real: with min_other_rows=1 and folds holding one
+    # row of the other clients each (client 0 holds 56 of the 60 bought
+    # rows), it reads every such row's weight and held-out loss exactly.
+    # (2) At the default, min_other_rows=5, that federation is refused, with
+    # the fix named. (3) With 95 + 10 + 15 bought rows the default cv=10 is
+    # refused too (naming cv=4), and at cv=4 every fold's sums cover at
+    # least 5 rows of the others for client 0: the attack reads nothing.
+    # Catches folds dealt row by row instead of from groups of rows
+    # (_client_atoms returning np.arange(n), check_private_plan emptied):
+    # (1)'s folds then hold 0 to 2 rows of the others, and the default call
+    # of (3) runs instead of being refused, where the same attack reads two
+    # rows of the other clients exactly (checked by hand).
+    X, y = _pool(600)
+    groups = np.zeros(600, dtype=int)
+    groups[:20], groups[20:40] = 1, 2
+    reg = FederatedActiveRegressor(budget=60, random_state=0)
+    reg.fit(X, y, groups=groups)
+    assert np.bincount(groups[reg.sample_indices_]).tolist() == [56, 2, 2]
+    y_bought = np.where(np.isin(np.arange(600), reg.sample_indices_), y, np.nan)
+    weak = dict(cv=4, nested=1, min_other_rows=1)
+    counts, read, truth = _read_other_rows(
+        monkeypatch, reg, X, y_bought, groups, **weak
+    )
+    assert counts.tolist() == [1, 1, 1, 1]
+    np.testing.assert_allclose(read, truth, rtol=1e-6)
+    with pytest.raises(ValueError, match="min_other_rows=5 .* buy more labels"):
+        estimate_error(reg, X, y_bought, groups=groups, cv=4, nested=1)
+
+    groups = np.random.RandomState(0).choice(3, size=600, p=[0.8, 0.1, 0.1])
+    reg = FederatedActiveRegressor(budget=120, random_state=0)
+    reg.fit(X, y, groups=groups)
+    y_bought = np.where(np.isin(np.arange(600), reg.sample_indices_), y, np.nan)
+    with pytest.raises(ValueError, match="too few for cv=10 folds: lower cv to"):
+        estimate_error(reg, X, y_bought, groups=groups)
+    counts, read, _ = _read_other_rows(
+        monkeypatch, reg, X, y_bought, groups, cv=4, nested=2
+    )
+    assert counts.min() >= 5, counts
+    assert read.size == 0
 
 
 def test_the_server_learns_the_estimate_and_no_fold_sum():
@@ -475,3 +599,32 @@ def test_the_server_sees_only_masked_sums_and_no_fold_model(monkeypatch):
     names = {name for states in kept for state in states for name in state}
     assert "error_sums" in names
     assert not [name for name in sorted(names) if not declared(name)]
+
+
+def test_the_server_driver_refuses_a_plan_that_singles_out_rows():
+    # federated_error checks the plan before its first message: every group
+    # of rows holds min_other_rows rows of the other clients for every
+    # client, and every fold, training set and scored set is a union of
+    # groups (else differences between two sets single out rows). Catches a
+    # plan dealt row by row, a fold that splits a group, and a model that
+    # trains on part of one (each branch of check_private_plan).
+    from skfal._error import _client_atoms, _Model, _plan
+    from skfal._federated._error import check_private_plan
+
+    owner = np.repeat([0, 1, 2], [30, 20, 10])
+    rng = np.random.RandomState(0)
+    atoms = _client_atoms(owner, 3, 5, 4, rng)
+    plan = _plan(60, 4, 1, rng, atoms)
+    check_private_plan(plan, owner, 3, 5)  # the plan estimate_error builds
+    rows = _plan(60, 4, 1, np.random.RandomState(0))
+    with pytest.raises(ValueError, match="fewer than min_other_rows=5"):
+        check_private_plan(rows, owner, 3, 5)
+    folds = plan.folds.copy()
+    first = np.flatnonzero(atoms == 0)[0]
+    folds[1, first] = (folds[1, first] + 1) % 4
+    with pytest.raises(ValueError, match="splits a group"):
+        check_private_plan(plan._replace(folds=folds), owner, 3, 5)
+    model = plan.models[0]
+    part = _Model(model.train[1:], *model[1:])
+    with pytest.raises(ValueError, match="part of a group"):
+        check_private_plan(plan._replace(models=[part]), owner, 3, 5)

@@ -42,11 +42,19 @@ every nested fold) and the number of labels. It never sees a loss, a label,
 a row, a fold's model, a client's sums or, decoded, the total, whose
 nested part holds per-fold sums. Each client receives the folds of its own
 bought rows, the fitted model, which of its rows to train on and to score,
-the training's broadcasts and the total: decoded, the per-fold sums
+the training's broadcasts (the R factor of each model's weighted Gram
+matrix of ``[1, x, y]``) and the total: decoded, the per-fold sums
 ``[sum w, sum w v, sum w^2, sum w^2 v, sum w^2 v^2, n]`` over every
-client's rows of each (nested repeat, fold), so with another client's row
-alone in its part of a fold a client reads that row's held-out loss
-(see :doc:`/threat_model`).
+client's rows of each (nested repeat, fold). Subtracting its own rows, a
+client gets these over the other clients' rows of a fold, and the
+difference of two models' Gram matrices over the rows of a set less
+another: with one other client's row there, that row's weight, held-out
+loss, features and label. So the server deals whole groups of bought rows
+(``plan.atoms``, each holding ``min_other_rows`` rows of the other clients
+for every client) into the folds, every training set and scored set is a
+union of groups, and :func:`check_private_plan` refuses any other plan
+before the first message: every sum a client learns of the others' rows
+covers at least ``min_other_rows`` of them (see :doc:`/threat_model`).
 """
 
 import numpy as np
@@ -175,6 +183,57 @@ def mean_and_variance(moments):
     mean = wv / w
     spread = max(w2vv - 2 * mean * w2v + mean**2 * w2, 0.0) / w**2
     return float(mean), float(spread * n / max(n - 1, 1))
+
+
+# ----------------------------------------------------- what a client learns
+def others_per_atom(atoms, owner, n_clients):
+    """``(A, C)``: for each group of bought rows (``atoms``, ``(n,)``) and
+    each client (``owner``, ``(n,)``), the group's bought rows of the other
+    clients."""
+    counts = np.zeros((int(atoms.max()) + 1, n_clients), dtype=np.int64)
+    np.add.at(counts, (atoms, owner), 1)
+    return counts.sum(axis=1, keepdims=True) - counts
+
+
+def check_private_plan(plan, owner, n_clients, min_other_rows):
+    """Refuse a plan that would let a client learn a sum over fewer than
+    ``min_other_rows`` bought rows of the other clients.
+
+    A client learns, of the other clients' bought rows, the weighted Gram
+    matrix of ``[1, x, y]`` over each model's training rows (the R factor
+    global training broadcasts) and the moments of the held-out losses of
+    each fold (the decoded total): sums over the rows of a training set or
+    a fold, and by differences over the rows of a set less another. Every
+    such set is a union of the plan's groups (``plan.atoms``) when every
+    fold, training set and scored set is; so the guarantee holds when
+    every group holds ``min_other_rows`` rows of the others for every
+    client.
+    """
+    if n_clients == 1:  # no other client to learn about
+        return
+    atoms = plan.atoms
+    few = others_per_atom(atoms, owner, n_clients).min()
+    if few < min_other_rows:
+        raise ValueError(
+            f"A group of the error estimate's folds holds {few} bought rows of "
+            f"the other clients for some client, fewer than min_other_rows="
+            f"{min_other_rows}: that client would read their sums. Build the "
+            "folds with skfal._error._client_atoms."
+        )
+    sizes = np.bincount(atoms)
+    for fold in plan.folds:
+        of_group = np.empty(sizes.size, dtype=fold.dtype)
+        of_group[atoms] = fold
+        if np.any(of_group[atoms] != fold):
+            raise ValueError("A fold of the error estimate splits a group of rows.")
+    for model in plan.models:
+        for rows in (model.train, model.score):
+            taken = np.bincount(atoms[rows], minlength=sizes.size)
+            if np.any((taken != 0) & (taken != sizes)):
+                raise ValueError(
+                    "A model of the error estimate trains on, or scores, part "
+                    "of a group of rows."
+                )
 
 
 # ---------------------------------------------------------------- the sums
@@ -467,7 +526,8 @@ def federated_error(transport, indices, counts, final, plan, *, settings):
     settings : dict
         ``n_features``, ``alpha``, ``fit_intercept``, ``scoring``,
         ``variance``, ``n_neighbors``, ``sign``, ``n_fractions``,
-        ``repeats``, ``n_folds``.
+        ``repeats``, ``n_folds``, ``min_other_rows`` (checked by
+        :func:`check_private_plan` before any message).
     """
     local, positions = transport.split(indices, counts)
     everyone = list(transport.clients)
@@ -476,6 +536,9 @@ def federated_error(transport, indices, counts, final, plan, *, settings):
     for c in everyone:
         owner[positions[c]] = c
         slot[positions[c]] = np.arange(positions[c].shape[0])
+    # Before any message: every sum a client will learn of the others' rows
+    # covers min_other_rows of them or more.
+    check_private_plan(plan, owner, len(everyone), settings["min_other_rows"])
     shape = {k: settings[k] for k in ("n_fractions", "repeats", "n_folds")}
     transport.tell(
         "error_begin",
