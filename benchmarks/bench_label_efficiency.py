@@ -43,7 +43,8 @@ Grafstrom, Lundstrom and Schelin, 2012, exact nearest neighbours in the
 whitened space, ``O(n^2 d)``: tables of a few thousand rows), and uniform
 probabilities drawn by LPM2; every selection fitted by the same weighted
 least squares. ``LPM pooled``: a scalable LPM (:func:`pooled_local_pivotal`),
-on every table; ``--lpm-speed`` times it at 1,000,000 rows.
+on every table; ``--lpm-speed`` times it at 1,000,000 rows, ``--lpm-check``
+checks its inclusion frequencies.
 """
 
 import argparse
@@ -78,6 +79,7 @@ from skfal._sampling import (
     pivotal_select,
     pivotal_tournament,
     settle_pending,
+    spatial_order,
     stable_order,
     tree_depth,
 )
@@ -816,6 +818,38 @@ def adaptive_speed(n_samples=1_000_000, n_features=20, budget=10_000):
     )
 
 
+def lpm_check(n_rows=400, n_draws=4000):
+    """Inclusion frequencies of :func:`pooled_local_pivotal` against ``pi``.
+
+    Unequal probabilities (two rows certain, two impossible, the rest
+    small enough to be pooled), buckets of 16 open rows; prints the largest
+    standardized deviation and the chi-square p-value of the sum of the
+    squared ones (a check, not a test: the rows' indicators are dependent).
+    """
+    from scipy.stats import chi2
+
+    rng = np.random.RandomState(0)
+    Z = rng.standard_normal((n_rows, 3))
+    pi = rng.uniform(0.005, 0.3, n_rows)
+    pi *= 30 / pi.sum()
+    pi[:2], pi[2:4] = 1.0, 0.0
+    order = spatial_order(Z, 9)
+    counts, sizes = np.zeros(n_rows), set()
+    for _ in range(n_draws):
+        rows = pooled_local_pivotal(pi, order, lambda r: Z[r], rng, bucket=16)
+        counts[rows] += 1
+        sizes.add(rows.shape[0])
+    open_ = (pi > 0) & (pi < 1)
+    freq = counts / n_draws
+    z = (freq[open_] - pi[open_]) / np.sqrt(pi[open_] * (1 - pi[open_]) / n_draws)
+    print(
+        f"{n_draws} draws of {n_rows} rows, sum(pi) = {pi.sum():.2f}: sizes "
+        f"{sorted(sizes)}, certain rows drawn {freq[:2]}, impossible {freq[2:4]}, "
+        f"max |z| {np.abs(z).max():.2f}, chi-square p "
+        f"{chi2.sf(np.sum(z**2), open_.sum()):.3f}"
+    )
+
+
 def lpm_speed(n_samples=1_000_000, n_features=20, budget=10_000, repeats=2):
     """A fit by the scalable LPM against today's one-shot fit (target <= 3):
     :func:`lpm_fit_selection` and the weighted least squares of the
@@ -872,6 +906,7 @@ if __name__ == "__main__":
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--adaptive-speed", action="store_true")
     parser.add_argument("--lpm-speed", action="store_true")
+    parser.add_argument("--lpm-check", action="store_true")
     parser.add_argument(
         "--bias", action="store_true", help="bias share of the tempered fit's error"
     )
@@ -906,6 +941,8 @@ if __name__ == "__main__":
         adaptive_speed()
     elif args.lpm_speed:
         lpm_speed()
+    elif args.lpm_check:
+        lpm_check()
     elif args.bias:
         bias(args.tables.split(",") if args.tables else list(TABLES))
     elif args.ceiling:
