@@ -42,9 +42,10 @@ tree split to its last level, and by the local pivotal method (LPM2 of
 Grafstrom, Lundstrom and Schelin, 2012, exact nearest neighbours in the
 whitened space, ``O(n^2 d)``: tables of a few thousand rows), and uniform
 probabilities drawn by LPM2; every selection fitted by the same weighted
-least squares. ``LPM pooled``: a scalable LPM (:func:`pooled_local_pivotal`),
-on every table; ``--lpm-speed`` times it at 1,000,000 rows, ``--lpm-check``
-checks its inclusion frequencies.
+least squares. ``LPM pooled``: ``LeverageScoreSampler(balance="local")``,
+a scalable LPM (:mod:`skfal._balance`), on every table; ``--lpm-speed``
+times it at 1,000,000 rows, ``--lpm-check`` checks its inclusion
+frequencies.
 """
 
 import argparse
@@ -65,14 +66,13 @@ from skfal import (
     UniformSampler,
     non_iid_split,
 )
+from skfal._balance import pooled_local_pivotal
 from skfal._linalg import (
     leverage_scores,
-    leverage_scores_and_codes,
     weighted_least_squares,
     with_intercept,
 )
 from skfal._sampling import (
-    _pool_runs,
     draw_seed,
     inclusion_probabilities,
     mixed_probabilities,
@@ -80,7 +80,6 @@ from skfal._sampling import (
     pivotal_tournament,
     settle_pending,
     spatial_order,
-    stable_order,
     tree_depth,
 )
 
@@ -139,8 +138,10 @@ def all_methods():
     known["uniform ridge-cv"] = {"sampler": UniformSampler(), "refit": "ridge-cv"}
     # The balance study: the default's probabilities (or uniform ones)
     # drawn by other dependent designs (see BALANCES).
-    for name in (*BALANCES, "LPM pooled"):
+    for name in BALANCES:
         known[name] = {"balance": name}
+    # The scalable LPM, as the sampler offers it.
+    known["LPM pooled"] = {"sampler": lev(balance="local")}
     known["adaptive"] = {"design": "adaptive"}
     known["adaptive p.5"] = {"design": "adaptive", "pilot_share": 0.5}
     return known
@@ -286,105 +287,6 @@ def _in_random_order(Z, pi, rng):
     return rows
 
 
-def _bucket_duels(P, C, rng):
-    """LPM within each bucket, in place: ``P`` (buckets, m) the open rows'
-    probabilities (0 for padding), ``C`` (buckets, m, k) their coordinates.
-
-    In every bucket at once, the rows take turns in a random order, pass
-    after pass; an open row on its turn duels with the nearest open row
-    of its bucket. Returns the mask of the rows left open (at most one a
-    bucket)."""
-    m = P.shape[1]
-    sq = np.einsum("bik,bik->bi", C, C)
-    D = sq[:, :, None] + sq[:, None, :] - 2.0 * np.matmul(C, C.transpose(0, 2, 1))
-    D[:, np.arange(m), np.arange(m)] = np.inf
-    is_open = (P > _SNAP) & (P < 1.0 - _SNAP)
-    n_open = is_open.sum(axis=1)
-    while True:
-        active = np.flatnonzero(n_open > 1)
-        if active.size == 0:
-            return is_open
-        turns = rng.random_sample((active.size, m)).argsort(axis=1)
-        for t in range(m):
-            keep = n_open[active] > 1
-            a, i = active[keep], turns[keep, t]
-            ok = is_open[a, i]
-            a, i = a[ok], i[ok]
-            if a.size == 0:
-                continue
-            j = np.where(is_open[a], D[a, i], np.inf).argmin(axis=1)
-            x, y = P[a, i], P[a, j]
-            total = x + y
-            u = rng.random_sample(a.size)
-            high = total >= 1.0
-            i_wins = np.where(high, u * (2.0 - total) < 1.0 - y, u * total < x)
-            win = np.where(high, 1.0, total)
-            lose = np.where(high, total - 1.0, 0.0)
-            P[a, i] = np.where(i_wins, win, lose)
-            P[a, j] = np.where(i_wins, lose, win)
-            for col in (i, j):
-                value = P[a, col]
-                shut = (value <= _SNAP) | (value >= 1.0 - _SNAP)
-                P[a[shut], col[shut]] = np.round(value[shut])
-                is_open[a[shut], col[shut]] = False
-                np.subtract.at(n_open, a[shut], 1)
-
-
-def pooled_local_pivotal(pi, order, coordinates, rng, bucket=64):
-    """A scalable LPM: the tournament's first step, then LPM in buckets.
-
-    In the tree ``order`` (the default's, from the pass that computes the
-    leverage scores), runs of neighbours whose probabilities sum to at most
-    1/2 are pooled onto one of their rows
-    (:func:`~skfal._sampling._pool_runs`, as the default's tournament
-    does), leaving a few open rows per selected row; these duel by LPM
-    within buckets of ``bucket`` consecutive open rows (nearest neighbours
-    in the whitened space: ``coordinates(rows)`` gives those rows' ``[x, 1]
-    W``; ``O(bucket k)`` a row), and the rows the buckets leave open by the
-    tournament, in bucket order. Every step is a pivotal duel or a run's
-    draw, so every inclusion probability is exact.
-    """
-    values = np.clip(pi[order], 0.0, 1.0)
-    values[values < _SNAP] = 0.0
-    certain = np.flatnonzero(values > 1.0 - _SNAP)
-    values[certain] = 0.0
-    decided = [certain]
-    positions, values = _pool_runs(None, values, rng, decided)
-    live = values > 0.0
-    rows, values = order[positions[live]], values[live]
-    n_buckets = -(-rows.shape[0] // bucket)
-    P = np.zeros(n_buckets * bucket)
-    P[: rows.shape[0]] = values
-    R = np.full(n_buckets * bucket, -1)
-    R[: rows.shape[0]] = rows
-    C = np.zeros((n_buckets * bucket, coordinates(rows[:1]).shape[1]))
-    C[: rows.shape[0]] = coordinates(rows)
-    P, R = P.reshape(n_buckets, bucket), R.reshape(n_buckets, bucket)
-    still = _bucket_duels(P, C.reshape(n_buckets, bucket, -1), rng)
-    selected = [order[np.concatenate(decided)], R[(P == 1.0) & ~still]]
-    left_rows, left_p = R[still], P[still]
-    outcome = pivotal_tournament(left_p, rng)
-    selected.append(left_rows[outcome.selected])
-    if outcome.pending >= 0 and settle_pending(
-        np.array([outcome.pending_probability]), rng
-    ):
-        selected.append(left_rows[[outcome.pending]])
-    return np.sort(np.concatenate(selected))
-
-
-def lpm_fit_selection(X, budget, rng):
-    """The scores, tree order and map from the default's one pass, then
-    :func:`pooled_local_pivotal` on the default's probabilities:
-    ``(rows, weights)``."""
-    scores, W, codes, n_bits = leverage_scores_and_codes(
-        X, True, 0.0, max_depth=tree_depth(X.shape[0], budget)
-    )
-    order = stable_order(codes, n_bits, overwrite=True)
-    pi = inclusion_probabilities(mixed_probabilities(scores, 0.5), budget)
-    rows = pooled_local_pivotal(pi, order, lambda r: with_intercept(X[r]) @ W, rng)
-    return rows, 1.0 / pi[rows]
-
-
 # name: (how the rows are drawn from the probabilities, uniform probabilities)
 BALANCES = {
     "random order": (_in_random_order, False),
@@ -401,9 +303,6 @@ def balanced_selection(name, X, budget, seed):
     with an intercept, mixed 50/50 with uniform) or uniform ones, in the
     whitened space ``[X, 1] W``, where the squared row norms are the
     leverage scores; Horvitz-Thompson weights ``1 / pi``."""
-    if name == "LPM pooled":
-        rng = np.random.RandomState(draw_seed(np.random.RandomState(seed)))
-        return lpm_fit_selection(X, budget, rng)
     draw, uniform = BALANCES[name]
     scores, W = leverage_scores(X, intercept=True)
     Z = with_intercept(X) @ W
@@ -851,9 +750,9 @@ def lpm_check(n_rows=400, n_draws=4000):
 
 
 def lpm_speed(n_samples=1_000_000, n_features=20, budget=10_000, repeats=2):
-    """A fit by the scalable LPM against today's one-shot fit (target <= 3):
-    :func:`lpm_fit_selection` and the weighted least squares of the
-    selection."""
+    """A fit with ``LeverageScoreSampler(balance="local")`` against the
+    default fit (target <= 3)."""
+    local = LeverageScoreSampler(balance="local")
     rng = np.random.RandomState(0)
     X = rng.standard_normal((n_samples, n_features))
     y = X @ rng.standard_normal(n_features) + rng.standard_normal(n_samples)
@@ -863,8 +762,7 @@ def lpm_speed(n_samples=1_000_000, n_features=20, budget=10_000, repeats=2):
         FederatedActiveRegressor(budget=budget, random_state=0).fit(X, y)
         best["default"] = min(best.get("default", np.inf), time.perf_counter() - start)
         start = time.perf_counter()
-        rows, weights = lpm_fit_selection(X, budget, np.random.RandomState(1))
-        weighted_least_squares(X[rows], y[rows], weights, 0.0, True)
+        FederatedActiveRegressor(budget=budget, sampler=local, random_state=0).fit(X, y)
         best["LPM"] = min(best.get("LPM", np.inf), time.perf_counter() - start)
     print(
         f"{n_samples} x {n_features}, budget {budget}: default fit "
@@ -880,7 +778,6 @@ def speed(n_samples=1_000_000, n_features=20, budget=10_000):
         inclusion_probabilities,
         mixed_probabilities,
         pivotal_select,
-        tree_depth,
     )
 
     X = np.random.RandomState(0).standard_normal((n_samples, n_features))

@@ -6,6 +6,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skfal._balance import local_pivotal_select
 from skfal._base import DocLinkMixin, FederatedFit, SamplerMixin, select_rows
 from skfal._compat import Interval, StrOptions, fit_context
 from skfal._federated import (
@@ -25,6 +26,8 @@ from skfal._progress import Progress, describe
 from skfal._sampling import (
     WEIGHTINGS,
     draw_seed,
+    inclusion_from_terms,
+    inclusion_terms,
     resolve_budget,
     stable_order,
     tree_depth,
@@ -67,6 +70,17 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         upload per client.
     {sampling}
     {uniform_mix}
+    balance : {"tree", "local"}, default="tree"
+        How ``sampling="pivotal"`` spreads the sample. ``"tree"``: rows
+        compete with their neighbours in the order of a k-d tree on the
+        principal axes. ``"local"``: after the same tree pools runs of
+        neighbours, each open row competes with its nearest open row in the
+        whitened space of ``whitener_`` (the local pivotal method of
+        Grafström, Lundström and Schelin, 2012, within buckets of 64 open
+        rows; :mod:`skfal._balance`); the same inclusion probabilities, a
+        better spread sample: it saved more labels than ``"tree"`` on the
+        benchmark's eight tables (see the user guide). Centralized only
+        for now (not with ``groups`` or a Dask array).
     weighting : {"hansen-hurwitz", "des-raj"}, default="hansen-hurwitz"
         Importance weights of ``sampling="iid"``. ``"hansen-hurwitz"``:
         ``multiplicity_i / (n_draws_ * p_i)``, the weights of FALE's
@@ -198,6 +212,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         "protocol": [StrOptions({"qr", "fedsvd"})],
         "sampling": SAMPLING_CONSTRAINT,
         "uniform_mix": UNIFORM_MIX_CONSTRAINT,
+        "balance": [StrOptions({"tree", "local"})],
         "weighting": [StrOptions(set(WEIGHTINGS))],
         "fit_intercept": ["boolean"],
         "alpha": [Interval(Real, 0, None, closed="left")],
@@ -214,6 +229,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         protocol="qr",
         sampling="pivotal",
         uniform_mix=0.5,
+        balance="tree",
         weighting="hansen-hurwitz",
         fit_intercept=False,
         alpha=0.0,
@@ -226,6 +242,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.protocol = protocol
         self.sampling = sampling
         self.uniform_mix = uniform_mix
+        self.balance = balance
         self.weighting = weighting
         self.fit_intercept = fit_intercept
         self.alpha = alpha
@@ -265,6 +282,19 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         # NaN and infinity itself: no separate scan of a dense X.
         X = validate_rows(self, X, finite_by_gram=groups is None)
         refuse_distributed_groups(X, groups)
+        local = self.balance == "local"
+        if local and (
+            self.sampling != "pivotal"
+            or groups is not None
+            or getattr(X, "distributed", False)
+        ):
+            raise ValueError(
+                "balance='local' needs sampling='pivotal' and runs centralized "
+                "only for now (not with groups or a Dask array); got "
+                f"sampling={self.sampling!r}"
+                + (", groups" if groups is not None else "")
+                + ". Pass balance='tree' (the default) there."
+            )
         progress(describe(X))
         X = progress.watch(X)
         n_selected = resolve_budget(self.budget, X.shape[0])
@@ -307,7 +337,17 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
                     X, self.fit_intercept, self.alpha
                 )
             progress("leverage scores")
-            if not on_workers:
+            if local and order is not None:
+                terms = inclusion_terms(scores, n_selected, self.uniform_mix)
+                selection = local_pivotal_select(
+                    X,
+                    inclusion_from_terms(scores, terms),
+                    self.whitener_,
+                    self.fit_intercept,
+                    order,
+                    rng,
+                )
+            elif not on_workers:
                 selection = select_rows(
                     X,
                     scores,
