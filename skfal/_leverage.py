@@ -77,7 +77,7 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         neighbours, each open row competes with its nearest open row in the
         whitened space of ``whitener_`` (the local pivotal method of
         Grafström, Lundström and Schelin, 2012, within buckets of 64 open
-        rows; :mod:`skfal._balance`); the same inclusion probabilities, a
+        rows; ``skfal/_balance.py``); the same inclusion probabilities, a
         better spread sample: it saved more labels than ``"tree"`` on the
         benchmark's eight tables (see the user guide). Centralized only
         for now (not with ``groups`` or a Dask array).
