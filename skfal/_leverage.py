@@ -283,18 +283,10 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         X = validate_rows(self, X, finite_by_gram=groups is None)
         refuse_distributed_groups(X, groups)
         local = self.balance == "local"
-        if local and (
-            self.sampling != "pivotal"
-            or groups is not None
-            or getattr(X, "distributed", False)
-        ):
-            raise ValueError(
-                "balance='local' needs sampling='pivotal' and runs centralized "
-                "only for now (not with groups or a Dask array); got "
-                f"sampling={self.sampling!r}"
-                + (", groups" if groups is not None else "")
-                + ". Pass balance='tree' (the default) there."
-            )
+        if local and (groups is not None or getattr(X, "distributed", False)):
+            self._refuse_local_balance("groups or a Dask array")
+        if local and self.sampling != "pivotal":
+            self._refuse_local_balance(f"sampling={self.sampling!r}")
         progress(describe(X))
         X = progress.watch(X)
         n_selected = resolve_budget(self.budget, X.shape[0])
@@ -381,6 +373,12 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         self.rank_ = self.whitener_.shape[1]
         return federation
 
+    def _refuse_local_balance(self, where):
+        raise ValueError(
+            "balance='local' needs sampling='pivotal' and runs centralized "
+            f"only for now; got {where}. Pass balance='tree' (the default) there."
+        )
+
     def _fit_federated(self, transport, n_features, rng):
         """The server's side of a federated fit, over any transport.
 
@@ -389,6 +387,8 @@ class LeverageScoreSampler(DocLinkMixin, SamplerMixin, BaseEstimator):
         (not ``whitener_``, which only the clients hold). Returns each
         client's number of rows.
         """
+        if self.balance == "local":  # over any transport (skfal.flower too)
+            self._refuse_local_balance("a federated fit")
         common = dict(
             n_features=n_features, intercept=self.fit_intercept, alpha=self.alpha
         )
