@@ -272,6 +272,16 @@ def _weighted_fit(template, X, y, w, weighted=True):
     return model.fit(X, y, sample_weight=w)
 
 
+def _pool_size(estimator):
+    """The number of rows the estimator was fitted on, where it says
+    (its or its sampler's per-row ``scores_``); ``None`` otherwise."""
+    for holder in (estimator, getattr(estimator, "sampler_", None)):
+        scores = getattr(holder, "scores_", None)
+        if scores is not None and hasattr(scores, "shape"):
+            return int(scores.shape[0])
+    return None
+
+
 def _sampling_of(sampler):
     params = sampler.get_params(deep=False) if hasattr(sampler, "get_params") else {}
     return params.get("sampling", "iid")
@@ -416,6 +426,7 @@ def _per_row_scorer(scoring, classifier):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "nested": [Interval(Integral, 0, None, closed="left")],
         "min_other_rows": [Interval(Integral, 1, None, closed="left")],
+        "allow_disclosure": ["boolean"],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -434,6 +445,7 @@ def estimate_error(
     n_neighbors=3,
     nested=5,
     min_other_rows=5,
+    allow_disclosure=False,
     random_state=None,
 ):
     """Estimate a fitted model's error on the whole pool, with an interval.
@@ -520,6 +532,17 @@ def estimate_error(
         error naming the largest ``cv`` that fits. Lower it only against
         clients that may see other clients' per-row losses and rows (see
         :doc:`/threat_model`).
+    allow_disclosure : bool, default=False
+        Over clients only, and required there: the estimate runs only when
+        set. Every client holds the Gram matrix of each fold model's
+        training rows and decodes per-fold sums of held-out losses, over
+        every client's bought rows. ``min_other_rows`` bounds what one
+        client reads in one call, but two colluding clients, the server
+        with one client over repeated calls, or one client with many
+        nested repeats can solve these sums for other clients' bought rows,
+        labels and weights (an attacker's review did all three; see
+        :doc:`/threat_model`). Set ``True`` only where the clients may learn
+        each other's bought rows.
     random_state : int, RandomState instance or None, default=None
         Controls the folds.
 
@@ -590,10 +613,12 @@ def estimate_error(
             "at least 4 (cross-fitting holds some out, the variance needs "
             "several). Buy more labels (raise the budget)."
         )
-    if rows.max() >= n_samples:
+    fitted = _pool_size(estimator)
+    if rows.max() >= n_samples or fitted not in (None, n_samples):
         raise ValueError(
-            f"The estimator bought row {int(rows.max())}, but X has {n_samples} "
-            "rows: pass the pool the estimator was fitted on."
+            f"The estimator was fitted on a pool of {fitted or 'more'} rows "
+            f"(it bought row {int(rows.max())}), but X has {n_samples} rows: "
+            "pass the pool the estimator was fitted on."
         )
     from skfal._active import _is_missing  # NaN, None, pd.NA or pd.NaT
 
@@ -618,6 +643,15 @@ def estimate_error(
     repeats = nested if n_folds >= 3 else 0
     over_clients = _federated_fit(estimator, groups)
     atoms = None
+    if over_clients and not allow_disclosure:
+        raise ValueError(
+            "Over clients, every client would hold the fold models' Gram "
+            "matrices and the per-fold sums of held-out losses over all "
+            "clients' bought rows, from which colluding parties can solve for "
+            "other clients' bought rows and labels (docs/threat_model.rst). "
+            "Pass allow_disclosure=True if the clients may learn them, or "
+            "estimate the error where the labels are held together."
+        )
     if over_clients:
         owner, n_clients = _owners(groups, rows, n_samples)
         atoms = _client_atoms(owner, n_clients, min_other_rows, n_folds, rng)

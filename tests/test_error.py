@@ -368,7 +368,9 @@ def test_federated_equals_centralized(monkeypatch):
     monkeypatch.setattr(error_module, "_plan", recorded)
     common = dict(cv=4, nested=1, random_state=0)
     federated = {
-        v: estimate_error(reg, X, y_bought, groups=groups, variance=v, **common)
+        v: estimate_error(
+            reg, X, y_bought, groups=groups, allow_disclosure=True, variance=v, **common
+        )
         for v in ("hajek", "local")
     }
     # The same plans, centrally (groups: the local variance within clients).
@@ -377,7 +379,7 @@ def test_federated_equals_centralized(monkeypatch):
     for v, plan in zip(("hajek", "local"), plans, strict=True):
         monkeypatch.setattr(error_module, "_plan", lambda *a, p=plan: p)
         central[v] = estimate_error(
-            reg, X, y_bought, groups=groups, variance=v, **common
+            reg, X, y_bought, groups=groups, allow_disclosure=True, variance=v, **common
         )
     for v in ("hajek", "local"):
         assert federated[v].held_out is None  # the server never sees a loss
@@ -406,10 +408,12 @@ def test_federated_equals_centralized(monkeypatch):
     monkeypatch.undo()
     scorer = make_scorer(mean_absolute_error, greater_is_better=False)
     with pytest.raises(ValueError, match="Over clients, scoring must be"):
-        estimate_error(reg, X, y_bought, groups=groups, scoring=scorer, cv=4)
+        estimate_error(
+            reg, X, y_bought, groups=groups, allow_disclosure=True, scoring=scorer, cv=4
+        )
     reg.set_params(training="local")
     with pytest.raises(ValueError, match="training='local'"):
-        estimate_error(reg, X, y_bought, groups=groups, cv=4)
+        estimate_error(reg, X, y_bought, groups=groups, allow_disclosure=True, cv=4)
 
 
 def _read_other_rows(monkeypatch, reg, X, y_bought, groups, **kwargs):
@@ -436,7 +440,9 @@ def _read_other_rows(monkeypatch, reg, X, y_bought, groups, **kwargs):
 
     monkeypatch.setattr(protocol, "from_sums", decoded)
     kept = keep_client_states(monkeypatch)
-    estimate_error(reg, X, y_bought, groups=groups, random_state=0, **kwargs)
+    estimate_error(
+        reg, X, y_bought, groups=groups, allow_disclosure=True, random_state=0, **kwargs
+    )
     monkeypatch.undo()
     states = kept[-1]
     n_folds, repeats = kwargs["cv"], kwargs["nested"]
@@ -493,14 +499,19 @@ def test_a_client_reads_no_other_clients_held_out_loss(monkeypatch):
     assert counts.tolist() == [1, 1, 1, 1]
     np.testing.assert_allclose(read, truth, rtol=1e-6)
     with pytest.raises(ValueError, match="min_other_rows=5 .* buy more labels"):
-        estimate_error(reg, X, y_bought, groups=groups, cv=4, nested=1)
+        estimate_error(
+            reg, X, y_bought, groups=groups, allow_disclosure=True, cv=4, nested=1
+        )
 
     groups = np.random.RandomState(0).choice(3, size=600, p=[0.8, 0.1, 0.1])
     reg = FederatedActiveRegressor(budget=120, random_state=0)
     reg.fit(X, y, groups=groups)
     y_bought = np.where(np.isin(np.arange(600), reg.sample_indices_), y, np.nan)
     with pytest.raises(ValueError, match="too few for cv=10 folds: lower cv to"):
-        estimate_error(reg, X, y_bought, groups=groups)
+        estimate_error(reg, X, y_bought, groups=groups, allow_disclosure=True)
+    # Not without the caller accepting what the clients learn (below).
+    with pytest.raises(ValueError, match="allow_disclosure=True"):
+        estimate_error(reg, X, y_bought, groups=groups, cv=4, nested=2)
     counts, read, _ = _read_other_rows(
         monkeypatch, reg, X, y_bought, groups, cv=4, nested=2
     )
@@ -529,7 +540,14 @@ def test_the_server_learns_the_estimate_and_no_fold_sum():
     X, y_bought, groups, reg = _federated_case()
     with transcript() as messages:
         result = estimate_error(
-            reg, X, y_bought, groups=groups, cv=4, nested=5, random_state=0
+            reg,
+            X,
+            y_bought,
+            groups=groups,
+            allow_disclosure=True,
+            cv=4,
+            nested=5,
+            random_state=0,
         )
     n_sums = sums_size(n_fractions=2, repeats=5, n_folds=4)
     assert n_sums == 255
@@ -583,7 +601,14 @@ def test_the_server_sees_only_masked_sums_and_no_fold_model(monkeypatch):
     kept = keep_client_states(monkeypatch)
     with transcript() as messages:
         result = estimate_error(
-            reg, X, y_bought, groups=groups, cv=4, nested=1, random_state=0
+            reg,
+            X,
+            y_bought,
+            groups=groups,
+            allow_disclosure=True,
+            cv=4,
+            nested=1,
+            random_state=0,
         )
     up = [m for m in messages if m.receiver == "server"]
     assert "model_release" not in {m.phase for m in up}
@@ -628,3 +653,90 @@ def test_the_server_driver_refuses_a_plan_that_singles_out_rows():
     part = _Model(model.train[1:], *model[1:])
     with pytest.raises(ValueError, match="part of a group"):
         check_private_plan(plan._replace(models=[part]), owner, 3, 5)
+
+
+def test_two_colluding_clients_read_a_third_clients_rows_if_disclosure_is_allowed(
+    monkeypatch,
+):
+    # What allow_disclosure accepts, performed: every client keeps each
+    # fold model's R factor (global training's broadcast), hence the
+    # weighted Gram matrix of [1, x, y] over the model's training rows of
+    # all clients. Clients 0 and 1 pool theirs and subtract their own rows:
+    # what is left is client 2's part, and a fold that holds one row of
+    # client 2 gives that row's features and label exactly, although each
+    # of them alone sees min_other_rows=5 rows of the others in every
+    # group. This is why the federated estimate is refused by default (the
+    # threat model's "estimate_error" section names this test).
+    from skfal._federated import CLIENT_STEPS
+
+    sizes = [1000, 1000, 150]
+    rng = np.random.RandomState(0)
+    n, d = sum(sizes), 3
+    X = rng.standard_normal((n, d))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(n)
+    groups = np.repeat(np.arange(3), sizes)
+    reg = FederatedActiveRegressor(budget=60, random_state=0).fit(X, y, groups=groups)
+    bought = np.asarray(reg.sample_indices_)
+    y_bought = np.where(np.isin(np.arange(n), bought), y, np.nan)
+    seen = {0: [], 1: []}
+    solve = CLIENT_STEPS["train_solve"]
+
+    def spy(state, config, *arrays):
+        out = solve(state, config, *arrays)
+        if state["client"] in seen and "errfit_indices" in state:
+            keys = ("train_r", "x_mean", "errfit_indices", "errfit_weights")
+            kept = {k: np.array(state[k]) for k in keys}
+            kept["labels"] = np.array(state["errfit_labels"])
+            seen[state["client"]].append(kept)
+        return out
+
+    monkeypatch.setitem(CLIENT_STEPS, "train_solve", spy)
+    estimate_error(
+        reg, X, y_bought, groups=groups, cv=6, nested=0, random_state=0,
+        allow_disclosure=True,
+    )  # fmt: skip
+
+    def foreign_gram(m):  # client 2's part of model m's training Gram
+        first = seen[0][m]
+        G = first["train_r"].T @ first["train_r"]
+        A = np.eye(d + 2)
+        A[0, 1 : d + 1] = -first["x_mean"]
+        A_inv = np.linalg.inv(A)
+        G = A_inv.T @ G @ A_inv
+        for c in seen:
+            mine = seen[c][m]
+            rows = X[groups == c][mine["errfit_indices"]]
+            Z = np.column_stack([np.ones(len(rows)), rows, mine["labels"]])
+            G = G - (Z * mine["errfit_weights"][:, None]).T @ Z
+        return G
+
+    n_folds = len(seen[0]) // 2
+    parts = [foreign_gram(2 * k + 1) for k in range(n_folds)]
+    every = sum(parts) / (n_folds - 1)
+    victims = bought[groups[bought] == 2]
+    read = 0
+    for part in parts:
+        left_out = every - part  # client 2's rows in the held-out fold
+        top = np.linalg.eigvalsh(every)[-1]
+        if np.sum(np.linalg.eigvalsh(left_out) > 1e-9 * top) != 1:
+            continue
+        z = left_out[0] / left_out[0, 0]
+        row = victims[np.argmin(np.abs(X[victims] - z[1 : d + 1]).sum(axis=1))]
+        assert np.allclose(z[1 : d + 1], X[row], atol=1e-6)
+        assert np.isclose(z[-1], y[row], atol=1e-6)
+        read += 1
+    assert read >= 2  # the review read all 5 of client 2's bought rows
+
+
+def test_a_pool_other_than_the_fitted_one_is_a_clear_error():
+    # The bought rows are positions in the pool the estimator was fitted
+    # on; a shorter X whose length still holds them gave an estimate over
+    # the wrong pool, silently. Catches the check of the pool's length.
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((200, 3))
+    y = X @ [1.0, 2.0, 3.0] + rng.standard_normal(200)
+    reg = FederatedActiveRegressor(budget=30, random_state=0).fit(X, y)
+    y_bought = np.where(np.isin(np.arange(200), reg.sample_indices_), y, np.nan)
+    last = int(reg.sample_indices_.max())
+    with pytest.raises(ValueError, match="fitted on a pool of 200 rows"):
+        estimate_error(reg, X[: last + 1], y_bought[: last + 1])
