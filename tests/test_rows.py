@@ -470,10 +470,10 @@ def test_one_hot_rank_deficiency_is_decided_on_the_exact_gram(intercept):
 def test_dask_array_without_a_cluster_selects_as_in_memory():
     # Without a distributed Client a Dask array's chunks are processed by
     # dask's local scheduler, with the in-memory arithmetic on each chunk
-    # (tests/test_dask.py runs them on a cluster). I.i.d. draws gather the
-    # scores and draw the in-memory rows; the pivotal tournament runs per
-    # chunk (same law, other rows: tests/test_dask.py checks the law), on
-    # the in-memory scores.
+    # (tests/test_dask.py runs them on a cluster). I.i.d. draws and the
+    # pivotal tournament run per chunk, on the in-memory scores: the same
+    # law, other rows (tests/test_dask.py checks the laws:
+    # test_iid_on_chunks_keeps_the_law and the pivotal one).
     da = pytest.importorskip("dask.array")
     X, y, _ = _table()
     lazy = da.from_array(X, chunks=(400, X.shape[1]))
@@ -481,8 +481,14 @@ def test_dask_array_without_a_cluster_selects_as_in_memory():
         LeverageScoreSampler(budget=40, sampling="iid", random_state=0),
         SensitivitySampler(budget=50, sampling="iid", random_state=0),
     ]:
-        expected = estimator.fit(X).sample_indices_.copy()
-        assert np.array_equal(estimator.fit(lazy).sample_indices_, expected)
+        expected = np.asarray(estimator.fit(X).scores_).copy()
+        fitted = estimator.fit(lazy)
+        if isinstance(estimator, LeverageScoreSampler):
+            # (the sensitivity scores come from another subsample's centres)
+            assert np.allclose(np.asarray(fitted.scores_), expected, rtol=1e-12)
+        rows = fitted.sample_indices_
+        assert np.unique(rows).shape == rows.shape == (estimator.budget,)
+        assert np.all(fitted.sample_weight_ > 0)
     pivotal = LeverageScoreSampler(budget=40, random_state=0)
     expected = pivotal.fit(X).scores_.copy()
     assert np.allclose(np.asarray(pivotal.fit(lazy).scores_), expected, rtol=1e-12)
