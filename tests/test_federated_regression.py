@@ -167,3 +167,47 @@ def test_one_client_holding_a_single_label_is_warned_that_it_gives_it_away():
     clients = clients_data([0, 1], d=2, seed=7)
     with pytest.warns(UserWarning, match="gives that row's label away"):
         run_global_training(clients, np.random.RandomState(0), Channel())
+
+
+def test_each_training_rotates_its_system_afresh(monkeypatch):
+    # The server factors each training's rotated system; two trainings over
+    # one federation (an adaptive fit's pilot and final model, estimate_error's
+    # fold models) under one rotation would give it their R factors in one
+    # frame, where their differences single out the rows one training has
+    # and the other lacks. Each training draws its own rotation from the
+    # group secret (a fresh public id in the HKDF purpose), and every client
+    # of a training draws the same one. Catches the id dropped from the
+    # purpose (one rotation per federation, as it was).
+    from skfal._federated import _regression
+    from skfal._federated._transport import simulated_federation
+
+    drawn = []
+    real = _regression.client_shared_rotation
+
+    def spy(n_columns, rng):
+        drawn.append(real(n_columns, rng))
+        return drawn[-1]
+
+    monkeypatch.setattr(_regression, "client_shared_rotation", spy)
+    clients = clients_data([20, 15, 9])
+    X = np.concatenate([c[0] for c in clients])
+    rows = np.split(np.arange(X.shape[0]), [20, 35])
+    transport = simulated_federation(X, rows, 0, Channel())
+    for state, (_, y_l, w) in zip(transport.states, clients, strict=True):
+        state["labels"] = y_l
+        state["selection_indices"] = np.arange(y_l.shape[0])
+        state["selection_weights"] = w
+    labeled = {c: rows[c].shape[0] for c in range(3)}
+    models = [
+        _regression.global_training(transport, labeled, n_features=4) for _ in range(2)
+    ]
+    coef, intercept = weighted_least_squares(*stacked(clients), 0.0, True)
+    for result in models:
+        assert np.allclose(result.model.coef, coef, rtol=1e-9)
+        assert result.model.intercept == pytest.approx(intercept, rel=1e-9)
+    # 3 clients x (factor, solve) per training: one rotation per training.
+    first, second = drawn[:6], drawn[6:]
+    assert len(second) == 6
+    assert all(np.array_equal(q, first[0]) for q in first)
+    assert all(np.array_equal(q, second[0]) for q in second)
+    assert not np.allclose(first[0], second[0])

@@ -107,7 +107,9 @@ def test_label_attack_by_the_server_and_a_colluding_client(
         unmask_nothing(monkeypatch)
     y, uploads, colluder = labeled_census(client_states)
     scales, bounds = colluder["train_scales"], colluder["share_bounds"]
-    rotation = _regression._training_rotation(colluder, scales.size)
+    rotation = _regression._training_rotation(
+        colluder, scales.size, colluder["train_id"][0]
+    )
     found = 0
     for c in range(40):
         rows = gram_rows(uploads[f"client {c}"], bounds, scales.size)
@@ -210,7 +212,9 @@ def test_a_colluding_client_reads_no_label_off_the_summed_stack(client_states):
     scales = colluder["train_scales"]
     rows = gram_rows(total, colluder["share_bounds"], scales.size)
     assert rows.shape == (scales.size, scales.size)
-    rotation = _regression._training_rotation(colluder, scales.size)
+    rotation = _regression._training_rotation(
+        colluder, scales.size, colluder["train_id"][0]
+    )
     systems = np.ldexp(rows @ rotation.T, scales)
     ratios = systems[:, -1] / np.where(systems[:, 0] == 0, 1.0, systems[:, 0])
     assert sum(np.isclose(ratios, label, rtol=1e-6).any() for label in y[:40]) <= 1
@@ -244,7 +248,7 @@ def test_each_client_learns_the_training_gram_matrix_so_one_of_two_learns_the_ot
     # from client 0's state and the server's broadcast, against the other
     # client's rows computed from the data.
     X, y, groups, reg, me, r_units = two_clients(client_states, "global")
-    rotation = _regression._training_rotation(me, r_units.shape[1])
+    rotation = _regression._training_rotation(me, r_units.shape[1], me["train_id"][0])
     unrotated = np.ldexp(r_units, me["share_bounds"]) @ rotation.T
     scales = np.ldexp(1.0, me["train_scales"])
     gram = scales[:, None] * (unrotated.T @ unrotated) * scales
@@ -483,7 +487,9 @@ def test_server_view_is_the_same_when_clients_swap_their_rows(monkeypatch):
     # is uniform words in both. So the server cannot tell which client holds
     # what. Catches client_mask replaced by the identity (the uploads are
     # then plain fixed point: sign-extended high bits, not uniform).
-    monkeypatch.setattr(_secure, "fresh_bytes", lambda n: np.zeros(n, np.uint8))
+    zeros = lambda n: np.zeros(n, np.uint8)  # noqa: E731
+    monkeypatch.setattr(_secure, "fresh_bytes", zeros)
+    monkeypatch.setattr(_regression, "fresh_bytes", zeros)  # the training id
     rng = np.random.RandomState(4)
     X = rng.standard_normal((90, 3))
     y = rng.standard_normal(90)

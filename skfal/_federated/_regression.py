@@ -60,6 +60,7 @@ from skfal._adaptive import (
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._secure import (
     client_decode,
+    fresh_bytes,
     key_agreement,
     secure_bounds,
     secure_stack,
@@ -179,6 +180,7 @@ STATE = {
     "train_system": "float64 (m_i, d + 2): S [1, X - x_bar, y] of its rows",
     "train_scales": "int64 (d + 2,): the common column scales",
     "train_factor": "float64 (h_i, d + 2): R of its rotated system",
+    "train_id": "int64 (1,): the server's public id of the last training",
     "local_share": "float64 (d + 2,): n_i [coef_i, intercept_i, 1]",
     "train_r": "float64 (d + 2, d + 2): R of the global weighted system",
     "scale_sums_small": "float64 (p, p + 1): the scale model's normal equations",
@@ -217,11 +219,16 @@ def _labels(state, config):
     return state[rows + "_labels"]
 
 
-def _training_rotation(state, n_columns):
-    """The clients' shared Haar rotation of the training system (its own
-    draw of the group secret, not the leverage protocol's ``Q``)."""
-    rng = shared_generator(state["group_secret"], f"training rotation {n_columns}")
-    return client_shared_rotation(n_columns, rng)
+def _training_rotation(state, n_columns, training):
+    """The clients' shared Haar rotation of one training's system: its own
+    draw of the group secret (not the leverage protocol's ``Q``), fresh for
+    each training (``training``: the server's public id of it), so the R
+    factors of two trainings over one federation are not under one
+    rotation."""
+    purpose = f"training rotation {n_columns} {int(training)}"
+    return client_shared_rotation(
+        n_columns, shared_generator(state["group_secret"], purpose)
+    )
 
 
 def _released(state, coef, intercept):
@@ -282,7 +289,8 @@ def step_train_factor(state, config):
     """Global training, 2 (end): keep the R factor of the equilibrated,
     rotated system."""
     system = state["train_system"]
-    rotation = _training_rotation(state, system.shape[1])
+    state["train_id"] = np.array([config["training"]], dtype=np.int64)
+    rotation = _training_rotation(state, system.shape[1], config["training"])
     state["train_factor"] = client_rotated_factor(
         system, state["train_scales"], rotation
     )
@@ -293,7 +301,7 @@ def step_train_solve(state, config, r_units):
     """Global training, 4: the model from the broadcast ``R``; kept, and
     replied when the client releases it."""
     scales = state["train_scales"]
-    rotation = _training_rotation(state, scales.shape[0])
+    rotation = _training_rotation(state, scales.shape[0], config["training"])
     x_mean = state["x_mean"] if config["intercept"] else None
     r = client_unrotated_r(
         r_units, state["share_bounds"], rotation, scales, state["train_scales_zero"]
@@ -705,7 +713,9 @@ def global_training(
         "train_scales",
         everyone,
     )
-    transport.tell("train_factor", "scales", clients=active)
+    # A public id of this training: its rotation is drawn for it alone.
+    training = {"training": int.from_bytes(bytes(fresh_bytes(7)), "little")}
+    transport.tell("train_factor", "scales", config=training, clients=active)
     heights = {c: np.array([min(labeled[c], n_columns)]) for c in everyone}
     units = secure_stack(transport, heights, "masked_system", "train_factor", everyone)
     masked = server_factor(units)
@@ -713,7 +723,7 @@ def global_training(
         "train_solve",
         "masked_model",
         broadcast=(masked,),
-        config={**config, "alpha": float(alpha)},
+        config={**config, **training, "alpha": float(alpha)},
         reply_phase="model_release",
     )
     return _server_model(replies, masked)
