@@ -175,7 +175,7 @@ def test_each_training_rotates_its_system_afresh(monkeypatch):
     # fold models) under one rotation would give it their R factors in one
     # frame, where their differences single out the rows one training has
     # and the other lacks. Each training draws its own rotation from the
-    # group secret (a fresh public id in the HKDF purpose), and every client
+    # group secret (its public number in the HKDF purpose), and every client
     # of a training draws the same one. Catches the id dropped from the
     # purpose (one rotation per federation, as it was).
     from skfal._federated import _regression

@@ -487,9 +487,7 @@ def test_server_view_is_the_same_when_clients_swap_their_rows(monkeypatch):
     # is uniform words in both. So the server cannot tell which client holds
     # what. Catches client_mask replaced by the identity (the uploads are
     # then plain fixed point: sign-extended high bits, not uniform).
-    zeros = lambda n: np.zeros(n, np.uint8)  # noqa: E731
-    monkeypatch.setattr(_secure, "fresh_bytes", zeros)
-    monkeypatch.setattr(_regression, "fresh_bytes", zeros)  # the training id
+    monkeypatch.setattr(_secure, "fresh_bytes", lambda n: np.zeros(n, np.uint8))
     rng = np.random.RandomState(4)
     X = rng.standard_normal((90, 3))
     y = rng.standard_normal(90)

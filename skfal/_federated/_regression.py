@@ -60,7 +60,6 @@ from skfal._adaptive import (
 from skfal._federated._masks import client_shared_rotation
 from skfal._federated._secure import (
     client_decode,
-    fresh_bytes,
     key_agreement,
     secure_bounds,
     secure_stack,
@@ -713,8 +712,12 @@ def global_training(
         "train_scales",
         everyone,
     )
-    # A public id of this training: its rotation is drawn for it alone.
-    training = {"training": int.from_bytes(bytes(fresh_bytes(7)), "little")}
+    # A public id of this training, its number over this transport: its
+    # rotation is drawn for it alone (the group secret, fresh in every fit,
+    # makes the rotations of two fits differ; a federation of one, whose
+    # secret is fixed, stays reproducible bit for bit).
+    training = {"training": int(getattr(transport, "trainings", 0))}
+    transport.trainings = training["training"] + 1
     transport.tell("train_factor", "scales", config=training, clients=active)
     heights = {c: np.array([min(labeled[c], n_columns)]) for c in everyone}
     units = secure_stack(transport, heights, "masked_system", "train_factor", everyone)
